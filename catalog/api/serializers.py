@@ -1,0 +1,65 @@
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from rest_framework import serializers
+
+from config.serializers import ModelCleanMixin
+
+from ..models import Finding, Tag
+
+
+class FindingSerializer(ModelCleanMixin, serializers.ModelSerializer):
+    tags = serializers.ListField(
+        child=serializers.CharField(max_length=60), required=False, default=list
+    )
+    owner = serializers.PrimaryKeyRelatedField(
+        queryset=get_user_model().objects.all(), required=False, allow_null=True
+    )
+
+    class Meta:
+        model = Finding
+        fields = [
+            "id", "title", "summary", "description", "ml_model", "model_version", "dataset",
+            "slice", "evidence", "severity", "risk_category", "status", "status_note",
+            "harms", "affected_stakeholders", "policy_reference", "lesson", "remaining_gaps",
+            "tags", "owner", "reporter", "is_key_lesson", "created_at", "updated_at",
+        ]
+        read_only_fields = [
+            "status", "status_note", "reporter", "is_key_lesson", "created_at", "updated_at",
+        ]
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        data["tags"] = sorted(t.name for t in instance.tags.all())
+        return data
+
+    def validate_evidence(self, value):
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Evidence must be a JSON object.")
+        return value
+
+    def validate_slice(self, value):
+        if not isinstance(value, list):
+            raise serializers.ValidationError("A slice is a list of predicates.")
+        return value
+
+    @transaction.atomic
+    def create(self, validated):
+        names = validated.pop("tags", [])
+        finding = Finding.objects.create(reporter=self.context["request"].user, **validated)
+        finding.tags.set(Tag.from_names(names))
+        return finding
+
+    @transaction.atomic
+    def update(self, instance, validated):
+        names = validated.pop("tags", None)
+        finding = super().update(instance, validated)
+        if names is not None:
+            finding.tags.set(Tag.from_names(names))
+        return finding
+
+
+class TagSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Tag
+        fields = ["id", "name", "slug"]
+        read_only_fields = ["slug"]

@@ -1,0 +1,210 @@
+"""Findings: the catalog's lessons, with their slice, evidence, status and tags."""
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.text import slugify
+
+from .choices import FindingStatus, RiskCategory, Severity
+from .roles import CONTRIBUTOR, REVIEWER, has_role
+from .workflow import SYSTEM, TransitionError, transition
+
+
+class Tag(models.Model):
+    name = models.CharField(max_length=60, unique=True)
+    slug = models.SlugField(max_length=60, unique=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def save(self, *args, **kwargs):
+        if not self.slug:
+            self.slug = slugify(self.name)[:60] or "tag"
+        super().save(*args, **kwargs)
+
+    @classmethod
+    def from_names(cls, names):
+        """The tags with these names, created where missing (names are trimmed, lowercased)."""
+        tags = []
+        for raw in names:
+            name = str(raw).strip().lower()[:60]
+            if name:
+                tags.append(cls.objects.get_or_create(name=name)[0])
+        return tags
+
+
+class FindingQuerySet(models.QuerySet):
+    def search(self, q):
+        """Findings whose text mentions every word of `q` (simple, portable search)."""
+        for word in (q or "").split():
+            self = self.filter(
+                Q(title__icontains=word)
+                | Q(summary__icontains=word)
+                | Q(description__icontains=word)
+                | Q(lesson__icontains=word)
+                | Q(tags__name__iexact=word)
+            )
+        return self.distinct() if q else self
+
+    def open(self):
+        return self.exclude(status__in=[FindingStatus.RESOLVED, FindingStatus.ACCEPTED_RISK])
+
+
+# (from, to) -> who may take the transition: a role name, "system", or a tuple of them.
+FINDING_TRANSITIONS = {
+    (FindingStatus.OPEN, FindingStatus.REMEDIATING): (CONTRIBUTOR, REVIEWER),
+    (FindingStatus.REMEDIATING, FindingStatus.RESOLVED): REVIEWER,
+    (FindingStatus.RESOLVED, FindingStatus.REGRESSED): SYSTEM,
+    (FindingStatus.REGRESSED, FindingStatus.REMEDIATING): (CONTRIBUTOR, REVIEWER),
+    (FindingStatus.OPEN, FindingStatus.ACCEPTED_RISK): REVIEWER,
+    (FindingStatus.REMEDIATING, FindingStatus.ACCEPTED_RISK): REVIEWER,
+    (FindingStatus.REGRESSED, FindingStatus.ACCEPTED_RISK): REVIEWER,
+}
+
+
+def actor_may(who, by):
+    """Whether `by` (a user, or SYSTEM) fits the rule's actor kind(s)."""
+    kinds = (who,) if isinstance(who, str) else who
+    if by == SYSTEM:
+        return SYSTEM in kinds
+    return any(kind != SYSTEM and has_role(by, kind) for kind in kinds)
+
+
+class Finding(models.Model):
+    title = models.CharField(max_length=200)
+    summary = models.CharField(max_length=500, blank=True)
+    description = models.TextField(blank=True)
+    ml_model = models.ForeignKey("probes.MLModel", on_delete=models.PROTECT, related_name="findings")
+    model_version = models.ForeignKey(
+        "probes.ModelVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="findings",
+        help_text="The version on which the problem was discovered (the probes' baseline).",
+    )
+    dataset = models.ForeignKey(
+        "probes.Dataset", null=True, blank=True, on_delete=models.PROTECT, related_name="findings"
+    )
+    slice = models.JSONField(default=list, blank=True)
+    evidence = models.JSONField(default=dict, blank=True)
+    severity = models.CharField(max_length=10, choices=Severity.choices, default=Severity.MEDIUM)
+    risk_category = models.CharField(
+        max_length=20, choices=RiskCategory.choices, default=RiskCategory.RELIABILITY
+    )
+    harms = models.TextField(blank=True)
+    affected_stakeholders = models.TextField(blank=True)
+    policy_reference = models.CharField(max_length=200, blank=True)
+    lesson = models.TextField("lesson learned", blank=True)
+    remaining_gaps = models.TextField(blank=True)
+    tags = models.ManyToManyField(Tag, blank=True, related_name="findings")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="owned_findings",
+    )
+    reporter = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="reported_findings",
+    )
+    status = models.CharField(
+        max_length=20, choices=FindingStatus.choices, default=FindingStatus.OPEN, db_index=True
+    )
+    status_note = models.TextField(blank=True, help_text="Justification of the current status.")
+    is_key_lesson = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = FindingQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        permissions = [("review_finding", "Can resolve findings, accept risks, mark key lessons")]
+
+    def __str__(self):
+        return self.title
+
+    def get_absolute_url(self):
+        return reverse("catalog:finding_detail", args=[self.pk])
+
+    def clean(self):
+        """The slice must fit the dataset's schema; the version must belong to the model."""
+        from probes import engine
+
+        if self.model_version_id and self.ml_model_id:
+            if self.model_version.ml_model_id != self.ml_model_id:
+                raise ValidationError(
+                    {"model_version": f"{self.model_version} is not a version of {self.ml_model}."}
+                )
+        if self.slice and not self.dataset_id:
+            raise ValidationError({"dataset": "A slice needs the dataset it is defined on."})
+        if self.dataset_id:
+            try:
+                self.slice = engine.validate_slice(self.slice or [], self.dataset.schema)
+            except engine.ProbeDefinitionError as exc:
+                raise ValidationError({"slice": str(exc)}) from exc
+
+    @property
+    def slice_text(self):
+        return slice_to_text(self.slice)
+
+    def allowed_transitions(self, user):
+        """The target statuses `user` may move this finding to now."""
+        return [
+            to
+            for (frm, to), who in FINDING_TRANSITIONS.items()
+            if frm == self.status and actor_may(who, user)
+        ]
+
+    def transition_to(self, new, *, by, note=""):
+        """Move the finding through its workflow (see FINDING_TRANSITIONS).
+
+        Accepting a risk needs a justification (the note); it is kept on the finding.
+        """
+
+        def before_save(locked):
+            if new == FindingStatus.ACCEPTED_RISK:
+                if not note.strip():
+                    raise TransitionError("Accepting a risk needs a justification (note).")
+                locked.status_note = note.strip()
+
+        return transition(
+            self,
+            new,
+            by=by,
+            note=note,
+            rules=FINDING_TRANSITIONS,
+            label="finding",
+            check_actor=lambda locked, who, actor: actor_may(who, actor),
+            before_save=before_save,
+        )
+
+
+def slice_to_text(predicates):
+    """`age < 22 AND income <= 20000`; the empty slice is the whole dataset."""
+    if not predicates:
+        return "whole dataset"
+    parts = []
+    for p in predicates:
+        op, value = p.get("op"), p.get("value")
+        if op in ("is_null", "not_null"):
+            parts.append(f"{p.get('feature')} {'is null' if op == 'is_null' else 'is not null'}")
+        elif op == "between" and isinstance(value, (list, tuple)) and len(value) == 2:
+            parts.append(f"{value[0]} <= {p.get('feature')} <= {value[1]}")
+        elif op in ("in", "not_in"):
+            joined = ", ".join(str(v) for v in (value or []))
+            parts.append(f"{p.get('feature')} {'in' if op == 'in' else 'not in'} ({joined})")
+        else:
+            parts.append(f"{p.get('feature')} {op} {value}")
+    return " AND ".join(parts)

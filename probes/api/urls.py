@@ -1,0 +1,12 @@
+from rest_framework.routers import SimpleRouter
+
+from . import views
+
+router = SimpleRouter()
+router.register("ml-models", views.MLModelViewSet)
+router.register("datasets", views.DatasetViewSet)
+router.register("model-versions", views.ModelVersionViewSet)
+router.register("probes", views.ProbeViewSet)
+router.register("probe-runs", views.ProbeRunViewSet)
+router.register("reruns", views.RerunViewSet)
+urlpatterns = router.urls

@@ -1,0 +1,56 @@
+from django.db import models
+
+
+class Task(models.TextChoices):
+    BINARY = "binary", "Binary classification"
+    MULTICLASS = "multiclass", "Multiclass classification"
+
+
+class ArtifactFormat(models.TextChoices):
+    SKOPS = "skops", "skops"
+    PICKLE = "pickle", "pickle / joblib"
+
+
+class FileFormat(models.TextChoices):
+    CSV = "csv", "CSV"
+    PARQUET = "parquet", "Parquet"
+
+
+class ProbeKind(models.TextChoices):
+    SLICE_ERROR_RATE = "slice_error_rate", "Slice error rate"
+    SLICE_ERROR_GAP = "slice_error_gap", "Slice error gap"
+    MARGIN_DENSITY = "margin_density", "Margin density"
+    SLICE_METRIC = "slice_metric", "Slice metric"
+    SLICE_ECE = "slice_ece", "Slice calibration error (ECE)"
+    GROUP_DISPARITY = "group_disparity", "Group disparity"
+    PERTURBATION_FLIP_RATE = "perturbation_flip_rate", "Perturbation flip rate"
+    COUNTERFACTUAL_FLIP_RATE = "counterfactual_flip_rate", "Counterfactual flip rate"
+
+
+class Comparator(models.TextChoices):
+    LTE = "<=", "≤ threshold"
+    GTE = ">=", "≥ threshold"
+    NO_WORSE = "no_worse_than_baseline", "no worse than the baseline version"
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    PASSED = "passed", "Passed"
+    FAILED = "failed", "Failed"
+    INCONCLUSIVE = "inconclusive", "Inconclusive"
+    ERROR = "error", "Error"
+
+
+FINISHED_RUN_STATUSES = (
+    RunStatus.PASSED,
+    RunStatus.FAILED,
+    RunStatus.INCONCLUSIVE,
+    RunStatus.ERROR,
+)
+
+
+class Trigger(models.TextChoices):
+    REGISTRATION = "registration", "Registration of the version"
+    MANUAL = "manual", "Run now"
+    SCHEDULE = "schedule", "Nightly schedule"

@@ -1,0 +1,533 @@
+"""ML models, their versions, datasets, probes and probe runs.
+
+Model versions and datasets are immutable once stored: their files live under
+server-generated names and their sha256 is recorded at upload, checked again before every
+use. Domain operations (registering a version, storing a dataset, queuing a rerun) are
+methods here so that the web views, the API, the commands and the tasks call the same code.
+"""
+
+import platform
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models, transaction
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.text import slugify
+
+from remediation.audit import acting_as
+
+from .choices import (
+    FINISHED_RUN_STATUSES,
+    ArtifactFormat,
+    Comparator,
+    FileFormat,
+    ProbeKind,
+    RunStatus,
+    Task,
+    Trigger,
+)
+
+
+def _dataset_path(instance, filename):
+    return f"datasets/{uuid.uuid4().hex}.{instance.file_format or 'bin'}"
+
+
+def _artifact_path(instance, filename):
+    return f"artifacts/{uuid.uuid4().hex}.{instance.artifact_format or 'bin'}"
+
+
+def capture_environment():
+    """Library versions of the process that registers an artifact."""
+    import numpy
+    import pandas
+    import sklearn
+
+    return {
+        "python": platform.python_version(),
+        "scikit-learn": sklearn.__version__,
+        "numpy": numpy.__version__,
+        "pandas": pandas.__version__,
+    }
+
+
+class ImmutableFileMixin:
+    """Refuses to change the stored file or its hash once the row exists."""
+
+    immutable_fields = ()
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding and self.pk:
+            stored = type(self).objects.filter(pk=self.pk).values(*self.immutable_fields).first()
+            if stored:
+                for name in self.immutable_fields:
+                    value = getattr(self, name)
+                    value = value.name if hasattr(value, "name") else value
+                    if stored[name] != value:
+                        raise ValidationError(
+                            {name: f"{name} cannot change once stored; register a new one."}
+                        )
+        super().save(*args, **kwargs)
+
+
+class MLModel(models.Model):
+    name = models.CharField(max_length=120, unique=True)
+    slug = models.SlugField(max_length=120, unique=True)
+    description = models.TextField(blank=True)
+    task = models.CharField(max_length=20, choices=Task.choices, default=Task.BINARY)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "ML model"
+
+    def __str__(self):
+        return self.name
+
+    def save(self, *args, **kwargs):
+        if not self.slug:
+            self.slug = slugify(self.name)[:120]
+        super().save(*args, **kwargs)
+
+    def get_absolute_url(self):
+        return reverse("probes:mlmodel_detail", args=[self.slug])
+
+    @property
+    def latest_version(self):
+        return self.versions.order_by("-registered_at", "-pk").first()
+
+
+class Dataset(ImmutableFileMixin, models.Model):
+    immutable_fields = ("file", "sha256")
+
+    name = models.CharField(max_length=120)
+    version = models.CharField(max_length=40, default="1")
+    description = models.TextField(blank=True)
+    file = models.FileField(upload_to=_dataset_path)
+    file_format = models.CharField(max_length=10, choices=FileFormat.choices)
+    original_filename = models.CharField(max_length=255, blank=True)
+    target_column = models.CharField(max_length=200)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    size_bytes = models.BigIntegerField(default=0)
+    row_count = models.PositiveIntegerField()
+    # [{"name", "dtype", "kind", "sensitive", "ignored"}], in file order.
+    columns = models.JSONField(default=list)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name", "-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["name", "version"], name="dataset_unique_version")
+        ]
+
+    def __str__(self):
+        return f"{self.name} v{self.version}"
+
+    def get_absolute_url(self):
+        return reverse("probes:dataset_detail", args=[self.pk])
+
+    @property
+    def schema(self):
+        """{column: kind} for slice validation (kinds: numeric, categorical, boolean, datetime)."""
+        return {c["name"]: c["kind"] for c in self.columns}
+
+    @property
+    def column_names(self):
+        return [c["name"] for c in self.columns]
+
+    @property
+    def sensitive_columns(self):
+        return [c["name"] for c in self.columns if c.get("sensitive")]
+
+    @property
+    def ignored_columns(self):
+        return [c["name"] for c in self.columns if c.get("ignored")]
+
+    @property
+    def feature_columns(self):
+        return [
+            c["name"]
+            for c in self.columns
+            if c["name"] != self.target_column and not c.get("ignored")
+        ]
+
+    def read(self):
+        """The table as a DataFrame, after checking the stored hash."""
+        from .datasets import read_table
+        from .artifacts import sha256_of
+
+        path = self.file.path
+        actual = sha256_of(path)
+        if actual != self.sha256:
+            raise ValidationError(
+                f"dataset file sha256 mismatch: expected {self.sha256}, got {actual}"
+            )
+        return read_table(path, self.file_format)
+
+    @classmethod
+    def create_from_upload(
+        cls,
+        upload,
+        *,
+        name,
+        target_column,
+        by=None,
+        version="1",
+        description="",
+        sensitive_columns=(),
+        ignored_columns=(),
+    ):
+        """Check an uploaded table and store it.
+
+        1. Refuse files over UPLOAD_MAX_BYTES and empty files.
+        2. Detect CSV or Parquet by content (not by the name), parse it, refuse a table with
+           no rows or without the target column, or with unknown sensitive/ignored names.
+        3. Hash the bytes, infer the column schema, save the file under a generated name
+           and the row in one transaction; nothing is kept if any step fails.
+        """
+        from .datasets import DatasetError, inspect_upload
+
+        try:
+            info = inspect_upload(
+                upload,
+                target_column=target_column,
+                max_bytes=settings.UPLOAD_MAX_BYTES,
+                sensitive_columns=sensitive_columns,
+                ignored_columns=ignored_columns,
+            )
+        except DatasetError as exc:
+            raise ValidationError({exc.field: str(exc)}) from exc
+        if cls.objects.filter(name=name, version=version).exists():
+            raise ValidationError(
+                {"version": f"Dataset '{name}' already has a version '{version}'."}
+            )
+        dataset = cls(
+            name=name,
+            version=version,
+            description=description,
+            file_format=info.file_format,
+            original_filename=Path(getattr(upload, "name", "") or "").name[:255],
+            target_column=target_column,
+            sha256=info.sha256,
+            size_bytes=info.size_bytes,
+            row_count=info.row_count,
+            columns=info.columns,
+            uploaded_by=by,
+        )
+        with transaction.atomic():
+            upload.seek(0)
+            dataset.file.save("upload", upload, save=False)
+            try:
+                with acting_as(by):
+                    dataset.save()
+            except Exception:
+                dataset.file.delete(save=False)
+                raise
+        return dataset
+
+
+class ModelVersion(ImmutableFileMixin, models.Model):
+    immutable_fields = ("artifact", "artifact_sha256")
+
+    ml_model = models.ForeignKey(MLModel, on_delete=models.PROTECT, related_name="versions")
+    version = models.CharField(max_length=40)
+    artifact = models.FileField(upload_to=_artifact_path)
+    artifact_format = models.CharField(max_length=10, choices=ArtifactFormat.choices)
+    artifact_sha256 = models.CharField(max_length=64, db_index=True)
+    original_filename = models.CharField(max_length=255, blank=True)
+    training_dataset = models.ForeignKey(
+        Dataset, null=True, blank=True, on_delete=models.PROTECT, related_name="trained_versions"
+    )
+    notes = models.TextField(blank=True)
+    environment = models.JSONField(default=dict, blank=True)
+    registered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    registered_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["ml_model__name", "-registered_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["ml_model", "version"], name="modelversion_unique_version"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.ml_model.name} v{self.version}"
+
+    def get_absolute_url(self):
+        return reverse("probes:version_detail", args=[self.pk])
+
+    @classmethod
+    def register(
+        cls,
+        *,
+        ml_model,
+        version,
+        artifact,
+        by=None,
+        training_dataset=None,
+        notes="",
+        environment=None,
+        enqueue=True,
+    ):
+        """Register a trained artifact as a new version of an ML model.
+
+        1. Refuse a duplicate version, a file over the size limit, an empty file, and any
+           format but skops — unless pickle is enabled for this deployment and `by` is a
+           maintainer. The format is read from the bytes, never trusted from the name.
+        2. Hash the artifact, capture the library versions, save file and row together.
+        3. After the transaction commits, queue a rerun of every active probe of the ML
+           model on this version (the artifact is only ever loaded by a worker).
+        """
+        from catalog.roles import MAINTAINER, has_role
+
+        from .artifacts import detect_format, sha256_of
+
+        version = str(version).strip()
+        if not version:
+            raise ValidationError({"version": "A version name is required."})
+        if cls.objects.filter(ml_model=ml_model, version=version).exists():
+            raise ValidationError(
+                {"version": f"{ml_model.name} already has a version '{version}'."}
+            )
+        size = getattr(artifact, "size", None)
+        if size is None:
+            artifact.seek(0, 2)
+            size = artifact.tell()
+        if size == 0:
+            raise ValidationError({"artifact": "The artifact file is empty."})
+        if size > settings.UPLOAD_MAX_BYTES:
+            raise ValidationError(
+                {
+                    "artifact": f"The artifact is {size} bytes; the limit is "
+                    f"{settings.UPLOAD_MAX_BYTES} bytes."
+                }
+            )
+        artifact.seek(0)
+        head = artifact.read(1 << 20)
+        artifact.seek(0)
+        fmt = detect_format(head)
+        if fmt == "unknown":
+            raise ValidationError(
+                {
+                    "artifact": "The artifact is not a skops file (nor a pickle); "
+                    "save the model with skops.io.dump()."
+                }
+            )
+        if fmt == "pickle":
+            if not settings.ALLOW_PICKLE_ARTIFACTS:
+                raise ValidationError(
+                    {
+                        "artifact": "Pickle/joblib artifacts are refused: they run code when "
+                        "loaded. Save the model with skops.io.dump()."
+                    }
+                )
+            if by is None or not has_role(by, MAINTAINER):
+                raise ValidationError(
+                    {"artifact": "Only maintainers may register pickle/joblib artifacts."}
+                )
+        digest = sha256_of(artifact)
+        artifact.seek(0)
+        mv = cls(
+            ml_model=ml_model,
+            version=version,
+            artifact_format=fmt,
+            artifact_sha256=digest,
+            original_filename=Path(getattr(artifact, "name", "") or "").name[:255],
+            training_dataset=training_dataset,
+            notes=notes,
+            environment=environment or capture_environment(),
+            registered_by=by,
+        )
+        with transaction.atomic():
+            mv.artifact.save("artifact", artifact, save=False)
+            try:
+                with acting_as(by):
+                    mv.save()
+            except Exception:
+                mv.artifact.delete(save=False)
+                raise
+            if enqueue:
+                Rerun.queue(mv, trigger=Trigger.REGISTRATION, by=by)
+        return mv
+
+
+class Probe(models.Model):
+    finding = models.ForeignKey("catalog.Finding", on_delete=models.CASCADE, related_name="probes")
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="probes")
+    kind = models.CharField(max_length=40, choices=ProbeKind.choices)
+    slice = models.JSONField(default=list, blank=True)
+    params = models.JSONField(default=dict, blank=True)
+    comparator = models.CharField(max_length=30, choices=Comparator.choices, default="<=")
+    threshold = models.FloatField(null=True, blank=True)
+    tolerance = models.FloatField(default=0.0)
+    min_support = models.PositiveIntegerField(default=30)
+    active = models.BooleanField(default=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["finding", "pk"]
+        permissions = [("run_probe", "Can run probes now")]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} on {self.dataset} (#{self.pk})"
+
+    def get_absolute_url(self):
+        return self.finding.get_absolute_url() + f"#probe-{self.pk}"
+
+    def clean(self):
+        """Validate kind, slice and parameters against the dataset's schema."""
+        from . import engine
+
+        if self.dataset_id is None:
+            return
+        try:
+            self.slice = engine.validate_slice(self.slice or [], self.dataset.schema)
+            self.params = engine.validate_probe(
+                self.kind,
+                self.slice,
+                self.params or {},
+                self.comparator,
+                self.threshold,
+                self.dataset.schema,
+                target_column=self.dataset.target_column,
+            )
+        except engine.ProbeDefinitionError as exc:
+            raise ValidationError(str(exc)) from exc
+        if self.comparator != Comparator.NO_WORSE and self.threshold is None:
+            raise ValidationError({"threshold": "A threshold is required for this comparator."})
+
+    def definition(self):
+        """The probe as it is now, frozen into every run's lineage."""
+        return {
+            "id": self.pk,
+            "kind": self.kind,
+            "dataset": self.dataset_id,
+            "slice": self.slice,
+            "params": self.params,
+            "comparator": self.comparator,
+            "threshold": self.threshold,
+            "tolerance": self.tolerance,
+            "min_support": self.min_support,
+        }
+
+
+class Rerun(models.Model):
+    """One request to evaluate probes on a model version; its runs report progress."""
+
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="reruns")
+    trigger = models.CharField(max_length=20, choices=Trigger.choices)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    requested_by_label = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self):
+        return f"{self.get_trigger_display()} of {self.model_version}"
+
+    @classmethod
+    def queue(cls, model_version, *, trigger, by=None, probes=None, label=""):
+        """Create the rerun and its queued runs now; hand the work to a worker on commit.
+
+        The runs exist before the task starts, so a retried or duplicated task finds them
+        (unique per probe, version and rerun) and never creates a second one.
+        """
+        from .tasks import enqueue_rerun
+
+        if probes is None:
+            probes = Probe.objects.filter(
+                finding__ml_model_id=model_version.ml_model_id, active=True
+            )
+        rerun = cls.objects.create(
+            model_version=model_version,
+            trigger=trigger,
+            requested_by=by if getattr(by, "pk", None) else None,
+            requested_by_label=label
+            or (by.get_username() if getattr(by, "pk", None) else "system"),
+        )
+        ProbeRun.objects.bulk_create(
+            [
+                ProbeRun(probe=p, model_version=model_version, rerun=rerun, trigger=trigger)
+                for p in probes
+            ]
+        )
+        transaction.on_commit(lambda: enqueue_rerun(rerun.pk))
+        return rerun
+
+    def progress(self):
+        counts = dict(
+            self.runs.values_list("status")
+            .annotate(n=models.Count("pk"))
+            .values_list("status", "n")
+        )
+        total = sum(counts.values())
+        done = sum(counts.get(s, 0) for s in FINISHED_RUN_STATUSES)
+        return {"total": total, "done": done, "counts": counts, "finished": done == total}
+
+
+class ProbeRunQuerySet(models.QuerySet):
+    def finished(self):
+        return self.filter(status__in=FINISHED_RUN_STATUSES)
+
+    def latest_per_probe(self):
+        """The newest finished run of each (probe, model version)."""
+        return self.finished().order_by("probe_id", "model_version_id", "-finished_at", "-pk")
+
+
+class ProbeRun(models.Model):
+    probe = models.ForeignKey(Probe, on_delete=models.CASCADE, related_name="runs")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="runs")
+    rerun = models.ForeignKey(Rerun, on_delete=models.CASCADE, related_name="runs")
+    trigger = models.CharField(max_length=20, choices=Trigger.choices)
+    status = models.CharField(
+        max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True
+    )
+    value = models.FloatField(null=True, blank=True)
+    ci_low = models.FloatField(null=True, blank=True)
+    ci_high = models.FloatField(null=True, blank=True)
+    support = models.PositiveIntegerField(null=True, blank=True)
+    passed = models.BooleanField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    traceback = models.TextField(blank=True)
+    # artifact/dataset sha256, library versions, probe definition snapshot, seed.
+    lineage = models.JSONField(default=dict, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    duration_s = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ProbeRunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            # A retried or duplicated task can never produce a second run.
+            models.UniqueConstraint(
+                fields=["probe", "model_version", "trigger", "rerun"],
+                name="proberun_unique_per_rerun",
+            )
+        ]
+        indexes = [models.Index(fields=["model_version", "probe"])]
+
+    def __str__(self):
+        return f"{self.probe_id} on {self.model_version_id}: {self.status}"
+
+    @property
+    def is_finished(self):
+        return self.status in FINISHED_RUN_STATUSES

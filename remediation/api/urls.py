@@ -1,0 +1,10 @@
+from rest_framework.routers import SimpleRouter
+
+from . import views
+
+router = SimpleRouter()
+router.register("actions", views.ActionViewSet)
+router.register("evaluations", views.EvaluationViewSet)
+router.register("audit-events", views.AuditEventViewSet)
+router.register("notifications", views.NotificationViewSet, basename="notification")
+urlpatterns = router.urls

@@ -1,0 +1,90 @@
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, viewsets
+from rest_framework.decorators import action
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+
+from config.serializers import TransitionSerializer
+from probes.models import ModelVersion
+
+from ..filtersets import ActionFilterSet, AuditEventFilterSet
+from ..models import AuditEvent, Evaluation, Notification, RemediationAction
+from . import serializers as s
+
+
+class ActionViewSet(viewsets.ModelViewSet):
+    queryset = RemediationAction.objects.select_related("finding")
+    serializer_class = s.ActionSerializer
+    filterset_class = ActionFilterSet
+    ordering_fields = ["due_date", "updated_at", "created_at"]
+    http_method_names = ["get", "post", "put", "patch", "head", "options"]
+    action_permissions = {"transition": ["remediation.view_remediationaction"]}
+
+    def perform_create(self, serializer):
+        user = self.request.user
+        serializer.save(created_by=user, owner=serializer.validated_data.get("owner") or user)
+
+    @extend_schema(request=TransitionSerializer, responses=s.ActionSerializer)
+    @action(detail=True, methods=["post"])
+    def transition(self, request, pk=None):
+        """Move the action: {"to": status, "note": "...", "fixed_in_version": id}."""
+        remediation = self.get_object()
+        body = TransitionSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        version = None
+        if body.validated_data.get("fixed_in_version"):
+            version = ModelVersion.objects.filter(
+                pk=body.validated_data["fixed_in_version"]
+            ).first()
+            if version is None:
+                return Response({"fixed_in_version": ["No such model version."]}, status=400)
+        remediation.transition_to(
+            body.validated_data["to"],
+            by=request.user,
+            note=body.validated_data["note"],
+            fixed_in_version=version,
+        )
+        return Response(self.get_serializer(remediation).data)
+
+
+class EvaluationViewSet(
+    mixins.CreateModelMixin, mixins.RetrieveModelMixin, mixins.ListModelMixin,
+    viewsets.GenericViewSet,
+):
+    queryset = Evaluation.objects.select_related("action", "model_version").prefetch_related(
+        "probe_runs"
+    )
+    serializer_class = s.EvaluationSerializer
+    filterset_fields = ["action", "model_version", "outcome", "is_manual"]
+
+    def perform_create(self, serializer):
+        serializer.save(created_by=self.request.user, is_manual=True)
+
+
+class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = AuditEvent.objects.select_related("content_type", "actor")
+    serializer_class = s.AuditEventSerializer
+    filterset_class = AuditEventFilterSet
+
+
+class NotificationViewSet(viewsets.ReadOnlyModelViewSet):
+    """The signed-in user's notifications; POST {id}/read/ marks one read."""
+
+    serializer_class = s.NotificationSerializer
+    permission_classes = [IsAuthenticated]
+    filterset_fields = ["finding"]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Notification.objects.none()
+        return Notification.objects.filter(recipient=self.request.user)
+
+    @extend_schema(request=None, responses=s.NotificationSerializer)
+    @action(detail=True, methods=["post"])
+    def read(self, request, pk=None):
+        note = self.get_object()
+        if note.read_at is None:
+            Notification.objects.filter(pk=note.pk, read_at=None).update(read_at=timezone.now())
+            note.refresh_from_db()
+        return Response(self.get_serializer(note).data)

@@ -1,0 +1,38 @@
+from django.db import models
+
+
+class ActionKind(models.TextChoices):
+    FEATURE_ENGINEERING = "feature_engineering", "Feature engineering"
+    RELABELING = "relabeling", "Relabeling"
+    RECALIBRATION = "recalibration", "Recalibration"
+    FALLBACK_RULE = "fallback_rule", "Fallback rule"
+    RETRAIN = "retrain", "Retrain"
+    FEATURE_PRUNING = "feature_pruning", "Feature pruning"
+    DATA_COLLECTION = "data_collection", "Data collection"
+    THRESHOLD_CHANGE = "threshold_change", "Threshold change"
+    OTHER = "other", "Other"
+
+
+class ActionStatus(models.TextChoices):
+    PROPOSED = "proposed", "Proposed"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    IN_PROGRESS = "in_progress", "In progress"
+    IMPLEMENTED = "implemented", "Implemented"
+    VERIFIED = "verified", "Verified"
+    INEFFECTIVE = "ineffective", "Ineffective"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+OPEN_ACTION_STATUSES = (
+    ActionStatus.PROPOSED,
+    ActionStatus.APPROVED,
+    ActionStatus.IN_PROGRESS,
+    ActionStatus.IMPLEMENTED,
+)
+
+
+class Outcome(models.TextChoices):
+    HELD = "held", "Held"
+    REGRESSED = "regressed", "Regressed"
+    INCONCLUSIVE = "inconclusive", "Inconclusive"

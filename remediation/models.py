@@ -1,0 +1,317 @@
+"""Remediation actions and their workflow, evaluations, the audit trail, notifications."""
+
+import datetime
+import decimal
+import uuid
+
+from django.conf import settings
+from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models.fields.files import FieldFile
+from django.urls import reverse
+from django.utils import timezone
+
+from catalog.roles import CONTRIBUTOR, REVIEWER, has_role
+from catalog.workflow import SYSTEM, TransitionError, transition
+
+from .choices import OPEN_ACTION_STATUSES, ActionKind, ActionStatus, Outcome
+
+OWNER = "owner"
+
+# (from, to) -> who may take it: "owner" (the action's owner), a role name, or "system".
+ACTION_TRANSITIONS = {
+    (ActionStatus.PROPOSED, ActionStatus.APPROVED): REVIEWER,
+    (ActionStatus.PROPOSED, ActionStatus.REJECTED): REVIEWER,
+    (ActionStatus.APPROVED, ActionStatus.IN_PROGRESS): OWNER,
+    (ActionStatus.IN_PROGRESS, ActionStatus.IMPLEMENTED): OWNER,
+    (ActionStatus.IMPLEMENTED, ActionStatus.VERIFIED): (SYSTEM, REVIEWER),
+    (ActionStatus.IMPLEMENTED, ActionStatus.INEFFECTIVE): (SYSTEM, REVIEWER),
+    **{(s, ActionStatus.CANCELLED): (OWNER, REVIEWER) for s in OPEN_ACTION_STATUSES},
+}
+
+
+def action_actor_may(action, who, by):
+    kinds = (who,) if isinstance(who, str) else who
+    if by == SYSTEM:
+        return SYSTEM in kinds
+    for kind in kinds:
+        if kind == OWNER:
+            # The owner, or any contributor while the action has no owner yet.
+            if by.is_superuser or (action.owner_id and action.owner_id == by.pk):
+                return True
+            if action.owner_id is None and has_role(by, CONTRIBUTOR):
+                return True
+        elif kind != SYSTEM and has_role(by, kind):
+            return True
+    return False
+
+
+class ActionQuerySet(models.QuerySet):
+    def overdue(self, today=None):
+        today = today or timezone.localdate()
+        return self.filter(status__in=OPEN_ACTION_STATUSES, due_date__lt=today)
+
+    def open(self):
+        return self.filter(status__in=OPEN_ACTION_STATUSES)
+
+
+class RemediationAction(models.Model):
+    finding = models.ForeignKey("catalog.Finding", on_delete=models.CASCADE, related_name="actions")
+    kind = models.CharField(max_length=30, choices=ActionKind.choices)
+    title = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="owned_actions",
+    )
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="reviewed_actions",
+    )
+    status = models.CharField(
+        max_length=20, choices=ActionStatus.choices, default=ActionStatus.PROPOSED, db_index=True
+    )
+    due_date = models.DateField(null=True, blank=True)
+    fixed_in_version = models.ForeignKey(
+        "probes.ModelVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="fixes",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
+
+    objects = ActionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-updated_at", "-pk"]
+        verbose_name = "remediation action"
+        permissions = [("review_action", "Can approve, reject and verify remediation actions")]
+
+    def __str__(self):
+        return self.title
+
+    def get_absolute_url(self):
+        return self.finding.get_absolute_url() + f"#action-{self.pk}"
+
+    @property
+    def is_overdue(self):
+        return (
+            self.due_date is not None
+            and self.status in OPEN_ACTION_STATUSES
+            and self.due_date < timezone.localdate()
+        )
+
+    def allowed_transitions(self, user):
+        return [
+            to
+            for (frm, to), who in ACTION_TRANSITIONS.items()
+            if frm == self.status and action_actor_may(self, who, user)
+        ]
+
+    def transition_to(self, new, *, by, note="", fixed_in_version=None):
+        """Move the action through its workflow (see ACTION_TRANSITIONS).
+
+        `implemented` needs the model version that carries the fix, a version of the
+        finding's ML model; it is kept on the action and is the version the follow-up
+        evaluation verifies.
+        """
+
+        def before_save(locked):
+            if new == ActionStatus.IMPLEMENTED:
+                version = fixed_in_version
+                if version is None:
+                    raise TransitionError(
+                        "Moving an action to 'implemented' needs the model version that "
+                        "carries the fix (fixed_in_version)."
+                    )
+                if version.ml_model_id != locked.finding.ml_model_id:
+                    raise TransitionError(
+                        f"{version} is not a version of {locked.finding.ml_model}."
+                    )
+                locked.fixed_in_version = version
+
+        return transition(
+            self,
+            new,
+            by=by,
+            note=note,
+            rules=ACTION_TRANSITIONS,
+            label="remediation action",
+            check_actor=action_actor_may,
+            before_save=before_save,
+        )
+
+
+class Evaluation(models.Model):
+    action = models.ForeignKey(
+        RemediationAction, on_delete=models.CASCADE, related_name="evaluations"
+    )
+    model_version = models.ForeignKey(
+        "probes.ModelVersion", on_delete=models.PROTECT, related_name="evaluations"
+    )
+    outcome = models.CharField(max_length=20, choices=Outcome.choices)
+    probe_runs = models.ManyToManyField("probes.ProbeRun", blank=True, related_name="evaluations")
+    notes = models.TextField(blank=True)
+    is_manual = models.BooleanField(default=False)
+    details = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            # One automatic evaluation per action and version; manual ones are free.
+            models.UniqueConstraint(
+                fields=["action", "model_version"],
+                condition=models.Q(is_manual=False),
+                name="evaluation_one_automatic_per_version",
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.action} on {self.model_version}: {self.outcome}"
+
+
+def _jsonable(value):
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, FieldFile):
+        return value.name or None
+    return value
+
+
+class AuditEventQuerySet(models.QuerySet):
+    def for_object(self, obj):
+        return self.filter(
+            content_type=ContentType.objects.get_for_model(type(obj)), object_id=str(obj.pk)
+        )
+
+    def update(self, **kwargs):
+        raise ValidationError("Audit events are immutable.")
+
+    def delete(self):
+        raise ValidationError("Audit events are immutable.")
+
+
+class AuditEvent(models.Model):
+    """One immutable line of history: who did what to which object, before and after."""
+
+    class Verb(models.TextChoices):
+        CREATE = "create", "Created"
+        UPDATE = "update", "Updated"
+        TRANSITION = "transition", "Status changed"
+
+    content_type = models.ForeignKey(ContentType, on_delete=models.PROTECT)
+    object_id = models.CharField(max_length=40)
+    object_repr = models.CharField(max_length=200)
+    verb = models.CharField(max_length=20, choices=Verb.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    actor_label = models.CharField(max_length=150)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    from_status = models.CharField(max_length=20, blank=True)
+    to_status = models.CharField(max_length=20, blank=True)
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    objects = AuditEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["content_type", "object_id", "created_at"])]
+
+    def __str__(self):
+        return f"{self.actor_label} {self.verb} {self.object_repr}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise ValidationError("Audit events are immutable.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValidationError("Audit events are immutable.")
+
+    @staticmethod
+    def snapshot(obj):
+        """The object's concrete fields (and tags, where it has them) as JSON."""
+        data = {}
+        for field in obj._meta.concrete_fields:
+            if field.name in ("search_vector",):
+                continue
+            data[field.attname] = _jsonable(getattr(obj, field.attname))
+        return data
+
+    @classmethod
+    def record(cls, obj, *, verb, actor=None, before=None, after=None, note="", from_status="",
+               to_status=""):
+        actor = actor if getattr(actor, "is_authenticated", False) else None
+        return cls.objects.create(
+            content_type=ContentType.objects.get_for_model(type(obj)),
+            object_id=str(obj.pk),
+            object_repr=str(obj)[:200],
+            verb=verb,
+            actor=actor,
+            actor_label=actor.get_username() if actor else SYSTEM,
+            before=before,
+            after=after if after is not None else cls.snapshot(obj),
+            from_status=from_status,
+            to_status=to_status,
+            note=note,
+        )
+
+    @property
+    def target_url(self):
+        obj = self.content_type.get_object_for_this_type(pk=self.object_id)
+        return obj.get_absolute_url() if hasattr(obj, "get_absolute_url") else ""
+
+
+class Notification(models.Model):
+    recipient = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications"
+    )
+    finding = models.ForeignKey(
+        "catalog.Finding", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    subject = models.CharField(max_length=200)
+    body = models.TextField(blank=True)
+    url = models.CharField(max_length=300, blank=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [
+            models.Index(
+                fields=["recipient"], condition=models.Q(read_at=None), name="notification_unread"
+            )
+        ]
+
+    def __str__(self):
+        return self.subject
+
+    def get_absolute_url(self):
+        return self.url or reverse("remediation:notifications")
