@@ -142,7 +142,7 @@ def make_table(seed: int, rows: int):
     test = make_features(rng, rows)
     y_train = clean_labels(rng, train)
     y_test = clean_labels(rng, test)
-    model_x = train.astype({c: "category" for c in CATEGORICAL})
+    model_x = train.astype(dict.fromkeys(CATEGORICAL, "category"))
     model = HistGradientBoostingClassifier(
         max_iter=200, learning_rate=0.1, categorical_features="from_dtype", random_state=seed
     )
@@ -153,7 +153,7 @@ def make_table(seed: int, rows: int):
     for m in masks:
         corrupt |= m & (rng.random(rows) < rng.uniform(0.4, 0.6))
     y_test = np.where(corrupt, 1 - y_test, y_test)
-    y_pred = model.predict(test.astype({c: "category" for c in CATEGORICAL}))
+    y_pred = model.predict(test.astype(dict.fromkeys(CATEGORICAL, "category")))
     return test, y_test, y_pred, regions, masks
 
 

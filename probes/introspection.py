@@ -1063,7 +1063,7 @@ def render_boundary_map(
     path_or_buffer,
     feature_columns=None,
     resolution: int = 100,
-    max_points: int = 3000,
+    max_points: int = 2000,
     seed: int = 0,
 ) -> dict:
     """Draw a decision-boundary map as a PNG and return its summary numbers.
@@ -1122,6 +1122,24 @@ def render_boundary_map(
             linewidths=0.8,
             linestyles="dashed",
         )
+        from matplotlib.patches import Patch
+
+        # contourf hatching has no legend handle of its own; a proxy patch stands in.
+        ax.add_artist(
+            ax.legend(
+                handles=[
+                    Patch(
+                        facecolor="none",
+                        edgecolor="black",
+                        hatch="////",
+                        label=f"margin < {margin:g}",
+                    )
+                ],
+                loc="lower left",
+                fontsize=7,
+                framealpha=0.8,
+            )
+        )
 
     rng = np.random.default_rng(seed)
     xs = df[feature_x].to_numpy(dtype=float, na_value=np.nan)
@@ -1134,18 +1152,22 @@ def render_boundary_map(
         sl = rng.choice(sl, size=min(len(sl), max_points // 2), replace=False)
         rest = rng.choice(rest, size=min(len(rest), max_points - len(sl)), replace=False)
         shown = np.sort(np.concatenate([sl, rest]))
-    palette = ["#2b6cb0", "#c53030", "#2f855a", "#b7791f", "#6b46c1", "#2c7a7b"]
-    labels_seen = pd.unique(pd.Series(yt[shown], dtype=object))
-    for k, cls in enumerate(labels_seen):
+    # Class colours follow the colour map (first class blue, second red) so that a point
+    # of the "wrong" colour on the background is visibly at odds with the model.
+    palette = ["#1c3f85", "#9b1c1c", "#2f855a", "#b7791f", "#6b46c1", "#2c7a7b"]
+    order = list(classes) + [c for c in pd.unique(pd.Series(yt, dtype=object)) if c not in classes]
+    for k, cls in enumerate(order):
         pts = shown[(yt[shown] == cls) & ~wrong[shown]]
-        sizes = np.where(in_slice[pts], 22, 9)
+        if not len(pts):
+            continue
         ax.scatter(
             xs[pts],
             ys[pts],
-            s=sizes,
+            s=np.where(in_slice[pts], 20, 8),
             color=palette[k % len(palette)],
-            alpha=0.6,
-            edgecolors="none",
+            alpha=0.55,
+            edgecolors="white",
+            linewidths=0.25,
             label=f"true {cls}",
         )
     bad = shown[wrong[shown]]
@@ -1320,7 +1342,7 @@ def counterfactual_sweep(
     rows = df.loc[m, cols]
     k = len(rows)
     big = _stacked(rows, 1 + len(values))
-    col = big[feature].astype(object).to_numpy()
+    col = big[feature].to_numpy(dtype=object, copy=True)
     col[k:] = np.repeat(np.asarray(values, dtype=object), k)
     if _is_numeric(s):
         big[feature] = pd.to_numeric(pd.Series(col), errors="coerce").astype(float)
