@@ -141,7 +141,7 @@ def _column_type(values: pd.Series) -> str:
         return "datetime"
     if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_complex_dtype(dtype):
         return "numeric"
-    if dtype == object:
+    if pd.api.types.is_object_dtype(dtype):
         # Object columns hold whatever was put in them; look at the values.
         inferred = pd.api.types.infer_dtype(values, skipna=True)
         if inferred == "boolean":
@@ -1197,7 +1197,7 @@ def _perturbation(run: _Run, mask, params, n) -> _Outcome:
     low, high = _wilson(flips, pairs)
     details = {
         "features": list(features),
-        "noise_sd": {f: float(s) for f, s in zip(features, sds)},
+        "noise_sd": {f: float(s) for f, s in zip(features, sds, strict=True)},
         "repeats": repeats,
         "pairs": pairs,
         "flips": flips,
@@ -1225,13 +1225,14 @@ def _constant(template: pd.Series, value: Any, rows: int) -> Any:
         tz = getattr(dtype, "tz", None)
         if tz is not None and value.tzinfo is None:
             value = value.tz_localize(tz)
+    is_category = isinstance(dtype, pd.CategoricalDtype)
+    if is_category and value is not None and value not in set(dtype.categories):
+        raise _err(f"changes: {value!r} is not a category of column '{template.name}'")
     try:
         one = pd.Series([value], dtype=dtype)
     except (TypeError, ValueError):
         one = None
     if one is not None and value is not None and one.isna().iloc[0]:
-        if isinstance(dtype, pd.CategoricalDtype):
-            raise _err(f"changes: {value!r} is not a category of column '{template.name}'")
         one = None
     if one is None:
         if value is None and pd.api.types.is_numeric_dtype(dtype):
@@ -1399,7 +1400,7 @@ def evaluate_probes(
         elif len(predictions.proba) != len(df):
             raise ValueError(f"predictions cover {len(predictions.proba)} rows, not {len(df)}")
         run = _Run(model, df, target_column, features, predictions)
-    except Exception as exc:  # noqa: BLE001 - every probe must get a recorded outcome
+    except Exception as exc:  # every probe must get a recorded outcome
         message = f"predicting on the dataset failed: {type(exc).__name__}: {exc}"
         for spec in specs:
             emit(ProbeResult(spec.key, "error", None, None, None, 0, message))
@@ -1411,7 +1412,7 @@ def evaluate_probes(
             result = _evaluate_one(run, spec, run.class_list)
         except ProbeDefinitionError as exc:
             result = ProbeResult(spec.key, "error", None, None, None, 0, str(exc))
-        except Exception as exc:  # noqa: BLE001 - one broken probe must not stop the others
+        except Exception as exc:  # one broken probe must not stop the others
             result = ProbeResult(
                 spec.key, "error", None, None, None, 0, f"{type(exc).__name__}: {exc}"
             )
