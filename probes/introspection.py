@@ -13,8 +13,9 @@ workers and benchmarks can call them directly:
 
 Slice predicates are dicts ``{"feature", "op", "value"}`` with the ops
 ``== != < <= > >= in not_in between is_null not_null``; ``between`` takes ``[lo, hi]``,
-both ends included. Nulls never satisfy a comparison, ``!=`` or ``not_in``: only ``is_null``
-selects them.
+both ends included. Missing values follow pandas' NumPy semantics, as the probe engine
+does: they satisfy no comparison (``== < <= > >= between in``) and do satisfy ``!=`` and
+``not_in``.
 """
 
 from __future__ import annotations
@@ -74,13 +75,13 @@ def _predicate_mask(df: pd.DataFrame, pred: dict) -> np.ndarray:
         if op == "==":
             return _to_bool(s == value)
         if op == "!=":
-            return _to_bool((s != value) & s.notna())
+            return ~_to_bool(s == value)
         if op in _COMPARE:
             return _to_bool(_COMPARE[op](s, value))
         if op == "in":
             return _to_bool(s.isin(list(value)))
         if op == "not_in":
-            return _to_bool(~s.isin(list(value)) & s.notna())
+            return ~_to_bool(s.isin(list(value)))
         lo, hi = value
         return _to_bool((s >= lo) & (s <= hi))
     except (TypeError, ValueError) as exc:
@@ -602,8 +603,8 @@ def _cat_predicate(col: _Col, cond) -> dict:
     if len(chosen) == 1:
         return {"feature": col.name, "op": "==", "value": chosen[0]}
     rest = [v for v in col.all_labels if v not in chosen]
-    # not_in is shorter when the set covers most categories; only safe without nulls,
-    # since readers disagree on whether a null is "not in" a list.
+    # not_in is shorter when the set covers most categories; only exact without nulls,
+    # since a null satisfies not_in / != and the found set excludes nulls.
     if col.null_code < 0 and len(rest) < len(chosen):
         if len(rest) == 1:
             return {"feature": col.name, "op": "!=", "value": rest[0]}
@@ -1267,9 +1268,14 @@ def noise_sweep(
 ) -> list[dict]:
     """Share of slice rows whose prediction flips under Gaussian noise, per noise scale.
 
-    Noise sd = scale x the feature's standard deviation over the whole dataset, added
-    independently to each of ``features`` (default: every numeric feature column). A flip
-    is a (row, repeat) pair whose predicted class differs from the unperturbed one.
+    Noise sd = scale x the feature's standard deviation over the whole dataset (pandas'
+    ``std``, ddof=1; a feature with a zero or undefined std gets none), added to each of
+    ``features`` (default: every numeric feature column). A flip is a (row, repeat) pair
+    whose predicted class differs from the unperturbed one. Each scale draws its noise
+    exactly as the ``perturbation_flip_rate`` probe does (``default_rng(seed)``, a
+    (repeats x rows, features) standard-normal matrix, repeat-major), so the curve passes
+    through that probe's value at the same scale, seed and repeats; the scales share the
+    same draws, which keeps the curve free of sampling jitter between points.
 
     1. Unperturbed predictions of the slice rows and all perturbed copies
        (scales x repeats), stacked so the model is called once (chunked when large).
@@ -1286,16 +1292,19 @@ def noise_sweep(
     rows = df.loc[m, cols]
     k = len(rows)
     scales = [float(s) for s in scales]
-    copies = 1 + len(scales) * repeats
-    big = _stacked(rows, copies)
-    rng = np.random.default_rng(seed)
+    big = _stacked(rows, 1 + len(scales) * repeats)
+    sds = []
     for f in feats:
-        sd = float(np.nanstd(df[f].to_numpy(dtype=float, na_value=np.nan)))
-        values = big[f].to_numpy(dtype=float, na_value=np.nan)
-        scale_per_row = np.concatenate([[0.0]] + [[s] * repeats for s in scales])
-        noise = rng.standard_normal(len(values)) * np.repeat(scale_per_row, k) * sd
-        big[f] = values + noise
-    pred = _predict_proba(model, big[cols]).argmax(axis=1).reshape(copies, k)
+        sd = float(pd.to_numeric(df[f], errors="coerce").astype(float).std())
+        sds.append(sd if math.isfinite(sd) else 0.0)
+    if feats:
+        unit = np.random.default_rng(seed).standard_normal((repeats * k, len(feats)))
+        noise = np.concatenate(
+            [np.zeros((k, len(feats)))] + [unit * s for s in scales], axis=0
+        ) * np.asarray(sds)
+        for j, f in enumerate(feats):
+            big[f] = big[f].to_numpy(dtype=float, na_value=np.nan) + noise[:, j]
+    pred = _predict_proba(model, big[cols]).argmax(axis=1).reshape(1 + len(scales) * repeats, k)
     base = pred[0]
     out = []
     for i, s in enumerate(scales):

@@ -68,7 +68,7 @@ def _png(buf):
 # --- slices -----------------------------------------------------------------------------
 
 
-def test_apply_slice_ops_and_null_semantics():
+def test_apply_slice_ops_and_missing_value_semantics():
     df = pd.DataFrame(
         {
             "x": [1.0, 2.0, np.nan, 4.0, 5.0],
@@ -88,9 +88,11 @@ def test_apply_slice_ops_and_null_semantics():
     assert rows({"feature": "x", "op": "is_null"}) == [2]
     assert rows({"feature": "x", "op": "not_null"}) == [0, 1, 3, 4]
     assert rows({"feature": "c", "op": "==", "value": "a"}) == [0, 3]
-    assert rows({"feature": "c", "op": "!=", "value": "a"}) == [1, 4]
+    # Missing values satisfy the negations, as in pandas and the probe engine.
+    assert rows({"feature": "c", "op": "!=", "value": "a"}) == [1, 2, 4]
     assert rows({"feature": "c", "op": "in", "value": ["a", "c"]}) == [0, 3, 4]
-    assert rows({"feature": "c", "op": "not_in", "value": ["a"]}) == [1, 4]
+    assert rows({"feature": "c", "op": "not_in", "value": ["a"]}) == [1, 2, 4]
+    assert rows({"feature": "x", "op": "!=", "value": 1}) == [1, 2, 3, 4]
     assert rows(
         {"feature": "x", "op": ">", "value": 1}, {"feature": "c", "op": "==", "value": "a"}
     ) == [3]
