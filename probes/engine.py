@@ -1374,7 +1374,8 @@ def evaluate_probes(
     """Evaluate probes of one model on one dataset; one result per spec, in order.
 
     1. Features are all columns but the target and the ignored ones (ignored names absent
-       from the dataset are skipped), as a DataFrame with its dtypes.
+       from the dataset are skipped), as a DataFrame with its dtypes, in the order of the
+       model's feature_names_in_ when it has the same columns in another order.
     2. predict_proba runs once over the features (unless ``predictions`` are given) and is
        shared by every probe; if it fails, every probe gets status "error" with the reason.
     3. Each probe masks its slice (predicate masks cached across probes) and computes its
@@ -1387,6 +1388,12 @@ def evaluate_probes(
         raise ProbeDefinitionError(f"target column '{target_column}' is not in the dataset")
     dropped = [target_column] + [c for c in ignored_columns if c in df.columns]
     features = df.drop(columns=dropped)
+    fitted_on = getattr(model, "feature_names_in_", None)
+    # scikit-learn refuses the right columns in another order; the order of a dataset's
+    # columns carries no meaning, so follow the model's.
+    reorder = fitted_on is not None and list(fitted_on) != list(features.columns)
+    if reorder and set(fitted_on) == set(features.columns):
+        features = features[list(fitted_on)]
     results: list[ProbeResult] = []
 
     def emit(result: ProbeResult) -> None:

@@ -968,3 +968,12 @@ def test_results_are_json_friendly(cancer):
         assert result.status in ("passed", "failed"), (result.key, result.error)
         assert result.duration_s >= 0
         assert math.isfinite(result.value)
+
+
+def test_columns_follow_the_models_order(cancer):
+    model, df = cancer
+    shuffled = df[list(reversed(df.columns))]
+    (result,) = evaluate(model, shuffled, spec("slice_error_rate"))
+    (reference,) = evaluate(model, df, spec("slice_error_rate"))
+    assert result.status in ("passed", "failed")
+    assert result.value == reference.value
