@@ -966,6 +966,9 @@ def boundary_grid(
             raise ValueError(f"column {f!r} is not in the dataset")
         if not _is_numeric(df[f]):
             raise ValueError(f"column {f!r} is not numeric; a boundary map needs numeric axes")
+        if f not in cols:
+            # The model never sees it: the map would be flat along that axis.
+            raise ValueError(f"column {f!r} is not one of the model's feature columns")
     source = df
     if slice:
         m = apply_slice(df, slice)

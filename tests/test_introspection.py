@@ -354,8 +354,10 @@ def test_boundary_grid_with_logistic_regression_and_slice_base_row():
         slice=[{"feature": "group", "op": "==", "value": "b"}],
     )
     assert sliced["base_row"]["group"] == "b"
-    with pytest.raises(ValueError, match="'group'"):
+    with pytest.raises(ValueError, match="'group' is not numeric"):
         boundary_grid(model, df, "x", "group", feature_columns=["x", "y"])
+    with pytest.raises(ValueError, match="'y' is not one of the model's feature columns"):
+        boundary_grid(model, df, "x", "y", feature_columns=["x"])
 
 
 def test_render_boundary_map_writes_a_png_and_returns_its_numbers():
