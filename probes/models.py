@@ -311,9 +311,7 @@ class ModelVersion(ImmutableFileMixin, models.Model):
                 }
             )
         artifact.seek(0)
-        head = artifact.read(1 << 20)
-        artifact.seek(0)
-        fmt = detect_format(head)
+        fmt = detect_format(artifact)  # a zip's directory is at its end: read it all
         if fmt == "unknown":
             raise ValidationError(
                 {

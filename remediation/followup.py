@@ -96,6 +96,35 @@ def evaluate_action(action, version):
     return evaluation
 
 
+def on_implemented(action_id):
+    """An action was marked implemented: evaluate it on its fix version from the runs
+    stored there; queue a rerun of only the probes that have no run on that version yet
+    (the rerun's completion evaluates it then)."""
+    from probes.choices import Trigger
+    from probes.models import ProbeRun, Rerun
+
+    from .models import RemediationAction
+
+    action = RemediationAction.objects.select_related("finding", "fixed_in_version").get(
+        pk=action_id
+    )
+    version = action.fixed_in_version
+    if version is None or action.status != ActionStatus.IMPLEMENTED:
+        return None
+    active = list(action.finding.probes.filter(active=True))
+    have = set(
+        ProbeRun.objects.filter(model_version=version, probe__in=active)
+        .values_list("probe_id", flat=True)
+    )
+    missing = [p for p in active if p.pk not in have]
+    if missing:
+        with transaction.atomic():
+            Rerun.queue(version, trigger=Trigger.MANUAL, probes=missing,
+                        label=f"follow-up of action {action.pk}")
+        return None
+    return evaluate_action(action, version)
+
+
 def after_rerun(rerun_id):
     """1. Evaluate every implemented/verified action of the version's ML model.
     2. Reopen each resolved finding whose probe failed on this (newer) version."""

@@ -7,7 +7,7 @@ import uuid
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import models, transaction
 from django.db.models.fields.files import FieldFile
 from django.urls import reverse
 from django.utils import timezone
@@ -146,7 +146,7 @@ class RemediationAction(models.Model):
                     )
                 locked.fixed_in_version = version
 
-        return transition(
+        locked = transition(
             self,
             new,
             by=by,
@@ -156,6 +156,11 @@ class RemediationAction(models.Model):
             check_actor=action_actor_may,
             before_save=before_save,
         )
+        if new == ActionStatus.IMPLEMENTED:
+            from .followup import on_implemented
+
+            transaction.on_commit(lambda: on_implemented(locked.pk))
+        return locked
 
 
 class Evaluation(models.Model):

@@ -1,0 +1,52 @@
+# Boundary Ledger: `make run` serves the app with demo data and a worker; `make test` runs
+# the suite (on SQLite, or on PostgreSQL when DATABASE_URL=postgres://... is set).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+
+.PHONY: run test install install-dev lint migrations-check demo serve ci e2e-deps bench clean
+
+$(VENV)/.runtime: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(PIP) install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.runtime
+install-dev: $(VENV)/.dev
+
+run: install
+	mkdir -p var
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py load_demo
+	./scripts/serve.sh
+
+demo: install
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py load_demo
+
+test: install-dev
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install-dev
+	$(VENV)/bin/ruff check .
+	$(PY) manage.py check
+	$(PY) manage.py makemigrations --check --dry-run
+
+migrations-check: install-dev
+	$(PY) manage.py makemigrations --check --dry-run
+
+bench: install-dev
+	$(PY) benchmarks/probe_engine.py
+	$(PY) benchmarks/slice_scan.py
+
+ci:
+	bash .ci/run
+
+clean:
+	rm -rf $(VENV) var/test-*
