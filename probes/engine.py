@@ -103,8 +103,8 @@ _OPS_BY_TYPE = {
 # Metrics that score one class against the rest and so need to know which class.
 _POS_LABEL_METRICS = {"precision", "recall", "f1", "roc_auc", "selection_rate", "tpr", "fpr"}
 _Z95 = 1.959963984540054
-_AUC_MAX_GROUPS = 128
-_ECE_MAX_CELLS = 64
+_AUC_MAX_GROUPS = 64
+_ECE_SUB_BINS = 32
 
 _DEFAULTS: dict[str, dict[str, Any]] = {
     "slice_error_rate": {},
@@ -785,23 +785,20 @@ def _ratio(num: float, den: float) -> float:
     return num / den if den else math.nan
 
 
-def _auc(scores: np.ndarray, labels: np.ndarray, seed: int):
-    """ROC AUC (Mann-Whitney with ties counted half) and its bootstrap interval.
+def _auc(s: np.ndarray, lab: np.ndarray, seed: int):
+    """ROC AUC (Mann-Whitney, ties counted half) of scores sorted ascending, and its interval.
 
-    1. Sort the scores, give tied scores their average rank; AUC = U / (P N).
-    2. Group the sorted rows (tie groups, merged into at most 128 rank groups) and keep per
+    1. Tied scores get their average rank; AUC = U / (P N).
+    2. Group the sorted rows (tie groups, merged into at most 64 rank groups) and keep per
        group the positives, negatives and the U of the pairs inside the group.
     3. A resample of (group, label) counts scores P_g N_h pairs as wins when g > h and at
        the group's own AUC when g == h.
     """
-    n = scores.size
-    positives = int(labels.sum())
+    n = s.size
+    positives = int(np.count_nonzero(lab))
     negatives = n - positives
     if positives == 0 or negatives == 0:
         return math.nan, None, None
-    order = np.argsort(scores, kind="mergesort")
-    s = scores[order]
-    lab = labels[order]
     change = np.flatnonzero(s[1:] != s[:-1]) + 1
     starts = np.concatenate(([0], change))
     ends = np.concatenate((change, [n]))
@@ -813,8 +810,10 @@ def _auc(scores: np.ndarray, labels: np.ndarray, seed: int):
     if starts.size <= _AUC_MAX_GROUPS:
         group_of_row = tie_of_row
     else:
+        # Rank groups of about n / 64 rows that never split a tie; numbered densely.
         group_of_tie = (starts * _AUC_MAX_GROUPS) // n
-        group_of_row = np.unique(group_of_tie, return_inverse=True)[1][tie_of_row]
+        dense = np.concatenate(([0], np.cumsum(group_of_tie[1:] != group_of_tie[:-1])))
+        group_of_row = dense[tie_of_row]
     n_groups = int(group_of_row[-1]) + 1
     pos_g = np.bincount(group_of_row, weights=lab, minlength=n_groups)
     all_g = np.bincount(group_of_row, minlength=n_groups).astype(np.float64)
@@ -835,22 +834,29 @@ def _auc(scores: np.ndarray, labels: np.ndarray, seed: int):
     return float(auc), low, high
 
 
-def _bin_index(conf: np.ndarray, bins: int) -> np.ndarray:
+def _ece_cells(conf: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """(ECE bin, bootstrap sub-bin, sub-bins per bin) of each confidence.
+
+    Bins are [b/B, (b+1)/B) with the edges of np.linspace(0, 1, B + 1), 1.0 in the last;
+    each bin is split into equal sub-bins (about 32 in all) for the bootstrap cells.
+    """
     edges = np.linspace(0.0, 1.0, bins + 1)
-    return np.clip(np.searchsorted(edges, conf, side="right") - 1, 0, bins - 1)
+    b = np.clip(np.searchsorted(edges, conf, side="right") - 1, 0, bins - 1)
+    sub = max(1, -(-_ECE_SUB_BINS // bins))
+    inner = np.clip(((conf - edges[b]) * (bins * sub)).astype(np.int64), 0, sub - 1)
+    return b, b * sub + inner, sub
 
 
-def _ece(conf: np.ndarray, correct: np.ndarray, bins: int, seed: int):
+def _ece(conf, correct, b, cell, bins: int, sub: int, seed: int):
     """Expected calibration error, its per-bin table and bootstrap interval.
 
     1. ECE = sum over non-empty bins of |correct_b - confidence_sum_b| / n, which is
        sum (n_b / n) |acc_b - conf_b|.
-    2. Bootstrap cells are (distinct confidence, correct) while there are at most 64
-       distinct confidences, else (sub-bin of an ECE bin, correct) with the cell's mean
-       confidence; sub-bins nest in the ECE bins so each cell belongs to one bin.
+    2. Bootstrap cells are (sub-bin, correct) with the cell's mean confidence; sub-bins
+       nest in the ECE bins. Where a cell holds a single distinct confidence (models with
+       few distinct outputs) this is the exact row bootstrap.
     """
     n = conf.size
-    b = _bin_index(conf, bins)
     count_b = np.bincount(b, minlength=bins).astype(np.float64)
     correct_b = np.bincount(b, weights=correct, minlength=bins)
     conf_b = np.bincount(b, weights=conf, minlength=bins)
@@ -866,31 +872,18 @@ def _ece(conf: np.ndarray, correct: np.ndarray, bins: int, seed: int):
         }
         for i in np.flatnonzero(count_b)
     ]
-
-    distinct, inverse = np.unique(conf, return_inverse=True)
-    if distinct.size <= _ECE_MAX_CELLS:
-        cell = inverse
-        cell_bin = _bin_index(distinct, bins)
-    else:
-        sub = max(1, -(-_ECE_MAX_CELLS // bins))
-        width = 1.0 / bins
-        inner = np.clip(((conf - b * width) / width * sub).astype(np.int64), 0, sub - 1)
-        raw = b * sub + inner
-        used, cell = np.unique(raw, return_inverse=True)
-        cell_bin = used // sub
-    n_cells = int(cell.max()) + 1
-    code = cell * 2 + correct.astype(np.int64)
-    counts = np.bincount(code, minlength=2 * n_cells).astype(np.float64)
-    conf_sum = np.bincount(code, weights=conf, minlength=2 * n_cells)
+    n_codes = 2 * bins * sub
+    code = cell * 2 + correct
+    counts = np.bincount(code, minlength=n_codes).astype(np.float64)
+    conf_sum = np.bincount(code, weights=conf, minlength=n_codes)
     with np.errstate(divide="ignore", invalid="ignore"):
         mean_conf = np.where(counts > 0, conf_sum / counts, 0.0)
-    is_correct = np.tile([0.0, 1.0], n_cells)
-    to_bin = np.zeros((2 * n_cells, bins))
-    to_bin[np.arange(2 * n_cells), np.repeat(cell_bin, 2)] = 1.0
+    signed = np.tile([0.0, 1.0], bins * sub) - mean_conf  # correct minus confidence
+    to_bin = np.zeros((n_codes, bins))
+    to_bin[np.arange(n_codes), np.arange(n_codes) // (2 * sub)] = 1.0
 
     def statistic(draws):
-        diff = (draws * (is_correct - mean_conf)) @ to_bin
-        return np.abs(diff).sum(axis=1) / draws.sum(axis=1)
+        return np.abs((draws * signed) @ to_bin).sum(axis=1) / draws.sum(axis=1)
 
     low, high = _bootstrap(counts, statistic, seed)
     return ece, low, high, table
@@ -971,6 +964,30 @@ class _Run:
             self._pos[pos] = (self.y_index == pos, self.pred_index == pos)
         return self._pos[pos]
 
+    def score_order(self, pos: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows sorted by the probability of class ``pos`` (once), and those scores.
+
+        A slice's sorted scores are then a filter of this order, not a new sort.
+        """
+        key = ("order", pos)
+        if key not in self.cache:
+            scores = self.predictions.proba[:, pos]
+            order = np.argsort(scores, kind="stable")
+            self.cache[key] = (order, scores[order])
+        return self.cache[key]
+
+    def ece_cells(self, bins: int) -> tuple[np.ndarray, np.ndarray, int]:
+        key = ("ece", bins)
+        if key not in self.cache:
+            self.cache[key] = _ece_cells(self.confidence, bins)
+        return self.cache[key]
+
+    @property
+    def correct_int(self) -> np.ndarray:
+        if ("correct_int",) not in self.cache:
+            self.cache[("correct_int",)] = self.correct.astype(np.int64)
+        return self.cache[("correct_int",)]
+
     @property
     def confidence(self) -> np.ndarray:
         if self._confidence is None:
@@ -1046,11 +1063,12 @@ def _slice_metric(run: _Run, mask, params, n) -> _Outcome:
     details = {"metric": metric, "pos_label": run.class_list[pos]}
     y_pos, p_pos = run.positives(pos)
     if metric == "roc_auc":
-        rows = np.flatnonzero(mask)
-        labels = y_pos[rows]
-        value, low, high = _auc(run.predictions.proba[rows, pos], labels, params["seed"])
-        details["positives"] = int(labels.sum())
-        details["negatives"] = int(rows.size - details["positives"])
+        order, scores = run.score_order(pos)
+        keep = mask[order]
+        labels = y_pos[order[keep]]
+        value, low, high = _auc(scores[keep], labels, params["seed"])
+        details["positives"] = int(np.count_nonzero(labels))
+        details["negatives"] = int(labels.size - details["positives"])
         reason = "" if math.isfinite(value) else "roc_auc is undefined: the slice holds one class"
         return _Outcome(value, low, high, details=details, undefined=reason)
     in_pos = y_pos & mask
@@ -1079,8 +1097,10 @@ def _slice_metric(run: _Run, mask, params, n) -> _Outcome:
 
 def _slice_ece(run: _Run, mask, params, n) -> _Outcome:
     rows = np.flatnonzero(mask)
+    bins = params["bins"]
+    b, cell, sub = run.ece_cells(bins)
     value, low, high, table = _ece(
-        run.confidence[rows], run.correct[rows], params["bins"], params["seed"]
+        run.confidence[rows], run.correct_int[rows], b[rows], cell[rows], bins, sub, params["seed"]
     )
     return _Outcome(value, low, high, details={"bins": table})
 
