@@ -1284,6 +1284,8 @@ def _counterfactual(run: _Run, mask, params, n) -> _Outcome:
     return _Outcome(flips / n, low, high, details={"flips": flips, "rows": n})
 
 
+_MODEL_CALLING = {"perturbation_flip_rate", "counterfactual_flip_rate"}
+
 _KIND_FUNCTIONS = {
     "slice_error_rate": _error_rate,
     "slice_error_gap": _error_gap,
@@ -1402,7 +1404,9 @@ def evaluate_probes(
        value; perturbation and counterfactual probes call predict_proba once more, on
        their slice rows only.
     4. A probe that raises becomes status "error" with the message; the others go on.
-       ``on_result`` is called with each result as it is ready.
+       ``on_result`` is called with each result as it is ready; model-calling probes are
+       evaluated first (see below), so the calls need not follow the order of ``specs``,
+       while the returned list does.
     """
     if target_column not in df.columns:
         raise ProbeDefinitionError(f"target column '{target_column}' is not in the dataset")
@@ -1414,13 +1418,6 @@ def evaluate_probes(
     reorder = fitted_on is not None and list(fitted_on) != list(features.columns)
     if reorder and set(fitted_on) == set(features.columns):
         features = features[list(fitted_on)]
-    results: list[ProbeResult] = []
-
-    def emit(result: ProbeResult) -> None:
-        results.append(result)
-        if on_result is not None:
-            on_result(result)
-
     try:
         if predictions is None:
             predictions = predict(model, features)
@@ -1429,11 +1426,18 @@ def evaluate_probes(
         run = _Run(model, df, target_column, features, predictions)
     except Exception as exc:  # every probe must get a recorded outcome
         message = f"predicting on the dataset failed: {type(exc).__name__}: {exc}"
-        for spec in specs:
-            emit(ProbeResult(spec.key, "error", None, None, None, 0, message))
-        return results
+        failed = [ProbeResult(spec.key, "error", None, None, None, 0, message) for spec in specs]
+        for result in failed:
+            if on_result is not None:
+                on_result(result)
+        return failed
 
-    for spec in specs:
+    # Model-calling probes go first: their predict_proba batch is the memory peak, and it
+    # then happens before the other probes have filled the shared caches.
+    order = sorted(range(len(specs)), key=lambda i: specs[i].kind not in _MODEL_CALLING)
+    by_position: dict[int, ProbeResult] = {}
+    for position in order:
+        spec = specs[position]
         started = time.perf_counter()
         try:
             result = _evaluate_one(run, spec, run.class_list)
@@ -1444,5 +1448,7 @@ def evaluate_probes(
                 spec.key, "error", None, None, None, 0, f"{type(exc).__name__}: {exc}"
             )
         result.duration_s = time.perf_counter() - started
-        emit(result)
-    return results
+        by_position[position] = result
+        if on_result is not None:
+            on_result(result)
+    return [by_position[i] for i in range(len(specs))]

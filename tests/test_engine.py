@@ -547,15 +547,17 @@ def test_identical_predicates_are_computed_once(cancer, monkeypatch):
 def test_on_result_called_for_each_probe(cancer):
     model, df = cancer
     seen = []
-    evaluate_probes(
-        model,
-        df,
-        "target",
-        [spec("slice_error_rate", key=1), spec("slice_ece", key=2)],
-        ignored_columns=["size"],
-        on_result=lambda r: seen.append(r.key),
+    specs = [
+        spec("slice_error_rate", key=1),
+        spec("counterfactual_flip_rate", {"changes": {"mean radius": {"add": 1}}}, key=2),
+        spec("slice_ece", key=3),
+    ]
+    results = evaluate_probes(
+        model, df, "target", specs, ignored_columns=["size"], on_result=lambda r: seen.append(r.key)
     )
-    assert seen == [1, 2]
+    assert sorted(seen) == [1, 2, 3]
+    assert seen[0] == 2  # model-calling probes run first
+    assert [r.key for r in results] == [1, 2, 3]  # results keep the order of the specs
 
 
 # ----------------------------------------------------------------- statuses and errors
