@@ -26,7 +26,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from catalog.roles import ROLES
+from catalog.roles import ROLES, sync_role_groups
 from probes import engine
 from probes.artifacts import dump_skops
 from probes.models import Dataset, MLModel, ModelVersion, Probe
@@ -53,6 +53,7 @@ class DemoUser:
 
 def ensure_users():
     """One user per role plus an administrator; existing users keep their passwords."""
+    sync_role_groups()
     User = get_user_model()
     created = []
     for username, password in DEMO_PASSWORDS.items():
@@ -134,7 +135,8 @@ def _version(ml_model, version, model, by, notes, training=None):
     if existing:
         return existing
     return ModelVersion.register(
-        ml_model=ml_model, version=version, artifact=_skops_file(model, f"{ml_model.slug}-{version}"),
+        ml_model=ml_model, version=version,
+        artifact=_skops_file(model, f"{ml_model.slug}-{version}"),
         by=by, notes=notes, training_dataset=training,
     )
 

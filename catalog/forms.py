@@ -53,10 +53,14 @@ class JSONObjectField(forms.CharField):
 
 
 class FindingForm(forms.ModelForm):
-    slice = SliceField(required=False, help_text="Predicates ANDed together; empty = whole dataset.")
+    slice = SliceField(
+        required=False, help_text="Predicates ANDed together; empty = whole dataset."
+    )
     evidence = JSONObjectField(required=False, help_text="Measured values, as a JSON object.")
     tag_names = forms.CharField(
-        required=False, label="Tags", help_text="Comma-separated, e.g. calibration, young-applicants"
+        required=False,
+        label="Tags",
+        help_text="Comma-separated, e.g. calibration, young-applicants",
     )
 
     class Meta:

@@ -80,7 +80,9 @@ class Finding(models.Model):
     title = models.CharField(max_length=200)
     summary = models.CharField(max_length=500, blank=True)
     description = models.TextField(blank=True)
-    ml_model = models.ForeignKey("probes.MLModel", on_delete=models.PROTECT, related_name="findings")
+    ml_model = models.ForeignKey(
+        "probes.MLModel", on_delete=models.PROTECT, related_name="findings"
+    )
     model_version = models.ForeignKey(
         "probes.ModelVersion",
         null=True,
@@ -142,11 +144,14 @@ class Finding(models.Model):
         """The slice must fit the dataset's schema; the version must belong to the model."""
         from probes import engine
 
-        if self.model_version_id and self.ml_model_id:
-            if self.model_version.ml_model_id != self.ml_model_id:
-                raise ValidationError(
-                    {"model_version": f"{self.model_version} is not a version of {self.ml_model}."}
-                )
+        if (
+            self.model_version_id
+            and self.ml_model_id
+            and self.model_version.ml_model_id != self.ml_model_id
+        ):
+            raise ValidationError(
+                {"model_version": f"{self.model_version} is not a version of {self.ml_model}."}
+            )
         if self.slice and not self.dataset_id:
             raise ValidationError({"dataset": "A slice needs the dataset it is defined on."})
         if self.dataset_id:

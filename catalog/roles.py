@@ -73,3 +73,16 @@ def has_role(user, role):
 
 def can_read(user):
     return user.is_authenticated and (user.is_superuser or user.has_perm("catalog.view_finding"))
+
+
+def sync_role_groups():
+    """Create or update the role groups from ROLE_PERMISSIONS (idempotent)."""
+    from django.contrib.auth.models import Group, Permission
+
+    for role, names in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.get_or_create(name=role)
+        perms = [
+            Permission.objects.get(content_type__app_label=app, codename=codename)
+            for app, codename in (name.split(".") for name in names)
+        ]
+        group.permissions.set(perms)

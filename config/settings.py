@@ -58,8 +58,9 @@ def database_from_url(url):
     raise ImproperlyConfigured(f"DATABASE_URL has an unsupported scheme: {parsed.scheme!r}")
 
 
-DEFAULT_SECRET_KEY = "insecure-local-development-key-do-not-use-in-production"
-SECRET_KEY = os.environ.get("SECRET_KEY", DEFAULT_SECRET_KEY)
+# Only for local use: with DEBUG off the app refuses to start on it (below).
+DEFAULT_SECRET_KEY = "insecure-local-development-key-do-not-use-in-production"  # noqa: S105
+SECRET_KEY = os.environ.get("SECRET_KEY") or DEFAULT_SECRET_KEY
 DEBUG = envbool("DEBUG", "1")
 if not DEBUG and SECRET_KEY == DEFAULT_SECRET_KEY:
     raise ImproperlyConfigured(

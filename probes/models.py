@@ -158,8 +158,8 @@ class Dataset(ImmutableFileMixin, models.Model):
 
     def read(self):
         """The table as a DataFrame, after checking the stored hash."""
-        from .datasets import read_table
         from .artifacts import sha256_of
+        from .datasets import read_table
 
         path = self.file.path
         actual = sha256_of(path)
@@ -439,7 +439,7 @@ class Rerun(models.Model):
         return f"{self.get_trigger_display()} of {self.model_version}"
 
     @classmethod
-    def queue(cls, model_version, *, trigger, by=None, probes=None, label=""):
+    def queue(cls, model_version, *, trigger, by=None, probes=None, label="", dispatch=True):
         """Create the rerun and its queued runs now; hand the work to a worker on commit.
 
         The runs exist before the task starts, so a retried or duplicated task finds them
@@ -464,7 +464,8 @@ class Rerun(models.Model):
                 for p in probes
             ]
         )
-        transaction.on_commit(lambda: enqueue_rerun(rerun.pk))
+        if dispatch:
+            transaction.on_commit(lambda: enqueue_rerun(rerun.pk))
         return rerun
 
     def progress(self):

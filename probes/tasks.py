@@ -72,7 +72,7 @@ def _baseline_values(probes):
     return values
 
 
-def run_rerun(rerun_id):
+def run_rerun(rerun_id, progress=None):
     """Evaluate every unfinished run of a rerun.
 
     1. Load the artifact once (hash checked, skops allow-list); a load failure is an
@@ -109,20 +109,33 @@ def run_rerun(rerun_id):
         by_dataset = {}
         for run in pending:
             by_dataset.setdefault(run.probe.dataset_id, []).append(run)
+        tick = _progress_counter(len(pending), progress)
         for runs in by_dataset.values():
-            _run_on_dataset(model, version, runs, lineage, engine, check_feature_columns)
+            _run_on_dataset(model, version, runs, lineage, engine, check_feature_columns, tick)
     Rerun.objects.filter(pk=rerun.pk, finished_at=None).update(finished_at=timezone.now())
     after_rerun(rerun.pk)
     return rerun.progress()
 
 
-def _run_on_dataset(model, version, runs, lineage, engine, check_feature_columns):
+def _progress_counter(total, progress):
+    done = [0]
+
+    def tick(n=1):
+        done[0] += n
+        if progress is not None:
+            progress(done[0], total)
+
+    return tick
+
+
+def _run_on_dataset(model, version, runs, lineage, engine, check_feature_columns, tick):
     dataset = runs[0].probe.dataset
     try:
         frame = dataset.read()
         check_feature_columns(model, dataset.feature_columns)
     except Exception as exc:  # missing file, hash mismatch, columns the model lacks
         _fail_runs(runs, str(exc), traceback.format_exc())
+        tick(len(runs))
         return
     started = timezone.now()
     ProbeRun = type(runs[0])
@@ -164,8 +177,8 @@ def _run_on_dataset(model, version, runs, lineage, engine, check_feature_columns
         )
         run.started_at = started
         run.finished_at = timezone.now()
-        with transaction.atomic():
-            run.save()
+        run.save()
+        tick()
 
     t0 = time.perf_counter()
     try:

@@ -7,10 +7,17 @@ from config.serializers import ModelCleanMixin
 from ..models import Finding, Tag
 
 
+class TagNamesField(serializers.ListField):
+    """Tags are written and read as a list of names."""
+
+    child = serializers.CharField(max_length=60)
+
+    def to_representation(self, value):
+        return sorted(tag.name for tag in value.all())
+
+
 class FindingSerializer(ModelCleanMixin, serializers.ModelSerializer):
-    tags = serializers.ListField(
-        child=serializers.CharField(max_length=60), required=False, default=list
-    )
+    tags = TagNamesField(required=False, default=list)
     owner = serializers.PrimaryKeyRelatedField(
         queryset=get_user_model().objects.all(), required=False, allow_null=True
     )
@@ -26,11 +33,6 @@ class FindingSerializer(ModelCleanMixin, serializers.ModelSerializer):
         read_only_fields = [
             "status", "status_note", "reporter", "is_key_lesson", "created_at", "updated_at",
         ]
-
-    def to_representation(self, instance):
-        data = super().to_representation(instance)
-        data["tags"] = sorted(t.name for t in instance.tags.all())
-        return data
 
     def validate_evidence(self, value):
         if not isinstance(value, dict):

