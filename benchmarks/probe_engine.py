@@ -15,11 +15,15 @@ the tracemalloc peak of new allocations during one evaluate_probes call (a separ
 tracing slows Python down), compared with the size of the dataset plus the probabilities.
 The last line printed is the ratio engine / floor.
 
-Run: .venv/bin/python benchmarks/probe_engine.py
+Run: .venv/bin/python benchmarks/probe_engine.py [--threads N]
+(default 1 thread for OpenMP/BLAS: on a shared 2-core machine, 2 OpenMP threads slow down
+badly as soon as anything else runs, which drowns the comparison in noise; floor and engine
+always run with the same setting)
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 import tempfile
@@ -34,6 +38,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
+from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -199,6 +204,14 @@ def floor_frames(df: pd.DataFrame, features: pd.DataFrame, specs: list[ProbeSpec
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1, help="OpenMP/BLAS threads")
+    threads = parser.parse_args().threads
+    with threadpool_limits(threads):
+        measure(threads)
+
+
+def measure(threads: int) -> None:
     """Build, measure, print.
 
     1. Generate the dataset, fit the pipeline, store it as skops and load it back.
@@ -232,13 +245,15 @@ def main() -> None:
     base = tracemalloc.get_traced_memory()[0]
     evaluate_probes(model, df, "y", specs)
     peak = tracemalloc.get_traced_memory()[1] - base
-    # The model's own need: the largest peak of the floor's predict_proba calls.
+    # The model's own need: the largest peak of the floor's predict_proba calls, each with
+    # the size of its input frame where that frame is not the dataset itself.
     floor_peak = 0
     for frame in [features, *frames]:
         tracemalloc.reset_peak()
         base = tracemalloc.get_traced_memory()[0]
         model.predict_proba(frame)
-        floor_peak = max(floor_peak, tracemalloc.get_traced_memory()[1] - base)
+        extra = 0 if frame is features else int(frame.memory_usage(deep=True).sum())
+        floor_peak = max(floor_peak, tracemalloc.get_traced_memory()[1] - base + extra)
     tracemalloc.stop()
 
     statuses = defaultdict(int)
@@ -250,6 +265,7 @@ def main() -> None:
     floor, engine = statistics.median(floors), statistics.median(engines)
 
     print(f"rows: {len(df):,}; probes: {len(specs)} (100 prediction-only, 10 model-calling)")
+    print(f"threads: {threads}; runs: {RUNS} (interleaved, medians below)")
     print(f"rows sent to predict_proba by the model-calling probes: {stacked_rows:,}")
     print("statuses: " + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())))
     print("engine time by kind (last run, excluding the shared predict_proba):")
@@ -265,7 +281,7 @@ def main() -> None:
         f"= {size / 1e6:.1f} MB"
     )
     print(
-        f"peak traced memory, largest single predict_proba of the floor: "
+        f"peak traced memory, largest predict_proba of the floor (+ its input frame): "
         f"{floor_peak / 1e6:.1f} MB ({floor_peak / size:.2f}x)"
     )
     print(f"peak traced memory, evaluate_probes: {peak / 1e6:.1f} MB ({peak / size:.2f}x)")
