@@ -1262,6 +1262,14 @@ def _constant(template: pd.Series, value: Any, rows: int) -> Any:
     return column.to_numpy() if isinstance(column.dtype, np.dtype) else column.array
 
 
+def _added(run: _Run, name: str, rows: np.ndarray, amount: int | float) -> np.ndarray:
+    """Column ``name`` at ``rows`` plus ``amount``; integers stay integers, as in pandas."""
+    dtype = run.features[name].dtype
+    if isinstance(amount, int) and isinstance(dtype, np.dtype) and dtype.kind in "iu":
+        return run.features[name].to_numpy()[rows] + amount
+    return run.float_values(name)[rows] + amount
+
+
 def _counterfactual(run: _Run, mask, params, n) -> _Outcome:
     """Share of slice rows whose prediction changes when params.changes is applied.
 
@@ -1276,7 +1284,7 @@ def _counterfactual(run: _Run, mask, params, n) -> _Outcome:
     frame = run.features.take(rows)
     for name, change in changes.items():
         if "add" in change:
-            frame[name] = run.float_values(name)[rows] + change["add"]
+            frame[name] = _added(run, name, rows, change["add"])
         else:
             frame[name] = _constant(run.features[name], change["set"], rows.size)
     flips = int(np.count_nonzero(run.predict_rows(frame) != run.pred_index[rows]))

@@ -979,3 +979,26 @@ def test_columns_follow_the_models_order(cancer):
     (reference,) = evaluate(model, df, spec("slice_error_rate"))
     assert result.status in ("passed", "failed")
     assert result.value == reference.value
+
+
+class AgeParityModel:
+    """Predicts 'yes' for even ages; it sees the dtype it is given."""
+
+    classes_ = np.array(["no", "yes"])
+
+    def __init__(self):
+        self.dtypes = []
+
+    def predict_proba(self, X):
+        self.dtypes.append(X["age"].dtype)
+        even = (X["age"].to_numpy() % 2 == 0).astype(float)
+        return np.column_stack([1 - even, even])
+
+
+def test_counterfactual_integer_add_keeps_integers():
+    model = AgeParityModel()
+    (result,) = evaluate_probes(
+        model, tiny(), "y", [spec("counterfactual_flip_rate", {"changes": {"age": {"add": 1}}})]
+    )
+    assert result.value == 1.0  # every age changes parity
+    assert model.dtypes[-1].kind == "i"
