@@ -1079,7 +1079,11 @@ def _slice_metric(run: _Run, mask, params, n) -> _Outcome:
     details.update(tp=tp, fp=fp, fn=fn, tn=tn)
     if metric == "precision":
         low, high = _wilson(tp, tp + fp)
-        reason = "" if tp + fp else "precision is undefined: no row of the slice is predicted"
+        reason = (
+            ""
+            if tp + fp
+            else "precision is undefined: no row of the slice is predicted as pos_label"
+        )
         return _Outcome(_ratio(tp, tp + fp), low, high, details=details, undefined=reason)
     if metric == "recall":
         low, high = _wilson(tp, tp + fn)
