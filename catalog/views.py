@@ -5,7 +5,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from config.decorators import role_required
-from probes.models import MLModel, ProbeRun
+from probes.models import MLModel
 from remediation.forms import ActionForm
 from remediation.models import AuditEvent
 
@@ -81,13 +81,9 @@ def finding_detail(request, pk):
     )
     for item in actions:
         item.transitions = item.allowed_transitions(request.user)
-    probes = list(finding.probes.select_related("dataset"))
-    runs = ProbeRun.objects.filter(probe__finding=finding).select_related("model_version")
     return render(request, "catalog/finding_detail.html", {
         "finding": finding,
         "actions": actions,
-        "probes": probes,
-        "runs": runs.order_by("-created_at")[:50],
         "transitions": finding.allowed_transitions(request.user),
         "action_form": ActionForm(finding=finding, initial={"owner": request.user}),
         "history": AuditEvent.objects.for_object(finding).select_related("actor")[:50],
