@@ -1,6 +1,8 @@
+import json
+
 from django import forms
 
-from .models import Dataset, MLModel
+from .models import Dataset, MLModel, Probe
 
 
 class MLModelForm(forms.ModelForm):
@@ -35,3 +37,54 @@ class ModelVersionForm(forms.Form):
     artifact = forms.FileField(help_text="A scikit-learn model saved with skops.io.dump().")
     training_dataset = forms.ModelChoiceField(queryset=Dataset.objects.all(), required=False)
     notes = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+
+
+class ProbeForm(forms.ModelForm):
+    """A probe for a finding; slice and parameters are JSON, checked by Probe.clean()."""
+
+    slice = forms.CharField(required=False, widget=forms.Textarea(
+        attrs={"rows": 3, "class": "slice-json", "spellcheck": "false"}),
+        help_text="Conditions ANDed together; empty = whole dataset.")
+    params = forms.CharField(required=False, widget=forms.Textarea(
+        attrs={"rows": 4, "spellcheck": "false", "class": "params-json"}),
+        help_text="JSON object; the defaults of the chosen kind are filled in.")
+
+    class Meta:
+        model = Probe
+        fields = ["kind", "dataset", "slice", "params", "comparator", "threshold", "tolerance",
+                  "min_support", "active"]
+
+    def __init__(self, *args, finding=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.finding = finding
+        self.fields["dataset"].widget.attrs["data-slice-dataset"] = "1"
+        self.fields["kind"].widget.attrs["data-probe-kind"] = "1"
+        for name in ("slice", "params"):
+            value = self.initial.get(name, getattr(self.instance, name, None))
+            if isinstance(value, (list, dict)):
+                self.initial[name] = json.dumps(value)
+
+    def _json(self, name, kind):
+        raw = (self.cleaned_data.get(name) or "").strip()
+        if not raw:
+            return kind()
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise forms.ValidationError(f"Not valid JSON: {exc.msg}.") from exc
+        if not isinstance(value, kind):
+            raise forms.ValidationError(
+                "Enter a JSON list of conditions." if kind is list else "Enter a JSON object."
+            )
+        return value
+
+    def clean_slice(self):
+        return self._json("slice", list)
+
+    def clean_params(self):
+        return self._json("params", dict)
+
+    def _post_clean(self):
+        if self.finding is not None:
+            self.instance.finding = self.finding
+        super()._post_clean()

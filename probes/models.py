@@ -468,6 +468,11 @@ class Rerun(models.Model):
             transaction.on_commit(lambda: enqueue_rerun(rerun.pk))
         return rerun
 
+    @classmethod
+    def unfinished_for(cls, ml_model_id):
+        """Reruns of an ML model's versions that are still queued or running."""
+        return cls.objects.filter(model_version__ml_model_id=ml_model_id, finished_at=None)
+
     def progress(self):
         counts = dict(
             self.runs.values_list("status")
@@ -483,9 +488,13 @@ class ProbeRunQuerySet(models.QuerySet):
     def finished(self):
         return self.filter(status__in=FINISHED_RUN_STATUSES)
 
-    def latest_per_probe(self):
-        """The newest finished run of each (probe, model version)."""
-        return self.finished().order_by("probe_id", "model_version_id", "-finished_at", "-pk")
+    def matrix(self, probes, versions):
+        """{(probe_id, version_id): newest finished run}, in one query."""
+        cells = {}
+        runs = self.finished().filter(probe__in=probes, model_version__in=versions)
+        for run in runs.order_by("-finished_at", "-pk"):
+            cells.setdefault((run.probe_id, run.model_version_id), run)
+        return cells
 
 
 class ProbeRun(models.Model):
