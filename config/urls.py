@@ -4,6 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from . import views
+from .auth import login_view, throttled_login
 
 api_v1 = [
     path("", include("catalog.api.urls")),
@@ -16,11 +17,12 @@ api_v1 = [
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("healthz", views.healthz, name="healthz"),
-    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("login/", login_view, name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("catalog/", include("catalog.urls")),
     path("", include("probes.urls")),
     path("", include("remediation.urls")),
     path("api/v1/", include(api_v1)),
+    path("admin/login/", throttled_login(admin.site.login)),
     path("admin/", admin.site.urls),
 ]
