@@ -172,7 +172,7 @@ class Finding(models.Model):
             if frm == self.status and actor_may(who, user)
         ]
 
-    def transition_to(self, new, *, by, note=""):
+    def transition_to(self, new, *, by, note="", expected=None):
         """Move the finding through its workflow (see FINDING_TRANSITIONS).
 
         Accepting a risk needs a justification (the note); it is kept on the finding.
@@ -193,6 +193,7 @@ class Finding(models.Model):
             label="finding",
             check_actor=lambda locked, who, actor: actor_may(who, actor),
             before_save=before_save,
+            expected=expected,
         )
 
 

@@ -98,7 +98,8 @@ def finding_transition(request, pk):
     finding = get_object_or_404(Finding, pk=pk)
     try:
         finding.transition_to(request.POST.get("to", ""), by=request.user,
-                              note=request.POST.get("note", ""))
+                              note=request.POST.get("note", ""),
+                              expected=request.POST.get("from") or None)
     except TransitionError as exc:
         messages.error(request, str(exc))
     else:

@@ -31,11 +31,13 @@ class TransitionConflict(TransitionError):
     status_code = 409
 
 
-def transition(instance, new, *, by, note="", rules, label, check_actor, before_save=None):
+def transition(instance, new, *, by, note="", rules, label, check_actor, before_save=None,
+               expected=None):
     """Move `instance.status` to `new`.
 
     1. Refuse an unknown target or one the table does not allow from the status the caller
-       saw, with a message that names both.
+       saw (`expected`, e.g. the status shown on the page; else the instance's), with a
+       message that names both.
     2. Lock the row (select_for_update) and re-read its status; if it changed since the
        caller loaded it, raise TransitionConflict: the other writer won.
     3. Ask `check_actor(instance, who, by)` whether `by` may take it (who = the rule's
@@ -52,7 +54,7 @@ def transition(instance, new, *, by, note="", rules, label, check_actor, before_
     if new not in choices:
         raise TransitionError(f"'{new}' is not a {label} status; expected one of: "
                               + ", ".join(choices))
-    seen = instance.status
+    seen = expected or instance.status
     who = rules.get((seen, new))
     if who is None:
         allowed = sorted(to for (frm, to) in rules if frm == seen)

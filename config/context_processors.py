@@ -2,7 +2,13 @@ from catalog.roles import roles_of
 
 
 def roles(request):
+    """The signed-in user's roles and unread notification count, for the header."""
+    from remediation.models import Notification
+
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
-        return {"user_roles": set()}
-    return {"user_roles": roles_of(user)}
+        return {"user_roles": set(), "unread_notifications": 0}
+    return {
+        "user_roles": roles_of(user),
+        "unread_notifications": Notification.objects.unread_for(user).count(),
+    }

@@ -39,4 +39,15 @@ class ModelCleanMixin:
 class TransitionSerializer(serializers.Serializer):
     to = serializers.CharField(max_length=30)
     note = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
-    fixed_in_version = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    fixed_in_version = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=2**63 - 1
+    )
+    expected = serializers.CharField(
+        required=False, allow_blank=True, max_length=30, source="from_status",
+        help_text="The status you saw; if it changed meanwhile the answer is 409 Conflict.",
+    )
+
+    def get_fields(self):
+        fields = super().get_fields()
+        fields["from"] = fields.pop("expected")  # "from" is a Python keyword
+        return fields

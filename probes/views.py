@@ -10,6 +10,7 @@ from django.views.decorators.http import require_POST
 
 from catalog.models import Finding
 from config.decorators import role_required
+from remediation.models import AuditEvent
 
 from . import engine
 from .choices import ProbeKind, Trigger
@@ -102,6 +103,7 @@ def version_detail(request, pk):
             "version": version,
             "runs": runs,
             "reruns": reruns,
+            "history": AuditEvent.objects.for_object(version).select_related("actor")[:50],
         },
     )
 
@@ -163,6 +165,7 @@ def dataset_detail(request, pk):
             "dataset": dataset,
             "preview": preview,
             "preview_error": preview_error,
+            "history": AuditEvent.objects.for_object(dataset).select_related("actor")[:50],
         },
     )
 

@@ -82,13 +82,36 @@ def _after(sender, instance, created, raw=False, **kwargs):
     AuditEvent.record(instance, verb=verb, actor=current_actor(), before=before, after=after)
 
 
+def _tags_changed(sender, instance, action, pk_set=None, reverse=False, **kwargs):
+    """Tag edits are history too: one update event with the tag names before and after."""
+    if reverse or _silenced.get():
+        return
+    from .models import AuditEvent
+
+    names = sorted(instance.tags.values_list("name", flat=True))
+    if action.startswith("pre_"):
+        instance._audit_tags_before = names
+        return
+    if not action.startswith("post_"):
+        return
+    before = getattr(instance, "_audit_tags_before", None)
+    if before is None or before == names:
+        return
+    AuditEvent.record(instance, verb=AuditEvent.Verb.UPDATE, actor=current_actor(),
+                      before={"tags": before}, after={"tags": names})
+    instance._audit_tags_before = None
+
+
 def connect():
     from django.apps import apps
+    from django.db.models.signals import m2m_changed
 
     for label in AUDITED_MODELS:
         model = apps.get_model(label)
         pre_save.connect(_before, sender=model, dispatch_uid=f"audit-before-{label}")
         post_save.connect(_after, sender=model, dispatch_uid=f"audit-after-{label}")
+    finding = apps.get_model("catalog.Finding")
+    m2m_changed.connect(_tags_changed, sender=finding.tags.through, dispatch_uid="audit-tags")
 
 
 class AuditActorMiddleware:

@@ -1,7 +1,10 @@
 from django import forms
 from django.contrib.auth import get_user_model
 
-from .models import RemediationAction
+from probes.models import ModelVersion
+
+from .choices import Outcome
+from .models import Evaluation, RemediationAction
 
 
 class ActionForm(forms.ModelForm):
@@ -23,3 +26,24 @@ class ActionForm(forms.ModelForm):
     def save(self, commit=True):
         self.instance.finding = self.finding
         return super().save(commit=commit)
+
+
+class EvaluationForm(forms.Form):
+    model_version = forms.ModelChoiceField(queryset=None)
+    outcome = forms.ChoiceField(choices=Outcome.choices)
+    notes = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}),
+                            help_text="What was checked, e.g. a user study and its result.")
+
+    def __init__(self, *args, action, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.action = action
+        self.fields["model_version"].queryset = ModelVersion.objects.filter(
+            ml_model_id=action.finding.ml_model_id
+        )
+
+    def save(self, *, by):
+        return Evaluation.objects.create(
+            action=self.action, model_version=self.cleaned_data["model_version"],
+            outcome=self.cleaned_data["outcome"], notes=self.cleaned_data["notes"],
+            is_manual=True, created_by=by,
+        )

@@ -124,7 +124,7 @@ class RemediationAction(models.Model):
             if frm == self.status and action_actor_may(self, who, user)
         ]
 
-    def transition_to(self, new, *, by, note="", fixed_in_version=None):
+    def transition_to(self, new, *, by, note="", fixed_in_version=None, expected=None):
         """Move the action through its workflow (see ACTION_TRANSITIONS).
 
         `implemented` needs the model version that carries the fix, a version of the
@@ -155,6 +155,7 @@ class RemediationAction(models.Model):
             label="remediation action",
             check_actor=action_actor_may,
             before_save=before_save,
+            expected=expected,
         )
         if new == ActionStatus.IMPLEMENTED:
             from .followup import on_implemented
@@ -294,6 +295,18 @@ class AuditEvent(models.Model):
         return obj.get_absolute_url() if hasattr(obj, "get_absolute_url") else ""
 
 
+class NotificationQuerySet(models.QuerySet):
+    def unread_for(self, user):
+        return self.filter(recipient=user, read_at=None)
+
+    def mark_read(self, user, ids=None):
+        """Mark the user's notifications (all, or these ids) read; returns how many."""
+        qs = self.unread_for(user)
+        if ids is not None:
+            qs = qs.filter(pk__in=ids)
+        return qs.update(read_at=timezone.now())
+
+
 class Notification(models.Model):
     recipient = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications"
@@ -306,6 +319,8 @@ class Notification(models.Model):
     url = models.CharField(max_length=300, blank=True)
     read_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    objects = NotificationQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-pk"]

@@ -22,7 +22,7 @@ import uuid
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.mail import send_mail
+from django.core.mail import send_mass_mail
 from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
@@ -107,9 +107,11 @@ def notify_regression(finding_id, run_id):
             for u in people
         ]
     )
-    emails = [u.email for u in people if u.email]
-    if emails:
-        send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, emails, fail_silently=True)
+    # One message per person, so recipients do not see each other's addresses.
+    send_mass_mail(
+        [(subject, body, settings.DEFAULT_FROM_EMAIL, [u.email]) for u in people if u.email],
+        fail_silently=True,
+    )
     for url in settings.WEBHOOK_URLS:
         async_task("remediation.notify.deliver_webhook", url, payload,
                    task_name=f"webhook-{finding_id}-{run_id}", sync=settings.TASKS_SYNC)

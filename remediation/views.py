@@ -1,15 +1,27 @@
+import csv
+import datetime
+import json
+
 from django.contrib import messages
-from django.shortcuts import get_object_or_404, redirect
+from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from catalog.choices import Severity
 from catalog.models import Finding
 from catalog.workflow import TransitionError
 from config.decorators import role_required
-from probes.models import ModelVersion
+from probes.models import MLModel, ModelVersion
 
-from .forms import ActionForm
-from .models import RemediationAction
+from . import reports
+from .filtersets import ActionFilterSet, AuditEventFilterSet
+from .forms import ActionForm, EvaluationForm
+from .models import AuditEvent, Notification, RemediationAction
 
 
 @role_required("remediation.add_remediationaction")
@@ -42,6 +54,7 @@ def action_transition(request, pk):
             by=request.user,
             note=request.POST.get("note", ""),
             fixed_in_version=version,
+            expected=request.POST.get("from") or None,
         )
     except TransitionError as exc:
         messages.error(request, str(exc))
@@ -51,3 +64,144 @@ def action_transition(request, pk):
     if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
         target = action.get_absolute_url()
     return redirect(target)
+
+
+BOARD_PAGE_LIMIT = 200
+
+
+@role_required("remediation.view_remediationaction")
+def board(request):
+    """The review board: actions by status, filtered; transitions the viewer may take."""
+    filters = ActionFilterSet(request.GET, queryset=RemediationAction.objects.select_related(
+        "finding__ml_model", "owner", "reviewer", "fixed_in_version"
+    ).order_by("due_date", "-updated_at"))
+    actions = list(filters.qs[:BOARD_PAGE_LIMIT])
+    users = get_user_model().objects.filter(is_active=True).order_by("username")
+    return render(request, "remediation/board.html", {
+        "columns": reports.board(actions, request.user),
+        "filters": filters.form,
+        "params": request.GET,
+        "ml_models": MLModel.objects.all(),
+        "users": users,
+        "severities": Severity.choices,
+        "truncated": len(actions) == BOARD_PAGE_LIMIT,
+        "today": timezone.localdate(),
+        "counts": reports.open_counts(),
+        "versions": ModelVersion.objects.select_related("ml_model"),
+    })
+
+
+@role_required("remediation.view_auditevent")
+def audit_log(request):
+    filters = AuditEventFilterSet(
+        request.GET, queryset=AuditEvent.objects.select_related("content_type", "actor")
+    )
+    if request.GET.get("format") == "csv":
+        return _audit_csv(filters.qs)
+    page = Paginator(filters.qs, 50).get_page(request.GET.get("page"))
+    params = request.GET.copy()
+    params.pop("page", None)
+    return render(request, "remediation/audit_log.html", {
+        "page": page, "params": request.GET, "querystring": params.urlencode(),
+        "verbs": AuditEvent.Verb.choices,
+        "object_types": ["catalog.finding", "remediation.remediationaction", "probes.probe",
+                         "probes.modelversion", "probes.dataset", "probes.mlmodel",
+                         "remediation.evaluation"],
+    })
+
+
+def _audit_csv(qs):
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="audit-log.csv"'
+    writer = csv.writer(response)
+    writer.writerow(["time", "actor", "verb", "object_type", "object_id", "object",
+                     "from_status", "to_status", "note", "before", "after"])
+    for e in qs.iterator(chunk_size=2000):
+        writer.writerow([
+            e.created_at.isoformat(), e.actor_label, e.verb,
+            f"{e.content_type.app_label}.{e.content_type.model}", e.object_id,
+            _csv_safe(e.object_repr), e.from_status, e.to_status, _csv_safe(e.note),
+            json.dumps(e.before, sort_keys=True), json.dumps(e.after, sort_keys=True),
+        ])
+    return response
+
+
+def _csv_safe(text):
+    """Cells that a spreadsheet would run as a formula are quoted with a leading '."""
+    text = text or ""
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+
+
+def _date_range(request):
+    today = timezone.localdate()
+    try:
+        start = datetime.date.fromisoformat(request.GET.get("start", "")) if request.GET.get(
+            "start") else today - datetime.timedelta(days=30)
+        end = datetime.date.fromisoformat(request.GET["end"]) if request.GET.get(
+            "end") else today
+    except ValueError:
+        return None, None, "Dates must look like 2026-11-26."
+    if start > end:
+        return None, None, "The start date is after the end date."
+    return start, end, ""
+
+
+@role_required("remediation.view_remediationaction")
+def review_pack(request):
+    start, end, error = _date_range(request)
+    if error:
+        messages.error(request, error)
+        return redirect("remediation:review_pack")
+    sections = reports.review_pack(start, end)
+    if request.GET.get("format") == "csv":
+        response = HttpResponse(reports.review_pack_csv(sections),
+                                content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = (
+            f'attachment; filename="review-pack-{start}-{end}.csv"'
+        )
+        return response
+    tables = [
+        {"name": name.replace("_", " "), "columns": list(frame.columns),
+         "rows": frame.astype(object).where(frame.notna(), "").values.tolist()}
+        for name, frame in sections.items()
+    ]
+    return render(request, "remediation/review_pack.html", {
+        "start": start, "end": end, "tables": tables,
+    })
+
+
+@role_required("catalog.view_finding")
+def evidence_pack(request, finding_pk):
+    finding = get_object_or_404(Finding.objects.select_related("ml_model"), pk=finding_pk)
+    response = HttpResponse(reports.evidence_pack(finding), content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="evidence-finding-{finding.pk}.zip"'
+    return response
+
+
+@role_required("remediation.view_evaluation")
+def effectiveness(request):
+    return render(request, "remediation/effectiveness.html", {"rows": reports.effectiveness()})
+
+
+@login_required
+def notifications(request):
+    if request.method == "POST":
+        Notification.objects.mark_read(request.user)
+        return redirect("remediation:notifications")
+    items = Notification.objects.filter(recipient=request.user).select_related("finding")[:100]
+    return render(request, "remediation/notifications.html", {"items": items})
+
+
+@role_required("remediation.add_evaluation")
+@require_POST
+def evaluation_create(request, pk):
+    """A reviewer's manual evaluation of an action (e.g. a user study), with notes."""
+    action = get_object_or_404(RemediationAction.objects.select_related("finding"), pk=pk)
+    form = EvaluationForm(request.POST, action=action)
+    if form.is_valid():
+        form.save(by=request.user)
+        messages.success(request, "Evaluation recorded.")
+    else:
+        errors = "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items())
+        messages.error(request, f"The evaluation was not saved — {errors}")
+    return redirect(action.get_absolute_url())

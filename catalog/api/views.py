@@ -35,7 +35,8 @@ class FindingViewSet(viewsets.ModelViewSet):
         body = TransitionSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         finding.transition_to(body.validated_data["to"], by=request.user,
-                              note=body.validated_data["note"])
+                              note=body.validated_data["note"],
+                              expected=body.validated_data.get("from_status") or None)
         return Response(self.get_serializer(finding).data)
 
 

@@ -1,4 +1,3 @@
-from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
@@ -44,6 +43,7 @@ class ActionViewSet(viewsets.ModelViewSet):
             by=request.user,
             note=body.validated_data["note"],
             fixed_in_version=version,
+            expected=body.validated_data.get("from_status") or None,
         )
         return Response(self.get_serializer(remediation).data)
 
@@ -84,7 +84,6 @@ class NotificationViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"])
     def read(self, request, pk=None):
         note = self.get_object()
-        if note.read_at is None:
-            Notification.objects.filter(pk=note.pk, read_at=None).update(read_at=timezone.now())
-            note.refresh_from_db()
+        Notification.objects.mark_read(request.user, ids=[note.pk])
+        note.refresh_from_db()
         return Response(self.get_serializer(note).data)

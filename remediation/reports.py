@@ -1,0 +1,242 @@
+"""Reports for review meetings and governance: the board, the review pack, the evidence
+pack of a finding, and which kinds of fix last. Pure queries and pandas; the views only
+render what these return."""
+
+import hashlib
+import io
+import json
+import zipfile
+from collections import defaultdict
+
+import pandas as pd
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from catalog.choices import FindingStatus
+from catalog.models import Finding
+from probes.charts import value_chart_svg
+from probes.models import ProbeRun
+
+from .choices import OPEN_ACTION_STATUSES, ActionKind, ActionStatus
+from .models import AuditEvent, Evaluation, RemediationAction
+
+BOARD_COLUMNS = [
+    ActionStatus.PROPOSED,
+    ActionStatus.APPROVED,
+    ActionStatus.IN_PROGRESS,
+    ActionStatus.IMPLEMENTED,
+    ActionStatus.VERIFIED,
+    ActionStatus.INEFFECTIVE,
+    ActionStatus.REJECTED,
+    ActionStatus.CANCELLED,
+]
+
+
+def board(actions, user):
+    """Actions grouped by status, each with the transitions `user` may take."""
+    columns = {status: [] for status in BOARD_COLUMNS}
+    for action in actions:
+        action.transitions = action.allowed_transitions(user)
+        columns[action.status].append(action)
+    return [
+        {"status": status, "label": ActionStatus(status).label, "actions": items}
+        for status, items in columns.items()
+    ]
+
+
+def _frame(rows, columns):
+    return pd.DataFrame.from_records(rows, columns=columns)
+
+
+def review_pack(start, end):
+    """What happened between two dates (inclusive), as DataFrames by section.
+
+    1. findings opened (created) in the range, and those resolved / regressed in it
+       (from the audit trail of transitions);
+    2. actions by status (now), and overdue actions;
+    3. evaluations recorded in the range.
+    """
+    in_range = Q(created_at__date__gte=start, created_at__date__lte=end)
+    opened = Finding.objects.filter(in_range).select_related("ml_model", "owner")
+    finding_type = AuditEvent.objects.filter(
+        content_type__app_label="catalog", content_type__model="finding",
+        verb=AuditEvent.Verb.TRANSITION,
+    ).filter(in_range)
+    moved = {
+        status: set(finding_type.filter(to_status=status).values_list("object_id", flat=True))
+        for status in (FindingStatus.RESOLVED, FindingStatus.REGRESSED)
+    }
+
+    def finding_rows(qs):
+        return [
+            (f.pk, f.title, f.ml_model.name, f.severity, f.risk_category, f.status,
+             f.owner.get_username() if f.owner else "", f.created_at.date().isoformat())
+            for f in qs
+        ]
+
+    finding_cols = ["id", "title", "ml_model", "severity", "risk_category", "status", "owner",
+                    "logged_on"]
+    sections = {
+        "findings_opened": _frame(finding_rows(opened), finding_cols),
+    }
+    for status, ids in moved.items():
+        qs = Finding.objects.filter(pk__in=[int(i) for i in ids]).select_related(
+            "ml_model", "owner"
+        )
+        sections[f"findings_{status}"] = _frame(finding_rows(qs), finding_cols)
+    by_status = (
+        RemediationAction.objects.values("status").annotate(n=Count("pk")).order_by("status")
+    )
+    sections["actions_by_status"] = _frame(
+        [(r["status"], r["n"]) for r in by_status], ["status", "actions"]
+    )
+    overdue = RemediationAction.objects.overdue().select_related("finding", "owner")
+    sections["overdue_actions"] = _frame(
+        [(a.pk, a.title, a.finding.title, a.status, a.due_date.isoformat(),
+          a.owner.get_username() if a.owner else "") for a in overdue],
+        ["id", "title", "finding", "status", "due_date", "owner"],
+    )
+    evaluations = Evaluation.objects.filter(in_range).select_related(
+        "action__finding", "model_version__ml_model"
+    )
+    sections["evaluations"] = _frame(
+        [(e.pk, e.action.title, e.action.finding.title, str(e.model_version), e.outcome,
+          "manual" if e.is_manual else "automatic", e.created_at.date().isoformat())
+         for e in evaluations],
+        ["id", "action", "finding", "model_version", "outcome", "source", "date"],
+    )
+    return sections
+
+
+def review_pack_csv(sections):
+    """One CSV with a `section` column, so a spreadsheet can filter by it."""
+    frames = []
+    for name, frame in sections.items():
+        framed = frame.copy()
+        framed.insert(0, "section", name)
+        frames.append(framed)
+    combined = pd.concat(frames, ignore_index=True, sort=False) if frames else pd.DataFrame()
+    return combined.to_csv(index=False)
+
+
+def effectiveness():
+    """Per action kind: fixes implemented, and how their evaluations on later model
+    versions came out (held / regressed / inconclusive), with the share that held."""
+    rows = {kind: {"kind": kind, "label": label, "actions": 0, "held": 0, "regressed": 0,
+                   "inconclusive": 0, "versions_checked": 0}
+            for kind, label in ActionKind.choices}
+    fixed = RemediationAction.objects.filter(fixed_in_version__isnull=False).select_related(
+        "fixed_in_version"
+    )
+    for action in fixed:
+        rows[action.kind]["actions"] += 1
+    evaluations = Evaluation.objects.filter(
+        action__fixed_in_version__isnull=False, is_manual=False
+    ).select_related("model_version", "action__fixed_in_version")
+    versions = defaultdict(set)
+    for e in evaluations:
+        fix = e.action.fixed_in_version
+        # Only the fix version and the versions after it say whether a fix lasted.
+        if (e.model_version.registered_at, e.model_version.pk) < (fix.registered_at, fix.pk):
+            continue
+        rows[e.action.kind][e.outcome] += 1
+        versions[e.action.kind].add(e.model_version_id)
+    result = []
+    for kind, row in rows.items():
+        judged = row["held"] + row["regressed"]
+        row["versions_checked"] = len(versions[kind])
+        row["held_share"] = row["held"] / judged if judged else None
+        result.append(row)
+    return sorted(result, key=lambda r: (-r["actions"], r["label"]))
+
+
+def _json_bytes(data):
+    return json.dumps(data, indent=2, sort_keys=True, default=str).encode()
+
+
+def evidence_pack(finding):
+    """A zip a governance reviewer can check: finding.json (the finding, its probes,
+    every run per version with lineage hashes, actions with their approvals and
+    evaluations, the audit trail), one SVG chart per probe, and MANIFEST.sha256 listing
+    the sha256 of every file. Sensitive dataset columns never appear row by row here: the
+    pack holds aggregates only."""
+    probes = list(finding.probes.select_related("dataset"))
+    versions = list(finding.ml_model.versions.order_by("registered_at", "pk"))
+    runs = ProbeRun.objects.filter(probe__finding=finding).select_related("model_version")
+    actions = list(finding.actions.select_related("owner", "reviewer", "fixed_in_version"))
+    action_events = AuditEvent.objects.filter(
+        content_type__app_label="remediation", content_type__model="remediationaction",
+        object_id__in=[str(a.pk) for a in actions],
+    ).order_by("created_at", "pk")
+    data = {
+        "generated_at": timezone.now().isoformat(),
+        "finding": AuditEvent.snapshot(finding)
+        | {"tags": sorted(t.name for t in finding.tags.all())},
+        "ml_model": {"id": finding.ml_model_id, "name": finding.ml_model.name},
+        "versions": [
+            {"id": v.pk, "version": v.version, "artifact_sha256": v.artifact_sha256,
+             "registered_at": v.registered_at.isoformat(), "environment": v.environment}
+            for v in versions
+        ],
+        "probes": [p.definition() | {"dataset_sha256": p.dataset.sha256} for p in probes],
+        "runs": [
+            {"id": r.pk, "probe": r.probe_id, "model_version": r.model_version.version,
+             "status": r.status, "value": r.value, "ci_low": r.ci_low, "ci_high": r.ci_high,
+             "support": r.support, "trigger": r.trigger, "error": r.error,
+             "lineage": r.lineage,
+             "finished_at": r.finished_at.isoformat() if r.finished_at else None}
+            for r in runs.order_by("model_version__registered_at", "probe_id", "pk")
+        ],
+        "actions": [
+            AuditEvent.snapshot(a) | {
+                "evaluations": [
+                    {"model_version": str(e.model_version), "outcome": e.outcome,
+                     "manual": e.is_manual, "notes": e.notes,
+                     "probe_runs": sorted(e.probe_runs.values_list("pk", flat=True))}
+                    for e in a.evaluations.select_related("model_version")
+                ]
+            }
+            for a in actions
+        ],
+        "approvals": [
+            {"action": int(e.object_id), "by": e.actor_label, "at": e.created_at.isoformat(),
+             "from": e.from_status, "to": e.to_status, "note": e.note}
+            for e in action_events if e.verb == AuditEvent.Verb.TRANSITION
+        ],
+        "history": [
+            {"at": e.created_at.isoformat(), "by": e.actor_label, "verb": e.verb,
+             "from": e.from_status, "to": e.to_status, "note": e.note}
+            for e in AuditEvent.objects.for_object(finding).order_by("created_at", "pk")
+        ],
+    }
+    files = {"finding.json": _json_bytes(data)}
+    cells = ProbeRun.objects.matrix(probes, versions)
+    for probe in probes:
+        points = [
+            {"label": v.version, "value": getattr(cells.get((probe.pk, v.pk)), "value", None),
+             "status": getattr(cells.get((probe.pk, v.pk)), "status", None)}
+            for v in versions
+        ]
+        svg = value_chart_svg(points, threshold=probe.threshold,
+                              title=f"probe {probe.pk} {probe.kind}")
+        if svg:
+            files[f"charts/probe-{probe.pk}.svg"] = svg.encode()
+    manifest = "".join(
+        f"{hashlib.sha256(content).hexdigest()}  {name}\n"
+        for name, content in sorted(files.items())
+    )
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in sorted(files.items()):
+            archive.writestr(name, content)
+        archive.writestr("MANIFEST.sha256", manifest)
+    return buffer.getvalue()
+
+
+def open_counts():
+    return {
+        "open_actions": RemediationAction.objects.filter(status__in=OPEN_ACTION_STATUSES).count(),
+        "overdue": RemediationAction.objects.overdue().count(),
+        "regressed": Finding.objects.filter(status=FindingStatus.REGRESSED).count(),
+    }
+
