@@ -238,7 +238,7 @@ def _load_credit(maint, contrib, review, say):
                         "regression cannot represent the interaction between age and income, "
                         "so it flags them as likely defaults and they are refused.",
             ml_model=credit, model_version=v1, dataset=eval_ds, slice=young,
-            evidence=_evidence(r, demo=True, overall_error_rate=round(overall.value, 4)),
+            evidence=_evidence(r, overall_error_rate=round(overall.value, 4)),
             severity="high", risk_category="fairness",
             harms="Creditworthy young applicants are refused; the lender loses good loans.",
             affected_stakeholders="Applicants under 22, the lending book.",
@@ -259,7 +259,7 @@ def _load_credit(maint, contrib, review, say):
             summary=f"The share of applicants flagged as likely defaults differs by "
                     f"{g.value:.1%} between women and men.",
             ml_model=credit, model_version=v1, dataset=eval_ds, slice=[],
-            evidence=_evidence(g, demo=True), severity="medium", risk_category="fairness",
+            evidence=_evidence(g), severity="medium", risk_category="fairness",
             harms="Unequal access to credit.", affected_stakeholders="Applicants by sex.",
             policy_reference="Fair lending review FL-3",
             lesson="Monitor group disparity on every version, even for a feature the model "
@@ -312,7 +312,7 @@ def _load_credit(maint, contrib, review, say):
                     "move by a tenth of their spread: the boosted model's boundary is jagged "
                     "there.",
             ml_model=credit, model_version=v2, dataset=eval_ds, slice=flips,
-            evidence=_evidence(p, demo=True), severity="medium", risk_category="reliability",
+            evidence=_evidence(p), severity="medium", risk_category="reliability",
             lesson="Income is self-reported and noisy; decisions near the boundary need a "
                    "review band rather than a hard cut, and tree ensembles make it jagged.",
             tags=["robustness", "self-reported-data"], owner=contrib, reporter=contrib,
@@ -368,7 +368,7 @@ def _load_tumour(maint, contrib, review, say):
             summary=f"{r.value:.0%} of samples with a mean radius of 12.5–16 get a margin "
                     "under 0.4: the model hedges exactly where radiologists need it most.",
             ml_model=ml_model, model_version=v1, dataset=ds, slice=band,
-            evidence=_evidence(r, demo=True, margin=0.4), severity="critical",
+            evidence=_evidence(r, margin=0.4), severity="critical",
             risk_category="safety",
             harms="Malignant samples sent home with a benign call; needless biopsies.",
             affected_stakeholders="Patients, screening radiologists.",
@@ -416,7 +416,7 @@ def _load_wine(maint, contrib, review, say):
                     "time: stumps split on one chemical and cannot tell cultivars A and B "
                     "apart there.",
             ml_model=ml_model, model_version=v1, dataset=ds, slice=rich,
-            evidence=_evidence(r, demo=True, recall_cultivar_b=round(recall.value, 4)),
+            evidence=_evidence(r, recall_cultivar_b=round(recall.value, 4)),
             severity="low", risk_category="reliability",
             lesson="Depth-one trees see one feature at a time; flavanoid-rich wines need "
                    "two signals (flavanoids and proline) to separate.",
