@@ -24,3 +24,44 @@ class ContentSecurityPolicyMiddleware:
             relaxed = request.path.startswith(("/api/v1/docs", "/admin/"))
             response["Content-Security-Policy"] = DOCS_CSP if relaxed else self.policy
         return response
+
+
+class RequestSizeLimitMiddleware:
+    """Refuse a request body over the limit before anything reads it, with 413 and a
+    message that gives both sizes (JSON under /api/, a short page elsewhere).
+
+    Uploads (multipart) may be as large as UPLOAD_MAX_BYTES plus room for the other form
+    fields; any other body (JSON, forms) as large as DATA_UPLOAD_MAX_MEMORY_SIZE. Django
+    checks the latter only when a view reads request.POST or request.body, and a parser
+    that reads the stream itself would never see it.
+    """
+
+    FORM_FIELDS_ALLOWANCE = 1024 * 1024
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def limit_for(self, request):
+        if request.content_type == "multipart/form-data":
+            return settings.UPLOAD_MAX_BYTES + self.FORM_FIELDS_ALLOWANCE
+        return settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+
+    def __call__(self, request):
+        raw = request.META.get("CONTENT_LENGTH") or "0"
+        try:
+            length = int(raw)
+        except ValueError:
+            return self.refuse(request, 400, f"Content-Length {raw[:40]!r} is not a number.")
+        limit = self.limit_for(request)
+        if limit is not None and length > limit:
+            return self.refuse(
+                request, 413, f"The request body is {length} bytes; the limit is {limit} bytes."
+            )
+        return self.get_response(request)
+
+    def refuse(self, request, status, message):
+        from django.http import HttpResponse, JsonResponse
+
+        if request.path.startswith("/api/"):
+            return JsonResponse({"detail": message}, status=status)
+        return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
