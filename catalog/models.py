@@ -1,9 +1,10 @@
 """Findings: the catalog's lessons, with their slice, evidence, status and tags."""
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
-from django.db import models
-from django.db.models import Q
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchQuery, SearchVectorField
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import connections, models
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
@@ -41,16 +42,36 @@ class Tag(models.Model):
 
 class FindingQuerySet(models.QuerySet):
     def search(self, q):
-        """Findings whose text mentions every word of `q` (simple, portable search)."""
-        for word in (q or "").split():
-            self = self.filter(
-                Q(title__icontains=word)
-                | Q(summary__icontains=word)
-                | Q(description__icontains=word)
-                | Q(lesson__icontains=word)
-                | Q(tags__name__iexact=word)
+        """Findings matching `q` in the web-search syntax ("a phrase", or, -excluded),
+        unranked. PostgreSQL matches the stored tsvector; SQLite, the stemmed words the
+        fallback keeps in the same column (see catalog/search.py)."""
+        from . import search
+
+        q = (q or "").strip()[: search.MAX_QUERY_LENGTH]
+        if not q:
+            return self
+        if self.db and connections[self.db].vendor == "postgresql":
+            return self.filter(
+                search_vector=SearchQuery(q, search_type="websearch", config=search.SEARCH_CONFIG)
             )
-        return self.distinct() if q else self
+        parsed = search.parse(q)
+        return self.filter(search.sqlite_filter(parsed)) if parsed else self.none()
+
+    def find(self, q="", *, ranked=True, limit=None):
+        """Search results for the catalog page and the API: ranked within a bounded candidate
+        set when there is a query, else in this queryset's order; pages, capped counts,
+        facets, highlighted passages and "did you mean" (catalog.search.SearchResults)."""
+        from .search import CANDIDATE_LIMIT, SearchResults
+
+        return SearchResults(self, q, ranked=ranked, limit=limit or CANDIDATE_LIMIT)
+
+    def refresh_search_vectors(self, ids=None):
+        """Rewrite the search documents of these findings (by default: this queryset's)."""
+        from . import search
+
+        if ids is None:
+            ids = list(self.values_list("pk", flat=True))
+        search.refresh(ids, using=self.db)
 
     def open(self):
         return self.exclude(status__in=[FindingStatus.RESOLVED, FindingStatus.ACCEPTED_RISK])
@@ -127,12 +148,20 @@ class Finding(models.Model):
     is_key_lesson = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # PostgreSQL: the weighted tsvector (title A; summary, lesson B; description, harms,
+    # action titles C; tags, slice features, ML model D). SQLite: the same words, stemmed,
+    # as text for the fallback search. Written only by catalog.search.refresh().
+    search_vector = SearchVectorField(null=True, editable=False)
 
     objects = FindingQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-pk"]
         permissions = [("review_finding", "Can resolve findings, accept risks, mark key lessons")]
+        indexes = [
+            GinIndex(fields=["search_vector"], name="finding_search_gin"),
+            models.Index(fields=["created_at", "id"], name="finding_created_id"),
+        ]
 
     def __str__(self):
         return self.title
@@ -163,6 +192,17 @@ class Finding(models.Model):
     @property
     def slice_text(self):
         return slice_to_text(self.slice)
+
+    def set_key_lesson(self, value, *, by):
+        """Mark (or unmark) the finding as a key lesson for newcomers; reviewers only."""
+        from remediation.audit import acting_as
+
+        if not by.has_perm("catalog.review_finding"):
+            raise PermissionDenied("Only reviewers may mark key lessons.")
+        self.is_key_lesson = bool(value)
+        with acting_as(by):
+            self.save(update_fields=["is_key_lesson", "updated_at"])
+        return self
 
     def allowed_transitions(self, user):
         """The target statuses `user` may move this finding to now."""
@@ -195,6 +235,18 @@ class Finding(models.Model):
             before_save=before_save,
             expected=expected,
         )
+
+
+class SearchWord(models.Model):
+    """A word that occurs in the catalog: the vocabulary behind "did you mean"."""
+
+    word = models.CharField(max_length=40, unique=True)
+
+    class Meta:
+        indexes = [GinIndex(fields=["word"], opclasses=["gin_trgm_ops"], name="searchword_trgm")]
+
+    def __str__(self):
+        return self.word
 
 
 def slice_to_text(predicates):
