@@ -405,6 +405,16 @@ class Probe(models.Model):
         if self.comparator != Comparator.NO_WORSE and self.threshold is None:
             raise ValidationError({"threshold": "A threshold is required for this comparator."})
 
+    def run_on_baseline(self, by=None):
+        """Run a new probe on the version where its finding was discovered, so its history
+        starts where the problem was seen and later versions have a baseline to compare
+        against (the no-worse-than-baseline comparator needs it)."""
+        version = self.finding.model_version
+        if version is None:
+            return None
+        return Rerun.queue(version, trigger=Trigger.MANUAL, by=by, probes=[self],
+                           label="baseline of a new probe")
+
     def definition(self):
         """The probe as it is now, frozen into every run's lineage."""
         return {
@@ -455,8 +465,9 @@ class Rerun(models.Model):
             model_version=model_version,
             trigger=trigger,
             requested_by=by if getattr(by, "pk", None) else None,
-            requested_by_label=label
-            or (by.get_username() if getattr(by, "pk", None) else "system"),
+            requested_by_label=(
+                by.get_username() if getattr(by, "pk", None) else (label or "system")
+            ),
         )
         ProbeRun.objects.bulk_create(
             [

@@ -95,7 +95,12 @@ def run_rerun(rerun_id, progress=None):
         .select_related("probe__dataset", "probe__finding")
     )
     if pending:
-        lineage = _lineage_base(version)
+        lineage = dict(
+            _lineage_base(version),
+            trigger=rerun.trigger,
+            started_by=rerun.requested_by_label or "system",
+            rerun=rerun.pk,
+        )
         try:
             model = load_model(
                 version.artifact.path,

@@ -199,8 +199,14 @@ def probe_create(request, finding_pk):
     form = ProbeForm(request.POST or None, initial=initial, finding=finding)
     if request.method == "POST" and form.is_valid():
         form.instance.created_by = request.user
-        probe = form.save()
-        messages.success(request, f"Probe #{probe.pk} added; it runs on every new version.")
+        with transaction.atomic():
+            probe = form.save()
+            probe.run_on_baseline(request.user)
+        messages.success(
+            request,
+            f"Probe #{probe.pk} added: it runs now on the version where the finding was "
+            "discovered, and on every new version.",
+        )
         return redirect(finding.get_absolute_url() + "#probes")
     defaults = {kind: engine.default_params(kind) for kind in engine.PROBE_KINDS}
     return render(request, "probes/probe_form.html", {

@@ -95,3 +95,17 @@ def test_value_chart_marks_threshold_and_status():
     assert 'class="point failed"' in svg and 'class="point passed"' in svg
     assert "t &lt;x&gt;" in svg and "style=" not in svg
     assert value_chart_svg([], threshold=None) == ""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_new_probe_runs_on_the_discovery_version(people, finding, dataset, version):
+    from .factories import api_for
+
+    response = api_for(people["contributor"]).post("/api/v1/probes/", {
+        "finding": finding.pk, "dataset": dataset.pk, "kind": "slice_error_rate",
+        "slice": finding.slice, "threshold": 0.2,
+    }, format="json")
+    assert response.status_code == 201, response.content
+    run = ProbeRun.objects.get(probe_id=response.json()["id"])
+    assert run.model_version == version and run.status == "passed"
+    assert run.lineage["started_by"] == "bob" and run.lineage["trigger"] == "manual"

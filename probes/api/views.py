@@ -1,3 +1,4 @@
+from django.db import transaction
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
@@ -70,7 +71,9 @@ class ProbeViewSet(viewsets.ModelViewSet):
     action_permissions = {"run": ["probes.run_probe"]}
 
     def perform_create(self, serializer):
-        serializer.save(created_by=self.request.user)
+        with transaction.atomic():
+            probe = serializer.save(created_by=self.request.user)
+            probe.run_on_baseline(self.request.user)
 
     @extend_schema(request=s.RunRequestSerializer, responses={202: s.ProbeRunSerializer})
     @action(detail=True, methods=["post"])
