@@ -45,6 +45,17 @@ def sniff_format(head: bytes):
     return "csv"
 
 
+def _csv_header(upload):
+    """The CSV's first row as written, before pandas renames repeated names."""
+    import csv
+
+    upload.seek(0)
+    first = upload.readline()
+    upload.seek(0)
+    text = first.decode("utf-8-sig", errors="replace") if isinstance(first, bytes) else first
+    return next(csv.reader([text]), [])
+
+
 def column_schema(df, *, sensitive=(), ignored=()):
     from .engine import schema_of
 
@@ -93,8 +104,12 @@ def inspect_upload(upload, *, target_column, max_bytes, sensitive_columns=(), ig
     if df.shape[1] == 0 or len(df) == 0:
         raise DatasetError("The table has no rows.")
     names = [str(c) for c in df.columns]
-    if len(set(names)) != len(names):
-        raise DatasetError("The table has duplicate column names.")
+    header = _csv_header(upload) if fmt == "csv" else names
+    # pandas renames a repeated CSV header ("x", "x.1"), so the raw header is checked.
+    duplicates = sorted({c for c in [*header, *names] if header.count(c) > 1
+                         or names.count(c) > 1})
+    if duplicates:
+        raise DatasetError(f"The table has duplicate column names: {', '.join(duplicates)}.")
     df.columns = names
     target_column = (target_column or "").strip()
     if not target_column:
