@@ -1395,6 +1395,29 @@ def _json_params(value: Any) -> Any:
     return _py(value)
 
 
+def model_features(
+    model: Any, df: pd.DataFrame, target_column: str, ignored_columns=()
+) -> pd.DataFrame:
+    """The frame ``predict_proba`` sees: every column but the target and the ignored ones
+    (ignored names absent from the dataset are skipped), in the order of the model's
+    ``feature_names_in_`` when it has the same columns in another order.
+
+    Callers that share predictions between several ``evaluate_probes`` calls compute them
+    with ``predict(model, model_features(...))``.
+    """
+    if target_column not in df.columns:
+        raise ProbeDefinitionError(f"target column '{target_column}' is not in the dataset")
+    dropped = [target_column] + [c for c in ignored_columns if c in df.columns]
+    features = df.drop(columns=dropped)
+    fitted_on = getattr(model, "feature_names_in_", None)
+    # scikit-learn refuses the right columns in another order; the order of a dataset's
+    # columns carries no meaning, so follow the model's.
+    reorder = fitted_on is not None and list(fitted_on) != list(features.columns)
+    if reorder and set(fitted_on) == set(features.columns):
+        features = features[list(fitted_on)]
+    return features
+
+
 def evaluate_probes(
     model: Any,
     df: pd.DataFrame,
@@ -1417,19 +1440,11 @@ def evaluate_probes(
        their slice rows only.
     4. A probe that raises becomes status "error" with the message; the others go on.
        ``on_result`` is called with each result as it is ready; model-calling probes are
-       evaluated first (see below), so the calls need not follow the order of ``specs``,
-       while the returned list does.
+       evaluated first (see below), then the others, each group in the order of ``specs``
+       (callers that track the probe in progress rely on this); the returned list follows
+       ``specs``.
     """
-    if target_column not in df.columns:
-        raise ProbeDefinitionError(f"target column '{target_column}' is not in the dataset")
-    dropped = [target_column] + [c for c in ignored_columns if c in df.columns]
-    features = df.drop(columns=dropped)
-    fitted_on = getattr(model, "feature_names_in_", None)
-    # scikit-learn refuses the right columns in another order; the order of a dataset's
-    # columns carries no meaning, so follow the model's.
-    reorder = fitted_on is not None and list(fitted_on) != list(features.columns)
-    if reorder and set(fitted_on) == set(features.columns):
-        features = features[list(fitted_on)]
+    features = model_features(model, df, target_column, ignored_columns)
     try:
         if predictions is None:
             predictions = predict(model, features)
