@@ -105,3 +105,19 @@ class TransitionForm(forms.Form):
 
 class FindingFilterForm(forms.Form):
     q = forms.CharField(required=False, label="Search")
+
+
+class ImportFindingsForm(forms.Form):
+    file = forms.FileField(label="CSV file", help_text="UTF-8, one finding per row, a header row.")
+
+
+class ImportCatalogForm(forms.Form):
+    file = forms.FileField(label="Catalog export (JSON)")
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        try:
+            self.cleaned_data["data"] = json.loads(upload.read().decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise forms.ValidationError(f"Not a JSON file: {exc}") from exc
+        return upload

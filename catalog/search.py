@@ -23,8 +23,10 @@ created-at order from a b-tree or the GIN index, whichever its statistics favour
 capped the same way ("1,000+"), and the facets are counted over the candidates.
 """
 
+import contextvars
 import difflib
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from django.db import connections
@@ -592,9 +594,28 @@ class SearchResults:
 # -- keeping the documents current ---------------------------------------------------------
 
 
+_deferred = contextvars.ContextVar("search_deferred", default=None)
+
+
+@contextmanager
+def deferred():
+    """Inside this block (a bulk import) changes only collect the findings to refresh;
+    they are refreshed once, in batches, when the block ends without an error."""
+    pending = set()
+    token = _deferred.set(pending)
+    try:
+        yield
+    finally:
+        _deferred.reset(token)
+    refresh(pending)
+
+
 def _refresh_ids(ids):
     ids = [i for i in ids if i is not None]
-    if ids:
+    pending = _deferred.get()
+    if pending is not None:
+        pending.update(ids)
+    elif ids:
         refresh(ids)
 
 

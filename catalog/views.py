@@ -1,45 +1,125 @@
 from django.contrib import messages
-from django.core.paginator import Paginator
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from config.decorators import role_required
 from probes.models import MLModel
 from remediation.forms import ActionForm
 from remediation.models import AuditEvent
 
+from . import importexport, story
 from .choices import FindingStatus, RiskCategory, Severity
 from .filtersets import FindingFilterSet
-from .forms import FindingForm
-from .models import Finding, Tag
+from .forms import FindingForm, ImportCatalogForm, ImportFindingsForm
+from .models import Finding
 from .workflow import TransitionError
 
-PAGE_SIZE = 25
+PAGE_SIZES = (10, 25, 50, 100)
+SORTS = {"relevance": None, "newest": ("-created_at", "-pk"), "oldest": ("created_at", "pk")}
+FACET_LABELS = {"severity": Severity, "status": FindingStatus, "risk_category": RiskCategory}
+
+
+def catalog_search(request):
+    """The catalog's state from the URL: (results, filterset, q, sort, page size)."""
+    q = request.GET.get("q", "").strip()
+    sort = request.GET.get("sort") or ("relevance" if q else "newest")
+    if sort not in SORTS or (sort == "relevance" and not q):
+        sort = "newest"
+    filtered = FindingFilterSet(request.GET, queryset=Finding.objects.all())
+    qs = filtered.qs
+    if SORTS[sort]:
+        qs = qs.order_by(*SORTS[sort])
+    return qs.find(q, ranked=sort == "relevance"), filtered, q, sort
+
+
+def _link(params, **changes):
+    """The current URL's query string with `changes` applied (None removes a key)."""
+    p = params.copy()
+    p.pop("page", None)
+    for key, value in changes.items():
+        if value is None:
+            p.pop(key, None)
+        else:
+            p[key] = value
+    return p.urlencode()
+
+
+def _facets(results, params, ml_models):
+    counts = results.facet_counts()
+    groups = []
+    for key, choices in FACET_LABELS.items():
+        active = params.get(key, "")
+        items = [
+            {"label": label, "count": counts[key].get(value, 0), "active": active == value,
+             "link": _link(params, **{key: None if active == value else value})}
+            for value, label in choices.choices
+        ]
+        groups.append({"key": key, "label": key.replace("_", " ").capitalize(),
+                       "items": [i for i in items if i["count"] or i["active"]]})
+    active = params.get("ml_model", "")
+    groups.append({"key": "ml_model", "label": "ML model", "items": [
+        {"label": m.name, "count": counts["ml_model_id"].get(m.pk, 0),
+         "active": active == str(m.pk),
+         "link": _link(params, ml_model=None if active == str(m.pk) else str(m.pk))}
+        for m in ml_models if counts["ml_model_id"].get(m.pk) or active == str(m.pk)
+    ]})
+    chosen = [t.strip().lower() for t in params.getlist("tag") if t.strip()]
+    tag_items = []
+    for name, n in results.tag_counts():
+        p = params.copy()
+        p.pop("page", None)
+        if name in chosen:
+            p.setlist("tag", [t for t in chosen if t != name])
+        else:
+            p.setlist("tag", [*chosen, name])
+        tag_items.append({"label": name, "count": n, "active": name in chosen,
+                          "link": p.urlencode()})
+    groups.append({"key": "tag", "label": "Tags", "items": tag_items})
+    return groups
 
 
 @role_required("catalog.view_finding")
 def finding_list(request):
-    q = request.GET.get("q", "").strip()
-    qs = Finding.objects.select_related("ml_model", "owner").prefetch_related("tags")
-    if q:
-        qs = qs.search(q)
-    filtered = FindingFilterSet(request.GET, queryset=qs)
-    page = Paginator(filtered.qs.order_by("-created_at", "-pk"), PAGE_SIZE).get_page(
-        request.GET.get("page")
-    )
+    results, filtered, q, sort = catalog_search(request)
+    try:
+        per_page = int(request.GET.get("per_page", 25))
+    except ValueError:
+        per_page = 25
+    per_page = per_page if per_page in PAGE_SIZES else 25
+    try:
+        number = max(1, int(request.GET.get("page", 1)))
+    except ValueError:
+        number = 1
+    page = results.page(number, per_page, select_related=("ml_model", "owner"), headline=True)
+    ml_models = list(MLModel.objects.only("pk", "name", "slug"))
     params = request.GET.copy()
     params.pop("page", None)
+    suggestion = results.suggestion() if q and not page.object_list else None
     return render(request, "catalog/finding_list.html", {
         "page": page,
+        "results": results,
         "q": q,
+        "sort": sort,
+        "sorts": [s for s in SORTS if s != "relevance" or q],
+        "per_page": per_page,
+        "page_sizes": PAGE_SIZES,
         "filters": request.GET,
+        "filter_errors": filtered.errors,
         "querystring": params.urlencode(),
-        "ml_models": MLModel.objects.all(),
+        "facets": _facets(results, request.GET, ml_models),
+        "suggestion": suggestion,
+        "suggestion_link": _link(request.GET, q=suggestion) if suggestion else "",
+        "ml_models": ml_models,
         "severities": Severity.choices,
         "statuses": FindingStatus.choices,
         "risk_categories": RiskCategory.choices,
-        "tags": Tag.objects.all(),
+        "chosen_tags": [t for t in request.GET.getlist("tag") if t.strip()],
+        "limit": results.limit,
     })
 
 
@@ -89,6 +169,9 @@ def finding_detail(request, pk):
         "history": AuditEvent.objects.for_object(finding).select_related("actor")[:50],
         "can_add_action": request.user.has_perm("remediation.add_remediationaction"),
         "can_edit": request.user.has_perm("catalog.change_finding"),
+        "timeline": story.timeline(finding, actions),
+        "similar": story.similar_findings(finding),
+        "can_mark_key_lesson": request.user.has_perm("catalog.review_finding"),
     })
 
 
@@ -105,3 +188,98 @@ def finding_transition(request, pk):
     else:
         messages.success(request, f"Finding moved to {finding.get_status_display()}.")
     return redirect(finding)
+
+
+@role_required("catalog.review_finding")
+@require_POST
+def finding_key_lesson(request, pk):
+    finding = get_object_or_404(Finding, pk=pk)
+    value = request.POST.get("is_key_lesson") == "1"
+    finding.set_key_lesson(value, by=request.user)
+    messages.success(request, "Marked as a key lesson: newcomers see it on Start here."
+                     if value else "No longer a key lesson.")
+    return redirect(finding)
+
+
+@role_required("catalog.view_finding")
+@require_GET
+def start_here(request):
+    return render(request, "catalog/start_here.html", story.start_here())
+
+
+@role_required("catalog.view_finding")
+@require_GET
+def heatmap(request):
+    filtered = FindingFilterSet(request.GET, queryset=Finding.objects.all())
+    base = request.GET.copy()
+    for key in ("severity", "risk_category", "status", "page", "q"):
+        base.pop(key, None)
+    return render(request, "catalog/heatmap.html", {
+        **story.heatmaps(filtered.qs, base),
+        "ml_models": MLModel.objects.only("pk", "name"),
+        "filters": request.GET,
+    })
+
+
+@role_required("catalog.view_finding")
+@require_GET
+def export_findings(request, fmt):
+    """The catalog page's current result (search and filters) as CSV or JSON: every match,
+    newest first."""
+    results, _, q, _ = catalog_search(request)
+    qs = results.matches.order_by("-created_at", "-pk")
+    stamp = timezone.now().strftime("%Y%m%d-%H%M")
+    if fmt == "csv":
+        response = HttpResponse(importexport.findings_csv(qs), content_type="text/csv")
+    else:
+        response = HttpResponse(importexport.findings_json(qs), content_type="application/json")
+    response["Content-Disposition"] = f'attachment; filename="findings-{stamp}.{fmt}"'
+    return response
+
+
+@role_required("catalog.add_finding")
+@require_http_methods(["GET", "POST"])
+def import_findings(request):
+    """Upload a CSV: "Check" lists every row-level error; "Import" saves all rows or none."""
+    form = ImportFindingsForm(request.POST or None, request.FILES or None)
+    report = None
+    if request.method == "POST" and form.is_valid():
+        commit = "commit" in request.POST
+        report = importexport.import_findings_csv(form.cleaned_data["file"], by=request.user,
+                                                  commit=commit)
+        if report.committed:
+            messages.success(request, f"Imported {len(report.created)} finding"
+                             f"{'s' if len(report.created) != 1 else ''}.")
+            return redirect("catalog:finding_list")
+    return render(request, "catalog/import.html", {
+        "form": form, "report": report, "columns": importexport.IMPORT_COLUMNS,
+    })
+
+
+@role_required("catalog.view_finding")
+@require_GET
+def export_catalog(request):
+    stamp = timezone.now().strftime("%Y%m%d-%H%M")
+    response = HttpResponse(importexport.catalog_json(), content_type="application/json")
+    response["Content-Disposition"] = f'attachment; filename="catalog-{stamp}.json"'
+    return response
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def import_catalog(request):
+    """Load a whole-catalog export into this (empty) instance: superusers only."""
+    if not request.user.is_superuser:
+        raise PermissionDenied
+    form = ImportCatalogForm(request.POST or None, request.FILES or None)
+    report = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            report = importexport.import_catalog(form.cleaned_data["data"])
+        except ValidationError as exc:
+            form.add_error("file", exc.messages)
+        else:
+            messages.success(request, "Catalog imported.")
+    return render(request, "catalog/import_catalog.html", {
+        "form": form, "report": report, "empty": importexport.catalog_is_empty(),
+    })

@@ -65,3 +65,7 @@ class TagSerializer(serializers.ModelSerializer):
         model = Tag
         fields = ["id", "name", "slug"]
         read_only_fields = ["slug"]
+
+
+class KeyLessonSerializer(serializers.Serializer):
+    is_key_lesson = serializers.BooleanField(default=True)

@@ -7,25 +7,55 @@ from config.serializers import TransitionSerializer
 
 from ..filtersets import FindingFilterSet
 from ..models import Finding, Tag
-from .serializers import FindingSerializer, TagSerializer
+from .pagination import FindingPagination
+from .serializers import FindingSerializer, KeyLessonSerializer, TagSerializer
 
 
 @extend_schema_view(
     list=extend_schema(
-        parameters=[OpenApiParameter("search", str, description="Words the finding mentions.")]
+        parameters=[
+            OpenApiParameter(
+                "search", str,
+                description='Web-search syntax: words (all must match), "a phrase", or, '
+                "-excluded. Results are ranked (best first) among the newest 1,000 matches "
+                "unless `ordering` is given, which lists every match in that order.",
+            ),
+            OpenApiParameter("tag", str, many=True, description="Repeat for several tags."),
+        ]
     )
 )
 class FindingViewSet(viewsets.ModelViewSet):
     serializer_class = FindingSerializer
     filterset_class = FindingFilterSet
+    pagination_class = FindingPagination
     ordering_fields = ["created_at", "updated_at", "severity", "title"]
     http_method_names = ["get", "post", "put", "patch", "head", "options"]
-    action_permissions = {"transition": ["catalog.view_finding"]}
+    action_permissions = {
+        "transition": ["catalog.view_finding"],
+        "key_lesson": ["catalog.review_finding"],
+    }
 
     def get_queryset(self):
-        qs = Finding.objects.prefetch_related("tags")
-        q = self.request.query_params.get("search", "")
-        return qs.search(q) if q else qs
+        return Finding.objects.prefetch_related("tags")
+
+    def list(self, request, *args, **kwargs):
+        """The same search as the catalog page (Finding.objects.find), with the filters."""
+        qs = self.filter_queryset(Finding.objects.all())
+        ranked = not request.query_params.get("ordering")
+        results = qs.find(request.query_params.get("search", ""), ranked=ranked)
+        page = self.paginator.paginate_results(results, request, view=self)
+        return self.paginator.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    @extend_schema(request=KeyLessonSerializer, responses=FindingSerializer)
+    @action(detail=True, methods=["post"], url_path="key-lesson")
+    def key_lesson(self, request, pk=None):
+        """Mark the finding as a key lesson for newcomers ({"is_key_lesson": true}), or
+        unmark it (false). Reviewers only."""
+        finding = self.get_object()
+        body = KeyLessonSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        finding.set_key_lesson(body.validated_data["is_key_lesson"], by=request.user)
+        return Response(self.get_serializer(finding).data)
 
     @extend_schema(request=TransitionSerializer, responses=FindingSerializer)
     @action(detail=True, methods=["post"])

@@ -1,0 +1,325 @@
+"""The catalog told as lessons: a finding's timeline, similar findings, the Start-here page,
+an ML model's history and the risk heatmaps. Read-only; every function costs a fixed number
+of queries."""
+
+from django.contrib.contenttypes.models import ContentType
+from django.db.models import Case, CharField, Count, IntegerField, Q, Value, When
+from django.db.models.functions import Cast
+from django.urls import reverse
+from django.utils.http import urlencode
+
+from .choices import FindingStatus, RiskCategory, Severity
+from .models import Finding
+
+SEVERITY_RANK = Case(
+    When(severity=Severity.CRITICAL, then=Value(0)),
+    When(severity=Severity.HIGH, then=Value(1)),
+    When(severity=Severity.MEDIUM, then=Value(2)),
+    default=Value(3),
+    output_field=IntegerField(),
+)
+
+VERBS = {
+    "approved": "approved it",
+    "rejected": "rejected it",
+    "in_progress": "started the work",
+    "implemented": "marked it implemented",
+    "verified": "verified it",
+    "ineffective": "found it ineffective",
+    "cancelled": "cancelled it",
+}
+
+
+# -- a finding's timeline ----------------------------------------------------------------
+
+
+def _evidence_text(evidence):
+    if not isinstance(evidence, dict) or not evidence:
+        return ""
+    parts = []
+    for key, value in list(evidence.items())[:6]:
+        if isinstance(value, float):
+            value = f"{value:.3g}"
+        elif isinstance(value, (dict, list)):
+            continue
+        parts.append(f"{key.replace('_', ' ')} {value}")
+    return ", ".join(parts)
+
+
+def timeline(finding, actions):
+    """What happened to `finding`, oldest first, in sentences for someone who was not there.
+
+    `actions` are the finding's actions with their evaluations prefetched (the finding page
+    has them already). Steps: discovery on a version with its evidence; each action's
+    proposal and transitions (from the audit trail); each evaluation on a later version;
+    the finding's own status changes; and where it stands now.
+    """
+    from probes.models import ProbeRun
+    from remediation.models import AuditEvent, RemediationAction
+
+    where = f" on {finding.model_version}" if finding.model_version_id else ""
+    slice_text = finding.slice_text
+    evidence = _evidence_text(finding.evidence)
+    text = f"Logged by {finding.reporter or 'someone'}: the problem shows{where}"
+    text += f" in the slice {slice_text}" if finding.slice else " across the whole dataset"
+    if finding.dataset_id:
+        text += f", measured on {finding.dataset}"
+    text += "."
+    if evidence:
+        text += f" Evidence: {evidence}."
+    steps = [{"when": finding.created_at, "kind": "discovered", "title": "Discovered",
+              "text": text}]
+
+    action_ct = ContentType.objects.get_for_model(RemediationAction)
+    finding_ct = ContentType.objects.get_for_model(Finding)
+    by_id = {a.pk: a for a in actions}
+    events = AuditEvent.objects.filter(
+        Q(content_type=action_ct, object_id__in=[str(pk) for pk in by_id])
+        | Q(content_type=finding_ct, object_id=str(finding.pk), verb="transition")
+    ).order_by("created_at", "pk")
+    for e in events:
+        if e.content_type_id == finding_ct.id:
+            label = FindingStatus(e.to_status).label if e.to_status in FindingStatus.values \
+                else e.to_status
+            who = "the system, after a probe failed on a newer version" \
+                if e.actor_label == "system" else e.actor_label
+            steps.append({"when": e.created_at, "kind": f"status-{e.to_status}",
+                          "title": f"Finding {label.lower()}",
+                          "text": f"Moved from {e.from_status.replace('_', ' ')} to "
+                                  f"{e.to_status.replace('_', ' ')} by {who}."
+                                  + (f" “{e.note}”" if e.note else "")})
+            continue
+        action = by_id.get(int(e.object_id))
+        if action is None:
+            continue
+        if e.verb == "create":
+            steps.append({"when": e.created_at, "kind": "action",
+                          "title": f"Action proposed: {action.title}",
+                          "text": f"{e.actor_label} proposed a "
+                                  f"{action.get_kind_display().lower()} action."
+                                  + (f" {action.description[:300]}" if action.description else ""),
+                          "anchor": f"action-{action.pk}"})
+        elif e.verb == "transition":
+            text = f"{e.actor_label} {VERBS.get(e.to_status, 'moved it to ' + e.to_status)}."
+            if e.to_status == "implemented" and action.fixed_in_version_id:
+                text = f"{e.actor_label} shipped the fix in {action.fixed_in_version}."
+            if e.note:
+                text += f" “{e.note}”"
+            steps.append({"when": e.created_at, "kind": f"action-{e.to_status}",
+                          "title": f"{action.title}: {e.to_status.replace('_', ' ')}",
+                          "text": text, "anchor": f"action-{action.pk}"})
+    for action in actions:
+        for ev in action.evaluations.all():
+            steps.append({"when": ev.created_at, "kind": f"evaluation-{ev.outcome}",
+                          "title": f"Evaluated on {ev.model_version}: {ev.get_outcome_display()}",
+                          "text": f"The fix “{action.title}” {_outcome_text(ev.outcome)} on "
+                                  f"{ev.model_version}." + (f" {ev.notes}" if ev.notes else ""),
+                          "anchor": f"action-{action.pk}"})
+    runs = (ProbeRun.objects.filter(probe__finding=finding, status__in=["passed", "failed"])
+            .values("model_version__ml_model__name", "model_version__version", "status")
+            .annotate(n=Count("pk")).order_by())
+    per_version = {}
+    for r in runs:
+        key = f"{r['model_version__ml_model__name']} v{r['model_version__version']}"
+        per_version.setdefault(key, {})[r["status"]] = r["n"]
+    steps.sort(key=lambda s: s["when"])
+    gaps = finding.remaining_gaps.strip()
+    now = f"The finding is {finding.get_status_display().lower()}."
+    if finding.status_note:
+        now += f" {finding.status_note}"
+    if per_version:
+        now += " Probe runs so far: " + "; ".join(
+            f"{v}: {c.get('passed', 0)} passed, {c.get('failed', 0)} failed"
+            for v, c in sorted(per_version.items())) + "."
+    steps.append({"when": None, "kind": f"now status-{finding.status}", "title": "Where it stands",
+                  "text": now, "gaps": gaps})
+    return steps
+
+
+def _outcome_text(outcome):
+    return {"held": "held", "regressed": "did not hold (regressed)"}.get(
+        outcome, "was inconclusive")
+
+
+# -- similar findings --------------------------------------------------------------------
+
+SIMILAR_CANDIDATES = 200
+
+
+def similar_findings(finding, n=5):
+    """Findings of any ML model that read like this one, best first.
+
+    1. Candidates: the findings matching any of this one's title words, tags or slice
+       features (an `or` search, bounded to the newest SIMILAR_CANDIDATES matches).
+    2. TF-IDF over their title, summary, lesson, description, tags and slice features, with
+       scikit-learn; cosine similarity to this finding; the top `n` above a floor.
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.metrics.pairwise import linear_kernel
+
+    from .search import STOP_WORDS, slice_features, tokens
+
+    tags = [t.name for t in finding.tags.all()]
+    features = slice_features(finding.slice)
+    words = [w for w in tokens(" ".join([finding.title, *tags, *features]))
+             if w not in STOP_WORDS and len(w) > 2]
+    words = list(dict.fromkeys(words))[:12]
+    if not words:
+        return []
+    query = " or ".join(words)
+    ids = [c.pk for c in Finding.objects.exclude(pk=finding.pk)
+           .find(query, limit=SIMILAR_CANDIDATES).candidates[:SIMILAR_CANDIDATES]]
+    if not ids:
+        return []
+    candidates = list(Finding.objects.filter(pk__in=ids).select_related("ml_model")
+                      .prefetch_related("tags"))
+
+    def text(f, tag_names):
+        feats = " ".join(slice_features(f.slice))
+        return " ".join([f.title, f.title, f.summary, f.lesson, f.description,
+                         " ".join(tag_names), feats, feats])
+
+    docs = [text(finding, tags)] + [text(c, [t.name for t in c.tags.all()]) for c in candidates]
+    try:
+        matrix = TfidfVectorizer(stop_words="english", sublinear_tf=True).fit_transform(docs)
+    except ValueError:  # only stop words
+        return []
+    scores = linear_kernel(matrix[0:1], matrix[1:]).ravel()
+    ranked = sorted(zip(scores, candidates, strict=True), key=lambda p: (-p[0], -p[1].pk))
+    out = []
+    for score, cand in ranked[:n]:
+        if score < 0.05:
+            break
+        cand.similarity = round(float(score), 2)
+        cand.shared_tags = sorted(set(tags) & {t.name for t in cand.tags.all()})
+        out.append(cand)
+    return out
+
+
+# -- Start here ------------------------------------------------------------------------
+
+READING_PATH_LENGTH = 5
+
+
+def start_here():
+    """Key lessons, a reading path per ML model, and what a newcomer needs to begin."""
+    from probes.models import MLModel
+
+    key = list(Finding.objects.filter(is_key_lesson=True).select_related("ml_model")
+               .order_by("ml_model__name", "created_at")[:30])
+    paths = []
+    for model in MLModel.objects.order_by("name"):
+        steps = [f for f in key if f.ml_model_id == model.pk][:READING_PATH_LENGTH]
+        if len(steps) < READING_PATH_LENGTH:
+            more = (Finding.objects.filter(ml_model=model).exclude(lesson="")
+                    .exclude(pk__in=[f.pk for f in steps])
+                    .annotate(sev=SEVERITY_RANK).order_by("sev", "created_at")
+                    [:READING_PATH_LENGTH - len(steps)])
+            steps += list(more)
+        steps.sort(key=lambda f: f.created_at)
+        paths.append({"model": model, "steps": steps})
+    return {"key_lessons": key, "paths": paths}
+
+
+# -- heatmaps --------------------------------------------------------------------------
+
+
+def _cell_link(base, **params):
+    query = base.copy()
+    for key, value in params.items():
+        query[key] = value
+    return reverse("catalog:finding_list") + "?" + query.urlencode()
+
+
+def heatmaps(queryset, base):
+    """Severity x risk category and ML model x status counts, each cell a catalog link
+    (`base`: the other filters in force, kept in every link)."""
+    from probes.models import MLModel
+
+    sev_risk = {
+        (s, r): n for s, r, n in queryset.order_by().values_list("severity", "risk_category")
+        .annotate(n=Count("pk")).values_list("severity", "risk_category", "n")
+    }
+    model_status = {
+        (m, s): n for m, s, n in queryset.order_by().values_list("ml_model_id", "status")
+        .annotate(n=Count("pk")).values_list("ml_model_id", "status", "n")
+    }
+    severities = list(reversed(Severity.choices))
+    risk_rows = [
+        {"label": label, "cells": [
+            {"n": sev_risk.get((value, risk), 0),
+             "link": _cell_link(base, severity=value, risk_category=risk),
+             "title": f"{label} · {risk_label}"}
+            for risk, risk_label in RiskCategory.choices
+        ], "total": sum(sev_risk.get((value, r), 0) for r in RiskCategory.values),
+         "link": _cell_link(base, severity=value)}
+        for value, label in severities
+    ]
+    models = {m.pk: m for m in MLModel.objects.order_by("name")}
+    model_rows = [
+        {"label": m.name, "cells": [
+            {"n": model_status.get((m.pk, st), 0),
+             "link": _cell_link(base, ml_model=str(m.pk), status=st),
+             "title": f"{m.name} · {st_label}"}
+            for st, st_label in FindingStatus.choices
+        ], "total": sum(model_status.get((m.pk, s), 0) for s in FindingStatus.values),
+         "link": _cell_link(base, ml_model=str(m.pk))}
+        for m in models.values()
+    ]
+    return {
+        "risk_columns": RiskCategory.choices,
+        "risk_rows": risk_rows,
+        "risk_peak": max(sev_risk.values(), default=0),
+        "status_columns": FindingStatus.choices,
+        "model_rows": model_rows,
+        "model_peak": max(model_status.values(), default=0),
+        "total": sum(sev_risk.values()),
+    }
+
+
+# -- an ML model's history -------------------------------------------------------------
+
+
+def model_history(ml_model):
+    """Findings by status, regressions, lessons and versions of one ML model."""
+    from remediation.models import AuditEvent
+
+    findings = Finding.objects.filter(ml_model=ml_model)
+    counts = dict(findings.order_by().values_list("status").annotate(n=Count("pk"))
+                  .values_list("status", "n"))
+    catalog = reverse("catalog:finding_list")
+    by_status = [
+        {"value": v, "label": label, "n": counts.get(v, 0),
+         "link": catalog + "?" + urlencode({"ml_model": ml_model.pk, "status": v})}
+        for v, label in FindingStatus.choices
+    ]
+    finding_ct = ContentType.objects.get_for_model(Finding)
+    regressions = list(
+        AuditEvent.objects.filter(content_type=finding_ct, to_status=FindingStatus.REGRESSED,
+                                  object_id__in=findings.annotate(
+                                      text_id=Cast("pk", CharField())).values("text_id"))
+        .order_by("-created_at")[:10]
+    )
+    titles = dict(findings.filter(pk__in=[int(e.object_id) for e in regressions])
+                  .values_list("pk", "title"))
+    for e in regressions:
+        e.finding_title = titles.get(int(e.object_id), e.object_repr)
+        e.finding_url = reverse("catalog:finding_detail", args=[int(e.object_id)])
+    lessons = list(findings.exclude(lesson="").annotate(sev=SEVERITY_RANK)
+                   .order_by("-is_key_lesson", "sev", "-created_at")[:8])
+    versions = list(
+        ml_model.versions.annotate(
+            discovered=Count("findings", distinct=True),
+            held=Count("evaluations", filter=Q(evaluations__outcome="held"), distinct=True),
+            regressed=Count("evaluations", filter=Q(evaluations__outcome="regressed"),
+                            distinct=True),
+        ).order_by("registered_at", "pk")
+    )
+    return {
+        "by_status": by_status,
+        "total": sum(counts.values()),
+        "regressions": regressions,
+        "lessons": lessons,
+        "versions": versions,
+        "catalog_link": catalog + "?" + urlencode({"ml_model": ml_model.pk}),
+    }

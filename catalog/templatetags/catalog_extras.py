@@ -1,0 +1,24 @@
+from django import template
+
+register = template.Library()
+
+
+@register.filter
+def thousands(value):
+    """1000 -> "1,000"."""
+    try:
+        return f"{int(value):,}"
+    except (TypeError, ValueError):
+        return value
+
+
+@register.filter
+def heat(value, peak):
+    """The shade class (heat-0 .. heat-5) of a count, relative to the largest count."""
+    try:
+        value, peak = int(value), int(peak)
+    except (TypeError, ValueError):
+        return "heat-0"
+    if value <= 0 or peak <= 0:
+        return "heat-0"
+    return f"heat-{min(5, 1 + (4 * value) // peak)}"
