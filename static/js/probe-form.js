@@ -3,8 +3,9 @@
   "use strict";
   const form = document.getElementById("probe-form");
   if (!form) return;
-  const defaults = JSON.parse(form.dataset.defaults || "{}");
-  const comparators = JSON.parse(form.dataset.comparators || "{}");
+  // getAttribute, not form.dataset: the form's own "dataset" field shadows that property.
+  const defaults = JSON.parse(form.getAttribute("data-defaults") || "{}");
+  const comparators = JSON.parse(form.getAttribute("data-comparators") || "{}");
   const kind = form.querySelector("[data-probe-kind]");
   const params = form.querySelector("textarea.params-json");
   const comparator = form.querySelector("select[name=comparator]");

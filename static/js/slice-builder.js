@@ -91,7 +91,8 @@
 
   function load(datasetId) {
     if (!datasetId) { builder.hidden = true; return; }
-    const url = form.dataset.columnsUrl.replace("/0/", "/" + encodeURIComponent(datasetId) + "/");
+    // getAttribute, not form.dataset: the form's own "dataset" field shadows that property.
+    const url = form.getAttribute("data-columns-url").replace("/0/", "/" + encodeURIComponent(datasetId) + "/");
     fetch(url, { credentials: "same-origin" })
       .then((r) => r.json())
       .then((data) => {
