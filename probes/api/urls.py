@@ -9,4 +9,5 @@ router.register("model-versions", views.ModelVersionViewSet)
 router.register("probes", views.ProbeViewSet)
 router.register("probe-runs", views.ProbeRunViewSet)
 router.register("reruns", views.RerunViewSet)
+router.register("scans", views.ScanViewSet)
 urlpatterns = router.urls

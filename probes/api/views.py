@@ -6,8 +6,10 @@ from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
+from catalog.api.serializers import FindingSerializer
+
 from ..choices import Trigger
-from ..models import Dataset, MLModel, ModelVersion, Probe, ProbeRun, Rerun
+from ..models import Dataset, MLModel, ModelVersion, Probe, ProbeRun, Rerun, SliceScan
 from . import serializers as s
 
 
@@ -47,7 +49,7 @@ class ModelVersionViewSet(
     parser_classes = [MultiPartParser, FormParser, JSONParser]
     filterset_fields = ["ml_model", "version", "artifact_sha256"]
     http_method_names = ["get", "post", "patch", "head", "options"]
-    action_permissions = {"run": ["probes.run_probe"]}
+    action_permissions = {"run": ["probes.run_probe"], "scan": ["probes.run_probe"]}
 
     def get_serializer_class(self):
         if self.action in ("update", "partial_update"):
@@ -61,6 +63,23 @@ class ModelVersionViewSet(
         version = self.get_object()
         rerun = Rerun.queue(version, trigger=Trigger.MANUAL, by=request.user)
         return Response(s.RerunSerializer(rerun).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=s.ScanRequestSerializer, responses={202: s.SliceScanSerializer})
+    @action(detail=True, methods=["post"])
+    def scan(self, request, pk=None):
+        """Scan this version for weak slices on a dataset; answers 202 with the queued scan
+        (GET scans/{id}/ for its progress and candidates)."""
+        version = self.get_object()
+        body = s.ScanRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        with transaction.atomic():
+            scan = SliceScan.queue(
+                version, data["dataset"], by=request.user, top_k=data["top_k"],
+                max_predicates=data["max_predicates"], min_support=data["min_support"],
+            )
+        scan.refresh_from_db()
+        return Response(s.SliceScanSerializer(scan).data, status=status.HTTP_202_ACCEPTED)
 
 
 class ProbeViewSet(viewsets.ModelViewSet):
@@ -103,3 +122,32 @@ class RerunViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Rerun.objects.select_related("model_version")
     serializer_class = s.RerunSerializer
     filterset_fields = ["model_version", "trigger"]
+
+
+class ScanViewSet(viewsets.ReadOnlyModelViewSet):
+    """Weak-slice scans: progress while they run, then their candidates, best first."""
+
+    queryset = SliceScan.objects.select_related("model_version", "dataset")
+    serializer_class = s.SliceScanSerializer
+    filterset_fields = ["model_version", "dataset", "status"]
+    # Scans have no permissions of their own: reading them is reading probes; logging a
+    # candidate creates a finding and its probes.
+    action_permissions = {
+        "list": ["probes.view_probe"],
+        "retrieve": ["probes.view_probe"],
+        "log": ["catalog.add_finding", "probes.add_probe"],
+    }
+
+    @extend_schema(request=s.LogCandidateSerializer, responses={201: FindingSerializer})
+    @action(detail=True, methods=["post"])
+    def log(self, request, pk=None):
+        """Log a candidate as a finding with a slice error rate and a margin density probe
+        (suggested thresholds unless given); answers 201 with the finding."""
+        scan = self.get_object()
+        body = s.LogCandidateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = dict(body.validated_data)
+        index = data.pop("candidate") - 1
+        finding = scan.log_finding(index, by=request.user, **data)
+        return Response(FindingSerializer(finding, context={"request": request}).data,
+                        status=status.HTTP_201_CREATED)
