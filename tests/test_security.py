@@ -211,6 +211,25 @@ def _pk(key):
     return lambda w: [w[key].pk]
 
 
+def _scan(w):
+    from probes.models import SliceScan
+
+    return [SliceScan.objects.get_or_create(model_version=w["version"], dataset=w["dataset"])[0].pk]
+
+
+def _boundary_map(w):
+    from django.core.files.base import ContentFile
+
+    from probes.models import BoundaryMap
+
+    m, created = BoundaryMap.objects.get_or_create(
+        finding=w["finding"], model_version=w["version"], feature_x="x1", feature_y="x2",
+        defaults={"dataset": w["finding"].dataset, "status": "done"})
+    if created:
+        m.image.save("map.png", ContentFile(b"\x89PNG\r\n\x1a\n"))
+    return [m.pk]
+
+
 # Every named URL of the site must be listed here (the test below fails otherwise): a new
 # page is classified when it is added. The API is classified by operation further down.
 PAGES = {
@@ -255,6 +274,20 @@ PAGES = {
     "probes:dataset_detail": Page(READERS, args=_pk("dataset")),
     "probes:dataset_columns": Page(READERS, args=_pk("dataset")),
     "probes:scan": Page({"contributor", "admin"}, ("GET", "POST")),
+    "probes:scan_new": Page({"contributor", "reviewer", "maintainer", "admin"}, ("GET", "POST"),
+                            _pk("version")),
+    "probes:scan_detail": Page(READERS, args=_scan),
+    "probes:scan_progress": Page(READERS, args=_scan),
+    "probes:scan_log": Page({"contributor", "admin"}, ("POST",), lambda w: [_scan(w)[0], 0]),
+    "probes:finding_maps": Page({"contributor", "reviewer", "maintainer", "admin"}, ("POST",),
+                                _pk("finding")),
+    "probes:finding_sweeps": Page({"contributor", "reviewer", "maintainer", "admin"},
+                                  ("POST",), _pk("finding")),
+    "probes:finding_introspection_progress": Page(READERS, args=_pk("finding")),
+    "probes:map_image": Page(READERS, args=_boundary_map),
+    "probes:sweep_point_probe": Page({"contributor", "admin"}, ("POST",), lambda w: [1, 0]),
+    "probes:dataset_sensitive": Page({"contributor", "maintainer", "admin"}, ("POST",),
+                                     _pk("dataset")),
     "remediation:action_create": Page({"contributor", "admin"}, ("POST",), _pk("finding")),
     "remediation:action_transition": Page(READERS, ("POST",), _pk("action")),
     "remediation:evaluation_create": Page({"reviewer", "admin"}, ("POST",), _pk("action")),
@@ -395,6 +428,8 @@ API = {
     "model_versions_create": {"maintainer", "admin"},
     "model_versions_partial_update": {"admin"},
     "model_versions_run_create": RUNNERS,
+    "model_versions_scan_create": RUNNERS,
+    "scans_log_create": WRITE_FINDINGS,
     "probes_create": {"contributor", "admin"},
     "probes_update": {"contributor", "admin"},
     "probes_partial_update": {"contributor", "admin"},
