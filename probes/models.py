@@ -86,6 +86,22 @@ class MLModel(models.Model):
     def __str__(self):
         return self.name
 
+    def clean(self):
+        """The slug (the model's web address, derived from the name when not given) must
+        be non-empty and unused: two names may slugify alike ("Credit Risk", "credit-risk")."""
+        slug = self.slug or slugify(self.name or "")[:120]
+        field = "slug" if self.slug else "name"
+        if not slug:
+            raise ValidationError(
+                {field: "The name needs a letter or a digit: it makes the model's address."}
+            )
+        clash = type(self).objects.filter(slug=slug).exclude(pk=self.pk).first()
+        if clash is not None:
+            raise ValidationError(
+                {field: f"The ML model '{clash.name}' already has the address '{slug}'; "
+                        "choose another name or slug."}
+            )
+
     def save(self, *args, **kwargs):
         if not self.slug:
             self.slug = slugify(self.name)[:120]

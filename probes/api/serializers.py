@@ -5,7 +5,8 @@ from config.serializers import ModelCleanMixin
 from ..models import Dataset, MLModel, ModelVersion, Probe, ProbeRun, Rerun, SliceScan
 
 
-class MLModelSerializer(serializers.ModelSerializer):
+class MLModelSerializer(ModelCleanMixin, serializers.ModelSerializer):
+    # MLModel.clean() refuses a slug (given or derived from the name) that is taken.
     slug = serializers.SlugField(required=False, max_length=120)
 
     class Meta:
