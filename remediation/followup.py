@@ -12,6 +12,7 @@ from django.db import IntegrityError, transaction
 from catalog.choices import FindingStatus
 from catalog.workflow import SYSTEM, TransitionError
 from probes.choices import FINISHED_RUN_STATUSES, RunStatus
+from probes.scan_tasks import queue_moved_problem_check
 
 from .choices import ActionStatus, Outcome
 
@@ -82,6 +83,8 @@ def evaluate_action(action, version):
     if outcome is None:
         return None
     evaluation = record_evaluation(action, version, runs, outcome)
+    # Did the errors go away or move next door? Checked in a worker (it loads the model).
+    queue_moved_problem_check(evaluation)
     if action.status == ActionStatus.IMPLEMENTED and action.fixed_in_version_id == version.pk:
         target = {Outcome.HELD: ActionStatus.VERIFIED,
                   Outcome.REGRESSED: ActionStatus.INEFFECTIVE}.get(outcome)
