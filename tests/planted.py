@@ -11,9 +11,9 @@ REGION = [{"feature": "x1", "op": "<", "value": 0.3},
           {"feature": "x2", "op": ">=", "value": 0.6}]
 
 
-def planted_frame(n=3000, seed=0, *, planted=True, noise=0.03):
+def planted_frame(n=3000, seed=0, *, planted=True, noise=0.03, region_flip=0.6):
     """x1, x2 uniform on [0, 1]; y = x1 + x2 > 1 with `noise` of the labels flipped
-    everywhere and 60% of them flipped inside REGION. `zone` is a sensitive categorical
+    everywhere and `region_flip` of them flipped inside REGION. `zone` is a sensitive categorical
     column whose tokens are each shared by a handful of rows; `salary` a sensitive number
     with four decimals (both are model features, so they take part in computations)."""
     rng = np.random.default_rng(seed)
@@ -26,7 +26,7 @@ def planted_frame(n=3000, seed=0, *, planted=True, noise=0.03):
     flip = rng.random(n) < noise
     if planted:
         region = (x1 < 0.3) & (x2 >= 0.6)
-        flip |= region & (rng.random(n) < 0.6)
+        flip |= region & (rng.random(n) < region_flip)
     y = np.where(flip, 1 - clean, clean)
     return pd.DataFrame({"x1": x1, "x2": x2, "color": color, "zone": zone,
                          "salary": salary, "y": y})
@@ -48,6 +48,25 @@ def clean_model(frame=None, *, seed=1, shift=0.0):
             ("cat", OneHotEncoder(handle_unknown="ignore"), ["color", "zone"]),
         ])),
         ("clf", LogisticRegression(C=100.0, max_iter=1000)),
+    ])
+    return model.fit(train.drop(columns="y"), y)
+
+
+def corner_model(x1_below, *, seed=1):
+    """A decision tree on x1 and x2 that learnt labels flipped where x1 < `x1_below` and
+    x2 >= 0.6: a "fix" of REGION that is right there and, for x1_below > 0.3, wrong in the
+    band next to it."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+    from sklearn.tree import DecisionTreeClassifier
+
+    train = planted_frame(4000, seed=seed, planted=False, noise=0.0)
+    clean = (train["x1"] + train["x2"] > 1).astype(int)
+    corner = (train["x1"] < x1_below) & (train["x2"] >= 0.6)
+    y = clean.where(~corner, 1 - clean)
+    model = Pipeline([
+        ("prep", ColumnTransformer([("num", "passthrough", ["x1", "x2"])])),
+        ("clf", DecisionTreeClassifier(random_state=0)),
     ])
     return model.fit(train.drop(columns="y"), y)
 
