@@ -87,11 +87,7 @@ def _spreadsheet_safe(value):
 
 
 def findings_csv(queryset):
-    frame = findings_frame(queryset)
-    for column in frame.columns:
-        if frame[column].dtype == object:
-            frame[column] = frame[column].map(_spreadsheet_safe)
-    return frame.to_csv(index=False)
+    return findings_frame(queryset).map(_spreadsheet_safe).to_csv(index=False)
 
 
 def findings_json(queryset):
@@ -369,10 +365,13 @@ def import_catalog(data):
                               f"this instance reads version {FORMAT_VERSION}.")
     if not catalog_is_empty():
         raise ValidationError("The catalog is not empty: import into a fresh instance.")
+    from remediation.audit import silenced
+
     User = get_user_model()
     report = CatalogImportReport()
     models = _catalog_models()
-    with transaction.atomic(), search.deferred():
+    # Silenced: the exported audit trail is the history; loading it is not an event.
+    with transaction.atomic(), silenced(), search.deferred():
         for entry in data.get("users", []):
             user, created = User.objects.get_or_create(
                 username=entry["username"],

@@ -255,7 +255,10 @@ def heatmaps(queryset, base):
          "link": _cell_link(base, severity=value)}
         for value, label in severities
     ]
-    models = {m.pk: m for m in MLModel.objects.order_by("name")}
+    models = MLModel.objects.order_by("name")
+    if base.get("ml_model", "").isdigit():
+        models = models.filter(pk=int(base["ml_model"]))
+    models = {m.pk: m for m in models}
     model_rows = [
         {"label": m.name, "cells": [
             {"n": model_status.get((m.pk, st), 0),

@@ -22,3 +22,12 @@ def heat(value, peak):
     if value <= 0 or peak <= 0:
         return "heat-0"
     return f"heat-{min(5, 1 + (4 * value) // peak)}"
+
+
+@register.inclusion_tag("catalog/_mlmodel_history.html")
+def mlmodel_history(ml_model):
+    """An ML model's history (findings by status, regressions, lessons, versions), for the
+    ML model's page."""
+    from catalog.story import model_history
+
+    return {"ml_model": ml_model, "history": model_history(ml_model)}
