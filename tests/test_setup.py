@@ -119,7 +119,7 @@ def test_serve_script_starts_web_and_worker_and_stops_both(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         url = f"http://127.0.0.1:{env['PORT']}/healthz"
-        deadline = time.time() + 60
+        deadline = time.time() + 120
         while True:
             try:
                 assert urllib.request.urlopen(url, timeout=2).status == 200
