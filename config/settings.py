@@ -232,13 +232,18 @@ Q_CLUSTER = {
     "timeout": envint("Q_TIMEOUT", 600),
     "retry": envint("Q_RETRY", 720),
     "max_attempts": envint("Q_MAX_ATTEMPTS", 3),
-    "queue_limit": 50,
+    # Tasks a cluster fetches ahead of its free workers: few, so that the clusters of
+    # several machines share a rerun's chunks instead of one of them hoarding them.
+    "queue_limit": envint("Q_QUEUE_LIMIT", envint("Q_WORKERS", 2)),
     "bulk": 1,
     "catch_up": False,
     "save_limit": 1000,
     "sync": TASKS_SYNC,
     "label": "Background tasks",
 }
+# A rerun is split into tasks of at most this many probes (one dataset each), so that
+# the workers of several machines share it.
+RERUN_CHUNK_SIZE = envint("RERUN_CHUNK_SIZE", 50)
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:

@@ -6,4 +6,10 @@ class ProbesConfig(AppConfig):
     verbose_name = "Probes and model versions"
 
     def ready(self):
+        from django_q.signals import post_spawn
+
         from . import checks  # noqa: F401  (registers the task-settings check)
+        from .tasks import on_worker_spawn
+
+        # A new worker releases the claims of this host's stopped workers (probes/tasks.py).
+        post_spawn.connect(on_worker_spawn, dispatch_uid="probes.release_dead_claims")
