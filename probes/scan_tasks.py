@@ -154,7 +154,7 @@ def check_moved_problem(evaluation_id):
     from . import scans
 
     evaluation = Evaluation.objects.select_related(
-        "action__finding__dataset", "model_version"
+        "action__finding__dataset", "action__finding__model_version", "model_version"
     ).filter(pk=evaluation_id).first()
     if evaluation is None:
         return None
@@ -163,7 +163,7 @@ def check_moved_problem(evaluation_id):
         return None
     try:
         summary = scans.moved_problem_check(evaluation.model_version, finding.dataset,
-                                            finding.slice)
+                                            finding.slice, baseline=finding.model_version)
     except Exception as exc:
         log.info("moved-problem check of evaluation %s failed: %s", evaluation.pk, exc)
         summary = {"verdict": "error", "text": f"The check could not run: {_message(exc)}"}

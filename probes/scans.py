@@ -144,7 +144,7 @@ class Workbench:
        predict_proba once and keeps the result.
     """
 
-    def __init__(self, version, dataset):
+    def __init__(self, version, dataset, *, frame=None):
         from .artifacts import check_feature_columns, load_model
         from .tasks import trusted_types
 
@@ -155,7 +155,8 @@ class Workbench:
             trusted_types=trusted_types(),
             allow_pickle=settings.ALLOW_PICKLE_ARTIFACTS,
         )
-        self.frame = dataset.read()
+        # Another bench's frame (same dataset, already hash-checked) saves a second read.
+        self.frame = dataset.read() if frame is None else frame
         features = dataset.feature_columns
         check_feature_columns(self.model, features)
         fitted = getattr(self.model, "feature_names_in_", None)
@@ -558,47 +559,81 @@ def probe_from_sweep_point(sweep, point, *, by, threshold=None):
 # --------------------------------------------------------------------------------------
 
 
-def moved_problem_check(version, dataset, slice_):
+def moved_problem_check(version, dataset, slice_, *, baseline=None):
     """Did the slice's errors move next door on `version`? (worker)
 
-    The neighbourhood of the slice (thresholds widened and shifted, other predicates
-    dropped) is scanned with introspection.neighbourhood_check; the summary keeps the
-    figures of the slice and of its worst neighbour, and a one-line verdict.
+    1. The neighbourhood of the slice (thresholds widened and shifted, other predicates
+       dropped) is scanned with introspection.neighbourhood_check on `version`.
+    2. The worst neighbour (outside the slice) is measured on `baseline` too (the version
+       the finding was discovered on): errors next door count as moved there only if the
+       neighbour is now significantly worse than it was (its 95% lower bound above the
+       baseline's rate); a neighbour that was as bad before is an older, nearby problem.
+    3. The verdict: moved (slice fixed, neighbour worse than before), spread (slice still
+       bad, neighbour worse than before), nearby (slice fixed, neighbour bad as before),
+       persists (slice still significantly worse than overall), or clear.
     """
     bench = Workbench(version, dataset)
     pred = bench.predict()
-    result = introspection.neighbourhood_check(bench.frame, bench.y, pred.pred, slice_)
+    y = bench.y.to_numpy()
+    result = introspection.neighbourhood_check(bench.frame, y, pred.pred, slice_)
     neighbour = result["neighbour_slice"]
-    if result["moved"]:
+    before = None
+    if baseline is not None and baseline.pk != version.pk and neighbour:
+        base = Workbench(baseline, dataset, frame=bench.frame)
+        wrong = np.asarray(base.predict().pred != y, dtype=bool)
+        ring = (introspection.apply_slice(bench.frame, neighbour)
+                & ~introspection.apply_slice(bench.frame, slice_))
+        inside = introspection.apply_slice(bench.frame, slice_)
+        before = {
+            "version": str(baseline),
+            "neighbour_error_rate": float(wrong[ring].mean()) if ring.any() else None,
+            "slice_error_rate": float(wrong[inside].mean()) if inside.any() else None,
+        }
+    worse_than_before = result["neighbour_significant"] and (
+        before is None or before["neighbour_error_rate"] is None
+        or result["neighbour_ci_low"] > before["neighbour_error_rate"])
+    slice_bad = result["slice_ci_low"] > result["overall_error_rate"]
+    where = introspection.describe_slice(neighbour) if neighbour else ""
+    rate, overall = result["neighbour_error_rate"], result["overall_error_rate"]
+    if result["neighbour_significant"] and worse_than_before and not slice_bad:
         verdict = "moved"
-        text = (f"The errors moved next door: {introspection.describe_slice(neighbour)} "
-                f"(outside the slice) errs on {result['neighbour_error_rate']:.0%} against "
-                f"{result['overall_error_rate']:.0%} overall.")
-    elif result["spread"]:
+        text = (f"The errors moved next door: {where} (outside the slice) errs on "
+                f"{rate:.0%} against {overall:.0%} overall"
+                + (f", up from {before['neighbour_error_rate']:.0%} on {before['version']}."
+                   if before and before["neighbour_error_rate"] is not None else "."))
+    elif result["neighbour_significant"] and worse_than_before:
         verdict = "spread"
         text = (f"The slice still errs on {result['slice_error_rate']:.0%} and the errors "
-                f"reach next door ({result['neighbour_error_rate']:.0%} in "
-                f"{introspection.describe_slice(neighbour)}, outside the slice).")
-    elif result["slice_ci_low"] > result["overall_error_rate"]:
+                f"reach next door: {where} (outside the slice) errs on {rate:.0%}"
+                + (f", up from {before['neighbour_error_rate']:.0%} on {before['version']}."
+                   if before and before["neighbour_error_rate"] is not None else "."))
+    elif result["neighbour_significant"] and not slice_bad:
+        verdict = "nearby"
+        text = (f"The slice is no longer worse than overall. Next door, {where} errs on "
+                f"{rate:.0%} against {overall:.0%} overall, but it did so on "
+                f"{before['version']} too ({before['neighbour_error_rate']:.0%}): an older "
+                "neighbouring problem, not one the fix created.")
+    elif slice_bad:
         verdict = "persists"
         text = (f"The slice still errs on {result['slice_error_rate']:.0%} against "
-                f"{result['overall_error_rate']:.0%} overall; its neighbourhood is not "
-                "significantly worse.")
+                f"{overall:.0%} overall; its neighbourhood got no worse.")
     else:
         verdict = "clear"
         text = "No neighbourhood of the slice is significantly worse than the whole dataset."
     return {
         "verdict": verdict,
         "text": text,
-        "moved": result["moved"],
-        "spread": result["spread"],
+        "moved": verdict == "moved",
+        "spread": verdict == "spread",
         "slice_error_rate": result["slice_error_rate"],
         "slice_support": result["slice_support"],
-        "overall_error_rate": result["overall_error_rate"],
-        "neighbour_error_rate": result["neighbour_error_rate"],
+        "overall_error_rate": overall,
+        "neighbour_error_rate": rate,
+        "neighbour_ci_low": result["neighbour_ci_low"],
         "neighbour_support": result["neighbour_support"],
         "neighbour_slice": neighbour,
         "neighbour_significant": result["neighbour_significant"],
+        "baseline": before,
         "dataset": dataset.pk,
         **bench.lineage(),
     }

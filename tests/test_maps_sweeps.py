@@ -348,3 +348,20 @@ def test_no_check_for_evaluations_before_the_fix_or_without_a_slice(people, ml_m
     finding.slice = []
     assert queue_moved_problem_check(Evaluation(action=action, model_version=v2,
                                                 outcome="held")) is False
+
+
+def test_errors_next_door_that_were_there_before_are_not_a_moved_problem(people, ml_model):
+    from probes.scans import moved_problem_check
+
+    finding, _action, v1, v2 = _fix_setup(people, ml_model, 0.45)
+    twin = ModelVersion.register(ml_model=ml_model, version="2-twin",
+                                 artifact=skops_upload(corner_model(0.45)),
+                                 by=people["maintainer"])
+    moved = moved_problem_check(v2, finding.dataset, REGION, baseline=v1)
+    assert moved["verdict"] == "moved" and moved["baseline"]["version"] == str(v1)
+    assert moved["baseline"]["neighbour_error_rate"] < 0.2 < moved["neighbour_error_rate"]
+    nearby = moved_problem_check(v2, finding.dataset, REGION, baseline=twin)
+    assert nearby["verdict"] == "nearby" and not nearby["moved"]
+    assert nearby["baseline"]["neighbour_error_rate"] == pytest.approx(
+        nearby["neighbour_error_rate"])
+    assert "not one the fix created" in nearby["text"]
