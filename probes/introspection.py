@@ -365,9 +365,18 @@ class _Scan:
         self.cols = {c.name: c for c in cols}
         self.err = err
         self.errf = err.astype(float)
-        self.n = float(len(err))
-        self.e = float(err.sum())
         self.min_support = min_support
+        # k log k for every possible count: G of integer counts by table look-ups, several
+        # times faster than xlogy on the long threshold arrays of the refinement.
+        ks = np.arange(len(err) + 1, dtype=float)
+        self.klogk = xlogy(ks, ks)
+        self.set_active(np.ones(len(err), dtype=bool))
+
+    def set_active(self, active: np.ndarray) -> None:
+        """Score and refit on these rows only (the rows no chosen slice explains yet)."""
+        self.active = active
+        self.n = float(np.count_nonzero(active))
+        self.e = float(self.errf[active].sum())
 
     def cond_mask(self, cond) -> np.ndarray:
         col = self.cols[cond[1]]
@@ -379,23 +388,37 @@ class _Scan:
         member[list(cond[2])] = True
         return member[col.codes]
 
-    def mask(self, conds) -> np.ndarray:
-        m = np.ones(len(self.err), dtype=bool)
+    def mask(self, conds, *, active_only: bool = True) -> np.ndarray:
+        m = self.active.copy() if active_only else np.ones(len(self.err), dtype=bool)
         for cond in conds:
             m &= self.cond_mask(cond)
         return m
 
+    def g(self, n, e) -> np.ndarray:
+        """``_g_stat`` against the active rows, for integer counts n and e."""
+        n = np.asarray(n).astype(np.int64)
+        e = np.asarray(e).astype(np.int64)
+        tn, te = int(self.n), int(self.e)
+        t = self.klogk
+
+        def ll(nn, ee):
+            return t[ee] + t[nn - ee] - t[nn]
+
+        g = 2.0 * (ll(n, e) + ll(tn - n, te - e) - ll(tn, te))
+        worse = e * (tn - n) > (te - e) * n
+        return np.where(worse, np.maximum(g, 0.0), 0.0)
+
     def score_mask(self, m: np.ndarray) -> float:
-        n = int(m.sum())
+        n = int(np.count_nonzero(m))
         if n < self.min_support:
             return 0.0
-        return float(_g_stat(n, self.errf[m].sum(), self.n, self.e))
+        return float(self.g(n, np.count_nonzero(self.err & m)))
 
     def score(self, conds) -> float:
         return self.score_mask(self.mask(conds))
 
     def _best(self, n, e):
-        g = _g_stat(n, e, self.n, self.e)
+        g = self.g(np.rint(n), np.rint(e))
         g[n < self.min_support] = -1.0
         k = int(np.argmax(g))
         return k, float(g[k])
@@ -461,7 +484,7 @@ class _Scan:
             for i, cond in enumerate(conds):
                 if cond[0] == "null":
                     continue
-                ctx = np.ones(len(self.err), dtype=bool)
+                ctx = self.active.copy()
                 for j, mj in enumerate(masks):
                     if j != i:
                         ctx &= mj
@@ -505,6 +528,41 @@ class _Scan:
                 break
             conds = options[k]
         return tuple(conds)
+
+    def split(self, conds, crit: float, max_children: int = 4):
+        """Sub-slices (one more predicate each) that are significantly worse than the rest
+        of the slice, found one after the other; returns them and the rows left over.
+
+        Scored against the slice's own rows, so a union of separate problems (e.g.
+        "region == X" holding three unrelated problems in region X) shows its parts.
+        """
+        parent = self.mask(conds, active_only=False)
+        remaining = parent.copy()
+        used = {c[1] for c in conds}
+        saved = self.active
+        children = []
+        try:
+            for _ in range(max_children):
+                self.set_active(remaining)
+                best, best_g = None, crit
+                for col in self.cols.values():
+                    if col.name in used:
+                        continue
+                    if col.kind == "num":
+                        new, g = self.refine_num(("num", col.name, -math.inf, math.inf), remaining)
+                        if not (math.isfinite(new[2]) or math.isfinite(new[3])):
+                            continue
+                    else:
+                        new, g = self.refine_cat(("cat", col.name, frozenset()), remaining)
+                    if g > best_g:
+                        best, best_g = new, g
+                if best is None:
+                    break
+                children.append(tuple(sorted((*conds, best), key=lambda c: c[1])))
+                remaining = remaining & ~self.cond_mask(best)
+        finally:
+            self.set_active(saved)
+        return children, remaining
 
     def extend(self, conds, max_predicates: int, crit: float):
         """Greedily add predicates on unused columns while each adds significant evidence."""
@@ -782,25 +840,33 @@ def find_weak_slices(
             break
 
     # 4. Refinement.
-    refined = {}
-    for conds in shortlist:
-        conds = scan.refine(conds)
-        conds = scan.simplify(conds, crit_simplify)
+    def polish(conds):
+        conds = scan.simplify(scan.refine(conds), crit_simplify)
         if max_predicates > 2:
-            conds = scan.extend(conds, max_predicates, crit_simplify)
-            conds = scan.simplify(conds, crit_simplify)
-        if conds:
-            # Re-fit after the structure settled, then drop any end the re-fit made inert.
-            conds = scan.simplify(scan.refine(conds), crit_simplify)
-            key = tuple(sorted(conds, key=lambda c: c[1]))
-            refined[key] = scan.score(key)
+            conds = scan.simplify(scan.extend(conds, max_predicates, crit_simplify), crit_simplify)
+        if not conds:
+            return None
+        # Re-fit after the structure settled, then drop any end the re-fit made inert.
+        conds = scan.simplify(scan.refine(conds), crit_simplify)
+        return tuple(sorted(conds, key=lambda c: c[1])) if conds else None
 
-    # 5. Significant, distinct slices.
+    # Each entry keeps its coarse seed, so that it can be re-fitted from scratch later.
+    pool: list[list] = []
+    for seed in shortlist:
+        key = polish(seed)
+        if key:
+            pool.append([scan.score(key), key, seed])
+
+    # 5. Significant, distinct slices, each explaining errors the previous ones do not.
     results, chosen_masks = [], []
     covered = np.zeros(n, dtype=bool)
-    for conds, g in sorted(refined.items(), key=lambda kv: -kv[1]):
-        if g < crit:
+    decomposed: set[tuple] = set()
+    while pool and len(results) < top_k:
+        best_g, conds, _ = max(pool, key=lambda entry: entry[0])
+        if best_g < crit:
             break
+        same = sum(entry[1] == conds for entry in pool)
+        pool = [entry for entry in pool if entry[1] != conds]
         preds = _to_predicates(scan, df, conds)
         m = apply_slice(df, preds)
         support = int(m.sum())
@@ -825,6 +891,18 @@ def find_weak_slices(
                     results[k]["absorbed"] += 1
                     break
             continue
+        if len(conds) < max_predicates:
+            children, rest = scan.split(conds, crit)
+            r_n, r_e = int(rest.sum()), int(err[rest].sum())
+            if children and (
+                r_n < min_support
+                or wilson_interval(r_e, r_n)[0] <= p0
+                or _g_vs_rate(r_n, r_e, p0) < crit
+            ):
+                # Nothing is wrong with the slice beyond its parts: offer the parts instead.
+                decomposed.add(conds)
+                pool.extend([scan.score(child), child, child] for child in children)
+                continue
         g_final = float(_g_stat(support, errors, n, total_e))
         results.append(
             {
@@ -845,8 +923,33 @@ def find_weak_slices(
         )
         chosen_masks.append(m)
         covered |= m
-        if len(results) >= top_k:
+        # Candidates that are the same problem (Jaccard >= 0.5) or a part of it merge into
+        # the new slice; the rest stay in competition.
+        kept = []
+        for entry in pool:
+            km = scan.mask(entry[1], active_only=False)
+            inter = np.count_nonzero(km & m)
+            if _jaccard(km, m) >= 0.5 or inter >= 0.8 * max(1, np.count_nonzero(km)):
+                results[-1]["absorbed"] += 1
+            else:
+                kept.append(entry)
+        results[-1]["absorbed"] += same - 1
+        pool = kept
+        if len(results) >= top_k or n - int(covered.sum()) < min_support:
             break
+        # The remaining candidates now compete on the rows not yet explained. One that
+        # overlapped the new slice is re-fitted there from its seed: a parent that merely
+        # contained it (e.g. "region == X" around two problems in region X) turns into the
+        # problem it still holds instead of being reported as a vague union.
+        scan.set_active(~covered)
+        for entry in pool:
+            km = scan.mask(entry[1], active_only=False)
+            if np.count_nonzero(km & m) > 0.05 * max(1, np.count_nonzero(km)):
+                key = polish(entry[2])
+                # A part of a decomposed union must not grow back into the union.
+                if key and key not in decomposed:
+                    entry[1] = key
+            entry[0] = scan.score(entry[1])
     return results
 
 

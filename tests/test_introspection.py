@@ -207,6 +207,33 @@ def test_overlapping_candidates_are_merged_into_distinct_problems():
     assert found[0]["score"] >= found[1]["score"]
 
 
+def test_a_union_of_separate_problems_is_reported_as_its_parts():
+    df = _table(n=12000, seed=33)
+    north = {"feature": "region", "op": "==", "value": "north"}
+    parts = [
+        [north, {"feature": "plan", "op": "==", "value": "gold"}],
+        [north, {"feature": "age", "op": ">=", "value": 68.0}],
+        [north, {"feature": "score", "op": "<", "value": -1.0}],
+    ]
+    y, pred = _errors(df, parts, base=0.06, inside=0.5, seed=34)
+    found = find_weak_slices(df, y, pred)
+    # "region == north" holds all three and scores higher than any of them, but outside
+    # them nothing is wrong in the north: the three problems are what gets reported.
+    assert [r["slice"] for r in found if r["slice"] == [north]] == []
+    masks = [apply_slice(df, r["slice"]) for r in found]
+    for part in parts:
+        assert max(_jaccard(apply_slice(df, part), m) for m in masks) > 0.85
+    assert len(found) == 3
+
+
+def test_a_uniformly_weak_region_is_not_split():
+    df = _table(n=12000, seed=35)
+    north = [{"feature": "region", "op": "==", "value": "north"}]
+    y, pred = _errors(df, [north], base=0.06, inside=0.3, seed=36)
+    found = find_weak_slices(df, y, pred)
+    assert [r["slice"] for r in found] == [north]
+
+
 def test_uniform_errors_report_nothing():
     df = _table(n=5000, seed=10)
     for seed in range(3):
