@@ -6,6 +6,8 @@ use. Domain operations (registering a version, storing a dataset, queuing a reru
 methods here so that the web views, the API, the commands and the tasks call the same code.
 """
 
+import contextlib
+import errno
 import platform
 import uuid
 from pathlib import Path
@@ -37,6 +39,38 @@ def _dataset_path(instance, filename):
 
 def _artifact_path(instance, filename):
     return f"artifacts/{uuid.uuid4().hex}.{instance.artifact_format or 'bin'}"
+
+
+# errno values that mean the disk is full: no space left, quota exceeded, file too large.
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+class InsufficientStorage(ValidationError):
+    """An upload could not be written because the disk (or a quota) is full. Nothing was
+    kept; forms show the message, the API answers 507."""
+
+
+def _store_upload(fieldfile, content):
+    """Write an upload under a generated name. On any failure the partial file is
+    removed; a full disk becomes InsufficientStorage naming the field."""
+    field = fieldfile.field
+    name = field.generate_filename(fieldfile.instance, "upload")
+    try:
+        fieldfile.name = fieldfile.storage.save(name, content, max_length=field.max_length)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            fieldfile.storage.delete(name)
+        if exc.errno in DISK_FULL_ERRNOS:
+            raise InsufficientStorage(
+                {
+                    field.name: "Not enough disk space on the server to store this file; "
+                    "nothing was saved. Ask an administrator to free space, then upload "
+                    "it again."
+                }
+            ) from exc
+        raise
+    setattr(fieldfile.instance, field.attname, fieldfile.name)
+    fieldfile._committed = True
 
 
 def capture_environment():
@@ -237,7 +271,7 @@ class Dataset(ImmutableFileMixin, models.Model):
         )
         with transaction.atomic():
             upload.seek(0)
-            dataset.file.save("upload", upload, save=False)
+            _store_upload(dataset.file, upload)
             try:
                 with acting_as(by):
                     dataset.save()
@@ -361,7 +395,7 @@ class ModelVersion(ImmutableFileMixin, models.Model):
             registered_by=by,
         )
         with transaction.atomic():
-            mv.artifact.save("artifact", artifact, save=False)
+            _store_upload(mv.artifact, artifact)
             try:
                 with acting_as(by):
                     mv.save()
