@@ -98,7 +98,12 @@ def sweep_chart_svg(points, x_key, *, title="", xlabel=""):
         parts.append(f'<text x="{pad_l - 4}" y="{y(v) + 4:.1f}" font-size="10" '
                      f'text-anchor="end" fill="{MUTED}">{_pct(v)}</text>')
     ticks = range(len(xs)) if len(xs) <= 8 else sorted({0, len(xs) // 2, len(xs) - 1})
-    for i in ticks:
+    shown, last = [], None
+    for i in ticks:  # a label too close to the previous one (crowded small scales) is left out
+        if last is None or x(i) - last >= 30:
+            shown.append(i)
+            last = x(i)
+    for i in shown:
         label = f"{xs[i]:.3g}" if numeric else str(xs[i])[:12]
         parts.append(f'<text x="{x(i):.1f}" y="{pad_t + plot_h + 14}" font-size="10" '
                      f'text-anchor="middle" fill="{MUTED}">{escape(label)}</text>')

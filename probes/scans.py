@@ -62,7 +62,14 @@ def scan_params(dataset, *, top_k=5, max_predicates=2, min_support=None):
                        allow_none=True)
     if dataset.target_column not in dataset.column_names:
         raise ValidationError({"dataset": f"{dataset} has no target column to score against."})
+    if min_support is None:  # the scan's own default, made explicit for the record
+        min_support = default_min_support(dataset.row_count)
     return {"top_k": top_k, "max_predicates": max_predicates, "min_support": min_support}
+
+
+def default_min_support(rows):
+    """30 rows or 0.5% of the dataset, whichever is larger (find_weak_slices' default)."""
+    return max(30, math.ceil(0.005 * rows))
 
 
 def numeric_features(dataset):
@@ -226,7 +233,7 @@ def run_scan(scan, report):
     y = bench.y.to_numpy()
     wrong = np.asarray(pred.pred != y, dtype=bool)
     params = scan.params or {}
-    min_support = params.get("min_support") or max(30, math.ceil(0.005 * n))
+    min_support = params.get("min_support") or default_min_support(n)
     columns, skipped = scan_columns(bench, min_support)
     report(45, f"Scanning {len(columns)} columns for weak slices")
     found = introspection.find_weak_slices(
@@ -290,7 +297,8 @@ def candidate_evidence(scan, candidate):
         "lift": round(candidate["lift"], 2),
         "error_share": round(candidate["error_share"], 4),
         "margin_density": round(candidate["margin_density"], 4),
-        "p_value": float(f"{candidate['p_value']:.3g}"),
+        # As text: pages print floats in full, and this one may be 1e-90.
+        "p_value": f"{candidate['p_value']:.2g}",
         "found_by": f"slice scan #{scan.pk} of {scan.model_version} on {scan.dataset}",
     }
 
@@ -511,7 +519,7 @@ def run_sweep(sweep):
         feature = sweep.feature
         values = counterfactual_values(
             bench.frame, feature, sweep.dataset.schema.get(feature),
-            feature in bench.sensitive, max(30, math.ceil(0.005 * len(bench.frame))),
+            feature in bench.sensitive, default_min_support(len(bench.frame)),
         )
         points = introspection.counterfactual_sweep(
             bench.model, bench.frame, features, mask, feature, values=values
