@@ -5,7 +5,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: run test install install-dev lint migrations-check demo serve ci e2e-deps bench clean
+.PHONY: run test install install-dev lint migrations-check demo serve ci e2e-deps bench clean \
+        e2e fuzz
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +48,15 @@ bench: install-dev
 
 ci:
 	bash .ci/run
+
+# Browser journeys only (screenshots in test-artifacts/e2e); needs /usr/bin/chromium.
+e2e: install-dev
+	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+# A longer API fuzzing run than the suite's (FUZZ_EXAMPLES per operation, default 500).
+FUZZ_EXAMPLES ?= 500
+fuzz: install-dev
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/test_fuzz.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) var/test-*

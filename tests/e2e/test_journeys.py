@@ -1,0 +1,261 @@
+"""The three journeys of the design, in a real browser.
+
+1. A contributor logs a finding through the form with the slice builder, attaches a probe
+   and proposes an action.
+2. A new team member searches the catalog, opens a lesson and reads its timeline and charts.
+3. A reviewer walks the review board, approves and verifies an action, and, after a new
+   version is registered through the API with a real worker running, sees the regression
+   and its notification.
+"""
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from .browser import reload_until, sign_in
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def choose(page, selector, label):
+    """Pick an <option> by its visible text (what a person reads), by regex."""
+    page.select_option(selector, label=page.eval_on_selector(
+        selector,
+        "(el, re) => Array.from(el.options).map(o => o.label).find(l => new RegExp(re).test(l))",
+        label,
+    ))
+
+
+def test_a_contributor_logs_a_finding_attaches_a_probe_and_proposes_an_action(
+    watched, people, ml_model, version, dataset
+):
+    from catalog.models import Finding
+
+    page = watched.page
+    sign_in(page, "bob")
+    page.click("text=Catalog")
+    page.goto("/catalog/findings/new/")
+
+    # The form, with the slice built row by row from the dataset's columns.
+    page.fill("input[name=title]", "High x1 applicants are misjudged")
+    page.fill("input[name=summary]", "Errors concentrate where x1 is high and the colour red.")
+    choose(page, "select[name=ml_model]", "toy-risk")
+    choose(page, "select[name=model_version]", "toy-risk v1")
+    choose(page, "select[name=dataset]", "toy-eval")
+    builder = page.locator("#slice-builder")
+    expect(builder).to_be_visible()
+    rows = builder.locator(".slice-row")
+    expect(rows).to_have_count(1)
+    first = rows.nth(0)
+    expect(first.locator("select.feature option")).to_contain_text(["x1 (numeric)"])
+    first.locator("select.feature").select_option("x1")
+    first.locator("select.op").select_option(">")
+    first.locator("input.value").fill("0.5")
+    builder.locator("button.add-row").click()
+    second = rows.nth(1)
+    second.locator("select.feature").select_option("color")
+    # A categorical column offers no ordering operators.
+    expect(second.locator("select.op option")).not_to_contain_text([">"])
+    second.locator("select.op").select_option("in")
+    second.locator("input.value").fill("red, blue")
+    assert page.input_value("textarea[name=slice]").replace(" ", "") == (
+        '[{"feature":"x1","op":">","value":0.5},'
+        '{"feature":"color","op":"in","value":["red","blue"]}]'
+    )
+    page.select_option("select[name=severity]", "high")
+    page.fill("textarea[name=lesson]", "Check the upper tail of x1 before shipping.")
+    page.fill("input[name=tag_names]", "tail-risk, colour")
+    page.click("button:has-text('Log finding')")
+
+    expect(page.locator("h1")).to_have_text("High x1 applicants are misjudged")
+    expect(page.locator("code", has_text="x1 > 0.5 AND color in (red, blue)")).to_be_visible()
+    finding = Finding.objects.get(title="High x1 applicants are misjudged")
+    assert finding.reporter == people["contributor"]
+    assert finding.slice[1] == {"feature": "color", "op": "in", "value": ["red", "blue"]}
+
+    # A probe that demonstrates it, pre-filled from the finding's slice.
+    page.click("a:has-text('Add a probe')")
+    expect(page.locator("h1")).to_have_text("Add a probe")
+    expect(page.locator("#slice-builder .slice-row")).to_have_count(2)
+    page.select_option("select[name=kind]", "margin_density")
+    assert '"margin"' in page.input_value("textarea[name=params]")
+    page.fill("input[name=threshold]", "0.5")
+    page.click("button:has-text('Add probe')")
+    expect(page.locator("#probes")).to_contain_text("Margin density")
+    probe = finding.probes.get()
+    assert probe.kind == "margin_density" and probe.slice == finding.slice
+    assert probe.threshold == 0.5
+
+    # A fix, proposed for review.
+    form = page.locator("details.add-action")
+    if form.get_attribute("open") is None:
+        form.locator("summary").click()
+    page.select_option("#actions select[name=kind]", "relabeling")
+    page.fill("#actions input[name=title]", "Relabel the high-x1 rows")
+    page.fill("#actions textarea[name=description]", "Audit 200 rows and fix their labels.")
+    page.click("button:has-text('Propose action')")
+    action = page.locator("#actions article.action", has_text="Relabel the high-x1 rows")
+    expect(action).to_be_visible()
+    expect(action.locator(".badge")).to_contain_text(["Proposed"])
+    created = finding.actions.get()
+    assert created.status == "proposed" and created.owner == people["contributor"]
+    assert re.search(r"/catalog/findings/\d+/", page.url)
+
+
+def _lesson_with_history(people, ml_model, version, dataset, finding, probe):
+    """A finding with a lesson, a probe measured on two versions and a verified fix."""
+    from catalog.models import Finding
+    from probes.models import ModelVersion, Rerun
+    from remediation.models import RemediationAction
+
+    from ..factories import fitted_model, skops_upload
+
+    finding.title = "Calibration drifts for high x1"
+    finding.lesson = "Recalibrate on the upper tail before every release."
+    finding.save()
+    finding.tags.set([])
+    Rerun.queue(version, trigger="manual", by=people["contributor"], probes=[probe])
+    action = RemediationAction.objects.create(
+        finding=finding, kind="recalibration", title="Isotonic recalibration",
+        owner=people["contributor"], reviewer=people["reviewer"])
+    action.transition_to("approved", by=people["reviewer"])
+    action.transition_to("in_progress", by=people["contributor"])
+    finding.transition_to("remediating", by=people["contributor"])
+    v2 = ModelVersion.register(ml_model=ml_model, version="2",
+                               artifact=skops_upload(fitted_model()), by=people["maintainer"])
+    action.transition_to("implemented", by=people["contributor"], fixed_in_version=v2)
+    Finding.objects.create(title="Unrelated: slow batch scoring", ml_model=ml_model,
+                           lesson="Cache the encoder.", owner=people["contributor"])
+    return action
+
+
+def test_a_new_team_member_searches_the_catalog_and_reads_a_lesson(
+    watched, people, ml_model, version, dataset, finding, probe
+):
+    action = _lesson_with_history(people, ml_model, version, dataset, finding, probe)
+    action.refresh_from_db()
+    assert action.status == "verified"  # the follow-up evaluation held on v2
+
+    page = watched.page
+    sign_in(page, "alice")
+    page.click("nav >> text=Catalog")
+    page.fill("input[name=q]", "recalibrate upper tail")
+    page.press("input[name=q]", "Enter")
+    results = page.locator("ol.result-list li.result")
+    expect(results).to_have_count(1)
+    expect(results.first).to_contain_text("Calibration drifts for high x1")
+    results.first.locator("h3 a").click()
+
+    expect(page.locator("h1")).to_have_text("Calibration drifts for high x1")
+    expect(page.locator("text=Recalibrate on the upper tail before every release.")).to_be_visible()
+    # The story so far: discovery, the fix and how it fared, where it stands.
+    timeline = page.locator("#timeline")
+    expect(timeline).to_contain_text("Discovered")
+    expect(timeline).to_contain_text("Isotonic recalibration")
+    expect(timeline).to_contain_text("Where it stands")
+    # The probe's value across versions, as a chart with one point per measured version.
+    chart = page.locator("#probes svg.chart").first
+    expect(chart).to_be_visible()
+    expect(chart.locator("circle.point")).to_have_count(2)
+    expect(page.locator("#probes table.matrix")).to_contain_text("passed")
+    # A viewer reads; the page offers no change of status or new action.
+    expect(page.locator("form.transition button")).to_have_count(0)
+    expect(page.locator("details.add-action")).to_have_count(0)
+
+
+def test_a_reviewer_approves_and_verifies_then_sees_a_regression_and_its_notice(
+    watched, worker, live_server, people, ml_model, version, dataset, finding, probe
+):
+    import requests
+    from rest_framework.authtoken.models import Token
+
+    from probes.models import ModelVersion, ProbeRun, Rerun
+    from remediation.models import Notification, RemediationAction
+
+    from ..factories import fitted_model, skops_upload
+
+    Rerun.queue(version, trigger="manual", by=people["contributor"], probes=[probe])
+    finding.transition_to("remediating", by=people["contributor"])
+    fix = ModelVersion.register(ml_model=ml_model, version="2", enqueue=False,
+                                artifact=skops_upload(fitted_model()), by=people["maintainer"])
+    action = RemediationAction.objects.create(
+        finding=finding, kind="retrain", title="Retrain with the upper tail reweighted",
+        owner=people["contributor"], reviewer=people["reviewer"])
+
+    page = watched.page
+    sign_in(page, "rita")
+    page.click("nav >> text=Review board")
+    ticket = page.locator(f"#action-{action.pk}")
+    expect(page.locator("section.col-proposed")).to_contain_text(action.title)
+    ticket.locator("button:has-text('Approve')").click()
+    expect(page.locator("section.col-approved")).to_contain_text(action.title)
+
+    # The owner does the work and says which version carries the fix (from a notebook,
+    # through the API). Its follow-up evaluation is queued for the worker, not run here.
+    worker.queue_tasks()
+    bob = {"Authorization": f"Token {Token.objects.create(user=people['contributor']).key}"}
+    for body in ({"to": "in_progress"}, {"to": "implemented", "fixed_in_version": fix.pk}):
+        answer = requests.post(f"{live_server.url}/api/v1/actions/{action.pk}/transition/",
+                               json=body, headers=bob, timeout=30)
+        assert answer.status_code == 200, answer.text
+    page.reload()
+    implemented = page.locator("section.col-implemented")
+    expect(implemented).to_contain_text(action.title)
+    page.locator(f"#action-{action.pk} button:has-text('Verify')").click()
+    expect(page.locator("section.col-verified")).to_contain_text(action.title)
+
+    # The finding is resolved...
+    page.click(f"#action-{action.pk} a:has-text('{finding.title[:30]}')")
+    page.click("button:has-text('Resolve')")
+    expect(page.locator(".badge.status-resolved")).to_be_visible()
+
+    # ...until a retrained version, registered through the API while a real worker runs,
+    # breaks the probe again.
+    worker.start()
+    mona = {"Authorization": f"Token {Token.objects.create(user=people['maintainer']).key}"}
+    bad = skops_upload(fitted_model(flip_above=0.5)).read()
+    answer = requests.post(f"{live_server.url}/api/v1/model-versions/", headers=mona,
+                           data={"ml_model": ml_model.pk, "version": "3"},
+                           files={"artifact": ("model.skops", bad)}, timeout=60)
+    assert answer.status_code == 201, answer.text
+    v3 = answer.json()["id"]
+
+    reload_until(page, lambda p: p.locator(".badge.status-regressed").count() > 0, 120,
+                 "the worker to rerun the probes on v3 (worker log in test-artifacts/e2e)")
+    run = ProbeRun.objects.get(model_version_id=v3, probe=probe)
+    assert run.status == "failed", worker.output()
+    expect(page.locator("#timeline")).to_contain_text("3")
+    expect(page.locator("#probes table.matrix")).to_contain_text("failed")
+
+    # The notice: a count in the header, the notification with its link to the finding.
+    notice = page.locator("a.notif .notif-count")
+    expect(notice).to_have_text("1")
+    page.click("a.notif")
+    item = page.locator("ul.notifications li.unread").first
+    expect(item).to_contain_text(f"Regression: {finding.title} (toy-risk v3)")
+    expect(item).to_contain_text("Last held on: toy-risk v2")
+    assert Notification.objects.filter(recipient=people["reviewer"], finding=finding).count() == 1
+    assert Notification.objects.filter(recipient=people["contributor"]).count() == 1
+    action.refresh_from_db()
+    assert action.status == "verified"
+    assert action.evaluations.filter(model_version=fix, outcome="held").exists(), \
+        worker.output()
+
+
+def test_the_watch_catches_what_the_policy_blocks(watched, people):
+    """The page watch can fail: an inline script and a foreign image are reported."""
+    page = watched.page
+    page.goto("/login/")
+    page.evaluate(
+        "() => { const s = document.createElement('script'); s.textContent = 'window.x = 1';"
+        " document.body.appendChild(s);"
+        " const i = document.createElement('img'); i.src = 'https://example.invalid/x.png';"
+        " document.body.appendChild(i); }"
+    )
+    page.wait_for_timeout(300)
+    problems = watched.problems()
+    blocked = " ".join(problems["csp violations"])
+    assert "script-src" in blocked and "img-src" in blocked, problems
+    watched.csp_violations.clear()
+    watched.console_errors.clear()
