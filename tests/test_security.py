@@ -655,9 +655,12 @@ def test_every_page_sends_the_security_headers_and_nothing_the_policy_would_bloc
 def test_script_in_every_text_field_is_shown_as_text_on_every_page(people, fresh_cache):
     world = build_world(people, text=XSS)
     escaped_on = set()
+    # Search results highlight the matched words inside the user's text.
+    searches = [("catalog:finding_list", f"/catalog/?q={q}") for q in ("alert", "script xss",
+                                                                        "onerror", '"img src"')]
     for who in ("admin", "viewer", "contributor", "reviewer"):
         client = _client(who, people)
-        for name, url in _html_pages(world):
+        for name, url in [*_html_pages(world), *searches]:
             response = client.get(url)
             if response.status_code in (302, 403):
                 continue
