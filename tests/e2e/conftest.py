@@ -160,8 +160,10 @@ class Worker:
         if db["ENGINE"].endswith("sqlite3"):
             url = f"sqlite:///{db['NAME']}"
         else:
-            url = (f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or '127.0.0.1'}:"
-                   f"{db['PORT'] or 5432}/{db['NAME']}")
+            from urllib.parse import quote
+
+            url = (f"postgres://{quote(db['USER'], safe='')}:{quote(db['PASSWORD'], safe='')}"
+                   f"@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}")
         return {
             **os.environ,
             "DATABASE_URL": url,
