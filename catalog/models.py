@@ -26,7 +26,13 @@ class Tag(models.Model):
 
     def save(self, *args, **kwargs):
         if not self.slug:
-            self.slug = slugify(self.name)[:60] or "tag"
+            # Different names may slugify alike ("a b", "a-b", "A!"): number the later ones.
+            base = slugify(self.name)[:60] or "tag"
+            slug, n = base, 2
+            while type(self).objects.filter(slug=slug).exclude(pk=self.pk).exists():
+                suffix = f"-{n}"
+                slug, n = base[: 60 - len(suffix)] + suffix, n + 1
+            self.slug = slug
         super().save(*args, **kwargs)
 
     @classmethod
