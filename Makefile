@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: run test install install-dev lint migrations-check demo serve ci e2e-deps bench clean \
+.PHONY: run test install install-dev lint migrations-check demo serve ci e2e-deps bench bench-search clean \
         e2e fuzz
 
 $(VENV)/.runtime: requirements.txt
@@ -45,6 +45,11 @@ migrations-check: install-dev
 bench: install-dev
 	$(PY) benchmarks/probe_engine.py
 	$(PY) benchmarks/slice_scan.py
+
+# Catalog search at 200,000 findings on PostgreSQL (DATABASE_URL names the server; the
+# benchmark creates and drops its own database there).
+bench-search: install-dev
+	$(PY) benchmarks/search.py
 
 ci:
 	bash .ci/run

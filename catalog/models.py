@@ -167,6 +167,9 @@ class Finding(models.Model):
         indexes = [
             GinIndex(fields=["search_vector"], name="finding_search_gin"),
             models.Index(fields=["created_at", "id"], name="finding_created_id"),
+            # Walk one ML model's or one status's findings newest first (filtered pages).
+            models.Index(fields=["ml_model", "created_at", "id"], name="finding_model_created"),
+            models.Index(fields=["status", "created_at", "id"], name="finding_status_created"),
         ]
 
     def __str__(self):
