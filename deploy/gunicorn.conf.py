@@ -1,0 +1,32 @@
+"""gunicorn configuration for Boundary Ledger's web machines.
+
+    gunicorn -c deploy/gunicorn.conf.py config.wsgi
+
+Every value can be overridden from the environment (see deploy/boundary-ledger.env).
+Threads keep connections alive and overlap database waits; each worker process holds one
+database connection per thread (CONN_MAX_AGE keeps them, health-checked before use).
+"""
+
+import multiprocessing
+import os
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("GUNICORN_WORKERS", multiprocessing.cpu_count() * 2 + 1))
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", 4))
+# Uploads of datasets and artifacts can take a while on a slow link; a stuck worker is
+# replaced after this many seconds.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", 120))
+graceful_timeout = 30
+keepalive = 5
+# Recycle workers now and then so that a slow leak never grows without bound.
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", 2000))
+max_requests_jitter = 200
+# The app is imported once, then forked: faster start, shared memory pages.
+preload_app = True
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+# Behind a proxy that terminates TLS and sets X-Forwarded-Proto.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+proxy_allow_ips = forwarded_allow_ips
