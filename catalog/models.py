@@ -53,7 +53,7 @@ class FindingQuerySet(models.QuerySet):
         fallback keeps in the same column (see catalog/search.py)."""
         from . import search
 
-        q = (q or "").strip()[: search.MAX_QUERY_LENGTH]
+        q = search.clean_query(q)
         if not q:
             return self
         if self.db and connections[self.db].vendor == "postgresql":

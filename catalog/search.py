@@ -78,6 +78,12 @@ def stem(word):
     return _STEM.stemWord(word)
 
 
+def clean_query(q):
+    """A query as searched: NUL characters (which PostgreSQL refuses in any string)
+    become spaces, surrounding space goes, and it is cut at MAX_QUERY_LENGTH."""
+    return (q or "").replace("\x00", " ").strip()[:MAX_QUERY_LENGTH]
+
+
 def tokens(text):
     """Lower-cased words of `text` (letters and digits; decimals stay whole)."""
     return _TOKEN.findall((text or "").lower())
@@ -430,7 +436,7 @@ class SearchResults:
 
     def __init__(self, queryset, q="", *, ranked=True, limit=CANDIDATE_LIMIT):
         self.queryset = queryset
-        self.q = (q or "").strip()[:MAX_QUERY_LENGTH]
+        self.q = clean_query(q)
         self.parsed = parse(self.q)
         self.ranked = bool(self.q) and ranked
         self.limit = limit
