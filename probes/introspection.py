@@ -1317,7 +1317,9 @@ def render_boundary_map(
     ax.set_xlim(grid["x"][0], grid["x"][-1])
     ax.set_ylim(grid["y"][0], grid["y"][-1])
     ax.set_title(title or f"Decision boundary: {feature_y} vs {feature_x}", fontsize=11)
-    ax.legend(loc="upper right", fontsize=7, framealpha=0.8)
+    if ax.get_legend_handles_labels()[0]:
+        # Nothing to list when points are withheld (max_points=0) and there is no slice box.
+        ax.legend(loc="upper right", fontsize=7, framealpha=0.8)
     sensitive = set(sensitive_columns or ())
     held = [
         f"{c}={'(withheld)' if c in sensitive else _fmt_value(v)}"

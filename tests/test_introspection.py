@@ -423,10 +423,10 @@ def test_render_boundary_map_writes_a_png_and_returns_its_numbers():
     )
 
 
-def test_render_boundary_map_to_a_file(tmp_path):
+def test_render_boundary_map_to_a_file_without_points(tmp_path):
     df = _xy_table(n=500, seed=24)
     path = tmp_path / "map.png"
-    render_boundary_map(
+    summary = render_boundary_map(
         ThresholdModel(),
         df,
         "group",
@@ -434,8 +434,10 @@ def test_render_boundary_map_to_a_file(tmp_path):
         "y",
         path_or_buffer=str(path),
         feature_columns=["x", "y"],
+        max_points=0,
     )
     assert path.read_bytes().startswith(PNG_SIGNATURE)
+    assert summary["n_plotted"] == 0 and summary["slice_box"] is None
 
 
 # --- sweeps ------------------------------------------------------------------------------
