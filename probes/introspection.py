@@ -746,7 +746,10 @@ def find_weak_slices(
        Bonferroni-corrected likelihood-ratio test, have its Wilson lower bound above the
        overall error rate, overlap no chosen slice with Jaccard >= 0.5, and its rows
        outside the chosen slices must still be significantly worse than overall (this
-       merges parents and children of a chosen slice into it).
+       merges parents and children of a chosen slice into it). A slice that is only the
+       union of separate worse parts (nothing wrong outside them) gives way to its parts.
+       After each choice, candidates that overlapped it are re-fitted on the rows not yet
+       explained, so that the next slice explains new errors.
     """
     err = _errors_vector(y_true, y_pred)
     n = len(err)
@@ -1636,7 +1639,7 @@ def neighbourhood_check(
                 preds = _region(preds, f, lo - fac * widths[f], hi + fac * widths[f])
             variants.append(("widen", "*", float(fac), preds))
     for i, pred in enumerate(slice):
-        if pred.get("feature") not in bounds and len(slice) > 0:
+        if pred.get("feature") not in bounds:
             variants.append(("relax", pred.get("feature"), 0.0, slice[:i] + slice[i + 1 :]))
 
     # 3. Rings.
