@@ -102,6 +102,15 @@ def action_transition(who, to, **extra):
                                        for k, v in extra.items()}})
 
 
+def import_csv(text, encoding="utf-8"):
+    """The catalog's CSV import (Import, not Check): all rows or none."""
+    def body(w):
+        data = text(w) if callable(text) else text
+        return {"commit": "1", "file": ContentFile(data.encode(encoding), name="findings.csv")}
+
+    return web("contributor", "/catalog/import/", body)
+
+
 def parquet_bytes():
     buffer = io.BytesIO()
     toy_frame().to_parquet(buffer)
@@ -244,6 +253,32 @@ CASES = [
         web("reviewer", lambda w: f"/actions/{w['action'].pk}/transition/", {"to": "verified"},
             follow=True),
         200, "cannot move from &#x27;proposed&#x27; to &#x27;verified&#x27;"),
+    # Imports: the catalog's CSV import saves every row or none.
+    Bad("import-not-utf8", import_csv("title,ml_model\nCaf\xe9,toy-risk\n", "latin-1"), 200,
+        "the file is not UTF-8 text"),
+    Bad("import-unknown-column", import_csv("title,ml_model,colour\nt,toy-risk,red\n"), 200,
+        "unknown column"),
+    Bad("import-required-column-missing", import_csv("summary\nsome text\n"), 200,
+        "required column is missing"),
+    Bad("import-header-only", import_csv("title,ml_model\n"), 200, "no data rows"),
+    Bad("import-unknown-model-on-row-3",
+        import_csv("title,ml_model\nGood row,toy-risk\nBad row,no-such-model\n"), 200,
+        "no ML model named &#x27;no-such-model&#x27;"),
+    Bad("import-bad-severity",
+        import_csv("title,ml_model,severity\nt,toy-risk,apocalyptic\n"), 200,
+        "&#x27;apocalyptic&#x27; is not one of"),
+    Bad("import-slice-unknown-column",
+        import_csv('title,ml_model,dataset,slice\nt,toy-risk,toy-eval,'
+                   '"[{""feature"": ""wage"", ""op"": ""<"", ""value"": 1}]"\n'), 200, "wage"),
+    Bad("import-unknown-owner", import_csv("title,ml_model,owner\nt,toy-risk,ghost\n"), 200,
+        "no active user &#x27;ghost&#x27;"),
+    Bad("import-row-longer-than-header", import_csv("title,ml_model\nt,toy-risk,extra\n"),
+        200, "more cells than header columns"),
+    Bad("import-not-a-csv",
+        web("contributor", "/catalog/import/",
+            {"commit": "1", "file": ContentFile(b"\x89PNG\r\n\x1a\n" + bytes(64),
+                                                name="findings.csv")}),
+        200, "not UTF-8"),
     # API bodies.
     Bad("body-nul-byte", finding_post(title="a\x00b"), 400, "Null characters are not allowed"),
     Bad("body-huge-integer",
