@@ -5,6 +5,7 @@ from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchQuery, SearchVectorField
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connections, models
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
@@ -170,6 +171,11 @@ class Finding(models.Model):
             # Walk one ML model's or one status's findings newest first (filtered pages).
             models.Index(fields=["ml_model", "created_at", "id"], name="finding_model_created"),
             models.Index(fields=["status", "created_at", "id"], name="finding_status_created"),
+            # The heatmaps count from these alone (index-only scans).
+            models.Index(fields=["severity", "risk_category"], name="finding_severity_risk"),
+            models.Index(fields=["ml_model", "status"], name="finding_model_status"),
+            models.Index(fields=["ml_model", "created_at"], condition=Q(is_key_lesson=True),
+                         name="finding_key_lessons"),
         ]
 
     def __str__(self):

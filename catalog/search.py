@@ -602,20 +602,30 @@ class SearchResults:
         return counts
 
     def tag_counts(self, top=20):
-        """[(tag name, count)] over the candidates, most frequent first (one query)."""
-        from django.db.models import Count
+        """[(tag name, count)] over the candidates, most frequent first (one query).
 
-        through = self.queryset.model._meta.get_field("tags").remote_field.through
+        The candidate ids travel as one array parameter on PostgreSQL: a 500-item IN list
+        costs more to build in the ORM than the query takes to run."""
+        model = self.queryset.model
+        through = model._meta.get_field("tags").remote_field.through
+        tag_table = model._meta.get_field("tags").related_model._meta.db_table
         ids = [c.pk for c in self.candidates[: self.limit]]
         if not ids:
             return []
-        rows = (
-            through.objects.filter(finding_id__in=ids)
-            .values("tag__name")
-            .annotate(n=Count("finding_id"))
-            .order_by("-n", "tag__name")[:top]
+        connection = connections[self.queryset.db]
+        qn = connection.ops.quote_name
+        if connection.vendor == "postgresql":
+            where, params = "ft.finding_id = ANY(%s)", [ids]
+        else:
+            where, params = f"ft.finding_id IN ({', '.join(['%s'] * len(ids))})", list(ids)
+        sql = (
+            f"SELECT t.name, COUNT(*) AS n FROM {qn(through._meta.db_table)} AS ft "  # noqa: S608
+            f"JOIN {qn(tag_table)} AS t ON t.id = ft.tag_id WHERE {where} "
+            "GROUP BY t.name ORDER BY n DESC, t.name LIMIT %s"
         )
-        return [(r["tag__name"], r["n"]) for r in rows]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*params, top])
+            return [(name, n) for name, n in cursor.fetchall()]
 
     # -- did you mean ----------------------------------------------------------------
 

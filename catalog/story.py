@@ -3,21 +3,13 @@ an ML model's history and the risk heatmaps. Read-only; every function costs a f
 of queries."""
 
 from django.contrib.contenttypes.models import ContentType
-from django.db.models import Case, CharField, Count, IntegerField, Q, Value, When
+from django.db.models import CharField, Count, Q
 from django.db.models.functions import Cast
 from django.urls import reverse
 from django.utils.http import urlencode
 
 from .choices import FindingStatus, RiskCategory, Severity
 from .models import Finding
-
-SEVERITY_RANK = Case(
-    When(severity=Severity.CRITICAL, then=Value(0)),
-    When(severity=Severity.HIGH, then=Value(1)),
-    When(severity=Severity.MEDIUM, then=Value(2)),
-    default=Value(3),
-    output_field=IntegerField(),
-)
 
 VERBS = {
     "approved": "approved it",
@@ -143,16 +135,17 @@ def _outcome_text(outcome):
 
 # -- similar findings --------------------------------------------------------------------
 
-SIMILAR_CANDIDATES = 200
+SIMILAR_CANDIDATES = 100
 
 
 def similar_findings(finding, n=5):
     """Findings of any ML model that read like this one, best first.
 
     1. Candidates: the findings matching any of this one's title words, tags or slice
-       features (an `or` search, bounded to the newest SIMILAR_CANDIDATES matches).
+       features (an `or` search, bounded to SIMILAR_CANDIDATES ranked matches).
     2. TF-IDF over their title, summary, lesson, description, tags and slice features, with
        scikit-learn; cosine similarity to this finding; the top `n` above a floor.
+    Six queries, whatever the size of the catalog.
     """
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.metrics.pairwise import linear_kernel
@@ -166,32 +159,42 @@ def similar_findings(finding, n=5):
     words = list(dict.fromkeys(words))[:12]
     if not words:
         return []
-    query = " or ".join(words)
-    ids = [c.pk for c in Finding.objects.exclude(pk=finding.pk)
-           .find(query, limit=SIMILAR_CANDIDATES).candidates[:SIMILAR_CANDIDATES]]
+    results = Finding.objects.exclude(pk=finding.pk).find(" or ".join(words),
+                                                          limit=SIMILAR_CANDIDATES)
+    ids = [c.pk for c in results.candidates[:SIMILAR_CANDIDATES]]
     if not ids:
         return []
-    candidates = list(Finding.objects.filter(pk__in=ids).select_related("ml_model")
-                      .prefetch_related("tags"))
+    tag_names = {}
+    for fid, name in Finding.tags.through.objects.filter(finding_id__in=ids).values_list(
+        "finding_id", "tag__name"
+    ):
+        tag_names.setdefault(fid, []).append(name)
+    rows = list(Finding.objects.filter(pk__in=ids).values_list(
+        "pk", "title", "summary", "lesson", "description", "slice"))
 
-    def text(f, tag_names):
-        feats = " ".join(slice_features(f.slice))
-        return " ".join([f.title, f.title, f.summary, f.lesson, f.description,
-                         " ".join(tag_names), feats, feats])
+    def text(title, summary, lesson, description, slice_, names):
+        feats = " ".join(slice_features(slice_))
+        return " ".join([title, title, summary, lesson, description[:2000], " ".join(names),
+                         feats, feats])
 
-    docs = [text(finding, tags)] + [text(c, [t.name for t in c.tags.all()]) for c in candidates]
+    docs = [text(finding.title, finding.summary, finding.lesson, finding.description,
+                 finding.slice, tags)]
+    docs += [text(*row[1:], tag_names.get(row[0], [])) for row in rows]
     try:
         matrix = TfidfVectorizer(stop_words="english", sublinear_tf=True).fit_transform(docs)
     except ValueError:  # only stop words
         return []
     scores = linear_kernel(matrix[0:1], matrix[1:]).ravel()
-    ranked = sorted(zip(scores, candidates, strict=True), key=lambda p: (-p[0], -p[1].pk))
+    best = sorted(zip(scores, (row[0] for row in rows), strict=True),
+                  key=lambda p: (-p[0], -p[1]))
+    best = [(score, pk) for score, pk in best[:n] if score >= 0.05]
+    chosen = Finding.objects.filter(pk__in=[pk for _, pk in best]).select_related("ml_model")
+    by_pk = {f.pk: f for f in chosen}
     out = []
-    for score, cand in ranked[:n]:
-        if score < 0.05:
-            break
+    for score, pk in best:
+        cand = by_pk[pk]
         cand.similarity = round(float(score), 2)
-        cand.shared_tags = sorted(set(tags) & {t.name for t in cand.tags.all()})
+        cand.shared_tags = sorted(set(tags) & set(tag_names.get(pk, [])))
         out.append(cand)
     return out
 
@@ -202,7 +205,12 @@ READING_PATH_LENGTH = 5
 
 
 def start_here():
-    """Key lessons, a reading path per ML model, and what a newcomer needs to begin."""
+    """Key lessons, a reading path per ML model, and what a newcomer needs to begin.
+
+    A model's reading path is its key lessons, then its first high or critical findings
+    that have a written lesson, oldest first: how the model's story unfolded. Each query
+    walks an index (key lessons: a partial index; a model's findings: by creation date).
+    """
     from probes.models import MLModel
 
     key = list(Finding.objects.filter(is_key_lesson=True).select_related("ml_model")
@@ -211,12 +219,12 @@ def start_here():
     for model in MLModel.objects.order_by("name"):
         steps = [f for f in key if f.ml_model_id == model.pk][:READING_PATH_LENGTH]
         if len(steps) < READING_PATH_LENGTH:
-            more = (Finding.objects.filter(ml_model=model).exclude(lesson="")
-                    .exclude(pk__in=[f.pk for f in steps])
-                    .annotate(sev=SEVERITY_RANK).order_by("sev", "created_at")
-                    [:READING_PATH_LENGTH - len(steps)])
-            steps += list(more)
-        steps.sort(key=lambda f: f.created_at)
+            steps += list(
+                Finding.objects.filter(ml_model=model, is_key_lesson=False,
+                                       severity__in=[Severity.CRITICAL, Severity.HIGH])
+                .exclude(lesson="").order_by("created_at", "id")
+                [:READING_PATH_LENGTH - len(steps)]
+            )
         paths.append({"model": model, "steps": steps})
     return {"key_lessons": key, "paths": paths}
 
@@ -238,11 +246,11 @@ def heatmaps(queryset, base):
 
     sev_risk = {
         (s, r): n for s, r, n in queryset.order_by().values_list("severity", "risk_category")
-        .annotate(n=Count("pk")).values_list("severity", "risk_category", "n")
+        .annotate(n=Count("*")).values_list("severity", "risk_category", "n")
     }
     model_status = {
         (m, s): n for m, s, n in queryset.order_by().values_list("ml_model_id", "status")
-        .annotate(n=Count("pk")).values_list("ml_model_id", "status", "n")
+        .annotate(n=Count("*")).values_list("ml_model_id", "status", "n")
     }
     severities = list(reversed(Severity.choices))
     risk_rows = [
@@ -288,7 +296,7 @@ def model_history(ml_model):
     from remediation.models import AuditEvent
 
     findings = Finding.objects.filter(ml_model=ml_model)
-    counts = dict(findings.order_by().values_list("status").annotate(n=Count("pk"))
+    counts = dict(findings.order_by().values_list("status").annotate(n=Count("*"))
                   .values_list("status", "n"))
     catalog = reverse("catalog:finding_list")
     by_status = [
@@ -308,8 +316,12 @@ def model_history(ml_model):
     for e in regressions:
         e.finding_title = titles.get(int(e.object_id), e.object_repr)
         e.finding_url = reverse("catalog:finding_detail", args=[int(e.object_id)])
-    lessons = list(findings.exclude(lesson="").annotate(sev=SEVERITY_RANK)
-                   .order_by("-is_key_lesson", "sev", "-created_at")[:8])
+    # Key lessons first, then the newest severe findings with a lesson (index walks).
+    lessons = list(findings.filter(is_key_lesson=True).order_by("-created_at")[:8])
+    if len(lessons) < 8:
+        lessons += list(findings.filter(is_key_lesson=False,
+                                        severity__in=[Severity.CRITICAL, Severity.HIGH])
+                        .exclude(lesson="").order_by("-created_at", "-id")[:8 - len(lessons)])
     versions = list(
         ml_model.versions.annotate(
             discovered=Count("findings", distinct=True),

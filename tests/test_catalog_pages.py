@@ -217,7 +217,12 @@ def test_ml_model_page_tells_its_history(catalog, people, ml_model):
     assert f"?ml_model={ml_model.pk}&amp;status=resolved" in story
     assert "Resolved 1" in story and "Open 1" in story
     assert young.title in story[story.index("Regressions"):story.index("Lessons")]
-    assert "Recalibrate after every retrain." in story
+    lessons = story[story.index("Lessons"):]
+    assert "Add the age x income interaction" in lessons
+    assert "Recalibrate after every retrain." not in lessons  # medium, not a key lesson
+    catalog["calib"].set_key_lesson(True, by=people["reviewer"])
+    html = client_for(people["viewer"]).get(ml_model.get_absolute_url()).content.decode()
+    assert "Recalibrate after every retrain." in html[html.index('id="history-story"'):]
 
 
 # -- the heatmap --------------------------------------------------------------------------
