@@ -366,6 +366,8 @@ class _Scan:
         self.err = err
         self.errf = err.astype(float)
         self.min_support = min_support
+        self._masks: dict[tuple, np.ndarray] = {}
+        self._mask_budget = max(64, 100_000_000 // max(1, len(err)))  # about 100 MB
         # k log k for every possible count: G of integer counts by table look-ups, several
         # times faster than xlogy on the long threshold arrays of the refinement.
         ks = np.arange(len(err) + 1, dtype=float)
@@ -379,14 +381,24 @@ class _Scan:
         self.e = float(self.errf[active].sum())
 
     def cond_mask(self, cond) -> np.ndarray:
+        """Row mask of one condition (cached: refits evaluate the same ones repeatedly)."""
+        cached = self._masks.get(cond)
+        if cached is not None:
+            return cached
         col = self.cols[cond[1]]
         if cond[0] == "num":
-            return (col.x >= cond[2]) & (col.x < cond[3])
-        if cond[0] == "null":
-            return col.codes == col.null_code
-        member = np.zeros(col.nbins, dtype=bool)
-        member[list(cond[2])] = True
-        return member[col.codes]
+            m = (col.x >= cond[2]) & (col.x < cond[3])
+        elif cond[0] == "null":
+            m = col.codes == col.null_code
+        else:
+            member = np.zeros(col.nbins, dtype=bool)
+            member[list(cond[2])] = True
+            m = member[col.codes]
+        if len(self._masks) >= self._mask_budget:
+            self._masks.clear()
+        m.flags.writeable = False
+        self._masks[cond] = m
+        return m
 
     def mask(self, conds, *, active_only: bool = True) -> np.ndarray:
         m = self.active.copy() if active_only else np.ones(len(self.err), dtype=bool)
@@ -423,6 +435,24 @@ class _Scan:
         k = int(np.argmax(g))
         return k, float(g[k])
 
+    def _best_position(self, cands: np.ndarray, count):
+        """The candidate position with the best G; ``count(positions)`` gives (n, e).
+
+        Coarse to fine: about 512 evenly spread positions first, then every position
+        around the best of those. G moves by a few rows per position, so the optimum
+        sits near the coarse one; this keeps long sorted columns cheap.
+        """
+        stride = max(1, len(cands) // 512)
+        if stride == 1:
+            k, g = self._best(*count(cands))
+            return int(cands[k]), g
+        k, g = self._best(*count(cands[::stride]))
+        window = cands[max(0, (k - 1) * stride) : (k + 1) * stride + 1]
+        k2, g2 = self._best(*count(window))
+        if g2 >= g:
+            return int(window[k2]), g2
+        return int(cands[k * stride]), g
+
     def refine_num(self, cond, ctx: np.ndarray):
         """Best interval of one numeric column inside ``ctx``, by alternating the ends.
 
@@ -444,15 +474,15 @@ class _Scan:
             moved = False
             starts = bounds[bounds < q]
             if len(starts):
-                k, g = self._best(q - starts, cum[q] - cum[starts])
-                if g >= 0 and int(starts[k]) != p:
-                    p, moved = int(starts[k]), True
+                pos, g = self._best_position(starts, lambda c, q=q: (q - c, cum[q] - cum[c]))
+                if g >= 0 and pos != p:
+                    p, moved = pos, True
                 best = max(best, g)
             ends = bounds[bounds > p]
             if len(ends):
-                k, g = self._best(ends - p, cum[ends] - cum[p])
-                if g >= 0 and int(ends[k]) != q:
-                    q, moved = int(ends[k]), True
+                pos, g = self._best_position(ends, lambda c, p=p: (c - p, cum[c] - cum[p]))
+                if g >= 0 and pos != q:
+                    q, moved = pos, True
                 best = max(best, g)
             if not moved:
                 break
@@ -854,18 +884,30 @@ def find_weak_slices(
         return tuple(sorted(conds, key=lambda c: c[1])) if conds else None
 
     # Each entry keeps its coarse seed, so that it can be re-fitted from scratch later.
+    # Entries: [score, conditions, coarse seed, stale]. The seed allows a re-fit from
+    # scratch; a stale entry overlapped a chosen slice and awaits its re-fit.
     pool: list[list] = []
     for seed in shortlist:
         key = polish(seed)
         if key:
-            pool.append([scan.score(key), key, seed])
+            pool.append([scan.score(key), key, seed, False])
 
     # 5. Significant, distinct slices, each explaining errors the previous ones do not.
     results, chosen_masks = [], []
     covered = np.zeros(n, dtype=bool)
     decomposed: set[tuple] = set()
     while pool and len(results) < top_k:
-        best_g, conds, _ = max(pool, key=lambda entry: entry[0])
+        top = max(pool, key=lambda entry: entry[0])
+        if top[3]:
+            # Lazy re-fit: a stale entry keeps its score from before the rows it shared were
+            # explained, an optimistic bound, and is re-fitted only when it comes out on top.
+            key = polish(top[2])
+            # A part of a decomposed union must not grow back into the union.
+            if key and key not in decomposed:
+                top[1] = key
+            top[0], top[3] = scan.score(top[1]), False
+            continue
+        best_g, conds = top[0], top[1]
         if best_g < crit:
             break
         same = sum(entry[1] == conds for entry in pool)
@@ -904,7 +946,7 @@ def find_weak_slices(
             ):
                 # Nothing is wrong with the slice beyond its parts: offer the parts instead.
                 decomposed.add(conds)
-                pool.extend([scan.score(child), child, child] for child in children)
+                pool.extend([scan.score(child), child, child, False] for child in children)
                 continue
         g_final = float(_g_stat(support, errors, n, total_e))
         results.append(
@@ -948,11 +990,9 @@ def find_weak_slices(
         for entry in pool:
             km = scan.mask(entry[1], active_only=False)
             if np.count_nonzero(km & m) > 0.05 * max(1, np.count_nonzero(km)):
-                key = polish(entry[2])
-                # A part of a decomposed union must not grow back into the union.
-                if key and key not in decomposed:
-                    entry[1] = key
-            entry[0] = scan.score(entry[1])
+                entry[3] = True
+            elif not entry[3]:
+                entry[0] = scan.score(entry[1])
     return results
 
 
