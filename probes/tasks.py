@@ -630,6 +630,7 @@ def _evaluate_claimed(rerun, run_ids, token, progress=None):
         trigger=rerun.trigger,
         started_by=rerun.requested_by_label or "system",
         rerun=rerun.pk,
+        worker=token,
     )
     by_dataset = defaultdict(list)
     for run in runs:

@@ -35,7 +35,7 @@ FAULT_KILLS = int(os.environ.get("FAULT_KILLS", "3"))
 REDIS_TEST_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/13")
 
 needs_postgres = pytest.mark.skipif(
-    "connection.vendor != 'postgresql'",
+    connection.vendor != "postgresql",
     reason="real qcluster processes share the test database: PostgreSQL only "
     "(the SQLite test database lives in this process's memory)",
 )
@@ -156,8 +156,9 @@ def cluster_env(settings, monkeypatch):
 
     def env(**extra):
         url = processes.database_url(connection.settings_dict)
-        return processes.child_env(url, settings.MEDIA_ROOT, Q_WORKERS=2, RERUN_CHUNK_SIZE=20,
-                                   SECRET_KEY=settings.SECRET_KEY, **extra)
+        values = {"Q_WORKERS": 2, "RERUN_CHUNK_SIZE": 20, "SECRET_KEY": settings.SECRET_KEY,
+                  **extra}
+        return processes.child_env(url, settings.MEDIA_ROOT, **values)
 
     return env
 
