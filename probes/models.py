@@ -120,6 +120,14 @@ class MLModel(models.Model):
     def __str__(self):
         return self.name
 
+    def save(self, *args, **kwargs):
+        if not self.slug:
+            self.slug = slugify(self.name)[:120]
+        super().save(*args, **kwargs)
+
+    def get_absolute_url(self):
+        return reverse("probes:mlmodel_detail", args=[self.slug])
+
     def clean(self):
         """The slug (the model's web address, derived from the name when not given) must
         be non-empty and unused: two names may slugify alike ("Credit Risk", "credit-risk")."""
@@ -135,14 +143,6 @@ class MLModel(models.Model):
                 {field: f"The ML model '{clash.name}' already has the address '{slug}'; "
                         "choose another name or slug."}
             )
-
-    def save(self, *args, **kwargs):
-        if not self.slug:
-            self.slug = slugify(self.name)[:120]
-        super().save(*args, **kwargs)
-
-    def get_absolute_url(self):
-        return reverse("probes:mlmodel_detail", args=[self.slug])
 
     @property
     def latest_version(self):
