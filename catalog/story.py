@@ -208,7 +208,8 @@ def start_here():
     """Key lessons, a reading path per ML model, and what a newcomer needs to begin.
 
     A model's reading path is its key lessons, then its first high or critical findings
-    that have a written lesson, oldest first: how the model's story unfolded. Each query
+    that have a written lesson, then any other with a lesson, oldest first: how the
+    model's story unfolded. Each query
     walks an index (key lessons: a partial index; a model's findings: by creation date).
     """
     from probes.models import MLModel
@@ -218,12 +219,15 @@ def start_here():
     paths = []
     for model in MLModel.objects.order_by("name"):
         steps = [f for f in key if f.ml_model_id == model.pk][:READING_PATH_LENGTH]
-        if len(steps) < READING_PATH_LENGTH:
+        # Then severe findings with a lesson, then any with a lesson, oldest first.
+        for severities in ([Severity.CRITICAL, Severity.HIGH], Severity.values):
+            if len(steps) >= READING_PATH_LENGTH:
+                break
             steps += list(
                 Finding.objects.filter(ml_model=model, is_key_lesson=False,
-                                       severity__in=[Severity.CRITICAL, Severity.HIGH])
-                .exclude(lesson="").order_by("created_at", "id")
-                [:READING_PATH_LENGTH - len(steps)]
+                                       severity__in=severities)
+                .exclude(lesson="").exclude(pk__in=[f.pk for f in steps])
+                .order_by("created_at", "id")[:READING_PATH_LENGTH - len(steps)]
             )
         paths.append({"model": model, "steps": steps})
     return {"key_lessons": key, "paths": paths}
@@ -318,10 +322,12 @@ def model_history(ml_model):
         e.finding_url = reverse("catalog:finding_detail", args=[int(e.object_id)])
     # Key lessons first, then the newest severe findings with a lesson (index walks).
     lessons = list(findings.filter(is_key_lesson=True).order_by("-created_at")[:8])
-    if len(lessons) < 8:
-        lessons += list(findings.filter(is_key_lesson=False,
-                                        severity__in=[Severity.CRITICAL, Severity.HIGH])
-                        .exclude(lesson="").order_by("-created_at", "-id")[:8 - len(lessons)])
+    for severities in ([Severity.CRITICAL, Severity.HIGH], Severity.values):
+        if len(lessons) >= 8:
+            break
+        lessons += list(findings.filter(is_key_lesson=False, severity__in=severities)
+                        .exclude(lesson="").exclude(pk__in=[f.pk for f in lessons])
+                        .order_by("-created_at", "-id")[:8 - len(lessons)])
     versions = list(
         ml_model.versions.annotate(
             discovered=Count("findings", distinct=True),
