@@ -225,7 +225,8 @@ def test_a_reviewer_approves_and_verifies_then_sees_a_regression_and_its_notice(
                  "the worker to rerun the probes on v3 (worker log in test-artifacts/e2e)")
     run = ProbeRun.objects.get(model_version_id=v3, probe=probe)
     assert run.status == "failed", worker.output()
-    expect(page.locator("#timeline")).to_contain_text("3")
+    expect(page.locator("#timeline")).to_contain_text("Finding regressed")
+    expect(page.locator("#timeline")).to_contain_text("toy-risk v3: 0 passed, 1 failed")
     expect(page.locator("#probes table.matrix")).to_contain_text("failed")
 
     # The notice: a count in the header, the notification with its link to the finding.
