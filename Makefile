@@ -63,5 +63,31 @@ FUZZ_EXAMPLES ?= 500
 fuzz: install-dev
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/test_fuzz.py $(PYTEST_ARGS)
 
+# Faults, scale-out and load: real qcluster and gunicorn processes on PostgreSQL (and
+# Redis at 127.0.0.1:6379). FAULTS_DATABASE_URL names the server (the tests create their
+# own test database there); `make faults` restarts that server once, as root.
+FAULTS_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://boundary_dev:dev@127.0.0.1:5432/boundary_faults)
+FAULT_KILLS ?= 20
+.PHONY: faults load scale-out rerun-e2e
+
+# The fault tests in full: FAULT_KILLS workers killed mid-rerun (per broker), hanging
+# probes, a PostgreSQL restart under load, a full disk; then the scale-out and load tests.
+faults: install-dev
+	DATABASE_URL=$(FAULTS_DATABASE_URL) FAULT_KILLS=$(FAULT_KILLS) FAULTS_RESTART_POSTGRES=1 \
+		$(PY) -m pytest -v -s tests/test_faults.py tests/test_scale_out.py tests/test_load_smoke.py $(PYTEST_ARGS)
+
+# 20 users for 60 s against gunicorn while a rerun runs: p50/p95 per request type, errors,
+# the list endpoint's throughput against /healthz (its own database on that server).
+load: install-dev
+	BENCH_DATABASE_URL=$(dir $(FAULTS_DATABASE_URL))bench_load $(PY) benchmarks/load.py
+
+# One worker cluster against two sharing Redis: 500 probes, wall times and the speed-up.
+scale-out: install-dev
+	BENCH_DATABASE_URL=$(dir $(FAULTS_DATABASE_URL))bench_scale_out $(PY) benchmarks/scale_out.py
+
+# Registering a version until all its runs are stored, with one worker, against the engine.
+rerun-e2e: install-dev
+	BENCH_DATABASE_URL=$(dir $(FAULTS_DATABASE_URL))bench_rerun_e2e $(PY) benchmarks/rerun_e2e.py
+
 clean:
 	rm -rf $(VENV) var/test-*

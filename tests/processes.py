@@ -170,17 +170,23 @@ class Proc:
         self._log.close()
 
 
-def qcluster(name: str, env: dict, log_dir: Path, *, ready_timeout: float = 60) -> Proc:
+def qcluster(name: str, env: dict, log_dir: Path, *, ready_timeout: float = 120) -> Proc:
     """Start `manage.py qcluster` and wait until its workers are ready."""
-    proc = Proc(name, [PYTHON, "manage.py", "qcluster"], env, Path(log_dir) / f"{name}.log")
-    proc.start()
-    proc.wait_for_log("running.", timeout=ready_timeout)
+    log_path = Path(log_dir) / f"{name}.log"
+    log_path.unlink(missing_ok=True)
+    env = dict(env, LOG_LEVEL="INFO")  # readiness is read from the cluster's log
+    proc = Proc(name, [PYTHON, "manage.py", "qcluster"], env, log_path).start()
+    try:
+        proc.wait_for_log("running.", timeout=ready_timeout)
+    except BaseException:
+        proc.stop()
+        raise
     return proc
 
 
 def gunicorn(
     env: dict, log_dir: Path, *, port: int | None = None, workers: int = 2, threads: int = 4,
-    ready_timeout: float = 60,
+    ready_timeout: float = 120,
 ) -> tuple[Proc, str]:
     """Start gunicorn with the deployment's configuration file (deploy/gunicorn.conf.py);
     return it and its base URL once /healthz answers."""
@@ -196,9 +202,15 @@ def gunicorn(
         PYTHON, "-m", "gunicorn", "-c", str(BASE_DIR / "deploy" / "gunicorn.conf.py"),
         "config.wsgi",
     ]
-    proc = Proc("gunicorn", argv, env, Path(log_dir) / "gunicorn.log").start()
+    log_path = Path(log_dir) / "gunicorn.log"
+    log_path.unlink(missing_ok=True)
+    proc = Proc("gunicorn", argv, env, log_path).start()
     url = f"http://127.0.0.1:{port}"
-    wait_for_url(url + "/healthz", ready_timeout, proc)
+    try:
+        wait_for_url(url + "/healthz", ready_timeout, proc)
+    except BaseException:
+        proc.stop()
+        raise
     return proc, url
 
 
