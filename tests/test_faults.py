@@ -565,3 +565,190 @@ def test_a_really_full_file_system_answers_507_and_keeps_nothing(people, setting
         format="multipart",
     )
     assert ok.status_code == 201, ok.content
+
+
+# --------------------------------------------------------------------------------------
+# Claims, in this process (SQLite and PostgreSQL): the rules the workers follow
+# --------------------------------------------------------------------------------------
+
+
+def dead_token():
+    """A claim of a process of this host that is gone (same pid, another start time)."""
+    from probes.tasks import _host_identity
+
+    return f"{_host_identity()}:{os.getpid()}:1"
+
+
+def queue_rerun(version, probes, **kwargs):
+    from django.db import transaction
+
+    with transaction.atomic():
+        return Rerun.queue(version, trigger="manual", probes=probes, dispatch=False, **kwargs)
+
+
+def small_workload(people, ml_model, n=6):
+    return make_workload(people, ml_model, rows=600, cheap=n - 2, perturbation=2, repeats=2)
+
+
+def test_chunks_deal_each_datasets_runs_round_robin():
+    from probes.tasks import plan_chunks
+
+    pairs = [(i, "a") for i in range(1, 8)] + [(i, "b") for i in range(8, 10)]
+    assert plan_chunks(pairs, size=3) == [[1, 4, 7], [2, 5], [3, 6], [8, 9]]
+    assert plan_chunks([], size=3) == []
+
+
+def test_a_duplicated_chunk_delivery_evaluates_nothing_twice(people, ml_model, settings):
+    from probes.tasks import run_chunk
+
+    dataset, finding, probes, v1 = small_workload(people, ml_model)
+    rerun = queue_rerun(v1, probes)
+    ids = list(rerun.runs.values_list("pk", flat=True))
+    run_chunk(rerun.pk, ids)
+    first = list(rerun.runs.order_by("pk").values_list("pk", "value", "finished_at"))
+    run_chunk(rerun.pk, ids)  # the broker delivers it again
+    assert list(rerun.runs.order_by("pk").values_list("pk", "value", "finished_at")) == first
+    assert set(rerun.runs.values_list("attempts", flat=True)) == {1}
+    assert Rerun.objects.get(pk=rerun.pk).finished_at is not None
+
+
+def test_a_dead_workers_claim_is_released_and_its_runs_evaluated_once(people, ml_model):
+    """The worker died while evaluating one probe: that probe and the ones it had not
+    reached go back to the queue; the one it had stored stays as it was."""
+    from django.utils import timezone
+
+    from probes.tasks import recover_dead_claims, run_chunk
+
+    dataset, finding, probes, v1 = small_workload(people, ml_model)
+    rerun = queue_rerun(v1, probes)
+    runs = list(rerun.runs.order_by("pk"))
+    run_chunk(rerun.pk, [runs[0].pk])
+    done = ProbeRun.objects.get(pk=runs[0].pk)
+    now = timezone.now()
+    token = dead_token()
+    ProbeRun.objects.filter(pk__in=[r.pk for r in runs[1:]]).update(
+        status="running", claimed_by=token, claimed_at=now, attempts=1)
+    ProbeRun.objects.filter(pk=runs[1].pk).update(started_at=now)
+    requeued = recover_dead_claims(local_only=True)  # what the next worker does first
+    assert requeued == len(runs) - 1
+    after = {r.pk: r for r in rerun.runs.all()}
+    # The inline (TASKS_SYNC) queue evaluated them at once; every run finished once.
+    assert all(r.status in ("passed", "failed", "inconclusive") for r in after.values())
+    assert after[runs[0].pk].finished_at == done.finished_at
+    assert after[runs[1].pk].attempts == 2  # the probe in progress: tried again
+    assert {after[r.pk].attempts for r in runs[2:]} == {1}  # not blamed
+    assert rerun.runs.count() == len(probes)
+
+
+def test_a_probe_whose_worker_keeps_dying_becomes_an_error(people, ml_model, settings):
+    from django.utils import timezone
+
+    from probes.tasks import recover_dead_claims
+
+    dataset, finding, probes, v1 = small_workload(people, ml_model)
+    rerun = queue_rerun(v1, probes[:1])
+    now = timezone.now()
+    rerun.runs.update(status="running", claimed_by=dead_token(), claimed_at=now,
+                      started_at=now, attempts=settings.Q_CLUSTER["max_attempts"])
+    recover_dead_claims(local_only=True)
+    run = rerun.runs.get()
+    assert run.status == "error"
+    assert "stopped while evaluating this probe, 3 times" in run.error
+    assert Rerun.objects.get(pk=rerun.pk).finished_at is not None
+
+
+def test_a_claim_past_the_time_limit_marks_its_probe_timed_out(people, ml_model, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from probes.tasks import recover_dead_claims
+
+    dataset, finding, probes, v1 = small_workload(people, ml_model)
+    rerun = queue_rerun(v1, probes[:3])
+    runs = list(rerun.runs.order_by("pk"))
+    limit = settings.Q_CLUSTER["timeout"]
+    began = timezone.now() - timedelta(seconds=limit + 5)
+    ProbeRun.objects.filter(rerun=rerun).update(status="running", claimed_by=dead_token(),
+                                                claimed_at=began, attempts=1)
+    ProbeRun.objects.filter(pk=runs[0].pk).update(started_at=began)
+    recover_dead_claims(local_only=True)
+    cut = ProbeRun.objects.get(pk=runs[0].pk)
+    assert cut.status == "error" and cut.error.startswith("timed out")
+    assert f"{limit} s (Q_TIMEOUT)" in cut.error
+    # The others ran once the claim was released.
+    assert all(ProbeRun.objects.get(pk=r.pk).status in ("passed", "failed") for r in runs[1:])
+
+
+def test_claims_of_other_hosts_wait_for_their_lease(people, ml_model, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from probes.tasks import LEASE_MARGIN_S, claim_is_dead, recover_dead_claims
+
+    dataset, finding, probes, v1 = small_workload(people, ml_model)
+    rerun = queue_rerun(v1, probes[:2])
+    lease = settings.Q_CLUSTER["timeout"] + LEASE_MARGIN_S
+    other = "another-machine/abcd1234/4026531836:4242:12345"
+    fresh = timezone.now() - timedelta(seconds=lease - 30)
+    assert not claim_is_dead(other, fresh)
+    rerun.runs.update(status="running", claimed_by=other, claimed_at=fresh)
+    assert recover_dead_claims() == 0
+    assert set(rerun.runs.values_list("status", flat=True)) == {"running"}
+    rerun.runs.update(claimed_at=timezone.now() - timedelta(seconds=lease + 1))
+    assert recover_dead_claims(local_only=True) == 0  # the local pass leaves other hosts
+    assert recover_dead_claims() == 2
+    assert set(rerun.runs.values_list("status", flat=True)) <= {"passed", "failed"}
+
+
+def test_the_sweeper_requeues_lost_runs_and_finishes_complete_reruns(people, ml_model,
+                                                                    settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from probes.tasks import run_chunk, sweep_runs
+
+    dataset, finding, probes, v1 = small_workload(people, ml_model)
+    lost = queue_rerun(v1, probes[:2])  # its task never reached a worker
+    old = timezone.now() - timedelta(seconds=settings.Q_CLUSTER["retry"] + 1)
+    lost.runs.update(created_at=old)
+    complete = queue_rerun(v1, probes[2:4])
+    run_chunk(complete.pk, list(complete.runs.values_list("pk", flat=True)))
+    Rerun.objects.filter(pk=complete.pk).update(finished_at=None)  # crashed before this
+    report = sweep_runs()
+    assert report["requeued_lost"] == 2
+    assert report["finished_reruns"] >= 1
+    assert Rerun.objects.filter(finished_at=None).count() == 0
+    assert set(lost.runs.values_list("status", flat=True)) <= {"passed", "failed"}
+
+
+def test_chunks_of_one_rerun_predict_once_per_dataset_in_a_process(people, ml_model,
+                                                                   settings, monkeypatch):
+    from probes import artifacts
+
+    dataset, finding, probes, v1 = small_workload(people, ml_model, n=8)
+    settings.RERUN_CHUNK_SIZE = 2
+    calls = []
+    real_load = artifacts.load_model
+
+    class Counting:
+        def __init__(self, model):
+            self.model, self.classes_ = model, model.classes_
+
+        def __getattr__(self, name):
+            return getattr(self.model, name)
+
+        def predict_proba(self, X):
+            calls.append(len(X))
+            return self.model.predict_proba(X)
+
+    monkeypatch.setattr(artifacts, "load_model", lambda *a, **k: Counting(real_load(*a, **k)))
+    version = ModelVersion.register(ml_model=ml_model, version="2", by=people["maintainer"],
+                                    artifact=skops_upload(fitted_model()))
+    runs = ProbeRun.objects.filter(model_version=version)
+    assert runs.count() == 8 and not runs.exclude(status__in=["passed", "failed"]).exists()
+    full = [n for n in calls if n == dataset.row_count]
+    assert len(full) == 1, calls  # 4 chunks, one prediction over the dataset
+    assert {r.lineage["rerun"] for r in runs} == {runs[0].rerun_id}
