@@ -20,7 +20,7 @@ Speed at scale: ranking every match of a common word is what makes a search slow
 half of 200,000 findings costs about a second to rank). A ranked search therefore ranks a
 bounded candidate set: the newest CANDIDATE_LIMIT matches, which PostgreSQL reads in
 created-at order from a b-tree or the GIN index, whichever its statistics favour. Counts are
-capped the same way ("500+"), and the facets are counted over the candidates.
+capped the same way ("250+"), and the facets are counted over the candidates.
 """
 
 import contextvars
@@ -39,7 +39,7 @@ from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
 SEARCH_CONFIG = "english"
-CANDIDATE_LIMIT = 500
+CANDIDATE_LIMIT = 250
 WEIGHTS = {"A": 1.0, "B": 0.4, "C": 0.2, "D": 0.1}  # ts_rank's defaults, by label
 REFRESH_BATCH = 1000
 RANDOM_PAGE_COST = getattr(settings, "SEARCH_RANDOM_PAGE_COST", 1.1)
@@ -604,7 +604,7 @@ class SearchResults:
     def tag_counts(self, top=20):
         """[(tag name, count)] over the candidates, most frequent first (one query).
 
-        The candidate ids travel as one array parameter on PostgreSQL: a 500-item IN list
+        The candidate ids travel as one array parameter on PostgreSQL: a long IN list
         costs more to build in the ORM than the query takes to run."""
         model = self.queryset.model
         through = model._meta.get_field("tags").remote_field.through

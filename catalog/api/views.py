@@ -17,7 +17,7 @@ from .serializers import FindingSerializer, KeyLessonSerializer, TagSerializer
             OpenApiParameter(
                 "search", str,
                 description='Web-search syntax: words (all must match), "a phrase", or, '
-                "-excluded. Results are ranked (best first) among the newest 500 matches "
+                "-excluded. Results are ranked (best first) among the newest 250 matches "
                 "unless `ordering` is given, which lists every match in that order.",
             ),
             OpenApiParameter("tag", str, many=True, description="Repeat for several tags."),
