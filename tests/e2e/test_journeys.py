@@ -113,6 +113,7 @@ def _lesson_with_history(people, ml_model, version, dataset, finding, probe):
 
     finding.title = "Calibration drifts for high x1"
     finding.lesson = "Recalibrate on the upper tail before every release."
+    finding.is_key_lesson = True
     finding.save()
     finding.tags.set([])
     Rerun.queue(version, trigger="manual", by=people["contributor"], probes=[probe])
@@ -139,9 +140,12 @@ def test_a_new_team_member_searches_the_catalog_and_reads_a_lesson(
 
     page = watched.page
     sign_in(page, "alice")
-    page.click("nav >> text=Catalog")
-    page.fill("input[name=q]", "recalibrate upper tail")
-    page.press("input[name=q]", "Enter")
+    # Where a newcomer starts: the key lessons, and a search of past lessons.
+    page.click("nav >> text=Start here")
+    expect(page.locator("h1")).to_have_text("Start here")
+    expect(page.locator("ul.lessons")).to_contain_text("Calibration drifts for high x1")
+    page.fill("form.start-search input[name=q]", "recalibrate upper tail")
+    page.click("form.start-search button[type=submit]")
     results = page.locator("ol.result-list li.result")
     expect(results).to_have_count(1)
     expect(results.first).to_contain_text("Calibration drifts for high x1")
