@@ -23,6 +23,10 @@ def _isolated(settings, tmp_path):
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+    # The sign-in throttle counts failures in the cache: no test inherits another's.
+    from django.core.cache import cache
+
+    cache.clear()
 
 
 @pytest.fixture
