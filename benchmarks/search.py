@@ -58,8 +58,12 @@ _TOPIC_TEXT = """
 TOPIC_WORDS = _TOPIC_TEXT.split()
 
 
+# The server to use, read once: main() points DATABASE_URL at the benchmark's own database.
+ADMIN_DSN = os.environ.get("DATABASE_URL") or "postgres://boundary_dev:dev@127.0.0.1:5432/postgres"
+
+
 def _admin_dsn():
-    return os.environ.get("DATABASE_URL") or "postgres://boundary_dev:dev@127.0.0.1:5432/postgres"
+    return ADMIN_DSN
 
 
 def _with_db(url, name):
@@ -337,7 +341,7 @@ def main():
 
     exists = _psql_admin(f"SELECT 1 FROM pg_database WHERE datname = '{BENCH_DB}'")
     if not (args.reuse and exists):
-        _psql_admin(f"DROP DATABASE IF EXISTS {BENCH_DB}")
+        _psql_admin(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
         _psql_admin(f"CREATE DATABASE {BENCH_DB}")
     os.environ["DATABASE_URL"] = _with_db(_admin_dsn(), BENCH_DB)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -356,7 +360,7 @@ def main():
     finally:
         connections.close_all()
         if not args.keep:
-            _psql_admin(f"DROP DATABASE IF EXISTS {BENCH_DB}")
+            _psql_admin(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
 
 
 if __name__ == "__main__":

@@ -18,8 +18,9 @@ matched with LIKE on whole words, and ranked by a weighted count of the matches.
 
 Speed at scale: ranking every match of a common word is what makes a search slow (a word in
 half of 200,000 findings costs about a second to rank). A ranked search therefore ranks a
-bounded candidate set: the newest CANDIDATE_LIMIT matches, which PostgreSQL reads in
-created-at order from a b-tree or the GIN index, whichever its statistics favour. Counts are
+bounded candidate set: the newest CANDIDATE_LIMIT matches, found either by walking the
+findings from the newest (quick when matches are frequent) or through the GIN index (quick
+when they are few), chosen from the planner's row estimates (`_walk_created_at`). Counts are
 capped the same way ("250+"), and the facets are counted over the candidates.
 """
 
