@@ -268,6 +268,19 @@ def test_postgres_uses_the_stored_vector(corpus):
         assert "gin" in cursor.fetchone()[0].lower()
 
 
+@postgres_only
+@pytest.mark.parametrize("q", ["calibration", '"decision boundary"', "boundary -sharp"])
+def test_postgres_walk_and_index_paths_find_the_same_candidates(corpus, monkeypatch, q):
+    from catalog.search import SearchResults
+
+    found = {}
+    for walk in (True, False):
+        monkeypatch.setattr(SearchResults, "_walk_created_at", lambda *args, w=walk: w)
+        results = Finding.objects.all().find(q, limit=2)
+        found[walk] = [(c.pk, round(c.rank, 6)) for c in results.candidates]
+    assert found[True] == found[False] and found[True]
+
+
 # -- query counts ------------------------------------------------------------------------
 
 
