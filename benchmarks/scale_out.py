@@ -4,9 +4,9 @@ Two `manage.py qcluster` processes, each with its own environment and one worker
 core each: OMP/BLAS threads 1), stand in for two worker machines. They share a Redis
 broker (a dedicated database number) and a PostgreSQL database created for the run.
 
-A 20,000-row table (numeric and categorical columns, as in benchmarks/probe_engine.py),
-a scikit-learn Pipeline ending in HistGradientBoostingClassifier, and 500 probes: 450
-prediction-only probes of mixed kinds and slices, 50 perturbation / counterfactual probes.
+The table of benchmarks/probe_engine.py (100,000 rows, numeric and categorical columns),
+a scikit-learn Pipeline ending in HistGradientBoostingClassifier, and 500 probes: 460
+prediction-only probes of mixed kinds and slices, 40 perturbation / counterfactual probes.
 A rerun is split into chunks of RERUN_CHUNK_SIZE probes (one task each); each worker
 predicts once per (rerun, dataset) and evaluates the chunks it takes.
 
@@ -16,7 +16,7 @@ measurements, medians). Checked: every probe has exactly one run per rerun, each
 once (attempts == 1), and with two clusters both did work. The last line printed is the
 speed-up (one cluster's wall time / two clusters').
 
-Run: .venv/bin/python benchmarks/scale_out.py [--probes 500] [--rows 20000] [--repeats 2]
+Run: .venv/bin/python benchmarks/scale_out.py [--probes 500] [--rows 100000] [--repeats 2]
 Needs PostgreSQL (--database-url, default the local development server; the database
 named there is dropped and created) and Redis (--redis-url, database 14 by default, which
 is flushed).
@@ -45,8 +45,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--probes", type=int, default=500)
     parser.add_argument("--model-calling", type=int, default=None,
-                        help="perturbation/counterfactual probes among them (default 10%%)")
-    parser.add_argument("--rows", type=int, default=20_000)
+                        help="perturbation/counterfactual probes among them (default 8%%)")
+    parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--chunk", type=int, default=25, help="RERUN_CHUNK_SIZE")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL",
@@ -191,7 +191,7 @@ def main(argv=None) -> None:
 
     call_command("migrate", verbosity=0)
     Schedule.objects.all().delete()  # only the benchmark's reruns
-    model_calling = args.model_calling if args.model_calling is not None else args.probes // 10
+    model_calling = args.model_calling if args.model_calling is not None else args.probes * 2 // 25
     t0 = time.perf_counter()
     version, probe_count = populate(args.rows, args.probes, model_calling)
     print(f"rows: {args.rows:,}; probes: {probe_count} ({probe_count - model_calling} "

@@ -591,7 +591,10 @@ def _baseline_values(probes):
     if not wanted:
         return values
     runs = ProbeRun.objects.filter(
-        probe_id__in=wanted, status__in=FINISHED_RUN_STATUSES, value__isnull=False
+        probe_id__in=wanted,
+        model_version_id__in=set(wanted.values()),
+        status__in=FINISHED_RUN_STATUSES,
+        value__isnull=False,
     ).order_by("-finished_at", "-pk")
     for run in runs.values("probe_id", "model_version_id", "value"):
         if wanted.get(run["probe_id"]) == run["model_version_id"]:
