@@ -752,3 +752,29 @@ def test_chunks_of_one_rerun_predict_once_per_dataset_in_a_process(people, ml_mo
     full = [n for n in calls if n == dataset.row_count]
     assert len(full) == 1, calls  # 4 chunks, one prediction over the dataset
     assert {r.lineage["rerun"] for r in runs} == {runs[0].rerun_id}
+
+
+def test_no_worse_than_baseline_compares_with_the_discovery_version(people, ml_model,
+                                                                    finding, dataset):
+    """The baseline is the probe's value on the finding's discovery version, whatever ran
+    on other versions since."""
+    from .factories import fitted_model as model_of
+
+    probe = Probe(finding=finding, dataset=dataset, kind="slice_error_rate",
+                  slice=[{"feature": "x1", "op": ">", "value": 0.5}],
+                  comparator="no_worse_than_baseline", tolerance=0.01)
+    probe.full_clean()
+    probe.save()
+    from probes.tasks import run_rerun
+
+    baseline = queue_rerun(finding.model_version, [probe])
+    run_rerun(baseline.pk)
+    base_value = baseline.runs.get().value
+    worse = ModelVersion.register(ml_model=ml_model, version="worse", by=people["maintainer"],
+                                  artifact=skops_upload(model_of(flip_above=0.5)))
+    bad = ProbeRun.objects.get(model_version=worse, probe=probe)
+    assert bad.status == "failed" and bad.lineage["baseline_value"] == base_value
+    same = ModelVersion.register(ml_model=ml_model, version="same", by=people["maintainer"],
+                                 artifact=skops_upload(model_of()))
+    good = ProbeRun.objects.get(model_version=same, probe=probe)
+    assert good.status == "passed" and good.lineage["baseline_value"] == base_value
