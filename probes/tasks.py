@@ -39,6 +39,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Max, Q
+from django.db.models.functions import Greatest
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -259,7 +260,9 @@ def _release_claim(token, *, timed_out=False, now=None):
             )
         back = {"status": RunStatus.QUEUED, "claimed_by": "", "started_at": None}
         ProbeRun.objects.filter(pk__in=requeued).update(**back)
-        ProbeRun.objects.filter(pk__in=refunded).update(attempts=F("attempts") - 1, **back)
+        ProbeRun.objects.filter(pk__in=refunded).update(
+            attempts=Greatest(F("attempts") - 1, 0), **back
+        )
     if errors:
         log.warning("claim %s released: %d run(s) marked error", token, len(errors))
     for rerun_id in {r.rerun_id for r in runs if r.pk in errors}:
