@@ -225,7 +225,9 @@ SPECTACULAR_SETTINGS = {
 TASKS_SYNC = envbool("TASKS_SYNC", "0")
 REDIS_URL = os.environ.get("REDIS_URL", "")
 Q_CLUSTER = {
-    "name": "boundary-ledger",
+    # The queue's name (and the tasks' signing salt): deployments that share one Redis
+    # need different names.
+    "name": os.environ.get("Q_NAME", "boundary-ledger"),
     "workers": envint("Q_WORKERS", 2),
     # A probe rerun may take minutes on a large dataset; retry must exceed timeout or a
     # slow task is handed to a second worker while the first still runs it.

@@ -188,25 +188,36 @@ def started():
             print(f"--- {proc.name} log (tail) ---\n{log[-4000:]}")
 
 
-@pytest.fixture(params=["orm", "redis"])
-def broker(request, monkeypatch):
-    """The broker this test's processes and the test itself use."""
+def redis_queue(monkeypatch):
+    """A Redis queue of this test's own (a unique Q_NAME: test runs on one machine share
+    the Redis server); the test process enqueues there. Yields the workers' variables."""
+    import uuid
+
     from django_q.conf import Conf
 
-    if request.param == "orm":
-        yield {}
-        return
     redis = pytest.importorskip("redis")
     client = redis.Redis.from_url(REDIS_TEST_URL)
     try:
         client.ping()
     except redis.ConnectionError:
         pytest.skip(f"no Redis at {REDIS_TEST_URL}")
-    client.flushdb()
-    monkeypatch.setattr(Conf, "ORM", None)
-    monkeypatch.setattr(Conf, "REDIS", REDIS_TEST_URL)
-    yield {"REDIS_URL": REDIS_TEST_URL}
-    client.flushdb()
+    name = f"faults-{uuid.uuid4().hex[:12]}"
+    for attribute, value in [("ORM", None), ("REDIS", REDIS_TEST_URL), ("PREFIX", name),
+                             ("CLUSTER_NAME", name)]:
+        monkeypatch.setattr(Conf, attribute, value)
+    yield {"REDIS_URL": REDIS_TEST_URL, "Q_NAME": name}
+    keys = list(client.scan_iter(f"django_q:{name}:*"))
+    if keys:
+        client.delete(*keys)
+
+
+@pytest.fixture(params=["orm", "redis"])
+def broker(request, monkeypatch):
+    """The broker this test's processes and the test itself use."""
+    if request.param == "orm":
+        yield {}
+        return
+    yield from redis_queue(monkeypatch)
 
 
 def claim_pid(token):

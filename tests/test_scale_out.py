@@ -13,7 +13,7 @@ from probes.models import ModelVersion, ProbeRun, Rerun
 from . import processes
 from . import test_faults as faults
 from .factories import fitted_model, skops_upload
-from .test_faults import REDIS_TEST_URL, make_workload, needs_postgres, reference_values, wait_for
+from .test_faults import make_workload, needs_postgres, reference_values, wait_for
 
 # The fault tests' fixtures: worker environment, started processes, their logs.
 cluster_env, started, log_dir = faults.cluster_env, faults.started, faults.log_dir
@@ -23,19 +23,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), needs_postgres]
 
 @pytest.fixture
 def redis_broker(monkeypatch):
-    from django_q.conf import Conf
-
-    redis = pytest.importorskip("redis")
-    client = redis.Redis.from_url(REDIS_TEST_URL)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.skip(f"no Redis at {REDIS_TEST_URL}")
-    client.flushdb()
-    monkeypatch.setattr(Conf, "ORM", None)
-    monkeypatch.setattr(Conf, "REDIS", REDIS_TEST_URL)
-    yield REDIS_TEST_URL
-    client.flushdb()
+    yield from faults.redis_queue(monkeypatch)
 
 
 @pytest.mark.slow
@@ -48,7 +36,7 @@ def test_two_clusters_share_a_rerun_and_no_probe_runs_twice(people, ml_model, cl
     settings.RERUN_CHUNK_SIZE = 10
     clusters = []
     for name in ("machine-a", "machine-b"):
-        env = cluster_env(REDIS_URL=redis_broker, Q_WORKERS=1, RERUN_CHUNK_SIZE=10)
+        env = cluster_env(Q_WORKERS=1, RERUN_CHUNK_SIZE=10, **redis_broker)
         clusters.append(processes.qcluster(name, env, log_dir))
     started.extend(clusters)
     t0 = time.monotonic()
