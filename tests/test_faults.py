@@ -163,16 +163,12 @@ def cluster_env(settings, monkeypatch):
     return env
 
 
-LOG_ROOT = processes.BASE_DIR / "var" / "test-faults"
-
-
 @pytest.fixture
-def log_dir(request):
-    """Where the test's processes write their logs (kept after the run, replaced by the
-    next run of the same test)."""
-    path = LOG_ROOT / request.node.name.replace("/", "_")
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
+def log_dir(tmp_path):
+    """Where the test's processes write their logs (pytest keeps the last runs' temporary
+    folders; a failing test prints where)."""
+    path = tmp_path / "logs"
+    path.mkdir()
     return path
 
 
@@ -185,7 +181,7 @@ def started():
     for proc in procs:
         log = proc.log()
         if "Traceback" in log:
-            print(f"--- {proc.name} log (tail) ---\n{log[-4000:]}")
+            print(f"--- {proc.log_path} (tail) ---\n{log[-4000:]}")
 
 
 def redis_queue(monkeypatch):
