@@ -31,6 +31,7 @@ the chunks that process evaluates.
 import logging
 import os
 import socket
+import threading
 import time
 import traceback
 from collections import defaultdict
@@ -332,10 +333,15 @@ def recover_dead_claims(*, local_only=False):
 
 def on_worker_spawn(proc_name="", **kwargs):
     """django-q2's post_spawn signal: a new worker process releases the claims of this
-    host's dead workers (the guard spawns a replacement as soon as one dies)."""
+    host's dead workers (the guard spawns a replacement as soon as one dies). It does so
+    from a thread, a second later (a worker stopped for its time limit is terminated just
+    after its successor starts), while the worker already takes tasks."""
     if proc_name == "MainProcess" or settings.TASKS_SYNC:
         return  # a task run inline (sync), not a worker of a cluster
-    time.sleep(1)  # a worker stopped for its time limit is terminated after its successor
+    threading.Timer(1.0, _recover_local_claims).start()
+
+
+def _recover_local_claims():
     try:
         count = recover_dead_claims(local_only=True)
         if count:

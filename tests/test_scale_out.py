@@ -30,8 +30,8 @@ def redis_broker(monkeypatch):
 def test_two_clusters_share_a_rerun_and_no_probe_runs_twice(people, ml_model, cluster_env,
                                                             started, log_dir, redis_broker,
                                                             settings):
-    dataset, finding, probes, v1 = make_workload(people, ml_model, rows=5000, cheap=100,
-                                                 perturbation=20, repeats=10)
+    dataset, finding, probes, v1 = make_workload(people, ml_model, rows=10_000, cheap=100,
+                                                 perturbation=20, repeats=20)
     reference = reference_values(ml_model, people)
     settings.RERUN_CHUNK_SIZE = 10
     clusters = []
