@@ -606,6 +606,7 @@ class ProbeRun(models.Model):
     def is_finished(self):
         return self.status in FINISHED_RUN_STATUSES
 
+
 # --------------------------------------------------------------------------------------
 # Offline introspection: slice scans, boundary maps, stress sweeps (probes/scans.py holds
 # the computations; probes/scan_tasks.py the background tasks that run them).
