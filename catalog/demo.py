@@ -232,8 +232,9 @@ def _load_credit(maint, contrib, review, say):
             summary=f"Applicants under 22 earning at most 20,000 are misjudged {r.value:.0%} "
                     f"of the time against {overall.value:.0%} overall: most of them repay, "
                     "but a linear score reads low income as risk.",
-            description="A slice scan of credit-risk v1 on the held-out loan book found the "
-                        "region age < 22 AND income <= 20000. Many of these applicants are "
+            description="Reading credit-risk v1's errors on the held-out loan book by age "
+                        "and income showed the region age < 22 AND income <= 20000. Many of "
+                        "these applicants are "
                         "students with guarantors; they default rarely. The logistic "
                         "regression cannot represent the interaction between age and income, "
                         "so it flags them as likely defaults and they are refused.",
