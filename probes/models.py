@@ -14,7 +14,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import models, transaction
+from django.db import IntegrityError, models, transaction
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
@@ -85,6 +85,18 @@ def capture_environment():
         "numpy": numpy.__version__,
         "pandas": pandas.__version__,
     }
+
+
+@contextlib.contextmanager
+def _refuse_duplicate(taken, message):
+    """Turn the unique constraint's IntegrityError into the same clear message as the check
+    before it: two uploads of one version at the same moment both pass that check."""
+    try:
+        yield
+    except IntegrityError as exc:
+        if taken.exists():
+            raise ValidationError(message) from exc
+        raise
 
 
 class ImmutableFileMixin:
@@ -252,10 +264,9 @@ class Dataset(ImmutableFileMixin, models.Model):
             )
         except DatasetError as exc:
             raise ValidationError({exc.field: str(exc)}) from exc
+        duplicate = {"version": f"Dataset '{name}' already has a version '{version}'."}
         if cls.objects.filter(name=name, version=version).exists():
-            raise ValidationError(
-                {"version": f"Dataset '{name}' already has a version '{version}'."}
-            )
+            raise ValidationError(duplicate)
         dataset = cls(
             name=name,
             version=version,
@@ -269,7 +280,8 @@ class Dataset(ImmutableFileMixin, models.Model):
             columns=info.columns,
             uploaded_by=by,
         )
-        with transaction.atomic():
+        taken = cls.objects.filter(name=name, version=version)
+        with _refuse_duplicate(taken, duplicate), transaction.atomic():
             upload.seek(0)
             _store_upload(dataset.file, upload)
             try:
@@ -343,10 +355,9 @@ class ModelVersion(ImmutableFileMixin, models.Model):
         version = str(version).strip()
         if not version:
             raise ValidationError({"version": "A version name is required."})
+        duplicate = {"version": f"{ml_model.name} already has a version '{version}'."}
         if cls.objects.filter(ml_model=ml_model, version=version).exists():
-            raise ValidationError(
-                {"version": f"{ml_model.name} already has a version '{version}'."}
-            )
+            raise ValidationError(duplicate)
         size = getattr(artifact, "size", None)
         if size is None:
             artifact.seek(0, 2)
@@ -394,7 +405,8 @@ class ModelVersion(ImmutableFileMixin, models.Model):
             environment=environment or capture_environment(),
             registered_by=by,
         )
-        with transaction.atomic():
+        taken = cls.objects.filter(ml_model=ml_model, version=version)
+        with _refuse_duplicate(taken, duplicate), transaction.atomic():
             _store_upload(mv.artifact, artifact)
             try:
                 with acting_as(by):

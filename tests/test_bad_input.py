@@ -4,6 +4,7 @@ import pickle
 
 import pytest
 from django.core.files.base import ContentFile
+from django.db import connection  # noqa: F401 - read by the skipif conditions
 
 from catalog.models import Finding
 from probes.models import Dataset, ModelVersion
@@ -68,6 +69,52 @@ def test_duplicate_model_version_is_refused(people, version, ml_model):
     assert response.status_code == 400
     assert "already has a version '1'" in response.content.decode()
     assert ModelVersion.objects.count() == 1
+
+
+def _upload_lands_first(model, make_row):
+    """Just before the app saves its row, another connection stores the same version and
+    commits: two uploads at the same moment, both past the app's "already exists" check."""
+    import threading
+
+    from django.db import connections
+    from django.db.models.signals import pre_save
+
+    def other_connection():
+        try:
+            make_row()
+        finally:
+            connections.close_all()
+
+    def competitor(sender, instance, **kwargs):
+        pre_save.disconnect(competitor, sender=model)
+        thread = threading.Thread(target=other_connection)
+        thread.start()
+        thread.join(timeout=30)
+
+    pre_save.connect(competitor, sender=model, weak=False)
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'")
+@pytest.mark.django_db(transaction=True)
+def test_a_version_registered_at_the_same_moment_gets_the_clear_message(people, ml_model):
+    _upload_lands_first(ModelVersion, lambda: ModelVersion.register(
+        ml_model=ml_model, version="1", artifact=skops_upload(fitted_model()),
+        by=people["maintainer"], enqueue=False))
+    response = post_version(people["maintainer"], ml_model, skops_upload(fitted_model()), "1")
+    assert response.status_code == 400, response.content
+    assert "toy-risk already has a version '1'" in response.content.decode()
+    assert ModelVersion.objects.count() == 1
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'")
+@pytest.mark.django_db(transaction=True)
+def test_a_dataset_uploaded_at_the_same_moment_gets_the_clear_message(people):
+    _upload_lands_first(Dataset, lambda: Dataset.create_from_upload(
+        csv_upload(toy_frame()), name="bad", target_column="y", by=people["contributor"]))
+    response = post_dataset(people["contributor"], csv_upload(toy_frame()))
+    assert response.status_code == 400, response.content
+    assert "Dataset 'bad' already has a version '1'" in response.content.decode()
+    assert Dataset.objects.count() == 1
 
 
 def test_pickle_artifacts_are_refused_by_default(people, ml_model):

@@ -149,7 +149,7 @@ CASES = [
             lambda w: {"name": w["dataset"].name, "version": w["dataset"].version,
                        "target_column": "y", "file": ContentFile(TOY, name="t.csv")},
             fmt="multipart"),
-        400, "The fields name, version must make a unique set."),
+        400, "already has a version '1'."),
     Bad("dataset-no-file",
         api("contributor", "POST", "/api/v1/datasets/", {"name": "x", "target_column": "y"},
             fmt="multipart"),

@@ -54,6 +54,9 @@ class DatasetSerializer(serializers.ModelSerializer):
             "uploaded_by",
             "created_at",
         ]
+        # Dataset.create_from_upload checks (name, version) itself, with a message that
+        # names the dataset, as in the web form.
+        validators = []
 
     def to_representation(self, instance):
         data = super().to_representation(instance)
