@@ -28,6 +28,19 @@ def _limits():
 
 
 def client_address(request):
+    """The address the request came from. Behind TRUSTED_PROXIES proxies (nginx in front of
+    gunicorn: 1) every request arrives from the proxy, so the client is the address the
+    outermost trusted proxy appended to X-Forwarded-For; anything left of it was written
+    by the client and is not believed."""
+    hops = getattr(settings, "TRUSTED_PROXIES", 0)
+    if hops > 0:
+        forwarded = [
+            part.strip()
+            for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")
+            if part.strip()
+        ]
+        if len(forwarded) >= hops:
+            return forwarded[-hops][:64]
     return request.META.get("REMOTE_ADDR") or "unknown"
 
 

@@ -266,6 +266,9 @@ else:
 LOGIN_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 5)  # per username and address
 LOGIN_FAILURE_LIMIT_PER_IP = envint("LOGIN_FAILURE_LIMIT_PER_IP", 50)
 LOGIN_FAILURE_WINDOW_S = envint("LOGIN_FAILURE_WINDOW_S", 300)
+# Proxies in front of the app that append to X-Forwarded-For (nginx: 1). With 0, the
+# sign-in throttle counts by REMOTE_ADDR, which behind a proxy is the proxy for everyone.
+TRUSTED_PROXIES = envint("TRUSTED_PROXIES", 0)
 
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"

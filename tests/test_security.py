@@ -89,6 +89,31 @@ def test_one_address_cannot_spray_many_usernames(people, fresh_cache, settings):
 
 
 @pytest.mark.django_db
+def test_behind_a_proxy_the_throttle_counts_by_the_forwarded_client(people, fresh_cache,
+                                                                    settings):
+    """Every request comes from nginx (127.0.0.1): without TRUSTED_PROXIES one client's
+    failures would lock everyone out; with it, each client is counted on its own, and a
+    client cannot escape its count by sending its own X-Forwarded-For."""
+    settings.TRUSTED_PROXIES = 1
+    settings.LOGIN_FAILURE_LIMIT_PER_IP = 6
+    client = client_for(None)
+
+    def attempt(forwarded, password="wrong"):
+        return client.post("/login/", {"username": "alice", "password": password},
+                           REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR=forwarded)
+
+    for i in range(5):
+        attempt(f"{i}.6.6.6, 203.0.113.9")  # spoofed left part, same real client
+    assert attempt("1.1.1.1, 203.0.113.9", "pw-alice").status_code == 429
+    assert attempt("198.51.100.4", "pw-alice").status_code == 302
+    client.post("/logout/")
+    for i in range(6):
+        client.post("/login/", {"username": f"guess{i}", "password": "wrong"},
+                    REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.50")
+    assert attempt("203.0.113.51", "pw-alice").status_code == 302
+
+
+@pytest.mark.django_db
 def test_the_admin_sign_in_is_throttled_too(people, fresh_cache):
     client = client_for(None)
     for _ in range(5):
