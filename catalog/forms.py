@@ -5,6 +5,7 @@ from django.contrib.auth import get_user_model
 
 from probes.models import Dataset, ModelVersion
 
+from .markdown import HELP_TEXT as MARKDOWN_HELP
 from .models import Finding, Tag
 
 
@@ -77,6 +78,10 @@ class FindingForm(forms.ModelForm):
             "lesson": forms.Textarea(attrs={"rows": 3}),
             "remaining_gaps": forms.Textarea(attrs={"rows": 2}),
         }
+        help_texts = dict.fromkeys(
+            ["description", "harms", "affected_stakeholders", "lesson", "remaining_gaps"],
+            MARKDOWN_HELP,
+        )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib.auth import get_user_model
 
+from catalog.markdown import HELP_TEXT as MARKDOWN_HELP
 from probes.models import ModelVersion
 
 from .choices import Outcome
@@ -15,6 +16,7 @@ class ActionForm(forms.ModelForm):
             "description": forms.Textarea(attrs={"rows": 3}),
             "due_date": forms.DateInput(attrs={"type": "date"}),
         }
+        help_texts = {"description": MARKDOWN_HELP}
 
     def __init__(self, *args, finding=None, **kwargs):
         super().__init__(*args, **kwargs)

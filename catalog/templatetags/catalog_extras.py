@@ -1,6 +1,14 @@
 from django import template
 
+from catalog.markdown import render_markdown
+
 register = template.Library()
+
+
+@register.filter(name="markdown")
+def markdown_filter(text):
+    """Long free text (a description, a lesson, a note) as sanitised Markdown HTML."""
+    return render_markdown(text)
 
 
 @register.filter
