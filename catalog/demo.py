@@ -245,7 +245,9 @@ def _load_credit(maint, contrib, review, say):
             affected_stakeholders="Applicants under 22, the lending book.",
             policy_reference="Credit policy CR-12 §4 (fair access)",
             lesson="Linear credit scores miss interactions between age and income at the low "
-                   "end; scan low-income slices before each release and keep a probe on them.",
+                   "end. Before each release:\n\n"
+                   "- scan low-income slices for **age × income** effects;\n"
+                   "- keep a `slice_error_rate` probe on `age < 22 AND income <= 20000`.",
             remaining_gaps="Few applicants under 20 in the training data.",
             tags=["interaction", "young-applicants", "false-positives"],
             owner=contrib, reporter=contrib,
