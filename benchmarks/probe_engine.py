@@ -5,17 +5,23 @@ A 100,000-row table (numeric and categorical columns), a scikit-learn Pipeline
 a skops artifact, 100 prediction-only probes of mixed kinds and slices and 10
 perturbation / counterfactual probes.
 
-floor  = one predict_proba over the dataset + one predict_proba per perturbation /
-         counterfactual probe on exactly the rows it needs (frames built beforehand,
-         outside the timing)
-engine = evaluate_probes over all 110 probes
+floor   = one predict_proba over the dataset + one predict_proba per perturbation /
+          counterfactual probe on exactly the rows it needs (frames built beforehand,
+          outside the timing)
+engine  = evaluate_probes over all 110 probes
+chunked = the same with chunk_rows (opt-in, PREDICT_CHUNK_ROWS): every predict_proba call
+          split into calls on at most that many consecutive rows; its results must equal
+          the engine's
 
 Each figure is the median of several interleaved runs in this one process. Peak memory is
-the tracemalloc peak of new allocations during one evaluate_probes call (a separate run:
-tracing slows Python down), compared with the size of the dataset plus the probabilities.
+the tracemalloc peak of new allocations during one evaluate_probes call (separate runs:
+tracing slows Python down), compared with the size of the dataset plus the probabilities;
+the model's own peak in one predict_proba over the dataset is printed too (tracemalloc
+does not see pyarrow's buffers: the taken string columns of a probe's frame are left out
+of the engine's figures, but counted in the floor's "+ its input frame").
 The last line printed is the ratio engine / floor.
 
-Run: .venv/bin/python benchmarks/probe_engine.py [--threads N]
+Run: .venv/bin/python benchmarks/probe_engine.py [--threads N] [--chunk-rows N]
 (default 1 thread for OpenMP/BLAS: on a shared 2-core machine, 2 OpenMP threads slow down
 badly as soon as anything else runs, which drowns the comparison in noise; floor and engine
 always run with the same setting)
@@ -47,6 +53,7 @@ from probes.engine import ProbeSpec, evaluate_probes  # noqa: E402
 
 ROWS = 100_000
 RUNS = 5
+CHUNK_ROWS = 20_000
 NUMERIC = ["x0", "x1", "x2", "x3", "age", "income", "tenure", "balance"]
 CATEGORICAL = ["region", "channel", "plan"]
 
@@ -206,18 +213,28 @@ def floor_frames(df: pd.DataFrame, features: pd.DataFrame, specs: list[ProbeSpec
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1, help="OpenMP/BLAS threads")
-    threads = parser.parse_args().threads
-    with threadpool_limits(threads):
-        measure(threads)
+    parser.add_argument(
+        "--chunk-rows", type=int, default=CHUNK_ROWS, help="rows per call of the chunked runs"
+    )
+    args = parser.parse_args()
+    with threadpool_limits(args.threads):
+        measure(args.threads, args.chunk_rows)
 
 
-def measure(threads: int) -> None:
+def _same(results, others) -> bool:
+    fields = ("key", "status", "value", "ci_low", "ci_high", "support", "error", "details")
+    return [[getattr(r, f) for f in fields] for r in results] == [
+        [getattr(r, f) for f in fields] for r in others
+    ]
+
+
+def measure(threads: int, chunk_rows: int) -> None:
     """Build, measure, print.
 
     1. Generate the dataset, fit the pipeline, store it as skops and load it back.
     2. Build the 110 probes and the floor's frames.
-    3. Interleave RUNS floor and engine measurements; take medians.
-    4. One traced engine run for peak memory.
+    3. Interleave RUNS floor, engine and chunked-engine measurements; take medians.
+    4. Traced runs for peak memory: the engine, the chunked engine, the floor's calls.
     """
     df = make_dataset()
     with tempfile.TemporaryDirectory() as tmp:
@@ -230,7 +247,7 @@ def measure(threads: int) -> None:
     proba_bytes = len(df) * len(model.classes_) * 8
     data_bytes = int(df.memory_usage(deep=True).sum())
 
-    floors, engines, results = [], [], None
+    floors, engines, chunkeds, results, chunked_results = [], [], [], None, None
     for _ in range(RUNS):
         started = time.perf_counter()
         model.predict_proba(features)
@@ -240,20 +257,29 @@ def measure(threads: int) -> None:
         started = time.perf_counter()
         results = evaluate_probes(model, df, "y", specs)
         engines.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        chunked_results = evaluate_probes(model, df, "y", specs, chunk_rows=chunk_rows)
+        chunkeds.append(time.perf_counter() - started)
 
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
     evaluate_probes(model, df, "y", specs)
     peak = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    evaluate_probes(model, df, "y", specs, chunk_rows=chunk_rows)
+    chunked_peak = tracemalloc.get_traced_memory()[1] - base
     # The model's own need: the largest peak of the floor's predict_proba calls, each with
     # the size of its input frame where that frame is not the dataset itself.
-    floor_peak = 0
+    floor_peak = dataset_peak = 0
     for frame in [features, *frames]:
         tracemalloc.reset_peak()
         base = tracemalloc.get_traced_memory()[0]
         model.predict_proba(frame)
         extra = 0 if frame is features else int(frame.memory_usage(deep=True).sum())
         floor_peak = max(floor_peak, tracemalloc.get_traced_memory()[1] - base + extra)
+        if frame is features:
+            dataset_peak = floor_peak
     tracemalloc.stop()
 
     statuses = defaultdict(int)
@@ -263,6 +289,7 @@ def measure(threads: int) -> None:
         by_kind[next(s.kind for s in specs if s.key == result.key)] += result.duration_s
     stacked_rows = sum(len(f) for f in frames)
     floor, engine = statistics.median(floors), statistics.median(engines)
+    chunked = statistics.median(chunkeds)
 
     print(f"rows: {len(df):,}; probes: {len(specs)} (100 prediction-only, 10 model-calling)")
     print(f"threads: {threads}; runs: {RUNS} (interleaved, medians below)")
@@ -273,6 +300,7 @@ def measure(threads: int) -> None:
         print(f"  {kind:26s} {seconds * 1000:8.1f} ms")
     print(f"floor runs:  {', '.join(f'{t:.3f}' for t in floors)} s")
     print(f"engine runs: {', '.join(f'{t:.3f}' for t in engines)} s")
+    print(f"chunked runs: {', '.join(f'{t:.3f}' for t in chunkeds)} s")
     print(f"floor (median):  {floor:.3f} s")
     print(f"engine (median): {engine:.3f} s")
     size = data_bytes + proba_bytes
@@ -281,11 +309,21 @@ def measure(threads: int) -> None:
         f"= {size / 1e6:.1f} MB"
     )
     print(
+        f"peak traced memory, one predict_proba over the dataset: "
+        f"{dataset_peak / 1e6:.1f} MB ({dataset_peak / size:.2f}x)"
+    )
+    print(
         f"peak traced memory, largest predict_proba of the floor (+ its input frame): "
         f"{floor_peak / 1e6:.1f} MB ({floor_peak / size:.2f}x)"
     )
     print(f"peak traced memory, evaluate_probes: {peak / 1e6:.1f} MB ({peak / size:.2f}x)")
     print(f"engine memory beyond the model's own peak: {(peak - floor_peak) / 1e6:.1f} MB")
+    same = "identical" if _same(chunked_results, results) else "DIFFERENT"
+    print(
+        f"chunked, chunk_rows={chunk_rows:,}: median {chunked:.3f} s (ratio to floor "
+        f"{chunked / floor:.3f}), peak traced memory {chunked_peak / 1e6:.1f} MB "
+        f"({chunked_peak / size:.2f}x), results {same}"
+    )
     print(f"ratio engine/floor: {engine / floor:.3f}")
 
 

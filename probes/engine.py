@@ -7,6 +7,8 @@ a notebook. The definitions follow DESIGN.md, "Probe kinds (exact definitions)":
   columns but the target and the ignored ones, as a DataFrame). ``pred`` is
   ``classes_[argmax(proba)]`` (first class on ties, as NumPy's argmax and scikit-learn's
   ``predict``); ``margin`` is top-1 minus top-2 probability (binary: ``|p1 - p0|``).
+  Opt-in for memory-bound workers, ``chunk_rows`` splits each predict_proba call into
+  calls on consecutive chunks of rows, every row predicted once, into one array.
 * Rows whose target value is not one of the model's classes (including a missing target)
   can never be predicted correctly: they count as errors and as "not pos_label".
 * Slice predicates follow pandas' NumPy semantics for missing values: a missing value
@@ -461,6 +463,19 @@ def _validate_changes(changes: Any, schema: dict[str, str], target_column: str |
 # ---------------------------------------------------------------------------------------
 
 
+def _small_codes(codes: np.ndarray, count: int) -> np.ndarray:
+    """Codes from -2 to ``count - 1`` in the narrowest signed integer type.
+
+    Factorised columns and class indices stay in memory for the whole run (and are there
+    when the model-calling probes predict, the memory peak); int8 instead of int64 is an
+    eighth of it. Widen them before any arithmetic.
+    """
+    for dtype in (np.int8, np.int16, np.int32):
+        if count <= np.iinfo(dtype).max:
+            return codes.astype(dtype)
+    return codes
+
+
 class _Column:
     """A column encoded once for fast predicates: NumPy values, or factorised codes."""
 
@@ -488,7 +503,7 @@ class _Column:
             self.isnull = np.isnat(self.values)
         else:
             codes, uniques = pd.factorize(series, use_na_sentinel=True)
-            self.codes = codes
+            self.codes = _small_codes(codes, len(uniques))
             self.labels = list(uniques)
 
     def lookup(self, value: Any) -> int:
@@ -722,7 +737,7 @@ def _margin(proba: np.ndarray) -> np.ndarray:
     return top2[:, 1] - top2[:, 0]
 
 
-def _proba(model: Any, X: pd.DataFrame, n_classes: int) -> np.ndarray:
+def _checked_proba(model: Any, X: pd.DataFrame, n_classes: int) -> np.ndarray:
     proba = np.asarray(model.predict_proba(X), dtype=np.float64)
     if proba.ndim != 2 or proba.shape != (len(X), n_classes):
         raise ValueError(
@@ -731,10 +746,30 @@ def _proba(model: Any, X: pd.DataFrame, n_classes: int) -> np.ndarray:
     return proba
 
 
-def predict(model: Any, X: pd.DataFrame) -> Predictions:
-    """Predictions of ``model`` on ``X`` from exactly one ``predict_proba`` call."""
+def _proba(model: Any, X: pd.DataFrame, n_classes: int, chunk_rows: int = 0) -> np.ndarray:
+    """``predict_proba`` of ``X``: one call, or with ``chunk_rows`` > 0 one call per run of
+    at most that many consecutive rows (each row predicted once) into one preallocated
+    array.
+
+    A model's own working memory grows with the rows of a call (a ColumnTransformer holds
+    its dense parts and their concatenation at once); chunks bound it, for models that
+    predict each row on its own, as scikit-learn's do.
+    """
+    n = len(X)
+    if chunk_rows <= 0 or n <= chunk_rows:
+        return _checked_proba(model, X, n_classes)
+    proba = np.empty((n, n_classes), dtype=np.float64)
+    for start in range(0, n, chunk_rows):
+        stop = min(start + chunk_rows, n)
+        proba[start:stop] = _checked_proba(model, X.iloc[start:stop], n_classes)
+    return proba
+
+
+def predict(model: Any, X: pd.DataFrame, *, chunk_rows: int = 0) -> Predictions:
+    """Predictions of ``model`` on ``X`` from exactly one ``predict_proba`` call, or with
+    ``chunk_rows`` > 0 from one call per chunk of rows (see ``_proba``)."""
     classes = np.asarray(model.classes_)
-    proba = _proba(model, X, len(classes))
+    proba = _proba(model, X, len(classes), chunk_rows)
     index = np.argmax(proba, axis=1)
     return Predictions(proba, classes, classes[index], _margin(proba), index)
 
@@ -918,8 +953,9 @@ class _Outcome:
 class _Run:
     """State shared by the probes of one evaluate_probes call."""
 
-    def __init__(self, model, df, target_column, features, predictions):
+    def __init__(self, model, df, target_column, features, predictions, chunk_rows=0):
         self.model = model
+        self.chunk_rows = chunk_rows
         self.df = df
         self.features = features
         self.table = _Table(df)
@@ -933,7 +969,8 @@ class _Run:
         self.pred_index = predictions.pred_index
         self.target_column = target_column
         target = df[target_column].to_numpy()
-        self.y_index = pd.Index(self.classes).get_indexer(target)
+        y_index = pd.Index(self.classes).get_indexer(target)
+        self.y_index = _small_codes(y_index, len(self.classes))
         self.correct = self.pred_index == self.y_index
         self.wrong = ~self.correct
         self.total_errors = int(np.count_nonzero(self.wrong))
@@ -1001,9 +1038,15 @@ class _Run:
         return self._std[feature]
 
     def float_values(self, feature: str) -> np.ndarray:
+        """The feature as float64: a view of a float column, a fresh copy of an integer
+        column (cheap to redo, where a cached copy would stay in memory through the
+        model-calling probes), other columns parsed once and cached."""
+        series = self.features[feature]
+        if isinstance(series.dtype, np.dtype) and series.dtype.kind in "iuf":
+            return _as_float(series)
         key = ("float", feature)
         if key not in self.cache:
-            self.cache[key] = _as_float(self.features[feature])
+            self.cache[key] = _as_float(series)
         return self.cache[key]
 
     def group_codes(self, feature: str) -> tuple[np.ndarray, list]:
@@ -1014,11 +1057,12 @@ class _Run:
         key = ("groups", feature)
         if key not in self.cache:
             codes, uniques = pd.factorize(pd.Series(column.values), use_na_sentinel=True)
-            self.cache[key] = (codes, list(uniques))
+            self.cache[key] = (_small_codes(codes, len(uniques)), list(uniques))
         return self.cache[key]
 
     def predict_rows(self, frame: pd.DataFrame) -> np.ndarray:
-        return np.argmax(_proba(self.model, frame, len(self.classes)), axis=1)
+        proba = _proba(self.model, frame, len(self.classes), self.chunk_rows)
+        return np.argmax(proba, axis=1)
 
 
 def _error_rate(run: _Run, mask, params, n) -> _Outcome:
@@ -1123,7 +1167,7 @@ def _group_disparity(run: _Run, mask, params, n) -> _Outcome:
     feature, metric, min_support = params["group_feature"], params["metric"], params["min_support"]
     codes, labels = run.group_codes(feature)
     rows = np.flatnonzero(mask)
-    group = codes[rows]
+    group = codes[rows].astype(np.int64)  # the cached codes may be int8: widen before * width
     n_groups = len(labels)
     if metric == "error_rate":
         width = 2
@@ -1211,13 +1255,16 @@ def _perturbation(run: _Run, mask, params, n) -> _Outcome:
     noise = rng.standard_normal((stacked_rows.size, len(features)))
     noise *= sds
     frame = run.features.take(stacked_rows)
+    # The taken labels repeat and the model ignores them; a RangeIndex holds no array.
+    frame.index = pd.RangeIndex(len(frame))
     for j, name in enumerate(features):
         frame[name] = run.float_values(name)[stacked_rows] + noise[:, j]
-    del noise
-    flipped = run.predict_rows(frame) != run.pred_index[stacked_rows]
-    flips = int(np.count_nonzero(flipped))
     pairs = stacked_rows.size
-    rows_flipped = int(np.count_nonzero(flipped.reshape(repeats, n).any(axis=0)))
+    # Only the frame is needed while the model runs (the memory peak).
+    del noise, stacked_rows
+    flipped = run.predict_rows(frame).reshape(repeats, n) != run.pred_index[rows]
+    flips = int(np.count_nonzero(flipped))
+    rows_flipped = int(np.count_nonzero(flipped.any(axis=0)))
     low, high = _wilson(flips, pairs)
     details = {
         "features": list(features),
@@ -1427,6 +1474,7 @@ def evaluate_probes(
     ignored_columns=(),
     predictions: Predictions | None = None,
     on_result: Callable[[ProbeResult], None] | None = None,
+    chunk_rows: int = 0,
 ) -> list[ProbeResult]:
     """Evaluate probes of one model on one dataset; one result per spec, in order.
 
@@ -1438,6 +1486,9 @@ def evaluate_probes(
     3. Each probe masks its slice (predicate masks cached across probes) and computes its
        value; perturbation and counterfactual probes call predict_proba once more, on
        their slice rows only.
+       With ``chunk_rows`` > 0 each of these predict_proba calls becomes one call per
+       chunk of at most that many rows (every row still predicted once): the same
+       results in a fraction of the model's working memory.
     4. A probe that raises becomes status "error" with the message; the others go on.
        ``on_result`` is called with each result as it is ready; model-calling probes are
        evaluated first (see below), then the others, each group in the order of ``specs``
@@ -1447,10 +1498,10 @@ def evaluate_probes(
     features = model_features(model, df, target_column, ignored_columns)
     try:
         if predictions is None:
-            predictions = predict(model, features)
+            predictions = predict(model, features, chunk_rows=chunk_rows)
         elif len(predictions.proba) != len(df):
             raise ValueError(f"predictions cover {len(predictions.proba)} rows, not {len(df)}")
-        run = _Run(model, df, target_column, features, predictions)
+        run = _Run(model, df, target_column, features, predictions, chunk_rows)
     except Exception as exc:  # every probe must get a recorded outcome
         message = f"predicting on the dataset failed: {type(exc).__name__}: {exc}"
         failed = [ProbeResult(spec.key, "error", None, None, None, 0, message) for spec in specs]

@@ -1,6 +1,7 @@
 """Probe engine: each kind against hand-computed and independent reference numbers."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -1002,3 +1003,91 @@ def test_counterfactual_integer_add_keeps_integers():
     )
     assert result.value == 1.0  # every age changes parity
     assert model.dtypes[-1].kind == "i"
+
+
+# ------------------------------------------------------------------ chunked prediction
+
+
+class RowLog:
+    """Wraps a model and records the index labels of the rows of every predict_proba call."""
+
+    def __init__(self, model):
+        self.model = model
+        self.classes_ = model.classes_
+        self.calls = []
+
+    def predict_proba(self, X):
+        self.calls.append(X.index.to_list())
+        return self.model.predict_proba(X)
+
+
+@pytest.fixture(scope="module")
+def cancer_trees(cancer):
+    # Trees predict each row exactly the same in any batch (BLAS-based models can differ
+    # in the last bit between batch sizes).
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    _, df = cancer
+    X = df.drop(columns=["target", "size"])
+    return HistGradientBoostingClassifier(max_iter=30, random_state=0).fit(X, df.target), df
+
+
+def test_predict_in_chunks_predicts_every_row_once_into_the_same_arrays(cancer_trees):
+    model, df = cancer_trees
+    X = df.drop(columns=["target", "size"])
+    logged = RowLog(model)
+    chunked = predict(logged, X, chunk_rows=100)
+    assert [len(rows) for rows in logged.calls] == [100] * 5 + [69]
+    assert sum(logged.calls, []) == X.index.to_list()  # each row once, in order
+    whole = predict(model, X)
+    np.testing.assert_array_equal(chunked.proba, whole.proba)
+    np.testing.assert_array_equal(chunked.pred, whole.pred)
+    np.testing.assert_array_equal(chunked.margin, whole.margin)
+    np.testing.assert_array_equal(chunked.pred_index, whole.pred_index)
+
+
+def test_chunked_evaluation_gives_the_one_call_results(cancer_trees):
+    model, df = cancer_trees
+    s = [{"feature": "size", "op": "==", "value": "small"}]
+    n = int((df["size"] == "small").sum())
+    params = {
+        "group_disparity": {"group_feature": "size"},
+        "perturbation_flip_rate": {"repeats": 3, "scale": 0.3},
+        "counterfactual_flip_rate": {"changes": {"worst area": {"add": 800}}},
+    }
+    specs = [spec(k, params.get(k)) for k in PROBE_KINDS]
+    specs += [spec(k, params.get(k), slice=s, key=f"{k} on small") for k in PROBE_KINDS]
+    whole = RowLog(model)
+    expected = evaluate(whole, df, *specs)
+    logged = RowLog(model)
+    results = evaluate_probes(logged, df, "target", specs, ignored_columns=["size"], chunk_rows=100)
+    for got, want in zip(results, expected, strict=True):
+        assert replace(got, duration_s=0) == replace(want, duration_s=0)
+    assert all(r.status != "error" for r in results)
+    assert all(r.value > 0 for r in results if "flip" in r.key)
+    # Each call of the one-call run (the dataset, then each model-calling probe's frame)
+    # became calls on consecutive runs of at most 100 of its rows: every row once.
+    assert {len(df), 3 * n} <= {len(rows) for rows in whole.calls}
+    assert all(len(rows) <= 100 for rows in logged.calls)
+    assert len(logged.calls) == sum(math.ceil(len(rows) / 100) for rows in whole.calls)
+    assert sum(logged.calls, []) == sum(whole.calls, [])
+
+
+def test_group_disparity_over_many_groups(cancer):
+    # More groups than the narrowest code type can multiply by the cell width unwidened.
+    model, df = cancer
+    df = df.copy()
+    df["bucket"] = (df["mean area"].rank(method="first").astype(int) % 60).map("b{:02d}".format)
+    X = df.drop(columns=["target", "size", "bucket"])
+    predicted = pd.Series(model.predict(X), index=df.index)
+    rates = (predicted == 1).groupby(df["bucket"]).mean()
+    params = {"group_feature": "bucket", "min_support": 5}
+    (result,) = evaluate_probes(
+        model,
+        df,
+        "target",
+        [spec("group_disparity", params)],
+        ignored_columns=["size", "bucket"],
+    )
+    assert result.details["groups_qualifying"] == 60
+    assert result.value == pytest.approx(rates.max() - rates.min())
