@@ -145,6 +145,8 @@ LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = os.environ.get("TIME_ZONE", "UTC")
+# The hour (in TIME_ZONE) of the nightly rerun of each ML model's latest version.
+NIGHTLY_RERUN_HOUR = envint("NIGHTLY_RERUN_HOUR", 2)
 USE_I18N = True
 USE_TZ = True
 
@@ -246,6 +248,10 @@ Q_CLUSTER = {
 # A rerun is split into tasks of at most this many probes (one dataset each), so that
 # the workers of several machines share it.
 RERUN_CHUNK_SIZE = envint("RERUN_CHUNK_SIZE", 50)
+# Rows per predict_proba call; 0 (the default) predicts a dataset in one call. A model's
+# working memory grows with the rows of a call: memory-bound workers can bound it here,
+# every row is still predicted once (probes/engine.py, evaluate_probes).
+PREDICT_CHUNK_ROWS = envint("PREDICT_CHUNK_ROWS", 0)
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:

@@ -96,6 +96,33 @@ def test_nightly_schedule_reruns_the_latest_version(people, ml_model, probe, ver
     assert not ProbeRun.objects.filter(model_version=version, trigger="schedule").exists()
 
 
+def test_the_nightly_schedule_runs_at_night_not_when_the_first_worker_starts(db):
+    import importlib
+    from datetime import datetime
+
+    from django.apps import apps
+    from django.utils import timezone
+    from django_q.models import Schedule
+
+    schedules = importlib.import_module("probes.migrations.0002_nightly_schedule")
+    at_night = importlib.import_module("probes.migrations.0005_nightly_at_night")
+    # A transactional test before this one may have emptied the table: set it up again as
+    # a fresh database's migrations do.
+    Schedule.objects.filter(name="nightly-rerun").delete()
+    schedules.create_schedule(apps, None)
+    at_night.schedule_at_night(apps, None)
+    nightly = Schedule.objects.get(name="nightly-rerun")
+    assert nightly.schedule_type == Schedule.DAILY
+    first = timezone.localtime(nightly.next_run)
+    assert first > timezone.now()
+    assert (first.hour, first.minute) == (2, 0)
+    next_night = at_night.next_night
+    evening = timezone.make_aware(datetime(2026, 3, 1, 23, 30))
+    early = timezone.make_aware(datetime(2026, 3, 1, 1, 15))
+    assert next_night(evening) == timezone.make_aware(datetime(2026, 3, 2, 2, 0))
+    assert next_night(early) == timezone.make_aware(datetime(2026, 3, 1, 2, 0))
+
+
 def test_predict_proba_once_per_version_and_dataset(people, ml_model, finding, dataset,
                                                     monkeypatch):
     """Several probes on one dataset share a single predict_proba call."""
