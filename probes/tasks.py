@@ -554,7 +554,10 @@ def _cached_data(model, dataset):
             model, frame, dataset.target_column, dataset.ignored_columns
         )
         try:
-            predictions, failure = engine.predict(model, features), None
+            predictions = engine.predict(
+                model, features, chunk_rows=settings.PREDICT_CHUNK_ROWS
+            )
+            failure = None
         except Exception as exc:  # recorded on every run, as the engine does
             predictions = None
             failure = f"predicting on the dataset failed: {type(exc).__name__}: {exc}"
@@ -747,6 +750,7 @@ def _run_on_dataset(model, version, runs, lineage, token, tick):
             ignored_columns=dataset.ignored_columns,
             predictions=predictions,
             on_result=store,
+            chunk_rows=settings.PREDICT_CHUNK_ROWS,
         )
     except DATABASE_GONE:
         raise
