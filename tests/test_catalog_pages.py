@@ -186,6 +186,26 @@ def test_timeline_tells_the_story(people, finding, version):
     assert "Moved from open to remediating by bob" in story
 
 
+def test_where_it_stands_counts_each_probe_once_per_version(people, finding, probe, version):
+    """A probe that ran at registration and again at night is one probe, counted by its
+    latest run: "1 of 1 pass", not "2 passed"."""
+    from django.utils import timezone
+
+    from probes.models import ProbeRun, Rerun
+
+    def run(trigger, status, minutes):
+        rerun = Rerun.objects.create(model_version=version, trigger=trigger)
+        ProbeRun.objects.create(probe=probe, model_version=version, rerun=rerun,
+                                trigger=trigger, status=status,
+                                finished_at=timezone.now() + timezone.timedelta(minutes=minutes))
+
+    run("registration", "failed", 0)
+    run("schedule", "passed", 5)
+    html = client_for(people["viewer"]).get(finding.get_absolute_url()).content.decode()
+    story = html[html.index('id="timeline"'):html.index('id="similar"')]
+    assert f"Its probes so far: on {version}, 1 of 1 pass." in story
+
+
 def test_similar_findings_cross_ml_models(catalog, people):
     html = client_for(people["viewer"]).get(catalog["young"].get_absolute_url()).content.decode()
     panel = html[html.index('id="similar"'):]
