@@ -230,7 +230,7 @@ def test_a_reviewer_approves_and_verifies_then_sees_a_regression_and_its_notice(
     run = ProbeRun.objects.get(model_version_id=v3, probe=probe)
     assert run.status == "failed", worker.output()
     expect(page.locator("#timeline")).to_contain_text("Finding regressed")
-    expect(page.locator("#timeline")).to_contain_text("toy-risk v3: 0 passed, 1 failed")
+    expect(page.locator("#timeline")).to_contain_text("on toy-risk v3, 0 of 1 pass")
     expect(page.locator("#probes table.matrix")).to_contain_text("failed")
 
     # The notice: a count in the header, the notification with its link to the finding.
