@@ -42,7 +42,11 @@ lint: install-dev
 migrations-check: install-dev
 	$(PY) manage.py makemigrations --check --dry-run
 
-bench: install-dev
+$(VENV)/.bench: $(VENV)/.dev requirements-bench.txt
+	$(PIP) install --quiet -r requirements-bench.txt
+	touch $@
+
+bench: $(VENV)/.bench
 	$(PY) benchmarks/probe_engine.py
 	$(PY) benchmarks/slice_scan.py
 
@@ -68,25 +72,35 @@ fuzz: install-dev
 # own test database there); `make faults` restarts that server once, as root.
 FAULTS_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://boundary_dev:dev@127.0.0.1:5432/boundary_faults)
 FAULT_KILLS ?= 20
-.PHONY: faults load scale-out rerun-e2e
+.PHONY: faults load scale-out rerun-e2e dev-role
+
+# The default FAULTS_DATABASE_URL's role, created once on a local server that trusts the
+# postgres user (as a fresh development machine's does); skipped when a URL is given.
+dev-role:
+	@if [ -z "$(DATABASE_URL)" ] && [ "$(origin FAULTS_DATABASE_URL)" = "file" ]; then \
+	  psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_roles WHERE rolname = 'boundary_dev'" \
+	    | grep -q 1 \
+	  || psql -h 127.0.0.1 -U postgres -qc "CREATE ROLE boundary_dev LOGIN CREATEDB PASSWORD 'dev'" \
+	  || { echo "Could not create the PostgreSQL role boundary_dev: set FAULTS_DATABASE_URL."; exit 1; }; \
+	fi
 
 # The fault tests in full: FAULT_KILLS workers killed mid-rerun (per broker), hanging
 # probes, a PostgreSQL restart under load, a full disk; then the scale-out and load tests.
-faults: install-dev
+faults: install-dev dev-role
 	DATABASE_URL=$(FAULTS_DATABASE_URL) FAULT_KILLS=$(FAULT_KILLS) FAULTS_RESTART_POSTGRES=1 \
 		$(PY) -m pytest -v -s tests/test_faults.py tests/test_scale_out.py tests/test_load_smoke.py $(PYTEST_ARGS)
 
 # 20 users for 60 s against gunicorn while a rerun runs: p50/p95 per request type, errors,
 # the list endpoint's throughput against /healthz (its own database on that server).
-load: install-dev
+load: install-dev dev-role
 	BENCH_DATABASE_URL=$(dir $(FAULTS_DATABASE_URL))bench_load $(PY) benchmarks/load.py
 
 # One worker cluster against two sharing Redis: 500 probes, wall times and the speed-up.
-scale-out: install-dev
+scale-out: install-dev dev-role
 	BENCH_DATABASE_URL=$(dir $(FAULTS_DATABASE_URL))bench_scale_out $(PY) benchmarks/scale_out.py
 
 # Registering a version until all its runs are stored, with one worker, against the engine.
-rerun-e2e: install-dev
+rerun-e2e: install-dev dev-role
 	BENCH_DATABASE_URL=$(dir $(FAULTS_DATABASE_URL))bench_rerun_e2e $(PY) benchmarks/rerun_e2e.py
 
 clean:
