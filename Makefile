@@ -52,7 +52,7 @@ bench: $(VENV)/.bench
 
 # Catalog search at 200,000 findings on PostgreSQL (DATABASE_URL names the server; the
 # benchmark creates and drops its own database there).
-bench-search: install-dev
+bench-search: install-dev dev-role
 	$(PY) benchmarks/search.py
 
 ci:
