@@ -78,9 +78,9 @@ FAULT_KILLS ?= 20
 # postgres user (as a fresh development machine's does); skipped when a URL is given.
 dev-role:
 	@if [ -z "$(DATABASE_URL)" ] && [ "$(origin FAULTS_DATABASE_URL)" = "file" ]; then \
-	  psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_roles WHERE rolname = 'boundary_dev'" \
+	  psql -w -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_roles WHERE rolname = 'boundary_dev'" \
 	    | grep -q 1 \
-	  || psql -h 127.0.0.1 -U postgres -qc "CREATE ROLE boundary_dev LOGIN CREATEDB PASSWORD 'dev'" \
+	  || psql -w -h 127.0.0.1 -U postgres -qc "CREATE ROLE boundary_dev LOGIN CREATEDB PASSWORD 'dev'" \
 	  || { echo "Could not create the PostgreSQL role boundary_dev: set FAULTS_DATABASE_URL."; exit 1; }; \
 	fi
 
