@@ -11,8 +11,9 @@
    runs VACUUM ANALYZE.
 3. For each query of the set, requests the catalog page (/catalog/?q=...) and the API
    (/api/v1/findings/?search=...) through Django's test Client against the real URLconf,
-   as a signed-in viewer, WARMUP + RUNS times, and reports p50/p95 of the server-side time
-   (the whole request: middleware, session, queries, template).
+   with production settings (DEBUG off), as a signed-in viewer, WARMUP + RUNS times, and
+   reports p50/p95 of the server-side time (the whole request: middleware, session,
+   queries, template).
 4. Measures, in the same run, an ILIKE baseline for each query: the substring search the
    catalog used before (every word ILIKE'd over title, summary, description and lesson,
    newest first, 25 rows, plus the exact COUNT(*) its page showed).
@@ -31,8 +32,11 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import secrets
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlencode, urlparse, urlunparse
@@ -346,12 +350,18 @@ def main():
     os.environ["DATABASE_URL"] = _with_db(_admin_dsn(), BENCH_DB)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ["TASKS_SYNC"] = "1"
+    # Production settings, as a deployment serves the page: DEBUG off (no query log, no
+    # template debug information), hashed static files.
+    static = tempfile.mkdtemp(prefix="bench-search-static-")
+    os.environ.update(DEBUG="0", SECRET_KEY="search-benchmark-" + secrets.token_urlsafe(40),
+                      SECURE_SSL_REDIRECT="0", ALLOWED_HOSTS="testserver", STATIC_ROOT=static)
     import django
 
     django.setup()
     from django.core.management import call_command
     from django.db import connections
 
+    call_command("collectstatic", interactive=False, verbosity=0)
     try:
         if not (args.reuse and exists):
             call_command("migrate", verbosity=0)
@@ -359,6 +369,7 @@ def main():
         run(args.runs)
     finally:
         connections.close_all()
+        shutil.rmtree(static, ignore_errors=True)
         if not args.keep:
             _psql_admin(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
 
