@@ -688,6 +688,9 @@ class ProbeSpec:
     min_support: int = 30
     baseline_value: float | None = None
     tolerance: float = 0.0
+    # True on the version the probe's baseline comes from: there, no_worse_than_baseline
+    # compares the value with itself and passes.
+    is_baseline: bool = False
 
 
 @dataclass
@@ -1360,6 +1363,8 @@ _KIND_FUNCTIONS = {
 def _decide(spec: ProbeSpec, value: float) -> tuple[str, str, str]:
     """(status, reason, decision text) of a defined value under the spec's comparator."""
     if spec.comparator == "no_worse_than_baseline":
+        if spec.is_baseline:
+            return "passed", "", f"{value:.6g} is the baseline (the discovery version)"
         if spec.baseline_value is None:
             reason = "no baseline value recorded for comparator no_worse_than_baseline"
             return "inconclusive", reason, ""

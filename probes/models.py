@@ -470,7 +470,8 @@ class Probe(models.Model):
     def run_on_baseline(self, by=None):
         """Run a new probe on the version where its finding was discovered, so its history
         starts where the problem was seen and later versions have a baseline to compare
-        against (the no-worse-than-baseline comparator needs it)."""
+        against (the no-worse-than-baseline comparator needs it). When that rerun is
+        finished, the probe also runs on the ML model's newest version (Rerun.catch_up)."""
         version = self.finding.model_version
         if version is None:
             return None
@@ -540,6 +541,26 @@ class Rerun(models.Model):
         if dispatch:
             transaction.on_commit(lambda: enqueue_rerun(rerun.pk))
         return rerun
+
+    def catch_up(self):
+        """After a rerun on an older version: the probes it ran that have no run yet on
+        the ML model's newest version run there too, so a finding logged against an
+        older version (a new probe starts on its discovery version) shows at once where
+        it stands now. Queued only after this rerun finished, so a probe compared with
+        its baseline finds the baseline's value. Returns the new rerun, or None."""
+        latest = self.model_version.ml_model.latest_version
+        if latest is None or latest.pk == self.model_version_id:
+            return None
+        probes = list(
+            Probe.objects.filter(active=True, runs__rerun=self)
+            .exclude(runs__model_version=latest)
+            .distinct()
+        )
+        if not probes:
+            return None
+        with transaction.atomic():
+            return Rerun.queue(latest, trigger=Trigger.MANUAL, by=self.requested_by,
+                               probes=probes, label=self.requested_by_label)
 
     @classmethod
     def unfinished_for(cls, ml_model_id):

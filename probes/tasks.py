@@ -495,7 +495,8 @@ def _fail_claimed(token, message, tb=""):
 
 def finish_rerun_if_complete(rerun_id):
     """When every run of the rerun is finished: mark the rerun finished (once, whichever
-    chunk gets there first) and hand over to remediation (evaluations, regressions).
+    chunk gets there first), hand over to remediation (evaluations, regressions), and
+    run the rerun's probes on the newest version where they have not run yet.
     True when this call finished it."""
     from remediation.followup import after_rerun
 
@@ -509,6 +510,7 @@ def finish_rerun_if_complete(rerun_id):
     if Rerun.objects.filter(pk=rerun_id, finished_at=None).update(finished_at=timezone.now()):
         _forget(rerun_id)
         after_rerun(rerun_id)
+        Rerun.objects.select_related("model_version__ml_model").get(pk=rerun_id).catch_up()
         return True
     return False
 
@@ -699,6 +701,7 @@ def _run_on_dataset(model, version, runs, lineage, token, tick):
             min_support=run.probe.min_support,
             baseline_value=baselines.get(run.probe_id),
             tolerance=run.probe.tolerance,
+            is_baseline=run.probe.finding.model_version_id == version.pk,
         )
         for run in runs
     ]
@@ -729,7 +732,10 @@ def _run_on_dataset(model, version, runs, lineage, token, tick):
                     base,
                     probe=run.probe.definition(),
                     seed=result.seed,
-                    baseline_value=baselines.get(run.probe_id),
+                    baseline_value=(
+                        result.value if run.probe.finding.model_version_id == version.pk
+                        else baselines.get(run.probe_id)
+                    ),
                 ),
                 started_at=now - timedelta(seconds=result.duration_s or 0),
                 finished_at=now,

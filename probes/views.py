@@ -206,7 +206,7 @@ def probe_create(request, finding_pk):
         messages.success(
             request,
             f"Probe #{probe.pk} added: it runs now on the version where the finding was "
-            "discovered, and on every new version.",
+            "discovered, then on the newest version, and on every new version after.",
         )
         return redirect(finding.get_absolute_url() + "#probes")
     defaults = {kind: engine.default_params(kind) for kind in engine.PROBE_KINDS}
@@ -474,7 +474,9 @@ def sweep_point_probe(request, pk, index):
         messages.error(request, f"No probe saved: {_first_error(exc)}")
         return redirect(sweep.finding.get_absolute_url() + f"#sweep-{sweep.pk}")
     messages.success(request, f"Probe #{probe.pk} ({probe.get_kind_display().lower()}, "
-                              f"≤ {probe.threshold:g}) saved; it runs on every new version.")
+                              f"≤ {probe.threshold:g}) saved; it runs now on the version where "
+                              "the finding was discovered, then on the newest version, and on "
+                              "every new version after.")
     return redirect(sweep.finding.get_absolute_url() + f"#probe-{probe.pk}")
 
 

@@ -635,6 +635,12 @@ def test_no_worse_than_baseline_without_baseline_is_inconclusive():
     assert "no baseline" in result.error
 
 
+def test_no_worse_than_baseline_passes_on_the_baseline_version_itself():
+    result = run_one("slice_error_rate", comparator="no_worse_than_baseline", threshold=None,
+                     is_baseline=True)
+    assert result.status == "passed" and "is the baseline" in result.details["decision"]
+
+
 def test_broken_probe_does_not_stop_the_others():
     model = CountingModel(ScoreModel(), fail_on_call=2)
     specs = [

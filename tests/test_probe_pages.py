@@ -109,3 +109,32 @@ def test_a_new_probe_runs_on_the_discovery_version(people, finding, dataset, ver
     run = ProbeRun.objects.get(probe_id=response.json()["id"])
     assert run.model_version == version and run.status == "passed"
     assert run.lineage["started_by"] == "bob" and run.lineage["trigger"] == "manual"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_new_probe_then_runs_on_the_newest_version(people, ml_model, finding, dataset,
+                                                    version):
+    """A finding logged against v1 while v2 exists: its new probe runs on v1 (baseline),
+    then on v2, compared with the baseline's value."""
+    newest = ModelVersion.register(ml_model=ml_model, version="2", by=people["maintainer"],
+                                   artifact=skops_upload(fitted_model(flip_above=0.5)))
+    response = client_for(people["contributor"]).post(f"/findings/{finding.pk}/probes/new/", {
+        "kind": "slice_error_rate", "dataset": dataset.pk,
+        "comparator": "no_worse_than_baseline", "threshold": "", "min_support": "30",
+        "tolerance": "0.01", "active": "on", "params": "",
+        "slice": json.dumps([{"feature": "x1", "op": ">", "value": 0.5}]),
+    }, follow=True)
+    assert "then on the newest version" in response.content.decode()
+    probe = Probe.objects.get()
+    runs = {run.model_version_id: run for run in probe.runs.all()}
+    assert set(runs) == {version.pk, newest.pk}
+    baseline, latest = runs[version.pk], runs[newest.pk]
+    assert baseline.status == "passed" and baseline.finished_at <= latest.created_at
+    assert latest.status == "failed" and latest.lineage["baseline_value"] == baseline.value
+    assert latest.lineage["started_by"] == "bob"
+    # Running the probe again on v1 does not queue a second run on v2.
+    run_now = client_for(people["reviewer"]).post(
+        f"/findings/{finding.pk}/probes/run/", {"model_version": version.pk, "probe": probe.pk})
+    assert run_now.status_code == 302
+    assert probe.runs.filter(model_version=version).count() == 2
+    assert probe.runs.filter(model_version=newest).count() == 1
