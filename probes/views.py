@@ -358,10 +358,13 @@ def scan_log(request, pk, index):
     except ValidationError as exc:
         messages.error(request, f"Nothing logged. {_first_error(exc)}")
         return redirect(scan.get_absolute_url() + f"#candidate-{index + 1}")
+    newest = scan.model_version.ml_model.latest_version
+    then = f", then on {newest}" if newest and newest.pk != scan.model_version_id else ""
     messages.success(
         request,
         f"Finding “{finding.title}” logged with a slice error rate and a margin density "
-        f"probe; they run on {scan.model_version} now. Edit the finding to add what you know.",
+        f"probe; they run on {scan.model_version} now{then}. Edit the finding to add what "
+        "you know.",
     )
     return redirect(finding)
 

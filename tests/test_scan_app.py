@@ -150,6 +150,22 @@ def test_log_as_finding_creates_the_finding_and_its_probes_in_one_step(
     assert Finding.objects.count() == 1 and Probe.objects.count() == 2
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_finding_logged_on_an_older_version_also_runs_on_the_newest(people, ml_model):
+    dataset, (v1, v2) = store_planted(people, ml_model, versions=2)
+    scan = _queue(v1, dataset)
+    run_scan(scan.pk)
+    response = client_for(people["contributor"]).post(
+        f"/scans/{scan.pk}/candidates/0/log/", {"c0-title": "Found on v1"}, follow=True)
+    assert f"they run on {v1} now, then on {v2}." in response.content.decode()
+    finding = Finding.objects.get()
+    for probe in Probe.objects.filter(finding=finding):
+        runs = {run.model_version_id: run for run in probe.runs.all()}
+        assert set(runs) == {v1.pk, v2.pk}
+        assert runs[v1.pk].finished_at <= runs[v2.pk].created_at
+        assert runs[v2.pk].status in {"passed", "failed"}
+
+
 def test_bad_log_input_is_refused_with_nothing_saved(people, planted):
     dataset, version = planted
     scan = _queue(version, dataset)
