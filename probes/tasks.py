@@ -689,6 +689,8 @@ def _run_on_dataset(model, version, runs, lineage, token, tick):
     runs = sorted(runs, key=lambda r: r.probe.kind not in MODEL_CALLING_KINDS)
     following = {a.pk: b.pk for a, b in zip(runs, runs[1:], strict=False)}
     baselines = _baseline_values([r.probe for r in runs])
+    # Runs on their finding's discovery version: the value found there is the baseline.
+    at_baseline = {r.pk for r in runs if r.probe.finding.model_version_id == version.pk}
     by_key = {r.pk: r for r in runs}
     specs = [
         engine.ProbeSpec(
@@ -701,7 +703,7 @@ def _run_on_dataset(model, version, runs, lineage, token, tick):
             min_support=run.probe.min_support,
             baseline_value=baselines.get(run.probe_id),
             tolerance=run.probe.tolerance,
-            is_baseline=run.probe.finding.model_version_id == version.pk,
+            is_baseline=run.pk in at_baseline,
         )
         for run in runs
     ]
@@ -733,8 +735,7 @@ def _run_on_dataset(model, version, runs, lineage, token, tick):
                     probe=run.probe.definition(),
                     seed=result.seed,
                     baseline_value=(
-                        result.value if run.probe.finding.model_version_id == version.pk
-                        else baselines.get(run.probe_id)
+                        result.value if run.pk in at_baseline else baselines.get(run.probe_id)
                     ),
                 ),
                 started_at=now - timedelta(seconds=result.duration_s or 0),
