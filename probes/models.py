@@ -467,16 +467,18 @@ class Probe(models.Model):
         if self.comparator != Comparator.NO_WORSE and self.threshold is None:
             raise ValidationError({"threshold": "A threshold is required for this comparator."})
 
-    def run_on_baseline(self, by=None):
+    def start_history(self, by=None):
         """Run a new probe on the version where its finding was discovered, so its history
         starts where the problem was seen and later versions have a baseline to compare
         against (the no-worse-than-baseline comparator needs it). When that rerun is
-        finished, the probe also runs on the ML model's newest version (Rerun.catch_up)."""
-        version = self.finding.model_version
+        finished, the probe also runs on the ML model's newest version (Rerun.catch_up).
+        A finding with no discovery version has no baseline: the probe runs on the
+        newest version. Returns the rerun, or None when the ML model has no version."""
+        version = self.finding.model_version or self.finding.ml_model.latest_version
         if version is None:
             return None
         return Rerun.queue(version, trigger=Trigger.MANUAL, by=by, probes=[self],
-                           label="baseline of a new probe")
+                           label="first run of a new probe")
 
     def definition(self):
         """The probe as it is now, frozen into every run's lineage."""

@@ -534,8 +534,8 @@ def probe_from_sweep_point(sweep, point, *, by, threshold=None):
     """See StressSweep.save_point_as_probe."""
     from remediation.audit import acting_as
 
-    from .choices import ProbeKind, Trigger
-    from .models import Probe, Rerun, SweepKind
+    from .choices import ProbeKind
+    from .models import Probe, SweepKind
 
     if not by.has_perm("probes.add_probe"):
         raise PermissionDenied("Saving a probe needs the contributor role.")
@@ -556,9 +556,7 @@ def probe_from_sweep_point(sweep, point, *, by, threshold=None):
         probe.full_clean()
         with acting_as(by):
             probe.save()
-        if finding.model_version_id:
-            Rerun.queue(finding.model_version, trigger=Trigger.MANUAL, by=by, probes=[probe],
-                        label=f"baseline of a probe from sweep #{sweep.pk}")
+        probe.start_history(by)
     return probe
 
 

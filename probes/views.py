@@ -202,12 +202,8 @@ def probe_create(request, finding_pk):
         form.instance.created_by = request.user
         with transaction.atomic():
             probe = form.save()
-            probe.run_on_baseline(request.user)
-        messages.success(
-            request,
-            f"Probe #{probe.pk} added: it runs now on the version where the finding was "
-            "discovered, then on the newest version, and on every new version after.",
-        )
+            probe.start_history(request.user)
+        messages.success(request, f"Probe #{probe.pk} added: {_first_runs(finding)}.")
         return redirect(finding.get_absolute_url() + "#probes")
     defaults = {kind: engine.default_params(kind) for kind in engine.PROBE_KINDS}
     return render(request, "probes/probe_form.html", {
@@ -261,6 +257,16 @@ def rerun_progress(request, pk):
 # Computations (scan, map, sweep) need the run_probe permission; logging findings and
 # probes needs the contributor's add permissions; every role may look.
 # --------------------------------------------------------------------------------------
+
+
+def _first_runs(finding):
+    """Where a new probe of `finding` runs (Probe.start_history), in words."""
+    if finding.model_version_id:
+        return ("it runs now on the version where the finding was discovered, then on the "
+                "newest version, and on every new version after")
+    if finding.ml_model.latest_version:
+        return "it runs now on the newest version, and on every new version after"
+    return "it runs on every version registered from now on"
 
 
 def _first_error(exc):
@@ -477,9 +483,7 @@ def sweep_point_probe(request, pk, index):
         messages.error(request, f"No probe saved: {_first_error(exc)}")
         return redirect(sweep.finding.get_absolute_url() + f"#sweep-{sweep.pk}")
     messages.success(request, f"Probe #{probe.pk} ({probe.get_kind_display().lower()}, "
-                              f"≤ {probe.threshold:g}) saved; it runs now on the version where "
-                              "the finding was discovered, then on the newest version, and on "
-                              "every new version after.")
+                              f"≤ {probe.threshold:g}) saved: {_first_runs(sweep.finding)}.")
     return redirect(sweep.finding.get_absolute_url() + f"#probe-{probe.pk}")
 
 

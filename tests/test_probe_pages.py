@@ -138,3 +138,22 @@ def test_a_new_probe_then_runs_on_the_newest_version(people, ml_model, finding, 
     assert run_now.status_code == 302
     assert probe.runs.filter(model_version=version).count() == 2
     assert probe.runs.filter(model_version=newest).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_new_probe_of_a_finding_without_a_version_runs_on_the_newest(people, ml_model,
+                                                                      finding, dataset,
+                                                                      version):
+    from catalog.models import Finding
+
+    Finding.objects.filter(pk=finding.pk).update(model_version=None)
+    newest = ModelVersion.register(ml_model=ml_model, version="2", by=people["maintainer"],
+                                   artifact=skops_upload(fitted_model()))
+    response = client_for(people["contributor"]).post(f"/findings/{finding.pk}/probes/new/", {
+        "kind": "slice_error_rate", "dataset": dataset.pk, "comparator": "<=",
+        "threshold": "0.2", "min_support": "30", "tolerance": "0", "active": "on",
+        "params": "", "slice": json.dumps(finding.slice),
+    }, follow=True)
+    assert "it runs now on the newest version" in response.content.decode()
+    run = ProbeRun.objects.get(probe=Probe.objects.get())
+    assert run.model_version == newest and run.status == "passed"

@@ -92,7 +92,7 @@ class ProbeViewSet(viewsets.ModelViewSet):
     def perform_create(self, serializer):
         with transaction.atomic():
             probe = serializer.save(created_by=self.request.user)
-            probe.run_on_baseline(self.request.user)
+            probe.start_history(self.request.user)
 
     @extend_schema(request=s.RunRequestSerializer, responses={202: s.ProbeRunSerializer})
     @action(detail=True, methods=["post"])
