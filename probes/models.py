@@ -467,17 +467,27 @@ class Probe(models.Model):
         if self.comparator != Comparator.NO_WORSE and self.threshold is None:
             raise ValidationError({"threshold": "A threshold is required for this comparator."})
 
+    @staticmethod
+    def first_versions(finding):
+        """The versions a new probe of `finding` runs on straight away, in order: the
+        discovery version (its baseline; without one, the newest version), then the ML
+        model's newest version when it is a later one. Empty when the model has none."""
+        newest = finding.ml_model.latest_version
+        first = finding.model_version or newest
+        if first is None:
+            return []
+        return [first] if first == newest else [first, newest]
+
     def start_history(self, by=None):
-        """Run a new probe on the version where its finding was discovered, so its history
-        starts where the problem was seen and later versions have a baseline to compare
-        against (the no-worse-than-baseline comparator needs it). When that rerun is
-        finished, the probe also runs on the ML model's newest version (Rerun.catch_up).
-        A finding with no discovery version has no baseline: the probe runs on the
-        newest version. Returns the rerun, or None when the ML model has no version."""
-        version = self.finding.model_version or self.finding.ml_model.latest_version
-        if version is None:
+        """Run a new probe on the first of its `first_versions`: where its finding was
+        discovered, so its history starts where the problem was seen and later versions
+        have a baseline to compare against (the no-worse-than-baseline comparator needs
+        it). When that rerun is finished, Rerun.catch_up runs it on the newest version.
+        Returns the rerun, or None when the ML model has no version."""
+        versions = self.first_versions(self.finding)
+        if not versions:
             return None
-        return Rerun.queue(version, trigger=Trigger.MANUAL, by=by, probes=[self],
+        return Rerun.queue(versions[0], trigger=Trigger.MANUAL, by=by, probes=[self],
                            label="first run of a new probe")
 
     def definition(self):

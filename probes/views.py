@@ -16,7 +16,7 @@ from remediation.models import AuditEvent
 from . import engine
 from .choices import ProbeKind, Trigger
 from .forms import DatasetUploadForm, MLModelForm, ModelVersionForm, ProbeForm
-from .models import Dataset, MLModel, ModelVersion, Rerun
+from .models import Dataset, MLModel, ModelVersion, Probe, Rerun
 
 PREVIEW_ROWS = 20
 
@@ -260,13 +260,14 @@ def rerun_progress(request, pk):
 
 
 def _first_runs(finding):
-    """Where a new probe of `finding` runs (Probe.start_history), in words."""
-    if finding.model_version_id:
-        return ("it runs now on the version where the finding was discovered, then on the "
-                "newest version, and on every new version after")
-    if finding.ml_model.latest_version:
-        return "it runs now on the newest version, and on every new version after"
-    return "it runs on every version registered from now on"
+    """Where a new probe of `finding` runs (Probe.first_versions), in words."""
+    versions = Probe.first_versions(finding)
+    if not versions:
+        return "it runs on every version registered from now on"
+    first = ("the version where the finding was discovered" if finding.model_version_id
+             else "the newest version")
+    then = ", then on the newest version" if len(versions) > 1 else ""
+    return f"it runs now on {first}{then}, and on every new version after"
 
 
 def _first_error(exc):
@@ -364,13 +365,12 @@ def scan_log(request, pk, index):
     except ValidationError as exc:
         messages.error(request, f"Nothing logged. {_first_error(exc)}")
         return redirect(scan.get_absolute_url() + f"#candidate-{index + 1}")
-    newest = scan.model_version.ml_model.latest_version
-    then = f", then on {newest}" if newest and newest.pk != scan.model_version_id else ""
+    first, *then = Probe.first_versions(finding)
     messages.success(
         request,
         f"Finding “{finding.title}” logged with a slice error rate and a margin density "
-        f"probe; they run on {scan.model_version} now{then}. Edit the finding to add what "
-        "you know.",
+        f"probe; they run on {first} now{''.join(f', then on {v}' for v in then)}. Edit the "
+        "finding to add what you know.",
     )
     return redirect(finding)
 
