@@ -82,10 +82,11 @@ def prepare(users: int, findings: int) -> dict:
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+    from boundary.artifacts import dump_skops
     from catalog.models import Finding
-    from catalog.roles import CONTRIBUTOR, REVIEWER, sync_role_groups
-    from probes.artifacts import dump_skops
-    from probes.models import Dataset, MLModel, ModelVersion, Probe
+    from core.roles import CONTRIBUTOR, REVIEWER, sync_role_groups
+    from probes.models import Probe
+    from registry.models import Dataset, MLModel, ModelVersion
 
     sync_role_groups()
     groups = list(Group.objects.filter(name__in=[CONTRIBUTOR, REVIEWER]))
@@ -165,7 +166,8 @@ class Rerunner(threading.Thread):
     def run(self):
         from django.db import connection, transaction
 
-        from probes.models import ModelVersion, Rerun
+        from probes.models import Rerun
+        from registry.models import ModelVersion
 
         version = ModelVersion.objects.get(pk=self.version_id)
         try:

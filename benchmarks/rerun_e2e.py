@@ -79,11 +79,12 @@ def main(argv=None) -> None:
     from probe_engine import make_dataset, make_model, model_probes, prediction_probes
     from threadpoolctl import threadpool_limits
 
+    from boundary.artifacts import dump_skops, load_model
+    from boundary.engine import evaluate_probes
     from catalog.models import Finding
-    from probes.artifacts import dump_skops, load_model
-    from probes.engine import evaluate_probes
-    from probes.models import Dataset, MLModel, ModelVersion, Probe, Rerun
+    from probes.models import Probe, Rerun
     from probes.tasks import trusted_types
+    from registry.models import Dataset, MLModel, ModelVersion
     from tests import processes
 
     call_command("migrate", verbosity=0)

@@ -92,9 +92,10 @@ def populate(rows: int, probes: int, model_calling: int):
     from django.core.files.base import ContentFile
     from probe_engine import make_dataset, make_model, model_probes, prediction_probes
 
+    from boundary.artifacts import dump_skops
     from catalog.models import Finding
-    from probes.artifacts import dump_skops
-    from probes.models import Dataset, MLModel, ModelVersion, Probe
+    from probes.models import Probe
+    from registry.models import Dataset, MLModel, ModelVersion
 
     admin = User.objects.create_superuser("bench", "bench@example.com", "bench-password")
     frame = make_dataset(rows)

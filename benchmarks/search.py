@@ -173,8 +173,8 @@ def load(n):
     from django.db import connection
 
     from catalog.models import Finding, Tag
-    from catalog.roles import sync_role_groups
-    from probes.models import MLModel
+    from core.roles import sync_role_groups
+    from registry.models import MLModel
 
     t0 = time.perf_counter()
     sync_role_groups()
@@ -241,7 +241,7 @@ def ilike_baseline(q, filters):
 
 def query_set():
     from catalog.models import Finding
-    from probes.models import MLModel
+    from registry.models import MLModel
 
     fraud = MLModel.objects.get(name="fraud-screen").pk
     common_tag = (Finding.tags.through.objects.values_list("tag__name", flat=True).first())

@@ -6,6 +6,11 @@ class CatalogConfig(AppConfig):
     verbose_name = "Catalog"
 
     def ready(self):
-        from . import search
+        from core import audit
 
+        from . import search
+        from .models import Finding
+
+        audit.track(Finding)
+        audit.track_tags(Finding)
         search.connect()

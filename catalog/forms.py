@@ -3,9 +3,9 @@ import json
 from django import forms
 from django.contrib.auth import get_user_model
 
-from probes.models import Dataset, ModelVersion
+from core.markdown import HELP_TEXT as MARKDOWN_HELP
+from registry.models import Dataset, ModelVersion
 
-from .markdown import HELP_TEXT as MARKDOWN_HELP
 from .models import Finding, Tag
 
 
@@ -114,15 +114,3 @@ class FindingFilterForm(forms.Form):
 
 class ImportFindingsForm(forms.Form):
     file = forms.FileField(label="CSV file", help_text="UTF-8, one finding per row, a header row.")
-
-
-class ImportCatalogForm(forms.Form):
-    file = forms.FileField(label="Catalog export (JSON)")
-
-    def clean_file(self):
-        upload = self.cleaned_data["file"]
-        try:
-            self.cleaned_data["data"] = json.loads(upload.read().decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise forms.ValidationError(f"Not a JSON file: {exc}") from exc
-        return upload

@@ -10,9 +10,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
 
+from core.roles import CONTRIBUTOR, REVIEWER, has_role
+from core.workflow import SYSTEM, TransitionError, transition
+
 from .choices import FindingStatus, RiskCategory, Severity
-from .roles import CONTRIBUTOR, REVIEWER, has_role
-from .workflow import SYSTEM, TransitionError, transition
 
 
 class Tag(models.Model):
@@ -109,10 +110,10 @@ class Finding(models.Model):
     summary = models.CharField(max_length=500, blank=True)
     description = models.TextField(blank=True)
     ml_model = models.ForeignKey(
-        "probes.MLModel", on_delete=models.PROTECT, related_name="findings"
+        "registry.MLModel", on_delete=models.PROTECT, related_name="findings"
     )
     model_version = models.ForeignKey(
-        "probes.ModelVersion",
+        "registry.ModelVersion",
         null=True,
         blank=True,
         on_delete=models.PROTECT,
@@ -120,7 +121,7 @@ class Finding(models.Model):
         help_text="The version on which the problem was discovered (the probes' baseline).",
     )
     dataset = models.ForeignKey(
-        "probes.Dataset", null=True, blank=True, on_delete=models.PROTECT, related_name="findings"
+        "registry.Dataset", null=True, blank=True, on_delete=models.PROTECT, related_name="findings"
     )
     slice = models.JSONField(default=list, blank=True)
     evidence = models.JSONField(default=dict, blank=True)
@@ -186,7 +187,7 @@ class Finding(models.Model):
 
     def clean(self):
         """The slice must fit the dataset's schema; the version must belong to the model."""
-        from probes import engine
+        from boundary import engine
 
         if (
             self.model_version_id
@@ -210,7 +211,7 @@ class Finding(models.Model):
 
     def set_key_lesson(self, value, *, by):
         """Mark (or unmark) the finding as a key lesson for newcomers; reviewers only."""
-        from remediation.audit import acting_as
+        from core.audit import acting_as
 
         if not by.has_perm("catalog.review_finding"):
             raise PermissionDenied("Only reviewers may mark key lessons.")

@@ -757,12 +757,21 @@ def _mlmodel_saved(sender, instance, created, raw=False, **kwargs):
         _refresh_ids(list(instance.findings.values_list("pk", flat=True)))
 
 
+def follow_actions(action_model):
+    """Action titles are part of their finding's document: the remediation app calls this
+    from its ready() with its action model."""
+    from django.db.models.signals import post_delete, post_save
+
+    post_save.connect(_action_changed, sender=action_model, dispatch_uid="search-action")
+    post_delete.connect(_action_changed, sender=action_model,
+                        dispatch_uid="search-action-deleted")
+
+
 def connect():
     """Keep the search documents current on every change that affects them."""
     from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete
 
-    from probes.models import MLModel
-    from remediation.models import RemediationAction
+    from registry.models import MLModel
 
     from .models import Finding, Tag
 
@@ -771,7 +780,4 @@ def connect():
     post_save.connect(_tag_saved, sender=Tag, dispatch_uid="search-tag-saved")
     pre_delete.connect(_tag_deleting, sender=Tag, dispatch_uid="search-tag-deleting")
     post_delete.connect(_tag_deleted, sender=Tag, dispatch_uid="search-tag-deleted")
-    post_save.connect(_action_changed, sender=RemediationAction, dispatch_uid="search-action")
-    post_delete.connect(_action_changed, sender=RemediationAction,
-                        dispatch_uid="search-action-deleted")
     post_save.connect(_mlmodel_saved, sender=MLModel, dispatch_uid="search-mlmodel")

@@ -5,12 +5,8 @@ from . import views
 app_name = "catalog"
 urlpatterns = [
     path("", views.finding_list, name="finding_list"),
-    path("start/", views.start_here, name="start_here"),
-    path("heatmap/", views.heatmap, name="heatmap"),
     re_path(r"^export\.(?P<fmt>csv|json)$", views.export_findings, name="export_findings"),
     path("import/", views.import_findings, name="import_findings"),
-    path("backup/export/", views.export_catalog, name="export_catalog"),
-    path("backup/import/", views.import_catalog, name="import_catalog"),
     path("findings/new/", views.finding_create, name="finding_create"),
     path("findings/<int:pk>/", views.finding_detail, name="finding_detail"),
     path("findings/<int:pk>/edit/", views.finding_edit, name="finding_edit"),

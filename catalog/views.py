@@ -1,23 +1,20 @@
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from config.decorators import role_required
-from probes.models import MLModel
-from remediation.forms import ActionForm
-from remediation.models import AuditEvent
+from core.decorators import role_required
+from core.models import AuditEvent
+from core.workflow import TransitionError
+from registry.models import MLModel
 
-from . import importexport, story
+from . import importexport
 from .choices import FindingStatus, RiskCategory, Severity
 from .filtersets import FindingFilterSet
-from .forms import FindingForm, ImportCatalogForm, ImportFindingsForm
+from .forms import FindingForm, ImportFindingsForm
 from .models import Finding
-from .workflow import TransitionError
 
 PAGE_SIZES = (10, 25, 50, 100)
 SORTS = {"relevance": None, "newest": ("-created_at", "-pk"), "oldest": ("created_at", "pk")}
@@ -154,23 +151,11 @@ def finding_detail(request, pk):
                                        "reporter"),
         pk=pk,
     )
-    actions = list(
-        finding.actions.select_related("owner", "reviewer", "fixed_in_version")
-        .prefetch_related("evaluations__model_version")
-        .order_by("created_at")
-    )
-    for item in actions:
-        item.transitions = item.allowed_transitions(request.user)
     return render(request, "catalog/finding_detail.html", {
         "finding": finding,
-        "actions": actions,
         "transitions": finding.allowed_transitions(request.user),
-        "action_form": ActionForm(finding=finding, initial={"owner": request.user}),
         "history": AuditEvent.objects.for_object(finding).select_related("actor")[:50],
-        "can_add_action": request.user.has_perm("remediation.add_remediationaction"),
         "can_edit": request.user.has_perm("catalog.change_finding"),
-        "timeline": story.timeline(finding, actions),
-        "similar": story.similar_findings(finding),
         "can_mark_key_lesson": request.user.has_perm("catalog.review_finding"),
     })
 
@@ -199,26 +184,6 @@ def finding_key_lesson(request, pk):
     messages.success(request, "Marked as a key lesson: newcomers see it on Start here."
                      if value else "No longer a key lesson.")
     return redirect(finding)
-
-
-@role_required("catalog.view_finding")
-@require_GET
-def start_here(request):
-    return render(request, "catalog/start_here.html", story.start_here())
-
-
-@role_required("catalog.view_finding")
-@require_GET
-def heatmap(request):
-    filtered = FindingFilterSet(request.GET, queryset=Finding.objects.all())
-    base = request.GET.copy()
-    for key in ("severity", "risk_category", "status", "page", "q"):
-        base.pop(key, None)
-    return render(request, "catalog/heatmap.html", {
-        **story.heatmaps(filtered.qs, base),
-        "ml_models": MLModel.objects.only("pk", "name"),
-        "filters": request.GET,
-    })
 
 
 @role_required("catalog.view_finding")
@@ -253,33 +218,4 @@ def import_findings(request):
             return redirect("catalog:finding_list")
     return render(request, "catalog/import.html", {
         "form": form, "report": report, "columns": importexport.IMPORT_COLUMNS,
-    })
-
-
-@role_required("catalog.view_finding")
-@require_GET
-def export_catalog(request):
-    stamp = timezone.now().strftime("%Y%m%d-%H%M")
-    response = HttpResponse(importexport.catalog_json(), content_type="application/json")
-    response["Content-Disposition"] = f'attachment; filename="catalog-{stamp}.json"'
-    return response
-
-
-@login_required
-@require_http_methods(["GET", "POST"])
-def import_catalog(request):
-    """Load a whole-catalog export into this (empty) instance: superusers only."""
-    if not request.user.is_superuser:
-        raise PermissionDenied
-    form = ImportCatalogForm(request.POST or None, request.FILES or None)
-    report = None
-    if request.method == "POST" and form.is_valid():
-        try:
-            report = importexport.import_catalog(form.cleaned_data["data"])
-        except ValidationError as exc:
-            form.add_error("file", exc.messages)
-        else:
-            messages.success(request, "Catalog imported.")
-    return render(request, "catalog/import_catalog.html", {
-        "form": form, "report": report, "empty": importexport.catalog_is_empty(),
     })

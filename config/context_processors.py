@@ -1,4 +1,4 @@
-from catalog.roles import roles_of
+from core.roles import roles_of
 
 
 def roles(request):

@@ -3,25 +3,32 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from . import views
+from ledger import views as ledger_views
+
 from .auth import login_view, throttled_login
+from .health import healthz
 
 api_v1 = [
+    path("", include("registry.api.urls")),
     path("", include("catalog.api.urls")),
     path("", include("probes.api.urls")),
     path("", include("remediation.api.urls")),
+    path("", include("introspection.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
 
 urlpatterns = [
-    path("", views.dashboard, name="dashboard"),
-    path("healthz", views.healthz, name="healthz"),
+    path("", ledger_views.dashboard, name="dashboard"),
+    path("healthz", healthz, name="healthz"),
     path("login/", login_view, name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", include("ledger.urls")),
     path("catalog/", include("catalog.urls")),
+    path("", include("registry.urls")),
     path("", include("probes.urls")),
     path("", include("remediation.urls")),
+    path("", include("introspection.urls")),
     path("api/v1/", include(api_v1)),
     path("admin/login/", throttled_login(admin.site.login)),
     path("admin/", admin.site.urls),

@@ -5,13 +5,23 @@ from django.apps import AppConfig
 
 class ProbesConfig(AppConfig):
     name = "probes"
-    verbose_name = "Probes and model versions"
+    verbose_name = "Probes and probe runs"
 
     def ready(self):
         from django_q.signals import post_spawn
 
+        from core import audit
+        from registry.signals import version_registered
+
         from . import checks  # noqa: F401  (registers the task-settings check)
+        from .models import Probe, Rerun
         from .tasks import on_worker_spawn
+
+        audit.track(Probe)
+
+        # A newly registered version gets a rerun of its ML model's active probes.
+        version_registered.connect(Rerun.on_version_registered,
+                                   dispatch_uid="probes.rerun_on_registration")
 
         # A new worker releases the claims of this host's stopped workers (probes/tasks.py).
         post_spawn.connect(on_worker_spawn, dispatch_uid="probes.release_dead_claims")
@@ -19,4 +29,4 @@ class ProbesConfig(AppConfig):
             # Workers are forked from the cluster's process: import the numeric stack and
             # the artifact loader once, here, so that a worker that replaces a killed or
             # timed-out one takes work at once instead of importing for seconds.
-            from . import artifacts, engine  # noqa: F401
+            from boundary import artifacts, engine  # noqa: F401

@@ -1,21 +1,6 @@
 from django.db import models
 
 
-class Task(models.TextChoices):
-    BINARY = "binary", "Binary classification"
-    MULTICLASS = "multiclass", "Multiclass classification"
-
-
-class ArtifactFormat(models.TextChoices):
-    SKOPS = "skops", "skops"
-    PICKLE = "pickle", "pickle / joblib"
-
-
-class FileFormat(models.TextChoices):
-    CSV = "csv", "CSV"
-    PARQUET = "parquet", "Parquet"
-
-
 class ProbeKind(models.TextChoices):
     SLICE_ERROR_RATE = "slice_error_rate", "Slice error rate"
     SLICE_ERROR_GAP = "slice_error_gap", "Slice error gap"

@@ -45,6 +45,7 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from .choices import FINISHED_RUN_STATUSES, ProbeKind, RunStatus, Trigger
+from .signals import rerun_finished
 
 log = logging.getLogger(__name__)
 
@@ -498,8 +499,6 @@ def finish_rerun_if_complete(rerun_id):
     chunk gets there first), hand over to remediation (evaluations, regressions), and
     run the rerun's probes on the newest version where they have not run yet.
     True when this call finished it."""
-    from remediation.followup import after_rerun
-
     from .models import ProbeRun, Rerun
 
     unfinished = ProbeRun.objects.filter(rerun_id=rerun_id).exclude(
@@ -509,7 +508,7 @@ def finish_rerun_if_complete(rerun_id):
         return False
     if Rerun.objects.filter(pk=rerun_id, finished_at=None).update(finished_at=timezone.now()):
         _forget(rerun_id)
-        after_rerun(rerun_id)
+        rerun_finished.send(sender=Rerun, rerun_id=rerun_id)
         Rerun.objects.select_related("model_version__ml_model").get(pk=rerun_id).catch_up()
         return True
     return False
@@ -527,7 +526,7 @@ def _forget(rerun_id=None):
 
 
 def _cached_model(rerun):
-    from . import artifacts
+    from boundary import artifacts
 
     version = rerun.model_version
     key = (rerun.pk, rerun.created_at, version.artifact_sha256)
@@ -546,8 +545,8 @@ def _cached_model(rerun):
 
 def _cached_data(model, dataset):
     """(frame, predictions, or the reason predicting failed) for a dataset of the rerun."""
-    from . import engine
-    from .artifacts import check_feature_columns
+    from boundary import engine
+    from boundary.artifacts import check_feature_columns
 
     if dataset.pk not in _cache["data"]:
         frame = dataset.read()
@@ -570,7 +569,7 @@ def _cached_data(model, dataset):
 
 
 def _lineage_base(version):
-    from .models import capture_environment
+    from registry.models import capture_environment
 
     env = capture_environment()
     return {
@@ -624,7 +623,8 @@ def _evaluate_claimed(rerun, run_ids, token, progress=None):
     2. Group the runs by dataset; read each dataset (hash checked) and predict once per
        (rerun, dataset, process); store each result as it arrives.
     """
-    from .artifacts import ArtifactError
+    from boundary.artifacts import ArtifactError
+
     from .models import ProbeRun
 
     runs = list(
@@ -668,7 +668,7 @@ def _progress_counter(total, progress):
 
 
 def _run_on_dataset(model, version, runs, lineage, token, tick):
-    from . import engine
+    from boundary import engine
 
     ProbeRun = type(runs[0])
     dataset = runs[0].probe.dataset
@@ -775,14 +775,16 @@ def _run_on_dataset(model, version, runs, lineage, token, tick):
 
 
 def trusted_types():
-    from .artifacts import DEFAULT_TRUSTED_TYPES
+    from boundary.artifacts import DEFAULT_TRUSTED_TYPES
 
     return list(DEFAULT_TRUSTED_TYPES) + list(settings.SKOPS_EXTRA_TRUSTED_TYPES)
 
 
 def nightly_rerun():
     """Rerun every active probe on the latest version of each ML model."""
-    from .models import MLModel, Rerun
+    from registry.models import MLModel
+
+    from .models import Rerun
 
     queued = []
     for ml_model in MLModel.objects.all():

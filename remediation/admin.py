@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import AuditEvent, Evaluation, Notification, RemediationAction
+from .models import Evaluation, Notification, RemediationAction
 
 
 @admin.register(RemediationAction)
@@ -17,23 +17,6 @@ class EvaluationAdmin(admin.ModelAdmin):
     list_display = ["action", "model_version", "outcome", "is_manual", "created_at"]
     list_filter = ["outcome", "is_manual"]
     raw_id_fields = ["action", "model_version", "probe_runs", "created_by"]
-
-
-@admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "actor_label", "verb", "object_repr", "from_status",
-                    "to_status"]
-    list_filter = ["verb", "content_type"]
-    search_fields = ["object_repr", "note", "actor_label"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Notification)

@@ -3,9 +3,18 @@ from django.apps import AppConfig
 
 class RemediationConfig(AppConfig):
     name = "remediation"
-    verbose_name = "Remediation and audit"
+    verbose_name = "Remediation"
 
     def ready(self):
-        from . import audit
+        from catalog import search
+        from core import audit
+        from probes.signals import rerun_finished
 
-        audit.connect()
+        from .followup import on_rerun_finished
+        from .models import Evaluation, RemediationAction
+
+        audit.track(RemediationAction, Evaluation)
+        search.follow_actions(RemediationAction)
+
+        # Every finished rerun gets its follow-up evaluations (remediation/followup.py).
+        rerun_finished.connect(on_rerun_finished, dispatch_uid="remediation.followup")

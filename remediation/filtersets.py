@@ -1,8 +1,10 @@
 import django_filters
 from django.utils import timezone
 
+from core.models import AuditEvent
+
 from .choices import OPEN_ACTION_STATUSES
-from .models import AuditEvent, RemediationAction
+from .models import RemediationAction
 
 
 class ActionFilterSet(django_filters.FilterSet):

@@ -10,11 +10,11 @@ import logging
 from django.db import IntegrityError, transaction
 
 from catalog.choices import FindingStatus
-from catalog.workflow import SYSTEM, TransitionError
+from core.workflow import SYSTEM, TransitionError
 from probes.choices import FINISHED_RUN_STATUSES, RunStatus
-from probes.scan_tasks import queue_moved_problem_check
 
 from .choices import ActionStatus, Outcome
+from .signals import evaluation_recorded
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +83,8 @@ def evaluate_action(action, version):
     if outcome is None:
         return None
     evaluation = record_evaluation(action, version, runs, outcome)
-    # Did the errors go away or move next door? Checked in a worker (it loads the model).
-    queue_moved_problem_check(evaluation)
+    # Did the errors go away or move next door? Introspection checks it in a worker.
+    evaluation_recorded.send(sender=type(evaluation), evaluation=evaluation)
     if action.status == ActionStatus.IMPLEMENTED and action.fixed_in_version_id == version.pk:
         target = {Outcome.HELD: ActionStatus.VERIFIED,
                   Outcome.REGRESSED: ActionStatus.INEFFECTIVE}.get(outcome)
@@ -126,6 +126,11 @@ def on_implemented(action_id):
                         label=f"follow-up of action {action.pk}")
         return None
     return evaluate_action(action, version)
+
+
+def on_rerun_finished(sender, rerun_id, **kwargs):
+    """Receiver of probes.signals.rerun_finished."""
+    after_rerun(rerun_id)
 
 
 def after_rerun(rerun_id):
@@ -204,7 +209,7 @@ def check_regression(finding, version):
 
 def last_held_version(finding, *, before):
     """The newest version before `before` on which every active probe passed."""
-    from probes.models import ModelVersion
+    from registry.models import ModelVersion
 
     versions = ModelVersion.objects.filter(
         ml_model_id=finding.ml_model_id, registered_at__lte=before.registered_at

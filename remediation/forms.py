@@ -1,8 +1,8 @@
 from django import forms
 from django.contrib.auth import get_user_model
 
-from catalog.markdown import HELP_TEXT as MARKDOWN_HELP
-from probes.models import ModelVersion
+from core.markdown import HELP_TEXT as MARKDOWN_HELP
+from registry.models import ModelVersion
 
 from .choices import Outcome
 from .models import Evaluation, RemediationAction

@@ -27,7 +27,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from catalog.roles import REVIEWER
+from core.roles import REVIEWER
 
 log = logging.getLogger(__name__)
 

@@ -12,13 +12,14 @@ import pandas as pd
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from boundary.charts import value_chart_svg
 from catalog.choices import FindingStatus
 from catalog.models import Finding
-from probes.charts import value_chart_svg
+from core.models import AuditEvent
 from probes.models import ProbeRun
 
 from .choices import OPEN_ACTION_STATUSES, ActionKind, ActionStatus
-from .models import AuditEvent, Evaluation, RemediationAction
+from .models import Evaluation, RemediationAction
 
 BOARD_COLUMNS = [
     ActionStatus.PROPOSED,

@@ -14,14 +14,15 @@ from django.views.decorators.http import require_POST
 
 from catalog.choices import Severity
 from catalog.models import Finding
-from catalog.workflow import TransitionError
-from config.decorators import role_required
-from probes.models import MLModel, ModelVersion
+from core.decorators import role_required
+from core.models import AuditEvent
+from core.workflow import TransitionError
+from registry.models import MLModel, ModelVersion
 
 from . import reports
 from .filtersets import ActionFilterSet, AuditEventFilterSet
 from .forms import ActionForm, EvaluationForm
-from .models import AuditEvent, Notification, RemediationAction
+from .models import Notification, RemediationAction
 
 
 @role_required("remediation.add_remediationaction")
@@ -91,7 +92,7 @@ def board(request):
     })
 
 
-@role_required("remediation.view_auditevent")
+@role_required("core.view_auditevent")
 def audit_log(request):
     filters = AuditEventFilterSet(
         request.GET, queryset=AuditEvent.objects.select_related("content_type", "actor")
@@ -105,7 +106,7 @@ def audit_log(request):
         "page": page, "params": request.GET, "querystring": params.urlencode(),
         "verbs": AuditEvent.Verb.choices,
         "object_types": ["catalog.finding", "remediation.remediationaction", "probes.probe",
-                         "probes.modelversion", "probes.dataset", "probes.mlmodel",
+                         "registry.modelversion", "registry.dataset", "registry.mlmodel",
                          "remediation.evaluation"],
     })
 

@@ -6,7 +6,7 @@ Background tasks run inline (TASKS_SYNC) unless a test starts a real worker itse
 import pytest
 from django.contrib.auth.models import User
 
-from catalog.roles import CONTRIBUTOR, MAINTAINER, REVIEWER, VIEWER, sync_role_groups
+from core.roles import CONTRIBUTOR, MAINTAINER, REVIEWER, VIEWER, sync_role_groups
 
 from .factories import csv_upload, fitted_model, make_user, skops_upload, toy_frame
 
@@ -47,14 +47,14 @@ def people(db):
 
 @pytest.fixture
 def ml_model(db):
-    from probes.models import MLModel
+    from registry.models import MLModel
 
     return MLModel.objects.create(name="toy-risk", task="binary")
 
 
 @pytest.fixture
 def dataset(people):
-    from probes.models import Dataset
+    from registry.models import Dataset
 
     return Dataset.create_from_upload(
         csv_upload(toy_frame()), name="toy-eval", target_column="y", by=people["contributor"]
@@ -63,7 +63,7 @@ def dataset(people):
 
 @pytest.fixture
 def version(people, ml_model):
-    from probes.models import ModelVersion
+    from registry.models import ModelVersion
 
     return ModelVersion.register(
         ml_model=ml_model, version="1", artifact=skops_upload(fitted_model()),

@@ -74,7 +74,7 @@ def corner_model(x1_below, *, seed=1):
 def store_planted(people, ml_model, *, n=3000, versions=1):
     """The planted dataset (zone and salary sensitive) and `versions` registered versions
     (the second one's boundary shifted, so maps differ between versions)."""
-    from probes.models import Dataset, ModelVersion
+    from registry.models import Dataset, ModelVersion
 
     dataset = Dataset.create_from_upload(
         csv_upload(planted_frame(n)), name="planted-eval", target_column="y",

@@ -24,7 +24,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
-from probes.artifacts import (
+from boundary.artifacts import (
     DEFAULT_TRUSTED_TYPES,
     ArtifactError,
     check_feature_columns,

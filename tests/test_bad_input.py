@@ -7,7 +7,7 @@ from django.core.files.base import ContentFile
 from django.db import connection  # noqa: F401 - read by the skipif conditions
 
 from catalog.models import Finding
-from probes.models import Dataset, ModelVersion
+from registry.models import Dataset, ModelVersion
 
 from .factories import api_for, client_for, csv_upload, fitted_model, skops_upload, toy_frame
 
@@ -130,7 +130,7 @@ def test_pickle_opt_in_is_for_maintainers_only(people, ml_model, settings):
     blob = pickle.dumps(fitted_model())
     response = post_version(people["admin"], ml_model, ContentFile(blob, name="m.pkl"))
     assert response.status_code == 201, response.content
-    from probes.models import MLModel
+    from registry.models import MLModel
 
     other = MLModel.objects.create(name="other")
     v = ModelVersion.register(ml_model=other, version="1", artifact=ContentFile(blob, "m.pkl"),

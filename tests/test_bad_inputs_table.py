@@ -349,7 +349,7 @@ def _zip(files):
 
 @pytest.fixture
 def world(people, ml_model, version, dataset, finding, probe):
-    from probes.models import MLModel, ModelVersion
+    from registry.models import MLModel, ModelVersion
     from remediation.models import RemediationAction
 
     other = MLModel.objects.create(name="other-model")

@@ -8,8 +8,9 @@ import pytest
 from django.urls import reverse
 
 from catalog.models import Finding, Tag
-from probes.models import MLModel
-from remediation.models import AuditEvent, Evaluation, RemediationAction
+from core.models import AuditEvent
+from registry.models import MLModel
+from remediation.models import Evaluation, RemediationAction
 
 from .factories import api_for, client_for
 
@@ -113,7 +114,7 @@ def test_reviewers_mark_key_lessons_on_the_page_and_newcomers_see_them(catalog, 
     assert finding.is_key_lesson
     event = AuditEvent.objects.for_object(finding).filter(verb="update").latest("pk")
     assert event.actor == people["reviewer"] and event.after["is_key_lesson"] is True
-    start = client_for(people["viewer"]).get(reverse("catalog:start_here")).content.decode()
+    start = client_for(people["viewer"]).get(reverse("ledger:start_here")).content.decode()
     key = start[start.index("Key lessons"):start.index("A reading path")]
     assert finding.title in key and catalog["other"].title not in key
     client_for(people["reviewer"]).post(url, {"is_key_lesson": "0"})
@@ -134,7 +135,7 @@ def test_key_lesson_api(catalog, people):
 
 
 def test_start_here_has_a_reading_path_per_model_a_glossary_and_a_search(catalog, people):
-    html = client_for(people["viewer"]).get(reverse("catalog:start_here")).content.decode()
+    html = client_for(people["viewer"]).get(reverse("ledger:start_here")).content.decode()
     paths = html[html.index("A reading path"):html.index("Glossary")]
     assert "toy-risk" in paths and "loan-approval" in paths
     assert catalog["young"].title in paths and catalog["other"].title in paths
@@ -150,7 +151,7 @@ def test_start_here_has_a_reading_path_per_model_a_glossary_and_a_search(catalog
 
 def test_from_start_here_to_a_past_lesson_in_a_few_clicks(catalog, people):
     client = client_for(people["viewer"])
-    start = client.get(reverse("catalog:start_here")).content.decode()
+    start = client.get(reverse("ledger:start_here")).content.decode()
     action = re.search(r'<form method="get" action="([^"]+)"', start).group(1)
     results = client.get(action, {"q": "thin files"}).content.decode()
     link = re.search(r'<h3><a href="(/catalog/findings/\d+/)">', results).group(1)
@@ -162,7 +163,7 @@ def test_from_start_here_to_a_past_lesson_in_a_few_clicks(catalog, people):
 
 
 def test_timeline_tells_the_story(people, finding, version):
-    from catalog.workflow import SYSTEM
+    from core.workflow import SYSTEM
 
     action = RemediationAction.objects.create(
         finding=finding, kind="retrain", title="Retrain with relabelled x1 rows",
@@ -251,7 +252,7 @@ def test_ml_model_page_tells_its_history(catalog, people, ml_model):
 def test_heatmap_counts_and_every_cell_links_to_its_findings(catalog, people, ml_model):
     make(ml_model, "Second fairness problem", severity="high", risk_category="fairness")
     client = client_for(people["viewer"])
-    html = client.get(reverse("catalog:heatmap")).content.decode()
+    html = client.get(reverse("ledger:heatmap")).content.decode()
     cells = re.findall(r'<td class="(heat-\d)"><a href="([^"]+)" title="([^"]+)">(\d+)</a></td>',
                        html)
     assert len(cells) == 4 * 7 + 2 * 5  # severities x risks + models x statuses
@@ -273,7 +274,7 @@ def test_heatmap_counts_and_every_cell_links_to_its_findings(catalog, people, ml
 
 def test_heatmap_keeps_the_ml_model_filter_in_its_links(catalog, people, ml_model):
     html = client_for(people["viewer"]).get(
-        reverse("catalog:heatmap"), {"ml_model": ml_model.pk}).content.decode()
+        reverse("ledger:heatmap"), {"ml_model": ml_model.pk}).content.decode()
     links = re.findall(r'<td class="heat-\d"><a href="([^"]+)"', html)
     assert links and all(f"ml_model={ml_model.pk}" in link for link in links)
     query = parse_qs(urlparse(links[0].replace("&amp;", "&")).query)

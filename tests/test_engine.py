@@ -12,8 +12,8 @@ from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_sco
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from probes import engine
-from probes.engine import (
+from boundary import engine
+from boundary.engine import (
     DEFAULT_COMPARATOR,
     PROBE_KINDS,
     ProbeDefinitionError,

@@ -24,7 +24,8 @@ from django.core.files.storage import FileSystemStorage
 from django.db import connection
 
 from catalog.models import Finding
-from probes.models import Dataset, ModelVersion, Probe, ProbeRun, Rerun
+from probes.models import Probe, ProbeRun, Rerun
+from registry.models import Dataset, ModelVersion
 
 from . import processes
 from .factories import api_for, csv_upload, fitted_model, skops_upload, toy_frame
@@ -733,7 +734,7 @@ def test_the_sweeper_requeues_lost_runs_and_finishes_complete_reruns(people, ml_
 
 def test_chunks_of_one_rerun_predict_once_per_dataset_in_a_process(people, ml_model,
                                                                    settings, monkeypatch):
-    from probes import artifacts
+    from boundary import artifacts
 
     dataset, finding, probes, v1 = small_workload(people, ml_model, n=8)
     settings.RERUN_CHUNK_SIZE = 2

@@ -9,11 +9,14 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
-from catalog import importexport
-from catalog.importexport import export_catalog, import_catalog, import_findings_csv
+from catalog.importexport import import_findings_csv
 from catalog.models import Finding, Tag
-from probes.models import Dataset, MLModel, ModelVersion, Probe, ProbeRun, Rerun
-from remediation.models import AuditEvent, Evaluation, Notification, RemediationAction
+from core.models import AuditEvent
+from ledger import backup
+from ledger.backup import export_catalog, import_catalog
+from probes.models import Probe, ProbeRun, Rerun
+from registry.models import Dataset, MLModel, ModelVersion
+from remediation.models import Evaluation, Notification, RemediationAction
 
 from .factories import client_for
 
@@ -157,7 +160,7 @@ def _wipe_catalog():
 
 
 def _comparable(data):
-    data = json.loads(importexport.catalog_json(data))
+    data = json.loads(backup.catalog_json(data))
     data.pop("exported_at")
     return data
 
@@ -165,12 +168,12 @@ def _comparable(data):
 def test_round_trip_reproduces_the_catalog(full_catalog, people, settings):
     before = export_catalog()
     assert all(before["objects"][label] for label in (
-        "catalog.tag", "probes.mlmodel", "probes.dataset", "probes.modelversion",
+        "catalog.tag", "registry.mlmodel", "registry.dataset", "registry.modelversion",
         "catalog.finding", "probes.probe", "probes.proberun", "remediation.remediationaction",
-        "remediation.evaluation", "remediation.auditevent"))
-    text = importexport.catalog_json(before)
+        "remediation.evaluation", "core.auditevent"))
+    text = backup.catalog_json(before)
     _wipe_catalog()
-    assert importexport.catalog_is_empty()
+    assert backup.catalog_is_empty()
     report = import_catalog(json.loads(text))
     assert report.missing_files == []  # the files stayed in MEDIA_ROOT
     after = export_catalog()
@@ -194,7 +197,7 @@ def test_import_refuses_a_catalog_that_is_not_empty(full_catalog):
 
 def test_import_reports_missing_files_and_creates_unknown_users(full_catalog, settings,
                                                                 tmp_path):
-    data = json.loads(importexport.catalog_json())
+    data = json.loads(backup.catalog_json())
     _wipe_catalog()
     from django.contrib.auth.models import User
 
@@ -211,7 +214,7 @@ def test_import_reports_missing_files_and_creates_unknown_users(full_catalog, se
 def test_export_never_carries_dataset_rows(full_catalog, dataset, settings):
     dataset.columns[2]["sensitive"] = True
     Dataset.objects.filter(pk=dataset.pk).update(columns=dataset.columns)
-    text = importexport.catalog_json()
+    text = backup.catalog_json()
     frame = dataset.read()
     # no cell of the table appears: only the schema, the path and the sha256
     for value in frame["color"].head(20):
@@ -219,7 +222,7 @@ def test_export_never_carries_dataset_rows(full_catalog, dataset, settings):
     assert str(frame["x1"].iloc[0]) not in text
     data = json.loads(text)
     assert data["files"]["included"] is False
-    entry = data["objects"]["probes.dataset"][0]["fields"]
+    entry = data["objects"]["registry.dataset"][0]["fields"]
     assert entry["sha256"] == dataset.sha256 and entry["columns"][2]["sensitive"] is True
 
 

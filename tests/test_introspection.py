@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from probes.introspection import (
+from boundary.introspection import (
     apply_slice,
     boundary_grid,
     counterfactual_sweep,

@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 
 from catalog.models import Finding
-from probes.models import BoundaryMap, ModelVersion, Probe, ProbeRun, StressSweep
-from probes.scan_tasks import check_moved_problem
+from introspection.models import BoundaryMap, StressSweep
+from introspection.tasks import check_moved_problem
+from probes.models import Probe, ProbeRun
+from registry.models import ModelVersion
 from remediation.models import Evaluation, RemediationAction
 
 from .factories import client_for, csv_upload, skops_upload
@@ -57,7 +59,7 @@ def test_maps_are_drawn_per_version_and_compared(people, world, settings,
     for m in maps.values():
         assert f'src="/maps/{m.pk}.png"' in page
     # v2 decides "1" only above x1 + x2 = 1.15: the band between the two lines changed.
-    from probes.scans import changed_share
+    from introspection.scans import changed_share
 
     moved = changed_share(maps[v1.pk].summary, maps[v2.pk].summary)
     assert 0.08 < moved < 0.2
@@ -207,7 +209,7 @@ def test_counterfactual_sweep_values_are_right_on_a_known_boundary(
 
 def test_sweep_requests_are_checked(people, world, ml_model,
                                     django_capture_on_commit_callbacks):
-    from probes.models import MLModel
+    from registry.models import MLModel
 
     finding, (v1, _v2) = world["finding"], world["versions"]
     client = client_for(people["contributor"])
@@ -246,7 +248,7 @@ def test_sweep_requests_are_checked(people, world, ml_model,
 def _fix_setup(people, ml_model, fix_x1_below):
     """v1 errs on REGION (labels flipped there); the fix v2 learnt the flip on
     x1 < fix_x1_below (0.45: it now errs in the band 0.3 <= x1 < 0.45 next door)."""
-    from probes.models import Dataset
+    from registry.models import Dataset
 
     dataset = Dataset.create_from_upload(
         csv_upload(planted_frame(region_flip=1.0, noise=0.08)), name="corner-eval",
@@ -305,7 +307,7 @@ def test_the_web_process_queues_the_check_instead_of_loading_the_model(
         people, ml_model, settings, monkeypatch, django_capture_on_commit_callbacks):
     from django_q.models import OrmQ
 
-    from probes import artifacts
+    from boundary import artifacts
     from probes.choices import Trigger
     from probes.models import Rerun
     from probes.tasks import run_rerun
@@ -328,7 +330,7 @@ def test_the_web_process_queues_the_check_instead_of_loading_the_model(
     assert "moved_problem" not in evaluation.details
     queued = [q.task for q in OrmQ.objects.all()]
     assert [(t["func"], t["args"]) for t in queued] == [
-        ("probes.scan_tasks.check_moved_problem", (evaluation.pk,))]
+        ("introspection.tasks.check_moved_problem", (evaluation.pk,))]
     monkeypatch.setattr(artifacts, "load_model", real_load)
     assert check_moved_problem(evaluation.pk) == "moved"  # what the worker then does
     evaluation.refresh_from_db()
@@ -337,7 +339,7 @@ def test_the_web_process_queues_the_check_instead_of_loading_the_model(
 
 def test_no_check_for_evaluations_before_the_fix_or_without_a_slice(people, ml_model,
                                                                     settings):
-    from probes.scan_tasks import queue_moved_problem_check
+    from introspection.tasks import queue_moved_problem_check
 
     finding, action, v1, v2 = _fix_setup(people, ml_model, 0.45)
     action.fixed_in_version = v2
@@ -351,7 +353,7 @@ def test_no_check_for_evaluations_before_the_fix_or_without_a_slice(people, ml_m
 
 
 def test_errors_next_door_that_were_there_before_are_not_a_moved_problem(people, ml_model):
-    from probes.scans import moved_problem_check
+    from introspection.scans import moved_problem_check
 
     finding, _action, v1, v2 = _fix_setup(people, ml_model, 0.45)
     twin = ModelVersion.register(ml_model=ml_model, version="2-twin",

@@ -7,7 +7,7 @@ import pytest
 from django.urls import reverse
 from django.utils.safestring import SafeString
 
-from catalog.markdown import ALLOWED_TAGS, render_markdown
+from core.markdown import ALLOWED_TAGS, render_markdown
 from remediation.models import Evaluation, RemediationAction
 
 from .factories import client_for
@@ -167,7 +167,7 @@ def _story(people, finding, version, text):
 def _pages(finding):
     return {
         "finding": finding.get_absolute_url(),
-        "start here": reverse("catalog:start_here"),
+        "start here": reverse("ledger:start_here"),
         "ml model": finding.ml_model.get_absolute_url(),
     }
 
@@ -201,7 +201,7 @@ def test_the_finding_page_renders_every_long_text_as_markdown(people, finding, v
 def test_lesson_excerpts_render_as_markdown(people, finding, version):
     _story(people, finding, version, FORMATTED)
     client = client_for(people["viewer"])
-    start = client.get(reverse("catalog:start_here")).content.decode()
+    start = client.get(reverse("ledger:start_here")).content.decode()
     assert "<strong>two things</strong>" in _section(start, "Key lessons")
     model = client.get(finding.ml_model.get_absolute_url()).content.decode()
     lessons = model[model.index('id="history-story"'):]
@@ -212,7 +212,7 @@ def test_lesson_excerpts_render_as_markdown(people, finding, version):
 @pytest.mark.django_db
 def test_a_long_lesson_excerpt_is_cut_without_breaking_the_page(people, finding, version):
     _story(people, finding, version, "**Start** " + "word " * 200 + "*end*")
-    start = client_for(people["viewer"]).get(reverse("catalog:start_here")).content.decode()
+    start = client_for(people["viewer"]).get(reverse("ledger:start_here")).content.decode()
     excerpt = _section(start, "Key lessons")
     assert "<strong>Start</strong>" in excerpt and "…</p></div>" in excerpt
     assert "<em>end</em>" not in excerpt

@@ -5,8 +5,9 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from catalog.models import Finding, Tag, slice_to_text
-from probes.models import Dataset, ModelVersion, Probe, ProbeRun, Rerun
-from remediation.models import AuditEvent
+from core.models import AuditEvent
+from probes.models import Probe, ProbeRun, Rerun
+from registry.models import Dataset, ModelVersion
 
 from .factories import csv_upload, fitted_model, skops_upload, toy_frame
 
@@ -91,7 +92,7 @@ def test_finding_slice_is_checked_against_the_dataset(finding):
 
 
 def test_finding_version_must_belong_to_its_model(finding, people):
-    from probes.models import MLModel
+    from registry.models import MLModel
 
     other = MLModel.objects.create(name="other")
     v = ModelVersion.register(ml_model=other, version="9", artifact=skops_upload(fitted_model()),
@@ -133,7 +134,7 @@ def test_audit_events_are_immutable(finding):
 
 
 def test_updates_write_before_and_after(finding, people):
-    from remediation.audit import acting_as
+    from core.audit import acting_as
 
     with acting_as(people["contributor"]):
         finding.severity = "critical"

@@ -9,9 +9,10 @@ import zipfile
 import pytest
 from django.core.management import call_command
 
-from probes.models import BoundaryMap, Dataset, SliceScan, StressSweep
-from probes.scan_tasks import run_scan
-from remediation.models import AuditEvent
+from core.models import AuditEvent
+from introspection.models import BoundaryMap, SliceScan, StressSweep
+from introspection.tasks import run_scan
+from registry.models import Dataset
 
 from .factories import client_for
 from .planted import planted_frame, store_planted

@@ -5,8 +5,9 @@ import json
 
 import pytest
 
-from probes.charts import value_chart_svg
-from probes.models import ModelVersion, Probe, ProbeRun, Rerun
+from boundary.charts import value_chart_svg
+from probes.models import Probe, ProbeRun, Rerun
+from registry.models import ModelVersion
 
 from .factories import client_for, fitted_model, skops_upload
 

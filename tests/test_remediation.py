@@ -13,9 +13,11 @@ import pytest
 from django.core import mail
 from django.db import connection
 
-from catalog.workflow import TransitionConflict
-from probes.models import ModelVersion, ProbeRun
-from remediation.models import AuditEvent, Evaluation, Notification, RemediationAction
+from core.models import AuditEvent
+from core.workflow import TransitionConflict
+from probes.models import ProbeRun
+from registry.models import ModelVersion
+from remediation.models import Evaluation, Notification, RemediationAction
 from remediation.notify import sign
 
 from .factories import api_for, client_for, fitted_model, skops_upload
@@ -279,7 +281,7 @@ def test_audit_log_page_filters_and_exports_csv(people, finding):
 @pytest.mark.django_db
 def test_tag_edits_are_audited(people, finding):
     from catalog.models import Tag
-    from remediation.audit import acting_as
+    from core.audit import acting_as
 
     with acting_as(people["contributor"]):
         finding.tags.set(Tag.from_names(["calibration"]))

@@ -3,8 +3,9 @@
 import pytest
 from django.core.management import call_command
 
-from probes.models import ModelVersion, ProbeRun, Rerun
+from probes.models import ProbeRun, Rerun
 from probes.tasks import run_rerun
+from registry.models import ModelVersion
 
 from .factories import api_for, fitted_model, skops_upload
 
@@ -126,7 +127,8 @@ def test_the_nightly_schedule_runs_at_night_not_when_the_first_worker_starts(db)
 def test_predict_proba_once_per_version_and_dataset(people, ml_model, finding, dataset,
                                                     monkeypatch):
     """Several probes on one dataset share a single predict_proba call."""
-    from probes import artifacts, tasks
+    from boundary import artifacts
+    from probes import tasks
     from probes.models import Probe
 
     for kind, threshold in [("slice_error_rate", 0.2), ("margin_density", 0.5),

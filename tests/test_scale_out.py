@@ -8,7 +8,8 @@ from collections import Counter
 
 import pytest
 
-from probes.models import ModelVersion, ProbeRun, Rerun
+from probes.models import ProbeRun, Rerun
+from registry.models import ModelVersion
 
 from . import processes
 from . import test_faults as faults

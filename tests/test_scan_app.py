@@ -8,8 +8,9 @@ from django.core.management import CommandError, call_command
 from django.utils.html import escape
 
 from catalog.models import Finding
-from probes.models import Probe, ProbeRun, SliceScan
-from probes.scan_tasks import run_scan
+from introspection.models import SliceScan
+from introspection.tasks import run_scan
+from probes.models import Probe, ProbeRun
 
 from .factories import api_for, client_for, csv_upload, skops_upload, toy_frame
 from .planted import planted_frame, store_planted
@@ -66,7 +67,7 @@ def test_a_sensitive_column_with_rare_values_is_left_out_of_the_scan(people, pla
 
 
 def test_nothing_is_reported_when_errors_are_uniform(people, ml_model):
-    from probes.models import Dataset, ModelVersion
+    from registry.models import Dataset, ModelVersion
 
     from .planted import clean_model
 
@@ -185,7 +186,7 @@ def test_bad_log_input_is_refused_with_nothing_saved(people, planted):
 
 
 def test_a_failing_scan_says_why(people, ml_model, version):
-    from probes.models import Dataset
+    from registry.models import Dataset
 
     other = Dataset.create_from_upload(
         csv_upload(toy_frame().rename(columns={"x2": "z"})), name="renamed", target_column="y",
@@ -210,7 +211,7 @@ def test_an_altered_artifact_fails_the_scan_instead_of_loading(people, planted):
 
 def test_the_web_process_only_queues_the_scan(people, planted, settings, monkeypatch,
                                               django_capture_on_commit_callbacks):
-    from probes import artifacts
+    from boundary import artifacts
 
     def refuse(*args, **kwargs):
         raise AssertionError("the web process loaded an artifact")

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from catalog.models import Finding, SearchWord, Tag
 from catalog.search import headline_markup
-from probes.models import MLModel
+from registry.models import MLModel
 from remediation.models import RemediationAction
 
 from .factories import api_for, client_for

@@ -149,7 +149,8 @@ def build_world(people, text="plain"):
     from django.core.files.base import ContentFile
 
     from catalog.models import Finding, Tag
-    from probes.models import Dataset, MLModel, ModelVersion, Probe, ProbeRun, Rerun
+    from probes.models import Probe, ProbeRun, Rerun
+    from registry.models import Dataset, MLModel, ModelVersion
     from remediation.models import Evaluation, Notification, RemediationAction
 
     from .factories import fitted_model, skops_upload, toy_frame
@@ -237,7 +238,7 @@ def _pk(key):
 
 
 def _scan(w):
-    from probes.models import SliceScan
+    from introspection.models import SliceScan
 
     return [SliceScan.objects.get_or_create(model_version=w["version"], dataset=w["dataset"])[0].pk]
 
@@ -245,7 +246,7 @@ def _scan(w):
 def _boundary_map(w):
     from django.core.files.base import ContentFile
 
-    from probes.models import BoundaryMap
+    from introspection.models import BoundaryMap
 
     m, created = BoundaryMap.objects.get_or_create(
         finding=w["finding"], model_version=w["version"], feature_x="x1", feature_y="x2",
@@ -275,43 +276,43 @@ PAGES = {
     "catalog:onboarding": Page(READERS),
     "catalog:tag_list": Page(READERS),
     "catalog:similar": Page(READERS, args=_pk("finding")),
-    "catalog:start_here": Page(READERS),
-    "catalog:heatmap": Page(READERS),
+    "ledger:start_here": Page(READERS),
+    "ledger:heatmap": Page(READERS),
     "catalog:export_findings": Page(READERS, args=lambda w: ["csv"]),
     "catalog:import_findings": Page({"contributor", "admin"}, ("GET", "POST")),
-    "catalog:export_catalog": Page(READERS),
-    "catalog:import_catalog": Page({"admin"}, ("GET", "POST")),
+    "ledger:export_catalog": Page(READERS),
+    "ledger:import_catalog": Page({"admin"}, ("GET", "POST")),
     "catalog:finding_key_lesson": Page({"reviewer", "admin"}, ("POST",), _pk("finding")),
-    "probes:mlmodel_list": Page(READERS),
-    "probes:mlmodel_create": Page({"maintainer", "admin"}, ("GET", "POST")),
-    "probes:mlmodel_detail": Page(READERS, args=lambda w: [w["ml_model"].slug]),
-    "probes:version_register": Page({"maintainer", "admin"}, ("GET", "POST"),
+    "registry:mlmodel_list": Page(READERS),
+    "registry:mlmodel_create": Page({"maintainer", "admin"}, ("GET", "POST")),
+    "registry:mlmodel_detail": Page(READERS, args=lambda w: [w["ml_model"].slug]),
+    "registry:version_register": Page({"maintainer", "admin"}, ("GET", "POST"),
                                     lambda w: [w["ml_model"].slug]),
-    "probes:version_detail": Page(READERS, args=_pk("version")),
+    "registry:version_detail": Page(READERS, args=_pk("version")),
     "probes:version_run": Page({"contributor", "reviewer", "maintainer", "admin"}, ("POST",),
                                _pk("version")),
     "probes:probe_create": Page({"contributor", "admin"}, ("GET", "POST"), _pk("finding")),
     "probes:finding_run": Page({"contributor", "reviewer", "maintainer", "admin"}, ("POST",),
                                _pk("finding")),
     "probes:rerun_progress": Page(READERS, args=_pk("rerun")),
-    "probes:dataset_list": Page(READERS),
-    "probes:dataset_upload": Page({"contributor", "maintainer", "admin"}, ("GET", "POST")),
-    "probes:dataset_detail": Page(READERS, args=_pk("dataset")),
-    "probes:dataset_columns": Page(READERS, args=_pk("dataset")),
+    "registry:dataset_list": Page(READERS),
+    "registry:dataset_upload": Page({"contributor", "maintainer", "admin"}, ("GET", "POST")),
+    "registry:dataset_detail": Page(READERS, args=_pk("dataset")),
+    "registry:dataset_columns": Page(READERS, args=_pk("dataset")),
     "probes:scan": Page({"contributor", "admin"}, ("GET", "POST")),
-    "probes:scan_new": Page({"contributor", "reviewer", "maintainer", "admin"}, ("GET", "POST"),
+    "introspection:scan_new": Page({"contributor", "reviewer", "maintainer", "admin"}, ("GET", "POST"),
                             _pk("version")),
-    "probes:scan_detail": Page(READERS, args=_scan),
-    "probes:scan_progress": Page(READERS, args=_scan),
-    "probes:scan_log": Page({"contributor", "admin"}, ("POST",), lambda w: [_scan(w)[0], 0]),
-    "probes:finding_maps": Page({"contributor", "reviewer", "maintainer", "admin"}, ("POST",),
+    "introspection:scan_detail": Page(READERS, args=_scan),
+    "introspection:scan_progress": Page(READERS, args=_scan),
+    "introspection:scan_log": Page({"contributor", "admin"}, ("POST",), lambda w: [_scan(w)[0], 0]),
+    "introspection:finding_maps": Page({"contributor", "reviewer", "maintainer", "admin"}, ("POST",),
                                 _pk("finding")),
-    "probes:finding_sweeps": Page({"contributor", "reviewer", "maintainer", "admin"},
+    "introspection:finding_sweeps": Page({"contributor", "reviewer", "maintainer", "admin"},
                                   ("POST",), _pk("finding")),
-    "probes:finding_introspection_progress": Page(READERS, args=_pk("finding")),
-    "probes:map_image": Page(READERS, args=_boundary_map),
-    "probes:sweep_point_probe": Page({"contributor", "admin"}, ("POST",), lambda w: [1, 0]),
-    "probes:dataset_sensitive": Page({"contributor", "maintainer", "admin"}, ("POST",),
+    "introspection:finding_introspection_progress": Page(READERS, args=_pk("finding")),
+    "introspection:map_image": Page(READERS, args=_boundary_map),
+    "introspection:sweep_point_probe": Page({"contributor", "admin"}, ("POST",), lambda w: [1, 0]),
+    "introspection:dataset_sensitive": Page({"contributor", "maintainer", "admin"}, ("POST",),
                                      _pk("dataset")),
     "remediation:action_create": Page({"contributor", "admin"}, ("POST",), _pk("finding")),
     "remediation:action_transition": Page(READERS, ("POST",), _pk("action")),
@@ -699,8 +700,8 @@ def test_script_in_every_text_field_is_shown_as_text_on_every_page(people, fresh
                     escaped_on.add(name)
             else:
                 assert not kind.startswith(("text/html", "image/svg")), (url, kind)
-    must_show = {"catalog:finding_list", "catalog:finding_detail", "probes:mlmodel_detail",
-                 "probes:dataset_detail", "probes:version_detail", "remediation:board",
+    must_show = {"catalog:finding_list", "catalog:finding_detail", "registry:mlmodel_detail",
+                 "registry:dataset_detail", "registry:version_detail", "remediation:board",
                  "remediation:notifications", "dashboard"}
     present = {name for name in must_show if name in PAGES}
     assert present - escaped_on == set(), present - escaped_on
@@ -726,7 +727,7 @@ def test_uploads_are_stored_under_generated_names(people, ml_model, settings):
 
     from django.core.files.base import ContentFile
 
-    from probes.models import Dataset, ModelVersion
+    from registry.models import Dataset, ModelVersion
 
     from .factories import api_for, fitted_model, skops_upload, toy_frame
 
@@ -758,7 +759,7 @@ def test_uploads_are_judged_by_content_not_by_name(people):
 
     from django.core.files.base import ContentFile
 
-    from probes.models import Dataset
+    from registry.models import Dataset
 
     from .factories import api_for, toy_frame
 
@@ -780,7 +781,7 @@ def test_uploads_are_judged_by_content_not_by_name(people):
 
 @pytest.mark.django_db
 def test_an_artifact_over_the_limit_is_refused(people, ml_model, settings):
-    from probes.models import ModelVersion
+    from registry.models import ModelVersion
 
     from .factories import api_for, fitted_model, skops_upload
 
@@ -855,7 +856,7 @@ def test_a_pickle_upload_is_refused_and_never_unpickled(people, ml_model, sentin
 
     from django.core.files.base import ContentFile
 
-    from probes.models import ModelVersion
+    from registry.models import ModelVersion
 
     from .factories import api_for
 

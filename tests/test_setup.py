@@ -65,7 +65,8 @@ def test_system_check_refuses_retry_not_above_timeout(settings):
 @pytest.mark.django_db(transaction=True)
 def test_demo_loader_is_idempotent_and_believable(capsys):
     from catalog.models import Finding
-    from probes.models import ModelVersion, ProbeRun
+    from probes.models import ProbeRun
+    from registry.models import ModelVersion
     from remediation.models import RemediationAction
 
     call_command("load_demo")

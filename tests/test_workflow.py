@@ -2,8 +2,9 @@
 
 import pytest
 
-from catalog.workflow import SYSTEM, TransitionConflict, TransitionError, TransitionForbidden
-from remediation.models import ACTION_TRANSITIONS, AuditEvent, RemediationAction
+from core.models import AuditEvent
+from core.workflow import SYSTEM, TransitionConflict, TransitionError, TransitionForbidden
+from remediation.models import ACTION_TRANSITIONS, RemediationAction
 
 from .factories import api_for, client_for
 

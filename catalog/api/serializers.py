@@ -2,7 +2,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from rest_framework import serializers
 
-from config.serializers import ModelCleanMixin
+from core.api.serializers import ModelCleanMixin
 
 from ..models import Finding, Tag
 

@@ -3,11 +3,11 @@ from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from config.serializers import TransitionSerializer
+from core.api.pagination import FindingPagination
+from core.api.serializers import TransitionSerializer
 
 from ..filtersets import FindingFilterSet
 from ..models import Finding, Tag
-from .pagination import FindingPagination
 from .serializers import FindingSerializer, KeyLessonSerializer, TagSerializer
 
 

@@ -2,7 +2,8 @@
 
 import django.db.models.deletion
 import django.utils.timezone
-import probes.models
+import core.uploads
+import registry.models
 from django.conf import settings
 from django.db import migrations, models
 
@@ -39,7 +40,7 @@ class Migration(migrations.Migration):
                 ('name', models.CharField(max_length=120)),
                 ('version', models.CharField(default='1', max_length=40)),
                 ('description', models.TextField(blank=True)),
-                ('file', models.FileField(upload_to=probes.models._dataset_path)),
+                ('file', models.FileField(upload_to=registry.models._dataset_path)),
                 ('file_format', models.CharField(choices=[('csv', 'CSV'), ('parquet', 'Parquet')], max_length=10)),
                 ('original_filename', models.CharField(blank=True, max_length=255)),
                 ('target_column', models.CharField(max_length=200)),
@@ -53,14 +54,14 @@ class Migration(migrations.Migration):
             options={
                 'ordering': ['name', '-created_at'],
             },
-            bases=(probes.models.ImmutableFileMixin, models.Model),
+            bases=(core.uploads.ImmutableFileMixin, models.Model),
         ),
         migrations.CreateModel(
             name='ModelVersion',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('version', models.CharField(max_length=40)),
-                ('artifact', models.FileField(upload_to=probes.models._artifact_path)),
+                ('artifact', models.FileField(upload_to=registry.models._artifact_path)),
                 ('artifact_format', models.CharField(choices=[('skops', 'skops'), ('pickle', 'pickle / joblib')], max_length=10)),
                 ('artifact_sha256', models.CharField(db_index=True, max_length=64)),
                 ('original_filename', models.CharField(blank=True, max_length=255)),
@@ -74,7 +75,7 @@ class Migration(migrations.Migration):
             options={
                 'ordering': ['ml_model__name', '-registered_at', '-pk'],
             },
-            bases=(probes.models.ImmutableFileMixin, models.Model),
+            bases=(core.uploads.ImmutableFileMixin, models.Model),
         ),
         migrations.CreateModel(
             name='Probe',

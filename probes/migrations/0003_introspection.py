@@ -2,9 +2,15 @@
 
 import django.db.models.deletion
 import django.utils.timezone
-import probes.models
+import uuid
 from django.conf import settings
 from django.db import migrations, models
+
+
+def _map_path(instance, filename):
+    # A copy of what the upload path was when these models lived here (they moved to the
+    # introspection app; a migration never imports a later app's code).
+    return f"maps/{uuid.uuid4().hex}.png"
 
 
 class Migration(migrations.Migration):
@@ -76,7 +82,7 @@ class Migration(migrations.Migration):
                 ('feature_y', models.CharField(max_length=200)),
                 ('slice', models.JSONField(blank=True, default=list)),
                 ('margin', models.FloatField(default=0.1)),
-                ('image', models.FileField(blank=True, upload_to=probes.models._map_path)),
+                ('image', models.FileField(blank=True, upload_to=_map_path)),
                 ('summary', models.JSONField(blank=True, default=dict)),
                 ('dataset', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='boundary_maps', to='probes.dataset')),
                 ('finding', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='boundary_maps', to='catalog.finding')),

@@ -3,8 +3,9 @@
 from django import template
 from django.utils.safestring import mark_safe
 
-from probes.charts import value_chart_svg
-from probes.models import ProbeRun, Rerun
+from boundary.charts import value_chart_svg
+
+from ..models import ProbeRun, Rerun
 
 register = template.Library()
 

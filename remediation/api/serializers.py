@@ -1,9 +1,10 @@
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
+from core.models import AuditEvent
 from probes.models import ProbeRun
 
-from ..models import AuditEvent, Evaluation, Notification, RemediationAction
+from ..models import Evaluation, Notification, RemediationAction
 
 User = get_user_model()
 

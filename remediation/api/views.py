@@ -4,11 +4,12 @@ from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from config.serializers import TransitionSerializer
-from probes.models import ModelVersion
+from core.api.serializers import TransitionSerializer
+from core.models import AuditEvent
+from registry.models import ModelVersion
 
 from ..filtersets import ActionFilterSet, AuditEventFilterSet
-from ..models import AuditEvent, Evaluation, Notification, RemediationAction
+from ..models import Evaluation, Notification, RemediationAction
 from . import serializers as s
 
 

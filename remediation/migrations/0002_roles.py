@@ -1,12 +1,57 @@
-"""Create the four role groups with the permissions of catalog.roles.ROLE_PERMISSIONS."""
+"""Create the four role groups with their permissions as they were defined then (a data
+migration never imports live code: the table is copied here, with the app labels of
+that time; later migrations move the models and their permissions along)."""
 
 from django.contrib.auth.management import create_permissions
 from django.db import migrations
 
+_VIEW_ALL = [
+    "catalog.view_finding",
+    "catalog.view_tag",
+    "probes.view_mlmodel",
+    "probes.view_modelversion",
+    "probes.view_dataset",
+    "probes.view_probe",
+    "probes.view_proberun",
+    "probes.view_rerun",
+    "remediation.view_remediationaction",
+    "remediation.view_evaluation",
+    "remediation.view_auditevent",
+]
+
+ROLE_PERMISSIONS = {
+    "viewer": _VIEW_ALL,
+    "contributor": _VIEW_ALL
+    + [
+        "catalog.add_finding",
+        "catalog.change_finding",
+        "catalog.add_tag",
+        "probes.add_dataset",
+        "probes.add_probe",
+        "probes.change_probe",
+        "probes.run_probe",
+        "remediation.add_remediationaction",
+        "remediation.change_remediationaction",
+    ],
+    "reviewer": _VIEW_ALL
+    + [
+        "catalog.review_finding",
+        "remediation.review_action",
+        "remediation.add_evaluation",
+        "probes.run_probe",
+    ],
+    "maintainer": _VIEW_ALL
+    + [
+        "probes.add_mlmodel",
+        "probes.change_mlmodel",
+        "probes.add_modelversion",
+        "probes.add_dataset",
+        "probes.run_probe",
+    ],
+}
+
 
 def create_roles(apps, schema_editor):
-    from catalog.roles import ROLE_PERMISSIONS
-
     # Permissions are normally created after all migrations ran; make them exist now.
     for app_config in apps.get_app_configs():
         app_config.models_module = True

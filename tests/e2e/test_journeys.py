@@ -106,7 +106,8 @@ def test_a_contributor_logs_a_finding_attaches_a_probe_and_proposes_an_action(
 def _lesson_with_history(people, ml_model, version, dataset, finding, probe):
     """A finding with a lesson, a probe measured on two versions and a verified fix."""
     from catalog.models import Finding
-    from probes.models import ModelVersion, Rerun
+    from probes.models import Rerun
+    from registry.models import ModelVersion
     from remediation.models import RemediationAction
 
     from ..factories import fitted_model, skops_upload
@@ -174,7 +175,8 @@ def test_a_reviewer_approves_and_verifies_then_sees_a_regression_and_its_notice(
     import requests
     from rest_framework.authtoken.models import Token
 
-    from probes.models import ModelVersion, ProbeRun, Rerun
+    from probes.models import ProbeRun, Rerun
+    from registry.models import ModelVersion
     from remediation.models import Notification, RemediationAction
 
     from ..factories import fitted_model, skops_upload

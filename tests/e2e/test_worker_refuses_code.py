@@ -21,7 +21,8 @@ def test_a_worker_refuses_artifacts_that_would_run_code(
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import FunctionTransformer
 
-    from probes.models import ModelVersion, ProbeRun
+    from probes.models import ProbeRun
+    from registry.models import ModelVersion
 
     from ..factories import fitted_model
 

@@ -3,9 +3,11 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from probes.choices import Trigger
-from probes.models import ModelVersion, Probe, Rerun
-from probes.tasks import run_rerun
+from registry.models import ModelVersion
+
+from ...choices import Trigger
+from ...models import Probe, Rerun
+from ...tasks import run_rerun
 
 
 class Command(BaseCommand):

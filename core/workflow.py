@@ -1,0 +1,95 @@
+"""The one way a status changes.
+
+A workflow is a TextChoices status, a table of allowed transitions (from, to) -> who may
+take it, and `transition(...)` below, which every model's `transition_to` calls: it
+checks the target, locks the row, compares the locked status with the one the caller saw
+(a stale view is a conflict, not a silent overwrite), checks the role, saves, and writes
+the audit event, all in one transaction.
+"""
+
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+
+from .audit import silenced
+from .models import SYSTEM, AuditEvent
+
+__all__ = ["SYSTEM", "TransitionConflict", "TransitionError", "TransitionForbidden", "transition"]
+
+
+class TransitionError(Exception):
+    """An illegal transition or a missing field: refused, nothing changed (HTTP 400)."""
+
+    status_code = 400
+
+
+class TransitionForbidden(TransitionError, PermissionDenied):
+    """The actor lacks the role for this transition (HTTP 403)."""
+
+    status_code = 403
+
+
+class TransitionConflict(TransitionError):
+    """Someone else changed the status first (HTTP 409)."""
+
+    status_code = 409
+
+
+def transition(instance, new, *, by, note="", rules, label, check_actor, before_save=None,
+               expected=None):
+    """Move `instance.status` to `new`.
+
+    1. Refuse an unknown target or one the table does not allow from the status the caller
+       saw (`expected`, e.g. the status shown on the page; else the instance's), with a
+       message that names both.
+    2. Lock the row (select_for_update) and re-read its status; if it changed since the
+       caller loaded it, raise TransitionConflict: the other writer won.
+    3. Ask `check_actor(instance, who, by)` whether `by` may take it (who = the rule's
+       actor kind); raise TransitionForbidden if not.
+    4. Run `before_save(locked)` for per-transition fields (it may raise TransitionError),
+       save, and write one audit event with the before and after state.
+    Returns the saved, locked instance (also copied back onto `instance`).
+    """
+    model = type(instance)
+    choices = dict(model._meta.get_field("status").choices)
+    if new not in choices:
+        raise TransitionError(f"'{new}' is not a {label} status; expected one of: "
+                              + ", ".join(choices))
+    seen = expected or instance.status
+    who = rules.get((seen, new))
+    if who is None:
+        allowed = sorted(to for (frm, to) in rules if frm == seen)
+        hint = ", ".join(allowed) if allowed else "none"
+        raise TransitionError(
+            f"A {label} cannot move from '{seen}' to '{new}' (allowed from '{seen}': {hint})."
+        )
+    with transaction.atomic():
+        locked = model.objects.select_for_update().get(pk=instance.pk)
+        if locked.status != seen:
+            raise TransitionConflict(
+                f"This {label} was changed by someone else: it is now '{locked.status}', "
+                f"not '{seen}'. Reload and try again."
+            )
+        if not check_actor(locked, who, by):
+            raise TransitionForbidden(
+                f"You may not move this {label} from '{seen}' to '{new}'"
+                f" (needs: {who if isinstance(who, str) else ' or '.join(who)})."
+            )
+        before = AuditEvent.snapshot(locked)
+        locked.status = new
+        if before_save is not None:
+            before_save(locked)
+        with silenced():
+            locked.save()
+        AuditEvent.record(
+            locked,
+            verb=AuditEvent.Verb.TRANSITION,
+            actor=None if by == SYSTEM else by,
+            before=before,
+            note=note,
+            from_status=seen,
+            to_status=new,
+        )
+    instance.__dict__.update(
+        {f.attname: getattr(locked, f.attname) for f in model._meta.concrete_fields}
+    )
+    return locked

@@ -1,0 +1,8 @@
+from rest_framework.routers import SimpleRouter
+
+from . import views
+
+router = SimpleRouter()
+router.register("scans", views.ScanViewSet)
+router.register("model-versions", views.VersionScanViewSet, basename="modelversion-scan")
+urlpatterns = router.urls

@@ -1,0 +1,79 @@
+
+from django import forms
+
+from registry.models import Dataset
+
+
+class ScanForm(forms.Form):
+    """Scan a model version for weak slices on a dataset."""
+
+    dataset = forms.ModelChoiceField(queryset=Dataset.objects.all())
+    top_k = forms.IntegerField(
+        label="Candidates", min_value=1, max_value=20, initial=5,
+        help_text="How many distinct weak slices to report at most.",
+    )
+    max_predicates = forms.IntegerField(
+        label="Conditions per slice", min_value=1, max_value=3, initial=2,
+    )
+    min_support = forms.IntegerField(
+        label="Minimum rows per slice", min_value=5, required=False,
+        help_text="Empty: 30 rows or 0.5% of the dataset, whichever is larger.",
+    )
+
+
+class LogCandidateForm(forms.Form):
+    """The few choices a user may make when logging a scan candidate as a finding."""
+
+    title = forms.CharField(max_length=200, required=False)
+    severity = forms.ChoiceField(choices=(), required=False)
+    risk_category = forms.ChoiceField(choices=(), required=False)
+    error_threshold = forms.FloatField(min_value=0, max_value=1, required=False,
+                                       label="Error-rate threshold")
+    margin_threshold = forms.FloatField(min_value=0, max_value=1, required=False,
+                                        label="Margin-density threshold")
+
+    def __init__(self, *args, **kwargs):
+        from catalog.choices import RiskCategory, Severity
+
+        super().__init__(*args, **kwargs)
+        self.fields["severity"].choices = Severity.choices
+        self.fields["risk_category"].choices = RiskCategory.choices
+
+
+class BoundaryMapForm(forms.Form):
+    feature_x = forms.ChoiceField(label="x axis", choices=())
+    feature_y = forms.ChoiceField(label="y axis", choices=())
+
+    def __init__(self, *args, features=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        choices = [(f, f) for f in features]
+        self.fields["feature_x"].choices = choices
+        self.fields["feature_y"].choices = choices
+
+
+class SweepForm(forms.Form):
+    kind = forms.ChoiceField(choices=())
+    model_version = forms.ModelChoiceField(queryset=None, label="on version")
+    feature = forms.ChoiceField(choices=(), required=False,
+                                help_text="For a counterfactual sweep: the feature to vary.")
+
+    def __init__(self, *args, finding, **kwargs):
+        from .models import SweepKind
+
+        super().__init__(*args, **kwargs)
+        self.fields["kind"].choices = SweepKind.choices
+        self.fields["model_version"].queryset = finding.ml_model.versions.all()
+        features = finding.dataset.feature_columns if finding.dataset else []
+        self.fields["feature"].choices = [("", "—")] + [(f, f) for f in features]
+
+
+class SensitiveColumnsForm(forms.Form):
+    sensitive_columns = forms.MultipleChoiceField(
+        choices=(), required=False, widget=forms.CheckboxSelectMultiple,
+        help_text="Used in computations, never shown row by row.",
+    )
+
+    def __init__(self, *args, dataset, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["sensitive_columns"].choices = [(c, c) for c in dataset.column_names]
+        self.fields["sensitive_columns"].initial = dataset.sensitive_columns

@@ -1,0 +1,9 @@
+from rest_framework.routers import SimpleRouter
+
+from . import views
+
+router = SimpleRouter()
+router.register("ml-models", views.MLModelViewSet)
+router.register("datasets", views.DatasetViewSet)
+router.register("model-versions", views.ModelVersionViewSet)
+urlpatterns = router.urls

@@ -1,0 +1,13 @@
+from django.apps import AppConfig
+
+
+class RegistryConfig(AppConfig):
+    name = "registry"
+    verbose_name = "Registry: ML models, versions and datasets"
+
+    def ready(self):
+        from core import audit
+
+        from .models import Dataset, MLModel, ModelVersion
+
+        audit.track(MLModel, Dataset, ModelVersion)

@@ -1,0 +1,343 @@
+"""ML models, their versions and datasets: what findings and probes point at.
+
+Model versions and datasets are immutable once stored: their files live under
+server-generated names and their sha256 is recorded at upload, checked again before every
+use. Domain operations (registering a version, storing a dataset) are methods here so that
+the web views, the API and the commands call the same code.
+"""
+
+import platform
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models, transaction
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.text import slugify
+
+from boundary.artifacts import detect_format, sha256_of
+from boundary.tables import DatasetError, inspect_upload, read_table
+from core.audit import acting_as
+from core.roles import MAINTAINER, has_role
+from core.uploads import ImmutableFileMixin, refuse_duplicate, store_upload
+
+from .choices import ArtifactFormat, FileFormat, Task
+from .signals import version_registered
+
+
+def _dataset_path(instance, filename):
+    return f"datasets/{uuid.uuid4().hex}.{instance.file_format or 'bin'}"
+
+
+def _artifact_path(instance, filename):
+    return f"artifacts/{uuid.uuid4().hex}.{instance.artifact_format or 'bin'}"
+
+
+def capture_environment():
+    """Library versions of the process that registers an artifact (imported here, not at
+    the top, so that the web process pays for scikit-learn only when it registers one)."""
+    import numpy
+    import pandas
+    import sklearn
+
+    return {
+        "python": platform.python_version(),
+        "scikit-learn": sklearn.__version__,
+        "numpy": numpy.__version__,
+        "pandas": pandas.__version__,
+    }
+
+
+class MLModel(models.Model):
+    name = models.CharField(max_length=120, unique=True)
+    slug = models.SlugField(max_length=120, unique=True)
+    description = models.TextField(blank=True)
+    task = models.CharField(max_length=20, choices=Task.choices, default=Task.BINARY)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "ML model"
+
+    def __str__(self):
+        return self.name
+
+    def save(self, *args, **kwargs):
+        if not self.slug:
+            self.slug = slugify(self.name)[:120]
+        super().save(*args, **kwargs)
+
+    def get_absolute_url(self):
+        return reverse("registry:mlmodel_detail", args=[self.slug])
+
+    def clean(self):
+        """The slug (the model's web address, derived from the name when not given) must
+        be non-empty and unused: two names may slugify alike ("Credit Risk", "credit-risk")."""
+        slug = self.slug or slugify(self.name or "")[:120]
+        field = "slug" if self.slug else "name"
+        if not slug:
+            raise ValidationError(
+                {field: "The name needs a letter or a digit: it makes the model's address."}
+            )
+        clash = type(self).objects.filter(slug=slug).exclude(pk=self.pk).first()
+        if clash is not None:
+            raise ValidationError(
+                {field: f"The ML model '{clash.name}' already has the address '{slug}'; "
+                        "choose another name or slug."}
+            )
+
+    @property
+    def latest_version(self):
+        return self.versions.order_by("-registered_at", "-pk").first()
+
+
+class Dataset(ImmutableFileMixin, models.Model):
+    immutable_fields = ("file", "sha256")
+
+    name = models.CharField(max_length=120)
+    version = models.CharField(max_length=40, default="1")
+    description = models.TextField(blank=True)
+    file = models.FileField(upload_to=_dataset_path)
+    file_format = models.CharField(max_length=10, choices=FileFormat.choices)
+    original_filename = models.CharField(max_length=255, blank=True)
+    target_column = models.CharField(max_length=200)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    size_bytes = models.BigIntegerField(default=0)
+    row_count = models.PositiveIntegerField()
+    # [{"name", "dtype", "kind", "sensitive", "ignored"}], in file order.
+    columns = models.JSONField(default=list)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name", "-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["name", "version"], name="dataset_unique_version")
+        ]
+
+    def __str__(self):
+        return f"{self.name} v{self.version}"
+
+    def get_absolute_url(self):
+        return reverse("registry:dataset_detail", args=[self.pk])
+
+    @property
+    def schema(self):
+        """{column: kind} for slice validation (kinds: numeric, categorical, boolean, datetime)."""
+        return {c["name"]: c["kind"] for c in self.columns}
+
+    @property
+    def column_names(self):
+        return [c["name"] for c in self.columns]
+
+    @property
+    def sensitive_columns(self):
+        return [c["name"] for c in self.columns if c.get("sensitive")]
+
+    @property
+    def ignored_columns(self):
+        return [c["name"] for c in self.columns if c.get("ignored")]
+
+    @property
+    def feature_columns(self):
+        return [
+            c["name"]
+            for c in self.columns
+            if c["name"] != self.target_column and not c.get("ignored")
+        ]
+
+    def read(self):
+        """The table as a DataFrame, after checking the stored hash."""
+        path = self.file.path
+        actual = sha256_of(path)
+        if actual != self.sha256:
+            raise ValidationError(
+                f"dataset file sha256 mismatch: expected {self.sha256}, got {actual}"
+            )
+        return read_table(path, self.file_format)
+
+    @classmethod
+    def create_from_upload(
+        cls,
+        upload,
+        *,
+        name,
+        target_column,
+        by=None,
+        version="1",
+        description="",
+        sensitive_columns=(),
+        ignored_columns=(),
+    ):
+        """Check an uploaded table and store it.
+
+        1. Refuse files over UPLOAD_MAX_BYTES and empty files.
+        2. Detect CSV or Parquet by content (not by the name), parse it, refuse a table with
+           no rows or without the target column, or with unknown sensitive/ignored names.
+        3. Hash the bytes, infer the column schema, save the file under a generated name
+           and the row in one transaction; nothing is kept if any step fails.
+        """
+        try:
+            info = inspect_upload(
+                upload,
+                target_column=target_column,
+                max_bytes=settings.UPLOAD_MAX_BYTES,
+                sensitive_columns=sensitive_columns,
+                ignored_columns=ignored_columns,
+            )
+        except DatasetError as exc:
+            raise ValidationError({exc.field: str(exc)}) from exc
+        duplicate = {"version": f"Dataset '{name}' already has a version '{version}'."}
+        if cls.objects.filter(name=name, version=version).exists():
+            raise ValidationError(duplicate)
+        dataset = cls(
+            name=name,
+            version=version,
+            description=description,
+            file_format=info.file_format,
+            original_filename=Path(getattr(upload, "name", "") or "").name[:255],
+            target_column=target_column,
+            sha256=info.sha256,
+            size_bytes=info.size_bytes,
+            row_count=info.row_count,
+            columns=info.columns,
+            uploaded_by=by,
+        )
+        taken = cls.objects.filter(name=name, version=version)
+        with refuse_duplicate(taken, duplicate), transaction.atomic():
+            upload.seek(0)
+            store_upload(dataset.file, upload)
+            try:
+                with acting_as(by):
+                    dataset.save()
+            except Exception:
+                dataset.file.delete(save=False)
+                raise
+        return dataset
+
+
+class ModelVersion(ImmutableFileMixin, models.Model):
+    immutable_fields = ("artifact", "artifact_sha256")
+
+    ml_model = models.ForeignKey(MLModel, on_delete=models.PROTECT, related_name="versions")
+    version = models.CharField(max_length=40)
+    artifact = models.FileField(upload_to=_artifact_path)
+    artifact_format = models.CharField(max_length=10, choices=ArtifactFormat.choices)
+    artifact_sha256 = models.CharField(max_length=64, db_index=True)
+    original_filename = models.CharField(max_length=255, blank=True)
+    training_dataset = models.ForeignKey(
+        Dataset, null=True, blank=True, on_delete=models.PROTECT, related_name="trained_versions"
+    )
+    notes = models.TextField(blank=True)
+    environment = models.JSONField(default=dict, blank=True)
+    registered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    registered_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["ml_model__name", "-registered_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["ml_model", "version"], name="modelversion_unique_version"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.ml_model.name} v{self.version}"
+
+    def get_absolute_url(self):
+        return reverse("registry:version_detail", args=[self.pk])
+
+    @classmethod
+    def register(
+        cls,
+        *,
+        ml_model,
+        version,
+        artifact,
+        by=None,
+        training_dataset=None,
+        notes="",
+        environment=None,
+        enqueue=True,
+    ):
+        """Register a trained artifact as a new version of an ML model.
+
+        1. Refuse a duplicate version, a file over the size limit, an empty file, and any
+           format but skops — unless pickle is enabled for this deployment and `by` is a
+           maintainer. The format is read from the bytes, never trusted from the name.
+        2. Hash the artifact, capture the library versions, save file and row together.
+        3. Send `version_registered` (unless `enqueue` is false): the probes app queues a
+           rerun of every active probe of the ML model on this version, handed to a worker
+           after the transaction commits (the artifact is only ever loaded by a worker).
+        """
+        version = str(version).strip()
+        if not version:
+            raise ValidationError({"version": "A version name is required."})
+        duplicate = {"version": f"{ml_model.name} already has a version '{version}'."}
+        if cls.objects.filter(ml_model=ml_model, version=version).exists():
+            raise ValidationError(duplicate)
+        size = getattr(artifact, "size", None)
+        if size is None:
+            artifact.seek(0, 2)
+            size = artifact.tell()
+        if size == 0:
+            raise ValidationError({"artifact": "The artifact file is empty."})
+        if size > settings.UPLOAD_MAX_BYTES:
+            raise ValidationError(
+                {
+                    "artifact": f"The artifact is {size} bytes; the limit is "
+                    f"{settings.UPLOAD_MAX_BYTES} bytes."
+                }
+            )
+        artifact.seek(0)
+        fmt = detect_format(artifact)  # a zip's directory is at its end: read it all
+        if fmt == "unknown":
+            raise ValidationError(
+                {
+                    "artifact": "The artifact is not a skops file (nor a pickle); "
+                    "save the model with skops.io.dump()."
+                }
+            )
+        if fmt == "pickle":
+            if not settings.ALLOW_PICKLE_ARTIFACTS:
+                raise ValidationError(
+                    {
+                        "artifact": "Pickle/joblib artifacts are refused: they run code when "
+                        "loaded. Save the model with skops.io.dump()."
+                    }
+                )
+            if by is None or not has_role(by, MAINTAINER):
+                raise ValidationError(
+                    {"artifact": "Only maintainers may register pickle/joblib artifacts."}
+                )
+        digest = sha256_of(artifact)
+        artifact.seek(0)
+        mv = cls(
+            ml_model=ml_model,
+            version=version,
+            artifact_format=fmt,
+            artifact_sha256=digest,
+            original_filename=Path(getattr(artifact, "name", "") or "").name[:255],
+            training_dataset=training_dataset,
+            notes=notes,
+            environment=environment or capture_environment(),
+            registered_by=by,
+        )
+        taken = cls.objects.filter(ml_model=ml_model, version=version)
+        with refuse_duplicate(taken, duplicate), transaction.atomic():
+            store_upload(mv.artifact, artifact)
+            try:
+                with acting_as(by):
+                    mv.save()
+            except Exception:
+                mv.artifact.delete(save=False)
+                raise
+            if enqueue:
+                version_registered.send(sender=cls, version=mv, by=by)
+        return mv

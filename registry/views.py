@@ -1,0 +1,170 @@
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.db.models import Count
+from django.http import JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+
+from core.decorators import role_required
+from core.forms import copy_errors
+from core.models import AuditEvent
+
+from .forms import DatasetUploadForm, MLModelForm, ModelVersionForm
+from .models import Dataset, MLModel, ModelVersion
+
+PREVIEW_ROWS = 20
+
+
+@role_required("registry.view_mlmodel")
+def mlmodel_list(request):
+    models = MLModel.objects.annotate(
+        n_versions=Count("versions", distinct=True), n_findings=Count("findings", distinct=True)
+    )
+    return render(request, "registry/mlmodel_list.html", {"ml_models": models})
+
+
+@role_required("registry.add_mlmodel")
+def mlmodel_create(request):
+    form = MLModelForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        ml_model = form.save()
+        messages.success(request, f"ML model {ml_model.name} created.")
+        return redirect(ml_model)
+    return render(request, "registry/mlmodel_form.html", {"form": form})
+
+
+@role_required("registry.view_mlmodel")
+def mlmodel_detail(request, slug):
+    ml_model = get_object_or_404(MLModel, slug=slug)
+    versions = ml_model.versions.select_related("registered_by", "training_dataset")
+    findings = ml_model.findings.select_related("model_version").order_by("-created_at")
+    return render(
+        request,
+        "registry/mlmodel_detail.html",
+        {
+            "ml_model": ml_model,
+            "versions": versions,
+            "findings": findings[:50],
+        },
+    )
+
+
+@role_required("registry.add_modelversion")
+def version_register(request, slug):
+    ml_model = get_object_or_404(MLModel, slug=slug)
+    form = ModelVersionForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            version = ModelVersion.register(
+                ml_model=ml_model,
+                version=form.cleaned_data["version"],
+                artifact=form.cleaned_data["artifact"],
+                training_dataset=form.cleaned_data["training_dataset"],
+                notes=form.cleaned_data["notes"],
+                by=request.user,
+            )
+        except ValidationError as exc:
+            copy_errors(form, exc)
+        else:
+            messages.success(request, f"{version} registered; its probes are queued for a rerun.")
+            return redirect(version)
+    return render(request, "registry/version_form.html", {"form": form, "ml_model": ml_model})
+
+
+@role_required("registry.view_modelversion")
+def version_detail(request, pk):
+    version = get_object_or_404(
+        ModelVersion.objects.select_related("ml_model", "registered_by", "training_dataset"),
+        pk=pk,
+    )
+    runs = version.runs.select_related("probe__finding", "probe__dataset").order_by(
+        "probe__finding_id", "probe_id", "-created_at"
+    )
+    reruns = version.reruns.all()[:10]
+    return render(
+        request,
+        "registry/version_detail.html",
+        {
+            "version": version,
+            "runs": runs,
+            "reruns": reruns,
+            "history": AuditEvent.objects.for_object(version).select_related("actor")[:50],
+        },
+    )
+
+
+@role_required("registry.view_dataset")
+def dataset_list(request):
+    return render(
+        request,
+        "registry/dataset_list.html",
+        {"datasets": Dataset.objects.select_related("uploaded_by")},
+    )
+
+
+@role_required("registry.add_dataset")
+def dataset_upload(request):
+    form = DatasetUploadForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            dataset = Dataset.create_from_upload(
+                data["file"],
+                name=data["name"],
+                version=data["version"],
+                target_column=data["target_column"],
+                description=data["description"],
+                sensitive_columns=data["sensitive_columns"],
+                ignored_columns=data["ignored_columns"],
+                by=request.user,
+            )
+        except ValidationError as exc:
+            copy_errors(form, exc)
+        else:
+            messages.success(request, f"Dataset {dataset} stored ({dataset.row_count} rows).")
+            return redirect(dataset)
+    return render(request, "registry/dataset_form.html", {"form": form})
+
+
+@role_required("registry.view_dataset")
+def dataset_detail(request, pk):
+    dataset = get_object_or_404(Dataset, pk=pk)
+    preview, preview_error = None, ""
+    try:
+        frame = dataset.read().head(PREVIEW_ROWS)
+    except Exception as exc:  # a missing or altered file is shown, not raised
+        preview_error = str(exc)
+    else:
+        # Sensitive columns are used in computations but never shown row by row.
+        hidden = set(dataset.sensitive_columns)
+        columns = [c for c in frame.columns if c not in hidden]
+        preview = {
+            "columns": columns,
+            "hidden": sorted(hidden),
+            "rows": frame[columns].astype(object).where(frame[columns].notna(), "").values.tolist(),
+        }
+    return render(
+        request,
+        "registry/dataset_detail.html",
+        {
+            "dataset": dataset,
+            "preview": preview,
+            "preview_error": preview_error,
+            "history": AuditEvent.objects.for_object(dataset).select_related("actor")[:50],
+        },
+    )
+
+
+@role_required("registry.view_dataset")
+def dataset_columns(request, pk):
+    """The schema the slice builder offers: names, kinds, and a few values per column."""
+    dataset = get_object_or_404(Dataset, pk=pk)
+    return JsonResponse(
+        {
+            "id": dataset.pk,
+            "target_column": dataset.target_column,
+            "columns": [
+                {"name": c["name"], "kind": c["kind"], "dtype": c["dtype"]} for c in dataset.columns
+            ],
+        }
+    )
