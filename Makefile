@@ -8,15 +8,33 @@ PIP    := $(PY) -m pip
 .PHONY: run test install install-dev lint migrations-check demo serve ci e2e-deps bench bench-search clean \
         e2e fuzz
 
+# requirements*.txt are compiled by pip-tools from the short requirements*.in files, with every
+# dependency pinned and hashed, so a fresh machine installs exactly what CI tested: edit the
+# .in files, then `make requirements`. --require-hashes refuses anything unpinned or altered.
+PIP_INSTALL := $(PIP) install --progress-bar off --require-hashes
+PIP_COMPILE := $(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+               --no-emit-index-url --no-emit-find-links
+
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -r requirements.txt
+	@echo "Installing dependencies into $(VENV) (first run takes a few minutes)..."
+	$(PIP) install --progress-bar off --upgrade pip
+	$(PIP_INSTALL) -r requirements.txt
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
-	$(PIP) install --quiet -r requirements-dev.txt
+	@echo "Installing development tools into $(VENV)..."
+	$(PIP_INSTALL) -r requirements-dev.txt
 	touch $@
+
+# Recompile the three lock files from the .in files, in order: requirements-dev.in is constrained
+# by requirements.txt, requirements-bench.in by requirements-dev.txt. Pins already in a .txt are
+# kept; to move one, edit its .in file or pass e.g. PIP_COMPILE_ARGS=--upgrade-package=NAME.
+.PHONY: requirements
+requirements: $(VENV)/.dev
+	$(PIP_COMPILE) $(PIP_COMPILE_ARGS) -o requirements.txt requirements.in
+	$(PIP_COMPILE) $(PIP_COMPILE_ARGS) -o requirements-dev.txt requirements-dev.in
+	$(PIP_COMPILE) $(PIP_COMPILE_ARGS) -o requirements-bench.txt requirements-bench.in
 
 install: $(VENV)/.runtime
 install-dev: $(VENV)/.dev
@@ -43,7 +61,7 @@ migrations-check: install-dev
 	$(PY) manage.py makemigrations --check --dry-run
 
 $(VENV)/.bench: $(VENV)/.dev requirements-bench.txt
-	$(PIP) install --quiet -r requirements-bench.txt
+	$(PIP_INSTALL) -r requirements-bench.txt
 	touch $@
 
 bench: $(VENV)/.bench
