@@ -52,8 +52,11 @@ demo: install
 test: install-dev
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Style, layers, types and migrations: what CI checks before the tests (and what the
+# pre-commit hooks in .pre-commit-config.yaml run).
 lint: install-dev
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	$(PY) manage.py check
 	$(PY) manage.py makemigrations --check --dry-run
 

@@ -6,6 +6,8 @@ class CatalogConfig(AppConfig):
     verbose_name = "Catalog"
 
     def ready(self):
+        # Imported here, not at the top: models and receivers load once the app registry
+        # is ready.
         from core import audit
 
         from . import search

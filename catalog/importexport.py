@@ -20,6 +20,9 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from core.audit import acting_as
+from registry.models import Dataset, MLModel, ModelVersion
+
 from . import search
 from .choices import RiskCategory, Severity
 from .models import Finding, Tag
@@ -112,8 +115,6 @@ class _Lookups:
     """Cached lookups of the names a CSV uses (ML model, version, dataset, owner)."""
 
     def __init__(self):
-        from registry.models import Dataset, MLModel, ModelVersion
-
         self.models = {}
         for m in MLModel.objects.all():
             self.models[m.slug.lower()] = m
@@ -205,7 +206,6 @@ def import_findings_csv(file, *, by, commit=False):
     3. If there is no error and `commit`, save them all in one transaction, as `by`, and
        rebuild their search documents once at the end.
     """
-    from core.audit import acting_as
 
     report = ImportReport()
     raw = file.read(CSV_MAX_BYTES + 1)

@@ -39,6 +39,10 @@ from django.db.models import DateTimeField, ExpressionWrapper, F, Q, Value
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
+from registry.models import MLModel
+
+from .models import Finding, SearchWord, Tag
+
 SEARCH_CONFIG = "english"
 CANDIDATE_LIMIT = 250
 WEIGHTS = {"A": 1.0, "B": 0.4, "C": 0.2, "D": 0.1}  # ts_rank's defaults, by label
@@ -161,8 +165,6 @@ def refresh(ids=None, *, finding_model=None, word_model=None, using="default"):
     Takes the models as arguments so that a migration can run it on its historical models.
     """
     if finding_model is None:
-        from .models import Finding, SearchWord
-
         finding_model, word_model = Finding, SearchWord
     if ids is None:
         ids = list(finding_model.objects.order_by("pk").values_list("pk", flat=True))
@@ -637,7 +639,6 @@ class SearchResults:
         word (pg_trgm similarity on PostgreSQL, difflib on SQLite); the suggestion is
         offered only if it matches something.
         """
-        from .models import SearchWord
 
         if not self.q or self.count:
             return None
@@ -716,8 +717,6 @@ def _finding_saved(sender, instance, raw=False, **kwargs):
 
 
 def _tags_changed(sender, instance, action, reverse, pk_set, **kwargs):
-    from .models import Finding
-
     if action == "pre_clear":
         instance._search_cleared = (
             list(instance.findings.values_list("pk", flat=True)) if reverse else [instance.pk]
@@ -771,9 +770,7 @@ def connect():
     """Keep the search documents current on every change that affects them."""
     from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete
 
-    from registry.models import MLModel
 
-    from .models import Finding, Tag
 
     post_save.connect(_finding_saved, sender=Finding, dispatch_uid="search-finding")
     m2m_changed.connect(_tags_changed, sender=Finding.tags.through, dispatch_uid="search-tags")

@@ -1,9 +1,9 @@
 from core.roles import roles_of
+from remediation.models import Notification
 
 
 def roles(request):
     """The signed-in user's roles and unread notification count, for the header."""
-    from remediation.models import Notification
 
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:

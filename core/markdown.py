@@ -55,7 +55,7 @@ class _ListAfterText(Preprocessor):
     type it into a text box and as GitHub shows it; plain Markdown wants a blank line."""
 
     def run(self, lines):
-        out = []
+        out: list[str] = []
         for line in lines:
             prev = out[-1] if out else ""
             if (_LIST_ITEM.match(line) and prev.strip() and not prev[0].isspace()

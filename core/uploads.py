@@ -4,9 +4,10 @@ same clear message as the check before it."""
 
 import contextlib
 import errno
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError
+from django.db import IntegrityError, models
 
 # errno values that mean the disk is full: no space left, quota exceeded, file too large.
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
@@ -52,17 +53,26 @@ def refuse_duplicate(taken, message):
         raise
 
 
-class ImmutableFileMixin:
+if TYPE_CHECKING:
+    _ModelBase = models.Model
+else:
+    _ModelBase = object  # a plain mixin at run time: migrations name it as a base
+
+
+class ImmutableFileMixin(_ModelBase):
     """Refuses to change the stored file or its hash once the row exists."""
 
-    immutable_fields = ()
+    immutable_fields: tuple[str, ...] = ()
 
     def save(self, *args, **kwargs):
         if not self._state.adding and self.pk:
-            stored = type(self).objects.filter(pk=self.pk).values(*self.immutable_fields).first()
+            stored = (
+                type(self)._default_manager.filter(pk=self.pk)
+                .values(*self.immutable_fields).first()
+            )
             if stored:
                 for name in self.immutable_fields:
-                    value = getattr(self, name)
+                    value: Any = getattr(self, name)
                     value = value.name if hasattr(value, "name") else value
                     if stored[name] != value:
                         raise ValidationError(

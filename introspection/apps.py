@@ -6,6 +6,8 @@ class IntrospectionConfig(AppConfig):
     verbose_name = "Introspection: slice scans, boundary maps, stress sweeps"
 
     def ready(self):
+        # Imported here, not at the top: models and receivers load once the app registry
+        # is ready.
         from remediation.signals import evaluation_recorded
 
         from .tasks import on_evaluation_recorded

@@ -1,7 +1,10 @@
 
 from django import forms
 
+from catalog.choices import RiskCategory, Severity
 from registry.models import Dataset
+
+from .models import SweepKind
 
 
 class ScanForm(forms.Form):
@@ -33,8 +36,6 @@ class LogCandidateForm(forms.Form):
                                         label="Margin-density threshold")
 
     def __init__(self, *args, **kwargs):
-        from catalog.choices import RiskCategory, Severity
-
         super().__init__(*args, **kwargs)
         self.fields["severity"].choices = Severity.choices
         self.fields["risk_category"].choices = RiskCategory.choices
@@ -58,8 +59,6 @@ class SweepForm(forms.Form):
                                 help_text="For a counterfactual sweep: the feature to vary.")
 
     def __init__(self, *args, finding, **kwargs):
-        from .models import SweepKind
-
         super().__init__(*args, **kwargs)
         self.fields["kind"].choices = SweepKind.choices
         self.fields["model_version"].queryset = finding.ml_model.versions.all()

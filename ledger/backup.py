@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from catalog import search
 from catalog.models import Finding, Tag
+from core.audit import silenced
 from core.models import AuditEvent
 from probes.models import Probe, ProbeRun, Rerun
 from registry.models import Dataset, MLModel, ModelVersion
@@ -121,7 +122,6 @@ def import_catalog(data):
                               f"this instance reads version {FORMAT_VERSION}.")
     if not catalog_is_empty():
         raise ValidationError("The catalog is not empty: import into a fresh instance.")
-    from core.audit import silenced
 
     User = get_user_model()
     report = CatalogImportReport()

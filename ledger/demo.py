@@ -30,7 +30,8 @@ from boundary import engine
 from boundary.artifacts import dump_skops
 from catalog.models import Finding, Tag
 from core.roles import ROLES, sync_role_groups
-from probes.models import Probe
+from probes.choices import Trigger
+from probes.models import Probe, Rerun
 from registry.models import Dataset, MLModel, ModelVersion
 from remediation.models import RemediationAction
 
@@ -201,8 +202,6 @@ def load(stdout=None):
 
 def _rerun(version, probes, by):
     """Run these probes on an earlier version too, so each finding shows its history."""
-    from probes.choices import Trigger
-    from probes.models import Rerun
 
     with transaction.atomic():
         Rerun.queue(version, trigger=Trigger.MANUAL, by=by, probes=probes)

@@ -8,6 +8,8 @@ class ProbesConfig(AppConfig):
     verbose_name = "Probes and probe runs"
 
     def ready(self):
+        # Imported here, not at the top: models and receivers load once the app registry
+        # is ready.
         from django_q.signals import post_spawn
 
         from core import audit

@@ -6,6 +6,8 @@ class RegistryConfig(AppConfig):
     verbose_name = "Registry: ML models, versions and datasets"
 
     def ready(self):
+        # Imported here, not at the top: models and receivers load once the app registry
+        # is ready.
         from core import audit
 
         from .models import Dataset, MLModel, ModelVersion

@@ -6,6 +6,8 @@ class RemediationConfig(AppConfig):
     verbose_name = "Remediation"
 
     def ready(self):
+        # Imported here, not at the top: models and receivers load once the app registry
+        # is ready.
         from catalog import search
         from core import audit
         from probes.signals import rerun_finished

@@ -1,14 +1,21 @@
 """Serializer helpers shared by the apps' APIs."""
 
+from typing import TYPE_CHECKING
+
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
+if TYPE_CHECKING:
+    from rest_framework.serializers import ModelSerializer as _SerializerBase
+else:
+    _SerializerBase = object  # a plain mixin at run time, put before ModelSerializer
 
-class ModelCleanMixin:
+
+class ModelCleanMixin(_SerializerBase):
     """Runs the model's own clean() (the one place its rules live) on the validated data,
     so the API refuses exactly what the web forms refuse, with field-level messages."""
 
-    clean_exclude = ()
+    clean_exclude: tuple[str, ...] = ()
 
     def validate(self, attrs):
         attrs = super().validate(attrs)

@@ -6,6 +6,7 @@ from django.utils.safestring import mark_safe
 
 from boundary.scan_charts import sweep_chart_svg
 
+from ..forms import BoundaryMapForm, SensitiveColumnsForm, SweepForm
 from ..models import FINISHED_JOB_STATUSES, BoundaryMap, SliceScan, StressSweep, SweepKind
 from ..scans import changed_share, default_map_axes, numeric_features
 
@@ -53,7 +54,6 @@ def _sweep_items(finding):
 @register.inclusion_tag("introspection/_finding_maps.html", takes_context=True)
 def finding_maps(context, finding):
     """The "did the boundary move?" and stress-sweep sections of a finding page."""
-    from ..forms import BoundaryMapForm, SweepForm
 
     request = context["request"]
     user = request.user
@@ -101,7 +101,6 @@ def version_scans(context, version):
 @register.inclusion_tag("introspection/_dataset_sensitive.html", takes_context=True)
 def dataset_sensitivity(context, dataset):
     """Who may change them sees a checkbox per column; everyone sees the current marks."""
-    from ..forms import SensitiveColumnsForm
 
     user = context["request"].user
     can_edit = user.has_perm("registry.add_dataset")
