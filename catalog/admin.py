@@ -1,5 +1,7 @@
 from django.contrib import admin
 
+from core.admin import HistoryAdmin
+
 from .models import Finding, Tag
 
 
@@ -10,7 +12,7 @@ class TagAdmin(admin.ModelAdmin):
 
 
 @admin.register(Finding)
-class FindingAdmin(admin.ModelAdmin):
+class FindingAdmin(HistoryAdmin):
     list_display = ["title", "ml_model", "severity", "risk_category", "status", "owner",
                     "created_at"]
     list_filter = ["status", "severity", "risk_category", "ml_model", "is_key_lesson"]

@@ -1,18 +1,28 @@
 """The audit trail: one immutable row per create, update or status change of an audited
-object (core/audit.py decides when one is written)."""
+object (core/audit.py decides when one is written).
+
+The trail is hash-chained: each event stores the hash of the event before it
+(`prev_hash`) and its own `hash`, the sha256 of `prev_hash` and the event's canonical
+JSON. AuditChain's single row holds the chain's tip and length, so that an edited, removed,
+reordered or inserted event — the last one included — breaks a link that
+`manage.py verify_audit` names.
+"""
 
 import datetime
 import decimal
+import hashlib
+import json
 import uuid
 
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import models, transaction
 from django.db.models.fields.files import FieldFile
 from django.utils import timezone
 
 SYSTEM = "system"  # the actor of what no person does (a regression found by a rerun)
+GENESIS = "0" * 64  # the "previous hash" of the first event
 
 
 def _jsonable(value):
@@ -40,6 +50,81 @@ class AuditEventQuerySet(models.QuerySet):
         raise ValidationError("Audit events are immutable.")
 
 
+def canonical_json(event):
+    """The event's recorded content as one fixed string: sorted keys, no spaces, the object
+    type by its label (ids of content types differ between databases)."""
+    content_type = ContentType.objects.get_for_id(event.content_type_id)
+    return json.dumps(
+        {
+            "id": event.pk,
+            "object_type": f"{content_type.app_label}.{content_type.model}",
+            "object_id": event.object_id,
+            "object_repr": event.object_repr,
+            "verb": event.verb,
+            "actor": event.actor_id,
+            "actor_label": event.actor_label,
+            "before": event.before,
+            "after": event.after,
+            "from_status": event.from_status,
+            "to_status": event.to_status,
+            "note": event.note,
+            "created_at": event.created_at.isoformat(),
+        },
+        sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+    )
+
+
+def chain_hash(prev_hash, event):
+    return hashlib.sha256((prev_hash + canonical_json(event)).encode("utf-8")).hexdigest()
+
+
+class AuditChain(models.Model):
+    """The tip of the audit trail's hash chain (one row): appends lock it, so that two
+    writers never fork the chain, and a removed last event shows as a tip mismatch."""
+
+    tip = models.CharField(max_length=64, default=GENESIS)
+    length = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "audit chain"
+
+    def __str__(self):
+        return f"{self.length} events, tip {self.tip[:12]}"
+
+    @classmethod
+    def lock(cls):
+        """The chain's row, locked for this transaction: the UPDATE takes the row lock
+        (PostgreSQL) before the tip is read; SQLite's IMMEDIATE transactions already hold
+        the database's write lock."""
+        if not cls.objects.filter(pk=1).update(length=models.F("length")):
+            cls.objects.get_or_create(pk=1)
+        return cls.objects.get(pk=1)
+
+
+def verify_chain():
+    """Walk the audit trail in id order; None when every link holds, else a sentence that
+    names the first broken one (an edited, removed, inserted or reordered event)."""
+    expected, count, last = GENESIS, 0, None
+    events = models.QuerySet(AuditEvent).order_by("pk").only(
+        *[f.attname for f in AuditEvent._meta.concrete_fields])
+    for event in events.iterator(chunk_size=2000):
+        if event.prev_hash != expected:
+            where = f"after event #{last}" if last else "at the start"
+            return (f"Event #{event.pk} does not follow the chain {where}: an event was "
+                    f"removed, inserted or reordered before it.")
+        if chain_hash(event.prev_hash, event) != event.hash:
+            return (f"Event #{event.pk} was changed after it was recorded "
+                    "(its hash no longer matches).")
+        expected, count, last = event.hash, count + 1, event.pk
+    chain = AuditChain.objects.filter(pk=1).first()
+    tip, length = (chain.tip, chain.length) if chain else (GENESIS, 0)
+    if (tip, length) != (expected, count):
+        where = f"event #{last}" if last else "the start"
+        return (f"The chain ends at {where} but its tip records {length} events: "
+                f"events after #{last or 0} were removed.")
+    return None
+
+
 class AuditEvent(models.Model):
     """One immutable line of history: who did what to which object, before and after."""
 
@@ -62,6 +147,8 @@ class AuditEvent(models.Model):
     to_status = models.CharField(max_length=20, blank=True)
     note = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    prev_hash = models.CharField(max_length=64, unique=True)
+    hash = models.CharField(max_length=64, unique=True)
 
     objects = AuditEventQuerySet.as_manager()
 
@@ -73,9 +160,24 @@ class AuditEvent(models.Model):
         return f"{self.actor_label} {self.verb} {self.object_repr}"
 
     def save(self, *args, **kwargs):
+        """Events are only ever added, at the end of the chain.
+
+        1. Lock the chain's tip (AuditChain.lock).
+        2. Insert the event with `prev_hash` = the tip and a unique placeholder hash, then
+           compute its hash from its canonical JSON (which includes its id, known only
+           after the insert).
+        3. Store the hash on the event and move the tip to it; all in one transaction.
+        """
         if not self._state.adding:
             raise ValidationError("Audit events are immutable.")
-        super().save(*args, **kwargs)
+        with transaction.atomic():
+            chain = AuditChain.lock()
+            self.prev_hash = chain.tip
+            self.hash = f"pending-{uuid.uuid4().hex}"
+            super().save(*args, **kwargs)
+            self.hash = chain_hash(chain.tip, self)
+            models.QuerySet(type(self)).filter(pk=self.pk).update(hash=self.hash)
+            AuditChain.objects.filter(pk=1).update(tip=self.hash, length=chain.length + 1)
 
     def delete(self, *args, **kwargs):
         raise ValidationError("Audit events are immutable.")

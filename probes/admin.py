@@ -1,23 +1,25 @@
 from django.contrib import admin
 
+from core.admin import HistoryAdmin
+
 from .models import Probe, ProbeRun, Rerun
 
 
 @admin.register(Probe)
-class ProbeAdmin(admin.ModelAdmin):
+class ProbeAdmin(HistoryAdmin):
     list_display = ["__str__", "finding", "kind", "comparator", "threshold", "active"]
     list_filter = ["kind", "active"]
     raw_id_fields = ["finding", "dataset", "created_by"]
 
 
 @admin.register(Rerun)
-class RerunAdmin(admin.ModelAdmin):
+class RerunAdmin(HistoryAdmin):
     list_display = ["__str__", "trigger", "requested_by_label", "created_at", "finished_at"]
     list_filter = ["trigger"]
 
 
 @admin.register(ProbeRun)
-class ProbeRunAdmin(admin.ModelAdmin):
+class ProbeRunAdmin(HistoryAdmin):
     list_display = [
         "probe",
         "model_version",

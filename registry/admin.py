@@ -1,17 +1,19 @@
 from django.contrib import admin
 
+from core.admin import HistoryAdmin
+
 from .models import Dataset, MLModel, ModelVersion
 
 
 @admin.register(MLModel)
-class MLModelAdmin(admin.ModelAdmin):
+class MLModelAdmin(HistoryAdmin):
     list_display = ["name", "slug", "task", "created_at"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
+class ModelVersionAdmin(HistoryAdmin):
     list_display = [
         "__str__",
         "artifact_format",
@@ -39,7 +41,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
 
 @admin.register(Dataset)
-class DatasetAdmin(admin.ModelAdmin):
+class DatasetAdmin(HistoryAdmin):
     list_display = ["name", "version", "row_count", "target_column", "sha256", "created_at"]
     search_fields = ["name", "sha256"]
     readonly_fields = [

@@ -1,10 +1,12 @@
 from django.contrib import admin
 
+from core.admin import HistoryAdmin
+
 from .models import Evaluation, Notification, RemediationAction
 
 
 @admin.register(RemediationAction)
-class RemediationActionAdmin(admin.ModelAdmin):
+class RemediationActionAdmin(HistoryAdmin):
     list_display = ["title", "finding", "kind", "status", "owner", "due_date"]
     list_filter = ["status", "kind"]
     search_fields = ["title", "description"]
@@ -13,7 +15,7 @@ class RemediationActionAdmin(admin.ModelAdmin):
 
 
 @admin.register(Evaluation)
-class EvaluationAdmin(admin.ModelAdmin):
+class EvaluationAdmin(HistoryAdmin):
     list_display = ["action", "model_version", "outcome", "is_manual", "created_at"]
     list_filter = ["outcome", "is_manual"]
     raw_id_fields = ["action", "model_version", "probe_runs", "created_by"]
