@@ -21,6 +21,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from core.audit import acting_as
+from core.csv import frame_csv
 from registry.models import Dataset, MLModel, ModelVersion
 
 from . import search
@@ -70,15 +71,9 @@ def findings_frame(queryset):
     return pd.DataFrame(rows, columns=EXPORT_COLUMNS)
 
 
-def _spreadsheet_safe(value):
-    """A cell a spreadsheet would run as a formula is prefixed with a quote."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
-
-
 def findings_csv(queryset):
-    return findings_frame(queryset).map(_spreadsheet_safe).to_csv(index=False)
+    """The findings as CSV text, every cell safe in a spreadsheet (core.csv)."""
+    return frame_csv(findings_frame(queryset))
 
 
 def findings_json(queryset):

@@ -5,6 +5,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from core.csv import CONTENT_TYPE as CSV_CONTENT_TYPE
 from core.decorators import role_required
 from core.models import AuditEvent
 from core.workflow import TransitionError
@@ -195,7 +196,7 @@ def export_findings(request, fmt):
     qs = results.matches.order_by("-created_at", "-pk")
     stamp = timezone.now().strftime("%Y%m%d-%H%M")
     if fmt == "csv":
-        response = HttpResponse(importexport.findings_csv(qs), content_type="text/csv")
+        response = HttpResponse(importexport.findings_csv(qs), content_type=CSV_CONTENT_TYPE)
     else:
         response = HttpResponse(importexport.findings_json(qs), content_type="application/json")
     response["Content-Disposition"] = f'attachment; filename="findings-{stamp}.{fmt}"'

@@ -29,6 +29,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from boundary import engine
 from boundary.artifacts import dump_skops
 from catalog.models import Finding, Tag
+from core.csv import frame_csv
 from core.roles import ROLES, sync_role_groups
 from probes.choices import Trigger
 from probes.models import Probe, Rerun
@@ -118,7 +119,7 @@ def _skops_file(model, name):
 
 
 def _csv_file(frame, name):
-    return ContentFile(frame.to_csv(index=False).encode(), name=f"{name}.csv")
+    return ContentFile(frame_csv(frame).encode(), name=f"{name}.csv")
 
 
 def _dataset(name, frame, target, by, description, sensitive=()):

@@ -109,15 +109,16 @@ def review_pack(start, end):
     return sections
 
 
-def review_pack_csv(sections):
-    """One CSV with a `section` column, so a spreadsheet can filter by it."""
+def review_pack_rows(sections):
+    """The review pack as one table with a `section` column, so a spreadsheet can filter by
+    it: (header, rows), written by core.csv."""
     frames = []
     for name, frame in sections.items():
         framed = frame.copy()
         framed.insert(0, "section", name)
         frames.append(framed)
     combined = pd.concat(frames, ignore_index=True, sort=False) if frames else pd.DataFrame()
-    return combined.to_csv(index=False)
+    return list(combined.columns), combined.itertuples(index=False, name=None)
 
 
 def effectiveness():

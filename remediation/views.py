@@ -1,4 +1,3 @@
-import csv
 import datetime
 import json
 
@@ -14,6 +13,7 @@ from django.views.decorators.http import require_POST
 
 from catalog.choices import Severity
 from catalog.models import Finding
+from core.csv import csv_response
 from core.decorators import role_required
 from core.models import AuditEvent
 from core.workflow import TransitionError
@@ -112,25 +112,16 @@ def audit_log(request):
 
 
 def _audit_csv(qs):
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = 'attachment; filename="audit-log.csv"'
-    writer = csv.writer(response)
-    writer.writerow(["time", "actor", "verb", "object_type", "object_id", "object",
-                     "from_status", "to_status", "note", "before", "after"])
-    for e in qs.iterator(chunk_size=2000):
-        writer.writerow([
-            e.created_at.isoformat(), e.actor_label, e.verb,
-            f"{e.content_type.app_label}.{e.content_type.model}", e.object_id,
-            _csv_safe(e.object_repr), e.from_status, e.to_status, _csv_safe(e.note),
-            json.dumps(e.before, sort_keys=True), json.dumps(e.after, sort_keys=True),
-        ])
-    return response
-
-
-def _csv_safe(text):
-    """Cells that a spreadsheet would run as a formula are quoted with a leading '."""
-    text = text or ""
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+    header = ["time", "actor", "verb", "object_type", "object_id", "object", "from_status",
+              "to_status", "note", "before", "after"]
+    rows = (
+        [e.created_at.isoformat(), e.actor_label, e.verb,
+         f"{e.content_type.app_label}.{e.content_type.model}", e.object_id, e.object_repr,
+         e.from_status, e.to_status, e.note,
+         json.dumps(e.before, sort_keys=True), json.dumps(e.after, sort_keys=True)]
+        for e in qs.iterator(chunk_size=2000)
+    )
+    return csv_response(header, rows, filename="audit-log.csv")
 
 
 def _date_range(request):
@@ -155,12 +146,8 @@ def review_pack(request):
         return redirect("remediation:review_pack")
     sections = reports.review_pack(start, end)
     if request.GET.get("format") == "csv":
-        response = HttpResponse(reports.review_pack_csv(sections),
-                                content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = (
-            f'attachment; filename="review-pack-{start}-{end}.csv"'
-        )
-        return response
+        header, rows = reports.review_pack_rows(sections)
+        return csv_response(header, rows, filename=f"review-pack-{start}-{end}.csv")
     tables = [
         {"name": name.replace("_", " "), "columns": list(frame.columns),
          "rows": frame.astype(object).where(frame.notna(), "").values.tolist()}
