@@ -82,8 +82,8 @@ def main(argv=None) -> None:
     from boundary.artifacts import dump_skops, load_model
     from boundary.engine import evaluate_probes
     from catalog.models import Finding
+    from probes.evaluation import trusted_types
     from probes.models import Probe, Rerun
-    from probes.tasks import trusted_types
     from registry.models import Dataset, MLModel, ModelVersion
     from tests import processes
 

@@ -25,7 +25,7 @@ class ProbesConfig(AppConfig):
         version_registered.connect(Rerun.on_version_registered,
                                    dispatch_uid="probes.rerun_on_registration")
 
-        # A new worker releases the claims of this host's stopped workers (probes/tasks.py).
+        # A new worker releases the claims of this host's stopped workers (probes/claims.py).
         post_spawn.connect(on_worker_spawn, dispatch_uid="probes.release_dead_claims")
         if sys.argv[1:2] == ["qcluster"]:
             # Workers are forked from the cluster's process: import the numeric stack and

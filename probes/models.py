@@ -238,7 +238,7 @@ class ProbeRun(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     # The worker process evaluating the run (host, pid, start time) and since when; how
-    # many times a worker took it. See probes/tasks.py ("Claims", "Failures").
+    # many times a worker took it. See probes/claims.py and probes/tasks.py ("Failures").
     claimed_by = models.CharField(max_length=200, blank=True, db_index=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)

@@ -582,7 +582,7 @@ def test_a_really_full_file_system_answers_507_and_keeps_nothing(people, setting
 
 def dead_token():
     """A claim of a process of this host that is gone (same pid, another start time)."""
-    from probes.tasks import _host_identity
+    from probes.claims import _host_identity
 
     return f"{_host_identity()}:{os.getpid()}:1"
 
@@ -625,7 +625,8 @@ def test_a_dead_workers_claim_is_released_and_its_runs_evaluated_once(people, ml
     reached go back to the queue; the one it had stored stays as it was."""
     from django.utils import timezone
 
-    from probes.tasks import recover_dead_claims, run_chunk
+    from probes.claims import recover_dead_claims
+    from probes.tasks import run_chunk
 
     dataset, finding, probes, v1 = small_workload(people, ml_model)
     rerun = queue_rerun(v1, probes)
@@ -651,7 +652,7 @@ def test_a_dead_workers_claim_is_released_and_its_runs_evaluated_once(people, ml
 def test_a_probe_whose_worker_keeps_dying_becomes_an_error(people, ml_model, settings):
     from django.utils import timezone
 
-    from probes.tasks import recover_dead_claims
+    from probes.claims import recover_dead_claims
 
     dataset, finding, probes, v1 = small_workload(people, ml_model)
     rerun = queue_rerun(v1, probes[:1])
@@ -670,7 +671,7 @@ def test_a_claim_past_the_time_limit_marks_its_probe_timed_out(people, ml_model,
 
     from django.utils import timezone
 
-    from probes.tasks import recover_dead_claims
+    from probes.claims import recover_dead_claims
 
     dataset, finding, probes, v1 = small_workload(people, ml_model)
     rerun = queue_rerun(v1, probes[:3])
@@ -693,7 +694,7 @@ def test_claims_of_other_hosts_wait_for_their_lease(people, ml_model, settings):
 
     from django.utils import timezone
 
-    from probes.tasks import LEASE_MARGIN_S, claim_is_dead, recover_dead_claims
+    from probes.claims import LEASE_MARGIN_S, claim_is_dead, recover_dead_claims
 
     dataset, finding, probes, v1 = small_workload(people, ml_model)
     rerun = queue_rerun(v1, probes[:2])

@@ -128,7 +128,7 @@ def test_predict_proba_once_per_version_and_dataset(people, ml_model, finding, d
                                                     monkeypatch):
     """Several probes on one dataset share a single predict_proba call."""
     from boundary import artifacts
-    from probes import tasks
+    from probes import evaluation
     from probes.models import Probe
 
     for kind, threshold in [("slice_error_rate", 0.2), ("margin_density", 0.5),
@@ -155,4 +155,30 @@ def test_predict_proba_once_per_version_and_dataset(people, ml_model, finding, d
     v2 = register(ml_model, people["maintainer"])
     assert ProbeRun.objects.filter(model_version=v2, status="passed").count() == 4
     assert calls == [len(dataset.read())]
-    assert tasks  # the task module looked the loader up at call time
+    assert evaluation  # the evaluation module looked the loader up at call time
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["run_chunk", "nightly_rerun", "sweep_runs", "run_rerun", "enqueue_rerun",
+     "on_worker_spawn"],
+)
+def test_the_task_paths_that_queues_and_schedules_store_still_resolve(name):
+    """Queued tasks and stored schedules name their function by path."""
+    from django.utils.module_loading import import_string
+
+    assert callable(import_string(f"probes.tasks.{name}"))
+
+
+def test_every_schedule_the_migrations_store_names_a_function_that_exists():
+    import re
+    from pathlib import Path
+
+    from django.utils.module_loading import import_string
+
+    migrations = Path(__file__).resolve().parent.parent / "probes" / "migrations"
+    funcs = {f for path in migrations.glob("*.py")
+             for f in re.findall(r"[\"'](probes\.tasks\.\w+)[\"']", path.read_text())}
+    assert {"probes.tasks.nightly_rerun", "probes.tasks.sweep_runs"} <= funcs
+    for func in funcs:
+        assert callable(import_string(func)), func
