@@ -1,4 +1,7 @@
 from django.conf import settings
+from django.http import Http404, HttpResponse, JsonResponse
+
+from core import hygiene
 
 # Pages use only same-origin scripts, styles and images (plain CSS and a little vendored
 # JS, charts as same-origin PNG or inline SVG), so the policy can stay strict.
@@ -60,8 +63,51 @@ class RequestSizeLimitMiddleware:
         return self.get_response(request)
 
     def refuse(self, request, status, message):
-        from django.http import HttpResponse, JsonResponse
+        return refuse(request, status, message)
 
-        if request.path.startswith("/api/"):
-            return JsonResponse({"detail": message}, status=status)
-        return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
+
+def refuse(request, status, message, field=None):
+    """A refusal before any view ran: JSON under /api/ ({field or "detail": ...}), a short
+    plain-text page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({field or "detail": [message] if field else message},
+                            status=status)
+    return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
+
+
+class InputHygieneMiddleware:
+    """Query parameters, form fields and the path's numbers pass core/hygiene.py's rules
+    before any view sees them: a NUL character or an integer beyond 64 bits is refused
+    with 400 naming the parameter (JSON under /api/, a short page elsewhere), never a
+    server error from the database. JSON bodies are checked by the API's parser."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        for segment in request.path.split("/"):
+            try:
+                hygiene.check_integer_text(segment)
+            except hygiene.InputError:
+                if request.path.startswith("/api/"):
+                    return JsonResponse({"detail": "No such object."}, status=404)
+                raise Http404("No such object.") from None
+        try:
+            self.check(request.GET, "query parameter")
+            if request.method == "POST" and request.content_type in (
+                "application/x-www-form-urlencoded", "multipart/form-data"
+            ):
+                self.check(request.POST, "form field")
+        except hygiene.InputError as exc:
+            return refuse(request, 400, str(exc) if not request.path.startswith("/api/")
+                          else exc.message, field=exc.where or None)
+        return self.get_response(request)
+
+    @staticmethod
+    def check(data, kind):
+        for key, values in data.lists():
+            hygiene.check_text(key, f"{kind} name")
+            for value in values:
+                if isinstance(value, str):
+                    hygiene.check_text(value, key)
+                    hygiene.check_integer_text(value, key)

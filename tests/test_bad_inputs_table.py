@@ -280,7 +280,7 @@ CASES = [
                                                 name="findings.csv")}),
         200, "not UTF-8"),
     # API bodies.
-    Bad("body-nul-byte", finding_post(title="a\x00b"), 400, "Null characters are not allowed"),
+    Bad("body-nul-byte", finding_post(title="a\x00b"), 400, "NUL character"),
     Bad("body-huge-integer",
         api("contributor", "POST", "/api/v1/findings/", {"title": "t", "ml_model": 10**30}),
         400, "ml_model"),
@@ -369,7 +369,7 @@ def snapshot(settings):
 
     counts = {
         m._meta.label: m.objects.count()
-        for app in ("catalog", "probes", "remediation")
+        for app in ("core", "registry", "catalog", "probes", "remediation", "introspection")
         for m in apps.get_app_config(app).get_models()
     }
     from catalog.models import Finding

@@ -1,5 +1,7 @@
 from rest_framework import mixins, viewsets
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
+
+from core.api.parsers import StrictJSONParser
 
 from ..models import Dataset, MLModel, ModelVersion
 from . import serializers as s
@@ -20,7 +22,7 @@ class DatasetViewSet(
     viewsets.GenericViewSet,
 ):
     queryset = Dataset.objects.select_related("uploaded_by")
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    parser_classes = [MultiPartParser, FormParser, StrictJSONParser]
     filterset_fields = ["name", "version", "sha256"]
     http_method_names = ["get", "post", "patch", "head", "options"]
 
@@ -38,7 +40,7 @@ class ModelVersionViewSet(
     viewsets.GenericViewSet,
 ):
     queryset = ModelVersion.objects.select_related("ml_model")
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    parser_classes = [MultiPartParser, FormParser, StrictJSONParser]
     filterset_fields = ["ml_model", "version", "artifact_sha256"]
     http_method_names = ["get", "post", "patch", "head", "options"]
 
