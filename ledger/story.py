@@ -108,19 +108,16 @@ def timeline(finding, actions):
                           "text": f"The fix “{action.title}” {_outcome_text(ev.outcome)} on "
                                   f"{ev.model_version}." + (f" {ev.notes}" if ev.notes else ""),
                           "anchor": f"action-{action.pk}"})
-    # Where each probe stands on each version: its latest decided run (a probe may have run
+    # Where each probe stands on each version: its latest run (a probe may have run
     # several times on one version: at registration, by hand, at night).
-    runs = (ProbeRun.objects.filter(probe__finding=finding, status__in=["passed", "failed"])
-            .order_by("model_version__registered_at", "finished_at", "pk")
-            .values_list("model_version__ml_model__name", "model_version__version",
-                         "probe_id", "status"))
-    latest = {}
-    for model_name, version, probe_id, status in runs:
-        latest[(f"{model_name} v{version}", probe_id)] = status
+    runs = (ProbeRun.objects.filter(probe__finding=finding).latest_runs()
+            .order_by("model_version__registered_at", "model_version_id")
+            .values_list("model_version__ml_model__name", "model_version__version", "status"))
     per_version = {}
-    for (label, _), status in latest.items():
-        per_version.setdefault(label, {}).setdefault(status, 0)
-        per_version[label][status] += 1
+    for model_name, version, status in runs:
+        counts = per_version.setdefault(f"{model_name} v{version}", {"passed": 0, "all": 0})
+        counts["all"] += 1
+        counts["passed"] += status == "passed"
     steps.sort(key=lambda s: s["when"])
     gaps = finding.remaining_gaps.strip()
     now = f"The finding is {finding.get_status_display().lower()}."
@@ -128,8 +125,7 @@ def timeline(finding, actions):
         now += f" {finding.status_note}"
     if per_version:
         now += " Its probes so far: " + "; ".join(
-            f"on {v}, {c.get('passed', 0)} of {c.get('passed', 0) + c.get('failed', 0)} pass"
-            for v, c in per_version.items()) + "."
+            f"on {v}, {c['passed']} of {c['all']} pass" for v, c in per_version.items()) + "."
     steps.append({"when": None, "kind": f"now status-{finding.status}", "title": "Where it stands",
                   "text": now, "gaps": gaps})
     return steps

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
-from .choices import FINISHED_RUN_STATUSES, ProbeKind, RunStatus
+from .choices import ProbeKind, RunStatus
 from .claims import fail_runs, finish_claimed
 
 log = logging.getLogger(__name__)
@@ -106,23 +106,19 @@ def _lineage_base(version):
 
 def baseline_values(probes):
     """The value of each probe on its finding's discovery version (for the
-    no-worse-than-baseline comparator), from the newest finished run there."""
+    no-worse-than-baseline comparator): the value of its latest run there
+    (ProbeRun.objects.latest_runs); none when that run has no value."""
     from .models import ProbeRun
 
     wanted = {p.pk: p.finding.model_version_id for p in probes if p.finding.model_version_id}
-    values = {}
     if not wanted:
-        return values
-    runs = ProbeRun.objects.filter(
-        probe_id__in=wanted,
-        model_version_id__in=set(wanted.values()),
-        status__in=FINISHED_RUN_STATUSES,
-        value__isnull=False,
-    ).order_by("-finished_at", "-pk")
-    for run in runs.values("probe_id", "model_version_id", "value"):
-        if wanted.get(run["probe_id"]) == run["model_version_id"]:
-            values.setdefault(run["probe_id"], run["value"])
-    return values
+        return {}
+    runs = ProbeRun.objects.latest_runs(probes=list(wanted), versions=set(wanted.values()))
+    return {
+        run["probe_id"]: run["value"]
+        for run in runs.values("probe_id", "model_version_id", "value")
+        if wanted[run["probe_id"]] == run["model_version_id"] and run["value"] is not None
+    }
 
 
 def evaluate_claimed(rerun, run_ids, token, progress=None):

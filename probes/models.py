@@ -7,6 +7,7 @@ that the web views, the API, the commands and the tasks call the same code.
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
+from django.db.models import F, OuterRef, Subquery
 from django.utils import timezone
 
 from boundary import engine
@@ -206,13 +207,35 @@ class ProbeRunQuerySet(models.QuerySet):
     def finished(self):
         return self.filter(status__in=FINISHED_RUN_STATUSES)
 
+    def latest_runs(self, *, probes=None, versions=None):
+        """The latest run of each probe on each model version, among these runs.
+
+        The one definition every page, report, API answer and follow-up uses: the newest
+        FINISHED run (passed, failed, inconclusive or error; never a queued or running one)
+        by `finished_at`, then by `id`, both descending. A probe runs on its own dataset,
+        so (probe, version) names the run. `probes` and `versions` (objects, ids or
+        querysets) narrow it; a filter on the run itself (e.g. its status) narrows the
+        answer, never which run is the latest. One query, a queryset.
+        """
+        newest = (
+            self.model._default_manager.finished()
+            .filter(probe=OuterRef("probe"), model_version=OuterRef("model_version"))
+            .order_by(F("finished_at").desc(nulls_last=True), F("pk").desc())
+            .values("pk")[:1]
+        )
+        runs = self.finished()
+        if probes is not None:
+            runs = runs.filter(probe__in=probes)
+        if versions is not None:
+            runs = runs.filter(model_version__in=versions)
+        return runs.filter(pk=Subquery(newest))
+
     def matrix(self, probes, versions):
-        """{(probe_id, version_id): newest finished run}, in one query."""
-        cells = {}
-        runs = self.finished().filter(probe__in=probes, model_version__in=versions)
-        for run in runs.order_by("-finished_at", "-pk"):
-            cells.setdefault((run.probe_id, run.model_version_id), run)
-        return cells
+        """{(probe_id, version_id): latest run} (see latest_runs), in one query."""
+        return {
+            (run.probe_id, run.model_version_id): run
+            for run in self.latest_runs(probes=probes, versions=versions)
+        }
 
 
 class ProbeRun(models.Model):

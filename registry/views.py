@@ -77,9 +77,14 @@ def version_detail(request, pk):
         ModelVersion.objects.select_related("ml_model", "registered_by", "training_dataset"),
         pk=pk,
     )
-    runs = version.runs.select_related("probe__finding", "probe__dataset").order_by(
-        "probe__finding_id", "probe_id", "-created_at"
-    )
+    # Every run, newest first per probe; each probe's standing is its latest run (the
+    # probe runs' own rule, reached through the reverse relation).
+    runs = list(version.runs.select_related("probe__finding", "probe__dataset").order_by(
+        "probe__finding_id", "probe_id", "-pk"
+    ))
+    latest = set(version.runs.latest_runs().values_list("pk", flat=True))
+    for run in runs:
+        run.is_latest = run.pk in latest
     reruns = version.reruns.all()[:10]
     return render(
         request,

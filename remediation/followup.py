@@ -11,7 +11,7 @@ from django.db import IntegrityError, transaction
 
 from catalog.choices import FindingStatus
 from core.workflow import SYSTEM, TransitionError
-from probes.choices import FINISHED_RUN_STATUSES, RunStatus
+from probes.choices import RunStatus
 
 from .choices import ActionStatus, Outcome
 from .signals import evaluation_recorded
@@ -19,24 +19,15 @@ from .signals import evaluation_recorded
 log = logging.getLogger(__name__)
 
 
-def latest_runs(finding, version):
-    """{probe_id: newest finished run} for the finding's active probes on `version`."""
+def standing_on(finding, version):
+    """{probe_id: latest run} of the finding's active probes on `version`
+    (ProbeRun.objects.latest_runs: the one definition of a probe's latest run)."""
     from probes.models import ProbeRun
 
-    runs = {}
-    qs = (
-        ProbeRun.objects.filter(
-            probe__finding=finding,
-            probe__active=True,
-            model_version=version,
-            status__in=FINISHED_RUN_STATUSES,
-        )
-        .select_related("probe")
-        .order_by("-finished_at", "-pk")
+    runs = ProbeRun.objects.filter(probe__finding=finding, probe__active=True).latest_runs(
+        versions=[version]
     )
-    for run in qs:
-        runs.setdefault(run.probe_id, run)
-    return runs
+    return {run.probe_id: run for run in runs.select_related("probe")}
 
 
 def outcome_of(finding, runs):
@@ -78,7 +69,7 @@ def record_evaluation(action, version, runs, outcome):
 def evaluate_action(action, version):
     """Evaluate one implemented/verified action on one version from the stored runs; move
     an implemented action on its fix version to verified or ineffective."""
-    runs = latest_runs(action.finding, version)
+    runs = standing_on(action.finding, version)
     outcome = outcome_of(action.finding, runs)
     if outcome is None:
         return None
@@ -178,7 +169,7 @@ def check_regression(finding, version):
         reference.registered_at, reference.pk
     ):
         return None
-    runs = latest_runs(finding, version)
+    runs = standing_on(finding, version)
     failing = [r for r in runs.values() if r.status == RunStatus.FAILED]
     if not failing:
         return None
@@ -215,6 +206,6 @@ def last_held_version(finding, *, before):
         ml_model_id=finding.ml_model_id, registered_at__lte=before.registered_at
     ).exclude(pk=before.pk).order_by("-registered_at", "-pk")
     for version in versions:
-        if outcome_of(finding, latest_runs(finding, version)) == Outcome.HELD:
+        if outcome_of(finding, standing_on(finding, version)) == Outcome.HELD:
             return version
     return None

@@ -15,7 +15,9 @@ from django.utils import timezone
 from boundary.charts import value_chart_svg
 from catalog.choices import FindingStatus
 from catalog.models import Finding
+from core.csv import write_csv
 from core.models import AuditEvent
+from probes.choices import RunStatus
 from probes.models import ProbeRun
 
 from .choices import OPEN_ACTION_STATUSES, ActionKind, ActionStatus
@@ -33,11 +35,37 @@ BOARD_COLUMNS = [
 ]
 
 
+def standing_counts(pairs):
+    """{(finding_id, version_id): {"passed": n, "all": n}}: how many of each finding's
+    active probes pass on the version, by their latest run there (ProbeRun.latest_runs).
+    `pairs` are (finding_id, version_id); one query."""
+    pairs = set(pairs)
+    if not pairs:
+        return {}
+    runs = ProbeRun.objects.filter(
+        probe__active=True, probe__finding_id__in={f for f, _ in pairs}
+    ).latest_runs(versions={v for _, v in pairs})
+    counts = {}
+    for finding_id, version_id, status in runs.values_list(
+        "probe__finding_id", "model_version_id", "status"
+    ):
+        if (finding_id, version_id) in pairs:
+            cell = counts.setdefault((finding_id, version_id), {"passed": 0, "all": 0})
+            cell["all"] += 1
+            cell["passed"] += status == RunStatus.PASSED
+    return counts
+
+
 def board(actions, user):
-    """Actions grouped by status, each with the transitions `user` may take."""
+    """Actions grouped by status, each with the transitions `user` may take and, for a
+    fix, where its finding's probes stand on the version that carries it."""
     columns = {status: [] for status in BOARD_COLUMNS}
+    standing = standing_counts(
+        (a.finding_id, a.fixed_in_version_id) for a in actions if a.fixed_in_version_id
+    )
     for action in actions:
         action.transitions = action.allowed_transitions(user)
+        action.standing = standing.get((action.finding_id, action.fixed_in_version_id))
         columns[action.status].append(action)
     return [
         {"status": status, "label": ActionStatus(status).label, "actions": items}
@@ -55,7 +83,10 @@ def review_pack(start, end):
     1. findings opened (created) in the range, and those resolved / regressed in it
        (from the audit trail of transitions);
     2. actions by status (now), and overdue actions;
-    3. evaluations recorded in the range.
+    3. evaluations recorded in the range;
+    4. where the probes of every finding with a fix under follow-up (an implemented or
+       verified action) stand now: each active probe's latest run on its ML model's
+       newest version.
     """
     in_range = Q(created_at__date__gte=start, created_at__date__lte=end)
     opened = Finding.objects.filter(in_range).select_related("ml_model", "owner")
@@ -106,6 +137,10 @@ def review_pack(start, end):
          for e in evaluations],
         ["id", "action", "finding", "model_version", "outcome", "source", "date"],
     )
+    sections["probe_standing"] = _frame(
+        _standing_rows(), ["finding_id", "finding", "probe", "kind", "model_version", "status",
+                           "value", "run"],
+    )
     return sections
 
 
@@ -119,6 +154,27 @@ def review_pack_rows(sections):
         frames.append(framed)
     combined = pd.concat(frames, ignore_index=True, sort=False) if frames else pd.DataFrame()
     return list(combined.columns), combined.itertuples(index=False, name=None)
+
+
+def _standing_rows():
+    followed = Finding.objects.filter(
+        actions__status__in=[ActionStatus.IMPLEMENTED, ActionStatus.VERIFIED]
+    ).distinct().select_related("ml_model")
+    newest = {f.pk: f.ml_model.latest_version for f in followed}
+    wanted = {(fid, v.pk) for fid, v in newest.items() if v is not None}
+    if not wanted:
+        return []
+    runs = (
+        ProbeRun.objects.filter(probe__active=True, probe__finding_id__in={f for f, _ in wanted})
+        .latest_runs(versions={v for _, v in wanted})
+        .select_related("probe__finding", "model_version__ml_model")
+        .order_by("probe__finding_id", "probe_id")
+    )
+    return [
+        (r.probe.finding_id, r.probe.finding.title, r.probe_id, r.probe.kind,
+         str(r.model_version), r.status, r.value, r.pk)
+        for r in runs if (r.probe.finding_id, r.model_version_id) in wanted
+    ]
 
 
 def effectiveness():
@@ -156,10 +212,15 @@ def _json_bytes(data):
     return json.dumps(data, indent=2, sort_keys=True, default=str).encode()
 
 
+STANDING_COLUMNS = ["probe", "kind", "model_version", "run", "status", "value", "ci_low",
+                    "ci_high", "support", "finished_at"]
+
+
 def evidence_pack(finding):
     """A zip a governance reviewer can check: finding.json (the finding, its probes,
-    every run per version with lineage hashes, actions with their approvals and
-    evaluations, the audit trail), one SVG chart per probe, and MANIFEST.sha256 listing
+    every run per version with lineage hashes, where each probe stands on each version,
+    actions with their approvals and evaluations, the audit trail), standing.csv (each
+    probe's latest run per version), one SVG chart per probe, and MANIFEST.sha256 listing
     the sha256 of every file. Sensitive dataset columns never appear row by row here: the
     pack holds aggregates only."""
     probes = list(finding.probes.select_related("dataset"))
@@ -211,8 +272,18 @@ def evidence_pack(finding):
             for e in AuditEvent.objects.for_object(finding).order_by("created_at", "pk")
         ],
     }
-    files = {"finding.json": _json_bytes(data)}
     cells = ProbeRun.objects.matrix(probes, versions)
+    standing = [
+        (probe.pk, probe.kind, v.version, run.pk, run.status, run.value, run.ci_low,
+         run.ci_high, run.support, run.finished_at.isoformat() if run.finished_at else "")
+        for probe in probes for v in versions
+        if (run := cells.get((probe.pk, v.pk))) is not None
+    ]
+    data["standing"] = [dict(zip(STANDING_COLUMNS, row, strict=True)) for row in standing]
+    files = {
+        "finding.json": _json_bytes(data),
+        "standing.csv": write_csv(STANDING_COLUMNS, standing).encode(),
+    }
     for probe in probes:
         points = [
             {"label": v.version, "value": getattr(cells.get((probe.pk, v.pk)), "value", None),

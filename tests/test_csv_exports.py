@@ -7,15 +7,19 @@ fire)."""
 import ast
 import csv
 import io
+import json
 import math
+import zipfile
 
 import numpy as np
 import pytest
 from django.utils import timezone
 
 from core.csv import csv_response, safe_cell, write_csv
+from probes.models import ProbeRun, Rerun
+from registry.models import ModelVersion
 
-from .factories import client_for, make_user
+from .factories import client_for, fitted_model, make_user, skops_upload
 from .sources import call_name, offenders
 
 PAYLOAD = "=HYPERLINK(\"http://evil.example\", \"click\")"
@@ -107,6 +111,25 @@ def test_review_pack_export_neutralises_formulas(people, finding):
     assert [r["title"] for r in opened] == ["'" + PAYLOAD]
     counts = [r for r in rows if r["section"] == "actions_by_status"]
     assert all(not r["actions"].startswith("'") for r in counts)
+
+
+def test_evidence_pack_standing_csv_neutralises_formulas(people, ml_model, finding, probe):
+    version = ModelVersion.register(ml_model=ml_model, version="=2+3",
+                                    artifact=skops_upload(fitted_model()),
+                                    by=people["maintainer"], enqueue=False)
+    rerun = Rerun.objects.create(model_version=version, trigger="manual")
+    run = ProbeRun.objects.create(probe=probe, model_version=version, rerun=rerun,
+                                  trigger="manual", status="failed", value=-0.5,
+                                  finished_at=timezone.now())
+    response = client_for(people["viewer"]).get(f"/findings/{finding.pk}/evidence-pack.zip")
+    archive = zipfile.ZipFile(io.BytesIO(response.content))
+    rows = list(csv.DictReader(io.StringIO(archive.read("standing.csv").decode("utf-8"))))
+    row = next(r for r in rows if r["run"] == str(run.pk))
+    assert row["model_version"] == "'=2+3"
+    assert row["value"] == "-0.5"  # a number stays a number
+    standing = json.loads(archive.read("finding.json"))["standing"]
+    assert {"run": run.pk, "model_version": "=2+3"}.items() <= next(
+        s for s in standing if s["run"] == run.pk).items()
 
 
 # -- one writer -----------------------------------------------------------------------

@@ -1,3 +1,4 @@
+import django_filters
 from django.db import transaction
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
@@ -42,10 +43,25 @@ class ProbeViewSet(viewsets.ModelViewSet):
         return Response(s.ProbeRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
 
+class ProbeRunFilterSet(django_filters.FilterSet):
+    latest = django_filters.BooleanFilter(
+        method="filter_latest",
+        label="Only the latest run of each probe on each model version (its newest "
+              "finished run), as the finding page and the follow-up read them.",
+    )
+
+    class Meta:
+        model = ProbeRun
+        fields = ["probe", "model_version", "status", "trigger", "rerun"]
+
+    def filter_latest(self, queryset, name, value):
+        return queryset.latest_runs() if value else queryset
+
+
 class ProbeRunViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = ProbeRun.objects.select_related("probe", "model_version")
     serializer_class = s.ProbeRunSerializer
-    filterset_fields = ["probe", "model_version", "status", "trigger", "rerun"]
+    filterset_class = ProbeRunFilterSet
 
 
 class RerunViewSet(viewsets.ReadOnlyModelViewSet):
