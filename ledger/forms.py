@@ -1,8 +1,8 @@
 """Forms of the pages that read across every app."""
 
-import json
-
 from django import forms
+
+from core import hygiene
 
 
 class ImportCatalogForm(forms.Form):
@@ -11,7 +11,7 @@ class ImportCatalogForm(forms.Form):
     def clean_file(self):
         upload = self.cleaned_data["file"]
         try:
-            self.cleaned_data["data"] = json.loads(upload.read().decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise forms.ValidationError(f"Not a JSON file: {exc}") from exc
+            self.cleaned_data["data"] = hygiene.loads(upload.read())
+        except hygiene.InputError as exc:
+            raise forms.ValidationError(f"Not a catalog export: {exc}") from exc
         return upload

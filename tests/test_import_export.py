@@ -239,7 +239,7 @@ def test_commands_export_and_import(full_catalog, tmp_path, capsys):
     assert Finding.objects.get().title == full_catalog.title
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    with pytest.raises(CommandError, match="not JSON"):
+    with pytest.raises(CommandError, match="not valid JSON"):
         call_command("import_catalog", str(bad))
 
 

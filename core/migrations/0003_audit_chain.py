@@ -19,7 +19,6 @@ def _canonical(event, labels):
             "object_id": event.object_id,
             "object_repr": event.object_repr,
             "verb": event.verb,
-            "actor": event.actor_id,
             "actor_label": event.actor_label,
             "before": event.before,
             "after": event.after,

@@ -1,7 +1,7 @@
-import json
-
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+
+from core import hygiene
 
 from ...backup import import_catalog
 
@@ -18,12 +18,12 @@ class Command(BaseCommand):
 
     def handle(self, *args, file, **options):
         try:
-            with open(file, encoding="utf-8") as fh:
-                data = json.load(fh)
+            with open(file, "rb") as fh:
+                data = hygiene.loads(fh.read())
         except OSError as exc:
             raise CommandError(f"Cannot read {file}: {exc.strerror}.") from exc
-        except json.JSONDecodeError as exc:
-            raise CommandError(f"{file} is not JSON: {exc}.") from exc
+        except hygiene.InputError as exc:
+            raise CommandError(f"{file} is not a catalog export: {exc}") from exc
         try:
             report = import_catalog(data)
         except ValidationError as exc:
