@@ -49,7 +49,7 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from boundary.artifacts import dump_skops, load_model, sha256_of  # noqa: E402
-from boundary.engine import ProbeSpec, evaluate_probes  # noqa: E402
+from boundary.kinds import ProbeSpec, evaluate_probes  # noqa: E402
 
 ROWS = 100_000
 RUNS = 5
@@ -184,7 +184,7 @@ def model_probes() -> list[ProbeSpec]:
 
 def floor_frames(df: pd.DataFrame, features: pd.DataFrame, specs: list[ProbeSpec]) -> list:
     """The exact frames the model-calling probes send to predict_proba, built untimed."""
-    from boundary.engine import slice_mask
+    from boundary.slices import mask as slice_mask
 
     frames = []
     for spec in specs:

@@ -22,7 +22,6 @@ Needs `sliceline` (requirements-bench.txt) for the comparison; without it, it is
 from __future__ import annotations
 
 import argparse
-import importlib
 import statistics
 import sys
 import time
@@ -35,10 +34,9 @@ from threadpoolctl import threadpool_limits
 
 # Run as a script from anywhere: make the repository root importable.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-introspection = importlib.import_module("probes.introspection")
-apply_slice = introspection.apply_slice
-describe_slice = introspection.describe_slice
-find_weak_slices = introspection.find_weak_slices
+from boundary.scan import find_weak_slices  # noqa: E402
+from boundary.slices import describe as describe_slice  # noqa: E402
+from boundary.slices import mask as apply_slice  # noqa: E402
 
 NUMERIC = ["age", "income", "score", "tenure", "utilisation"]
 CATEGORICAL = ["region", "channel", "product"]

@@ -57,7 +57,7 @@ def _csv_header(upload):
 
 
 def column_schema(df, *, sensitive=(), ignored=()):
-    from .engine import schema_of
+    from .slices import schema_of
 
     kinds = schema_of(df)
     return [

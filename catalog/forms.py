@@ -100,14 +100,6 @@ class FindingForm(forms.ModelForm):
         return finding
 
 
-class TransitionForm(forms.Form):
-    to = forms.CharField(max_length=30, widget=forms.HiddenInput)
-    note = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
-    fixed_in_version = forms.ModelChoiceField(
-        queryset=ModelVersion.objects.all(), required=False
-    )
-
-
 class FindingFilterForm(forms.Form):
     q = forms.CharField(required=False, label="Search")
 

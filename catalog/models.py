@@ -207,7 +207,10 @@ class Finding(models.Model):
 
     @property
     def slice_text(self):
-        return slice_to_text(self.slice)
+        """The slice as text: `age < 22 AND region in ("north", "south")` (slices.describe)."""
+        from boundary import slices
+
+        return slices.describe(self.slice)
 
     def set_key_lesson(self, value, *, by):
         """Mark (or unmark) the finding as a key lesson for newcomers; reviewers only."""
@@ -264,21 +267,3 @@ class SearchWord(models.Model):
     def __str__(self):
         return self.word
 
-
-def slice_to_text(predicates):
-    """`age < 22 AND income <= 20000`; the empty slice is the whole dataset."""
-    if not predicates:
-        return "whole dataset"
-    parts = []
-    for p in predicates:
-        op, value = p.get("op"), p.get("value")
-        if op in ("is_null", "not_null"):
-            parts.append(f"{p.get('feature')} {'is null' if op == 'is_null' else 'is not null'}")
-        elif op == "between" and isinstance(value, (list, tuple)) and len(value) == 2:
-            parts.append(f"{value[0]} <= {p.get('feature')} <= {value[1]}")
-        elif op in ("in", "not_in"):
-            joined = ", ".join(str(v) for v in (value or []))
-            parts.append(f"{p.get('feature')} {'in' if op == 'in' else 'not in'} ({joined})")
-        else:
-            parts.append(f"{p.get('feature')} {op} {value}")
-    return " AND ".join(parts)

@@ -2,6 +2,7 @@
 from django import forms
 
 from catalog.choices import RiskCategory, Severity
+from registry.forms import VersionField
 from registry.models import Dataset
 
 from .models import SweepKind
@@ -54,14 +55,14 @@ class BoundaryMapForm(forms.Form):
 
 class SweepForm(forms.Form):
     kind = forms.ChoiceField(choices=())
-    model_version = forms.ModelChoiceField(queryset=None, label="on version")
+    model_version = VersionField(label="on version")
     feature = forms.ChoiceField(choices=(), required=False,
                                 help_text="For a counterfactual sweep: the feature to vary.")
 
     def __init__(self, *args, finding, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["kind"].choices = SweepKind.choices
-        self.fields["model_version"].queryset = finding.ml_model.versions.all()
+        self.fields["model_version"].limit_to(finding.ml_model)
         features = finding.dataset.feature_columns if finding.dataset else []
         self.fields["feature"].choices = [("", "—")] + [(f, f) for f in features]
 

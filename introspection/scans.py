@@ -1,11 +1,13 @@
 """Offline introspection in the app: slice scans, boundary maps, stress sweeps and the
 moved-problem check, between the stored objects and the numeric core.
 
-The numbers come from ``probes.introspection`` and ``probes.engine`` (plain functions, no
-Django). This module checks requests before they are queued (in the web process: no
-artifact is ever loaded there), does the work inside the background tasks
-(``introspection.tasks``: load the artifact once, hash checked; read the dataset once, hash
-checked; predict once) and turns results into findings and probes.
+The numbers come from ``boundary`` (plain functions, no Django): ``scan``, ``maps``,
+``sweeps`` and ``neighbourhood``, with the rows of every slice from ``slices.mask``, its text
+from ``slices.describe`` and every prediction from ``predict`` (in chunks of
+``settings.PREDICT_CHUNK_ROWS`` rows when that is set). This module checks requests before
+they are queued (in the web process: no artifact is ever loaded there), does the work inside
+the background tasks (``introspection.tasks``: load the artifact once, hash checked; read
+the dataset once, hash checked; predict once) and turns results into findings and probes.
 
 Sensitive columns (``Dataset.columns[*]["sensitive"]``) take part in every computation
 but never appear row by row: a scan leaves out a sensitive categorical column that has
@@ -27,7 +29,9 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
-from boundary import engine, introspection
+from boundary import maps, neighbourhood, predict, slices, sweeps
+from boundary.frames import py_scalar
+from boundary.scan import find_weak_slices
 
 NOISE_SCALES = (0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2)
 NOISE_REPEATS = 5
@@ -147,8 +151,9 @@ class Workbench:
 
     1. The artifact is loaded with the skops allow-list after its sha256 is checked.
     2. The dataset is read after its sha256 is checked; its columns must match the model's.
-    3. ``X`` holds the model's feature columns (in the model's order); ``predict()`` calls
-       predict_proba once and keeps the result.
+    3. ``X`` holds the model's feature columns (``predict.model_features``: in the model's
+       order); ``predict()`` predicts once (``predict.predict``, in chunks of
+       ``settings.PREDICT_CHUNK_ROWS`` rows when that is set) and keeps the result.
     """
 
     def __init__(self, version, dataset, *, frame=None):
@@ -164,18 +169,19 @@ class Workbench:
         )
         # Another bench's frame (same dataset, already hash-checked) saves a second read.
         self.frame = dataset.read() if frame is None else frame
-        features = dataset.feature_columns
-        check_feature_columns(self.model, features)
-        fitted = getattr(self.model, "feature_names_in_", None)
-        order = [str(c) for c in fitted] if fitted is not None else features
-        self.X = self.frame[order]
+        check_feature_columns(self.model, dataset.feature_columns)
+        self.X = predict.model_features(
+            self.model, self.frame, dataset.target_column, dataset.ignored_columns
+        )
         self.y = self.frame[dataset.target_column]
         self.sensitive = set(dataset.sensitive_columns)
         self._predictions = None
 
     def predict(self):
         if self._predictions is None:
-            self._predictions = engine.predict(self.model, self.X)
+            self._predictions = predict.predict(
+                self.model, self.X, chunk_rows=settings.PREDICT_CHUNK_ROWS
+            )
         return self._predictions
 
     def lineage(self):
@@ -236,7 +242,7 @@ def run_scan(scan, report):
     min_support = params.get("min_support") or default_min_support(n)
     columns, skipped = scan_columns(bench, min_support)
     report(45, f"Scanning {len(columns)} columns for weak slices")
-    found = introspection.find_weak_slices(
+    found = find_weak_slices(
         bench.X, y, pred.pred, top_k=params.get("top_k", 5), min_support=min_support,
         max_predicates=params.get("max_predicates", 2), columns=columns,
     )
@@ -250,8 +256,9 @@ def run_scan(scan, report):
         "min_support": int(min_support),
     }
     candidates = []
+    cache = {}  # slices.mask's encoded columns of bench.X, shared by the candidates
     for cand in found:
-        mask = introspection.apply_slice(bench.X, cand["slice"])
+        mask = slices.mask(bench.X, cand["slice"], cache)
         density = float(uncertain[mask].mean()) if mask.any() else 0.0
         cand = dict(cand, margin_density=density)
         cand["suggested"] = {
@@ -427,16 +434,17 @@ def draw_map(boundary_map):
     frame = bench.frame
     slice_ = boundary_map.slice or None
     buffer = BytesIO()
-    summary = introspection.render_boundary_map(
+    summary = maps.render_boundary_map(
         bench.model, frame, bench.y, fx, fy, slice=slice_, margin=boundary_map.margin,
         title=f"{boundary_map.model_version}: {fy} against {fx}",
         sensitive_columns=sorted(bench.sensitive), path_or_buffer=buffer,
         feature_columns=features, resolution=MAP_RESOLUTION,
-        max_points=2000 if points else 0,
+        max_points=2000 if points else 0, chunk_rows=settings.PREDICT_CHUNK_ROWS,
     )
-    grid = introspection.boundary_grid(
+    grid = maps.boundary_grid(
         bench.model, frame, fx, fy, slice=slice_, margin=boundary_map.margin,
         feature_columns=features, resolution=MAP_RESOLUTION,
+        chunk_rows=settings.PREDICT_CHUNK_ROWS,
     )
     summary = {
         "uncertain_share": summary["uncertain_share"],
@@ -490,7 +498,7 @@ def counterfactual_values(frame, feature, kind, sensitive, min_count):
     counts = s.value_counts(dropna=True)
     if sensitive:
         counts = counts[counts >= min_count]
-    values = [introspection._py(v) for v in counts.index[:MAX_CATEGORIES]]
+    values = [py_scalar(v) for v in counts.index[:MAX_CATEGORIES]]
     if not values:
         raise ValueError(f"column '{feature}' has no value frequent enough to sweep")
     return values
@@ -502,16 +510,17 @@ def run_sweep(sweep):
 
     bench = Workbench(sweep.model_version, sweep.dataset)
     features = list(bench.X.columns)
-    mask = introspection.apply_slice(bench.frame, sweep.slice or [])
+    mask = slices.mask(bench.frame, sweep.slice or [])
     if not mask.any():
         raise ValueError("slice is empty")
     params = dict(sweep.params or {})
     if sweep.kind == SweepKind.NOISE:
         kinds = sweep.dataset.schema
         noisy = [c for c in features if kinds.get(c) == "numeric"]
-        points = introspection.noise_sweep(
+        points = sweeps.noise_sweep(
             bench.model, bench.frame, features, mask, scales=params["scales"],
             repeats=params["repeats"], seed=params["seed"], features=noisy,
+            chunk_rows=settings.PREDICT_CHUNK_ROWS,
         )
         params["features"] = noisy
     else:
@@ -520,8 +529,9 @@ def run_sweep(sweep):
             bench.frame, feature, sweep.dataset.schema.get(feature),
             feature in bench.sensitive, default_min_support(len(bench.frame)),
         )
-        points = introspection.counterfactual_sweep(
-            bench.model, bench.frame, features, mask, feature, values=values
+        points = sweeps.counterfactual_sweep(
+            bench.model, bench.frame, features, mask, feature, values=values,
+            chunk_rows=settings.PREDICT_CHUNK_ROWS,
         )
         params["values"] = values
     for point in points:
@@ -569,7 +579,7 @@ def moved_problem_check(version, dataset, slice_, *, baseline=None):
     """Did the slice's errors move next door on `version`? (worker)
 
     1. The neighbourhood of the slice (thresholds widened and shifted, other predicates
-       dropped) is scanned with introspection.neighbourhood_check on `version`.
+       dropped) is scanned with neighbourhood.neighbourhood_check on `version`.
     2. The worst neighbour (outside the slice) is measured on `baseline` too (the version
        the finding was discovered on): errors next door count as moved there only if the
        neighbour is now significantly worse than it was (its 95% lower bound above the
@@ -581,15 +591,15 @@ def moved_problem_check(version, dataset, slice_, *, baseline=None):
     bench = Workbench(version, dataset)
     pred = bench.predict()
     y = bench.y.to_numpy()
-    result = introspection.neighbourhood_check(bench.frame, y, pred.pred, slice_)
+    result = neighbourhood.neighbourhood_check(bench.frame, y, pred.pred, slice_)
     neighbour = result["neighbour_slice"]
     before = None
     if baseline is not None and baseline.pk != version.pk and neighbour:
         base = Workbench(baseline, dataset, frame=bench.frame)
         wrong = np.asarray(base.predict().pred != y, dtype=bool)
-        ring = (introspection.apply_slice(bench.frame, neighbour)
-                & ~introspection.apply_slice(bench.frame, slice_))
-        inside = introspection.apply_slice(bench.frame, slice_)
+        cache = {}  # slices.mask's encoded columns of bench.frame
+        inside = slices.mask(bench.frame, slice_, cache)
+        ring = slices.mask(bench.frame, neighbour, cache) & ~inside
         before = {
             "version": str(baseline),
             "neighbour_error_rate": float(wrong[ring].mean()) if ring.any() else None,
@@ -599,7 +609,7 @@ def moved_problem_check(version, dataset, slice_, *, baseline=None):
         before is None or before["neighbour_error_rate"] is None
         or result["neighbour_ci_low"] > before["neighbour_error_rate"])
     slice_bad = result["slice_ci_low"] > result["overall_error_rate"]
-    where = introspection.describe_slice(neighbour) if neighbour else ""
+    where = slices.describe(neighbour) if neighbour else ""
     rate, overall = result["neighbour_error_rate"], result["overall_error_rate"]
     if result["neighbour_significant"] and worse_than_before and not slice_bad:
         verdict = "moved"

@@ -2,6 +2,8 @@ import json
 
 from django import forms
 
+from registry.forms import VersionField
+
 from .models import Probe
 
 
@@ -54,3 +56,21 @@ class ProbeForm(forms.ModelForm):
         if self.finding is not None:
             self.instance.finding = self.finding
         super()._post_clean()
+
+
+class RunForm(forms.Form):
+    """Run a finding's active probes (or one of them) now, on a version of its ML model."""
+
+    model_version = VersionField()
+    probe = forms.ModelChoiceField(queryset=Probe.objects.none(), required=False)
+
+    def __init__(self, *args, finding, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.finding = finding
+        self.fields["model_version"].limit_to(finding.ml_model)
+        self.fields["probe"].queryset = finding.probes.all()
+
+    def probes(self):
+        """The probes to run: the chosen one, or every active probe of the finding."""
+        probe = self.cleaned_data.get("probe")
+        return [probe] if probe else list(self.finding.probes.filter(active=True))

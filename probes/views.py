@@ -12,7 +12,7 @@ from core.decorators import role_required
 from registry.models import ModelVersion
 
 from .choices import ProbeKind, Trigger
-from .forms import ProbeForm
+from .forms import ProbeForm, RunForm
 from .models import Probe, Rerun
 
 
@@ -48,14 +48,13 @@ def probe_create(request, finding_pk):
 @require_POST
 def finding_run(request, finding_pk):
     """Run now: a finding's active probes (or one of them) on a chosen version."""
-    finding = get_object_or_404(Finding, pk=finding_pk)
-    version = get_object_or_404(
-        ModelVersion, pk=request.POST.get("model_version") or 0, ml_model_id=finding.ml_model_id
-    )
-    probes = finding.probes.filter(active=True)
-    if request.POST.get("probe"):
-        probes = finding.probes.filter(pk=request.POST["probe"])
-    probes = list(probes)
+    finding = get_object_or_404(Finding.objects.select_related("ml_model"), pk=finding_pk)
+    form = RunForm(request.POST, finding=finding)
+    if not form.is_valid():
+        messages.error(request, "Nothing queued: " + "; ".join(
+            f"{form[f].label}: {' '.join(e)}" for f, e in form.errors.items()))
+        return redirect(finding.get_absolute_url() + "#probes")
+    version, probes = form.cleaned_data["model_version"], form.probes()
     if not probes:
         messages.error(request, "This finding has no active probe to run.")
         return redirect(finding.get_absolute_url() + "#probes")

@@ -1,7 +1,7 @@
 
 from django import forms
 
-from .models import Dataset, MLModel
+from .models import Dataset, MLModel, ModelVersion
 
 
 class MLModelForm(forms.ModelForm):
@@ -36,3 +36,27 @@ class ModelVersionForm(forms.Form):
     artifact = forms.FileField(help_text="A scikit-learn model saved with skops.io.dump().")
     training_dataset = forms.ModelChoiceField(queryset=Dataset.objects.all(), required=False)
     notes = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+
+
+class VersionField(forms.ModelChoiceField):
+    """A model version of one ML model (`limit_to`): it offers that model's versions, and
+    refuses a version of another ML model on the field with MLModel.check_owns's message,
+    the same words the API answers."""
+
+    def __init__(self, **kwargs):
+        super().__init__(ModelVersion.objects.select_related("ml_model"), **kwargs)
+        self.ml_model = None
+
+    def limit_to(self, ml_model):
+        self.ml_model = ml_model
+        offered = ml_model.versions.select_related("ml_model")
+        self.widget.choices = [("", self.empty_label)] + [(v.pk, str(v)) for v in offered]
+        return self
+
+    def validate(self, value):
+        super().validate(value)
+        if self.ml_model is not None and value is not None:
+            try:
+                self.ml_model.check_owns(value)
+            except forms.ValidationError as exc:
+                raise forms.ValidationError(exc.messages, code="other_ml_model") from exc

@@ -92,6 +92,16 @@ class MLModel(models.Model):
     def latest_version(self):
         return self.versions.order_by("-registered_at", "-pk").first()
 
+    def check_owns(self, version, *, field="model_version"):
+        """Refuse a model version of another ML model: the one rule, and the one message,
+        of every form, API and operation that takes a version for this ML model.
+
+        Raises a ValidationError keyed by `field` (a web form shows it on that field, the
+        API answers 400 with it under that key); None (no version chosen) passes.
+        """
+        if version is not None and version.ml_model_id != self.pk:
+            raise ValidationError({field: f"{version} is not a version of {self}."})
+
 
 class Dataset(ImmutableFileMixin, models.Model):
     immutable_fields = ("file", "sha256")

@@ -2,7 +2,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 
 from core.markdown import HELP_TEXT as MARKDOWN_HELP
-from registry.models import ModelVersion
+from registry.forms import VersionField
 
 from .choices import Outcome
 from .models import Evaluation, RemediationAction
@@ -31,7 +31,7 @@ class ActionForm(forms.ModelForm):
 
 
 class EvaluationForm(forms.Form):
-    model_version = forms.ModelChoiceField(queryset=None)
+    model_version = VersionField()
     outcome = forms.ChoiceField(choices=Outcome.choices)
     notes = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}),
                             help_text="What was checked, e.g. a user study and its result.")
@@ -39,9 +39,7 @@ class EvaluationForm(forms.Form):
     def __init__(self, *args, action, **kwargs):
         super().__init__(*args, **kwargs)
         self.action = action
-        self.fields["model_version"].queryset = ModelVersion.objects.filter(
-            ml_model_id=action.finding.ml_model_id
-        )
+        self.fields["model_version"].limit_to(action.finding.ml_model)
 
     def save(self, *, by):
         return Evaluation.objects.create(

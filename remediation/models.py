@@ -111,6 +111,11 @@ class RemediationAction(models.Model):
             and self.due_date < timezone.localdate()
         )
 
+    def clean(self):
+        """The version carrying the fix is a version of the finding's ML model."""
+        if self.finding_id and self.fixed_in_version_id:
+            self.finding.ml_model.check_owns(self.fixed_in_version, field="fixed_in_version")
+
     def allowed_transitions(self, user):
         return [
             to
@@ -122,8 +127,8 @@ class RemediationAction(models.Model):
         """Move the action through its workflow (see ACTION_TRANSITIONS).
 
         `implemented` needs the model version that carries the fix, a version of the
-        finding's ML model; it is kept on the action and is the version the follow-up
-        evaluation verifies.
+        finding's ML model (else a ValidationError keyed `fixed_in_version`); it is kept
+        on the action and is the version the follow-up evaluation verifies.
         """
 
         def before_save(locked):
@@ -134,10 +139,7 @@ class RemediationAction(models.Model):
                         "Moving an action to 'implemented' needs the model version that "
                         "carries the fix (fixed_in_version)."
                     )
-                if version.ml_model_id != locked.finding.ml_model_id:
-                    raise TransitionError(
-                        f"{version} is not a version of {locked.finding.ml_model}."
-                    )
+                locked.finding.ml_model.check_owns(version, field="fixed_in_version")
                 locked.fixed_in_version = version
 
         locked = transition(
@@ -188,6 +190,11 @@ class Evaluation(models.Model):
 
     def __str__(self):
         return f"{self.action} on {self.model_version}: {self.outcome}"
+
+    def clean(self):
+        """An evaluation is of a version of its action's ML model (the admin's form)."""
+        if self.action_id and self.model_version_id:
+            self.action.finding.ml_model.check_owns(self.model_version)
 
 
 class NotificationQuerySet(models.QuerySet):

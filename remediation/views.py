@@ -4,6 +4,7 @@ import json
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -59,6 +60,8 @@ def action_transition(request, pk):
         )
     except TransitionError as exc:
         messages.error(request, str(exc))
+    except ValidationError as exc:  # a field of the move, e.g. the fix's version
+        messages.error(request, " ".join(exc.messages))
     else:
         messages.success(request, f"“{action.title}” is now {action.get_status_display()}.")
     target = request.POST.get("next", "")

@@ -12,20 +12,20 @@ from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_sco
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from boundary import engine
-from boundary.engine import (
+from boundary import slices, stats
+from boundary.kinds import (
     DEFAULT_COMPARATOR,
     PROBE_KINDS,
     ProbeDefinitionError,
     ProbeSpec,
     default_params,
     evaluate_probes,
-    predict,
-    schema_of,
-    slice_mask,
     validate_probe,
-    validate_slice,
 )
+from boundary.predict import predict
+from boundary.slices import mask as slice_mask
+from boundary.slices import schema_of
+from boundary.slices import validate as validate_slice
 
 # ----------------------------------------------------------------------------- fixtures
 
@@ -477,7 +477,7 @@ def test_auc_bootstrap_matches_row_resampling(cancer):
 
 
 def test_wilson_interval_known_value():
-    low, high = engine._wilson(3, 8)  # from the Wilson score formula, z = 1.96
+    low, high = stats.wilson(3, 8)  # from the Wilson score formula, z = 1.96
     assert low == pytest.approx(0.1368, abs=1e-4)
     assert high == pytest.approx(0.6943, abs=1e-4)
 
@@ -523,13 +523,13 @@ def test_given_predictions_skip_the_model(cancer):
 def test_identical_predicates_are_computed_once(cancer, monkeypatch):
     model, df = cancer
     calls = []
-    original = engine._predicate_mask
+    original = slices._predicate_mask
 
     def counting_mask(column, op, value):
         calls.append((op, value))
         return original(column, op, value)
 
-    monkeypatch.setattr(engine, "_predicate_mask", counting_mask)
+    monkeypatch.setattr(slices, "_predicate_mask", counting_mask)
     a = {"feature": "mean radius", "op": ">", "value": 12}
     same = {"feature": "mean radius", "op": ">", "value": "12"}  # normalises to the same
     b = {"feature": "size", "op": "in", "value": ["small", "large"]}

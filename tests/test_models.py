@@ -4,7 +4,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from catalog.models import Finding, Tag, slice_to_text
+from catalog.models import Finding, Tag
 from core.models import AuditEvent
 from probes.models import Probe, ProbeRun, Rerun
 from registry.models import Dataset, ModelVersion
@@ -151,11 +151,11 @@ def test_tags_are_normalised():
 
 
 def test_slice_text():
-    assert slice_to_text([]) == "whole dataset"
-    assert slice_to_text([{"feature": "age", "op": "<", "value": 22},
+    assert Finding(slice=[]).slice_text == "whole dataset"
+    assert Finding(slice=[{"feature": "age", "op": "<", "value": 22},
                           {"feature": "c", "op": "in", "value": ["a", "b"]},
-                          {"feature": "z", "op": "is_null"}]) == \
-        "age < 22 AND c in (a, b) AND z is null"
+                          {"feature": "z", "op": "is_null"}]).slice_text == \
+        'age < 22 AND c in ("a", "b") AND z is null'
 
 
 def test_finding_defaults(finding):

@@ -1,3 +1,4 @@
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
 from core.api.serializers import ModelCleanMixin
@@ -54,7 +55,16 @@ class ProbeRunSerializer(serializers.ModelSerializer):
 
 
 class RunRequestSerializer(serializers.Serializer):
+    """`{"model_version": id}`: a version of the probe's ML model (context["probe"])."""
+
     model_version = serializers.PrimaryKeyRelatedField(queryset=ModelVersion.objects.all())
+
+    def validate_model_version(self, version):
+        try:
+            self.context["probe"].finding.ml_model.check_owns(version)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict["model_version"]) from exc
+        return version
 
 
 class RerunSerializer(serializers.ModelSerializer):

@@ -30,14 +30,9 @@ class ProbeViewSet(viewsets.ModelViewSet):
     def run(self, request, pk=None):
         """Run this probe now on one model version; answers 202 with the queued run."""
         probe = self.get_object()
-        body = s.RunRequestSerializer(data=request.data)
+        body = s.RunRequestSerializer(data=request.data, context={"probe": probe})
         body.is_valid(raise_exception=True)
         version = body.validated_data["model_version"]
-        if version.ml_model_id != probe.finding.ml_model_id:
-            return Response(
-                {"model_version": [f"{version} is not a version of {probe.finding.ml_model}."]},
-                status=status.HTTP_400_BAD_REQUEST,
-            )
         rerun = Rerun.queue(version, trigger=Trigger.MANUAL, by=request.user, probes=[probe])
         run = get_object_or_404(ProbeRun, rerun=rerun, probe=probe)
         return Response(s.ProbeRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)

@@ -1,4 +1,5 @@
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
 from core.models import AuditEvent
@@ -52,10 +53,10 @@ class EvaluationSerializer(serializers.ModelSerializer):
 
     def validate(self, attrs):
         action, version = attrs["action"], attrs["model_version"]
-        if version.ml_model_id != action.finding.ml_model_id:
-            raise serializers.ValidationError(
-                {"model_version": f"{version} is not a version of {action.finding.ml_model}."}
-            )
+        try:
+            action.finding.ml_model.check_owns(version)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict) from exc
         for run in attrs.get("probe_runs", []):
             if run.model_version_id != version.pk or run.probe.finding_id != action.finding_id:
                 raise serializers.ValidationError(
