@@ -1,0 +1,467 @@
+"""Probe kinds: definitions, validation and evaluation of stored probes of a classifier on
+a reference dataset (DESIGN.md, "Probe kinds (exact definitions)").
+
+Plain functions over pandas and NumPy (no Django), so that the numbers can be reproduced in
+a notebook. The rules each have one home, used here:
+
+* the rows of a slice: ``boundary.slices`` (``validate``, ``mask``);
+* the predictions: ``boundary.predict``. They come from ONE ``predict_proba`` call over the
+  dataset's feature columns, shared by every probe; ``pred`` is ``classes_[argmax(proba)]``
+  and ``margin`` the top probability minus the second. Opt-in for memory-bound workers,
+  ``chunk_rows`` splits each predict_proba call into calls on consecutive chunks of rows,
+  every row predicted once, into one array;
+* the intervals: ``boundary.stats`` (Wilson 95 % for proportions, a seeded bootstrap with
+  200 resamples otherwise);
+* what each kind measures: ``boundary.measures``.
+
+This module holds the kinds' parameters and defaults (``default_params``), the check of a
+probe definition (``validate_probe``) and ``evaluate_probes``, which decides each probe's
+status from its value, support and comparator.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .measures import KIND_FUNCTIONS, MODEL_CALLING, POS_LABEL_METRICS, Run, json_value, match_class
+from .predict import Predictions, model_features, predict
+from .slices import (
+    COLUMN_TYPES,
+    SLICE_OPS,
+    ProbeDefinitionError,
+    coerce_value,
+    number,
+    schema_of,
+    validate,
+)
+from .stats import BOOTSTRAP_RESAMPLES
+
+__all__ = [
+    "BOOTSTRAP_RESAMPLES",
+    "COLUMN_TYPES",
+    "COMPARATORS",
+    "DEFAULT_COMPARATOR",
+    "DISPARITY_METRICS",
+    "PROBE_KINDS",
+    "SLICE_METRICS",
+    "SLICE_OPS",
+    "ProbeDefinitionError",
+    "ProbeResult",
+    "ProbeSpec",
+    "default_params",
+    "evaluate_probes",
+    "schema_of",
+    "validate_probe",
+]
+
+PROBE_KINDS = (
+    "slice_error_rate",
+    "slice_error_gap",
+    "margin_density",
+    "slice_metric",
+    "slice_ece",
+    "group_disparity",
+    "perturbation_flip_rate",
+    "counterfactual_flip_rate",
+)
+
+# "<=" kinds measure something bad (lower is better), ">=" kinds something good.
+DEFAULT_COMPARATOR = {
+    "slice_error_rate": "<=",
+    "slice_error_gap": "<=",
+    "margin_density": "<=",
+    "slice_metric": ">=",
+    "slice_ece": "<=",
+    "group_disparity": "<=",
+    "perturbation_flip_rate": "<=",
+    "counterfactual_flip_rate": "<=",
+}
+
+COMPARATORS = ("<=", ">=", "no_worse_than_baseline")
+SLICE_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
+DISPARITY_METRICS = ("selection_rate", "tpr", "fpr", "error_rate")
+
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "slice_error_rate": {},
+    "slice_error_gap": {"seed": 0},
+    "margin_density": {"margin": 0.1},
+    "slice_metric": {"metric": "accuracy", "pos_label": None, "seed": 0},
+    "slice_ece": {"bins": 10, "seed": 0},
+    "group_disparity": {
+        "group_feature": None,
+        "metric": "selection_rate",
+        "min_support": 30,
+        "pos_label": None,
+        "seed": 0,
+    },
+    "perturbation_flip_rate": {"scale": 0.05, "features": None, "repeats": 5, "seed": 0},
+    "counterfactual_flip_rate": {"changes": {}},
+}
+
+
+def _err(message: str) -> ProbeDefinitionError:
+    return ProbeDefinitionError(message)
+
+
+def _integer(value: Any, what: str, low: int, high: int | None = None) -> int:
+    whole = number(value, what)
+    if not isinstance(whole, int):
+        raise _err(f"{what} must be a whole number, not {value!r}")
+    if whole < low or (high is not None and whole > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise _err(f"{what} must be {bound}, not {whole}")
+    return whole
+
+
+def default_params(kind: str) -> dict:
+    """Parameter defaults of a probe kind, as shown in forms."""
+    if kind not in _DEFAULTS:
+        raise _err(f"unknown probe kind {kind!r} (allowed: {', '.join(PROBE_KINDS)})")
+    return copy.deepcopy(_DEFAULTS[kind])
+
+
+def _validate_pos_label(kind: str, params: dict, classes: list | None) -> None:
+    value = params["pos_label"]
+    if isinstance(value, (list, dict, tuple)):
+        raise _err("pos_label must be a single class label")
+    if classes is None:
+        return
+    if value is not None:
+        params["pos_label"] = match_class(value, classes)
+        return
+    needs = params["metric"] in POS_LABEL_METRICS
+    if needs and len(classes) != 2:
+        raise _err(
+            f"pos_label is required for metric '{params['metric']}' on a model with "
+            f"{len(classes)} classes (scored one-vs-rest)"
+        )
+
+
+def validate_probe(
+    kind: str,
+    slice: list[dict] | None,
+    params: dict | None,
+    comparator: str,
+    threshold: float | None,
+    schema: dict[str, str],
+    *,
+    target_column: str | None = None,
+    classes: list | None = None,
+) -> dict:
+    """Check a probe definition and return its parameters with defaults filled in.
+
+    1. The kind, the slice (see ``slices.validate``) and the comparator must be known.
+    2. "<=" and ">=" need a finite threshold; "no_worse_than_baseline" ignores it.
+    3. Parameters: unknown names are refused, None means the default, each value is
+       checked for its kind (ranges, metric names, columns that must exist and fit).
+    4. With ``classes`` (the model's ``classes_``) the pos_label is matched to a class, and
+       a multiclass model must name one where the metric is one-vs-rest.
+    """
+    return _validate_probe(
+        kind, slice, params, comparator, threshold, schema, target_column, classes
+    )[0]
+
+
+def _validate_probe(kind, slice, params, comparator, threshold, schema, target_column, classes):
+    """validate_probe's work; also returns the normalised slice."""
+    if kind not in _DEFAULTS:
+        raise _err(f"unknown probe kind {kind!r} (allowed: {', '.join(PROBE_KINDS)})")
+    normalised_slice = validate(slice, schema)
+    if comparator not in COMPARATORS:
+        raise _err(f"comparator must be one of {', '.join(COMPARATORS)}, not {comparator!r}")
+    if comparator != "no_worse_than_baseline":
+        if threshold is None or threshold == "":
+            raise _err(f"threshold is required with comparator '{comparator}'")
+        number(threshold, "threshold")
+    if params is None:
+        params = {}
+    if not isinstance(params, Mapping):
+        raise _err("params must be an object")
+    defaults = _DEFAULTS[kind]
+    unknown = set(params) - set(defaults)
+    if unknown:
+        allowed = ", ".join(defaults) or "none"
+        raise _err(
+            f"unknown parameter(s) {', '.join(sorted(map(str, unknown)))} for {kind} "
+            f"(allowed: {allowed})"
+        )
+    out = copy.deepcopy(defaults)
+    out.update({k: v for k, v in params.items() if v is not None})
+    classes = None if classes is None else list(classes)
+
+    if "seed" in out:
+        out["seed"] = _integer(out["seed"], "seed", 0, 2**63 - 1)
+    if kind == "margin_density":
+        margin = number(out["margin"], "margin")
+        if not 0 < margin <= 1:
+            raise _err(f"margin must be in (0, 1], not {margin}")
+        out["margin"] = float(margin)
+    elif kind == "slice_metric":
+        if out["metric"] not in SLICE_METRICS:
+            raise _err(f"metric must be one of {', '.join(SLICE_METRICS)}, not {out['metric']!r}")
+        _validate_pos_label(kind, out, classes)
+    elif kind == "slice_ece":
+        out["bins"] = _integer(out["bins"], "bins", 1, 10_000)
+    elif kind == "group_disparity":
+        group = out["group_feature"]
+        if not isinstance(group, str) or not group:
+            raise _err("group_feature is required (a column of the dataset)")
+        if group not in schema:
+            raise _err(f"group_feature: column '{group}' is not in the dataset")
+        if group == target_column:
+            raise _err(f"group_feature: column '{group}' is the target column")
+        if out["metric"] not in DISPARITY_METRICS:
+            raise _err(
+                f"metric must be one of {', '.join(DISPARITY_METRICS)}, not {out['metric']!r}"
+            )
+        out["min_support"] = _integer(out["min_support"], "min_support", 1)
+        _validate_pos_label(kind, out, classes)
+    elif kind == "perturbation_flip_rate":
+        scale = number(out["scale"], "scale")
+        if scale <= 0:
+            raise _err(f"scale must be above 0, not {scale}")
+        out["scale"] = float(scale)
+        out["repeats"] = _integer(out["repeats"], "repeats", 1, 1000)
+        features = out["features"]
+        if features is not None:
+            if isinstance(features, str):
+                features = [features]
+            if not isinstance(features, (list, tuple)) or not features:
+                raise _err("features must be a non-empty list of numeric columns")
+            for name in features:
+                if not isinstance(name, str) or name not in schema:
+                    raise _err(f"features: column '{name}' is not in the dataset")
+                if name == target_column:
+                    raise _err(f"features: column '{name}' is the target column")
+                if schema[name] != "numeric":
+                    raise _err(f"features: column '{name}' is {schema[name]}, not numeric")
+            out["features"] = list(dict.fromkeys(features))
+    elif kind == "counterfactual_flip_rate":
+        out["changes"] = _validate_changes(out["changes"], schema, target_column)
+    return out, normalised_slice
+
+
+def _validate_changes(changes: Any, schema: dict[str, str], target_column: str | None) -> dict:
+    if not isinstance(changes, Mapping) or not changes:
+        raise _err('changes must name at least one column: {"column": {"set": v} or {"add": d}}')
+    out = {}
+    for name, change in changes.items():
+        if name not in schema:
+            raise _err(f"changes: column '{name}' is not in the dataset")
+        if name == target_column:
+            raise _err(f"changes: column '{name}' is the target column")
+        if not isinstance(change, Mapping) or len(change) != 1 or set(change) - {"set", "add"}:
+            raise _err(f'changes: column \'{name}\' needs {{"set": value}} or {{"add": number}}')
+        ((action, value),) = change.items()
+        if action == "add":
+            if schema[name] != "numeric":
+                raise _err(f"changes: 'add' does not fit {schema[name]} column '{name}'")
+            out[name] = {"add": number(value, f"changes: amount added to column '{name}'")}
+        elif value is None:
+            out[name] = {"set": None}
+        else:
+            out[name] = {"set": coerce_value(schema[name], name, value)}
+    return out
+
+
+@dataclass
+class ProbeSpec:
+    """One probe to evaluate; ``key`` is the caller's id, echoed in the result."""
+
+    key: object
+    kind: str
+    slice: list
+    params: dict
+    comparator: str
+    threshold: float | None
+    min_support: int = 30
+    baseline_value: float | None = None
+    tolerance: float = 0.0
+    # True on the version the probe's baseline comes from: there, no_worse_than_baseline
+    # compares the value with itself and passes.
+    is_baseline: bool = False
+
+
+@dataclass
+class ProbeResult:
+    """Outcome of one probe. ``error`` also carries the reason of an inconclusive result."""
+
+    key: object
+    status: str
+    value: float | None
+    ci_low: float | None
+    ci_high: float | None
+    support: int
+    error: str = ""
+    seed: int | None = None
+    duration_s: float = 0.0
+    details: dict = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+
+def _decide(spec: ProbeSpec, value: float) -> tuple[str, str, str]:
+    """(status, reason, decision text) of a defined value under the spec's comparator."""
+    if spec.comparator == "no_worse_than_baseline":
+        if spec.is_baseline:
+            return "passed", "", f"{value:.6g} is the baseline (the discovery version)"
+        if spec.baseline_value is None:
+            reason = "no baseline value recorded for comparator no_worse_than_baseline"
+            return "inconclusive", reason, ""
+        baseline = float(spec.baseline_value)
+        tolerance = float(spec.tolerance or 0.0)
+        if not math.isfinite(tolerance) or tolerance < 0:
+            raise _err(f"tolerance must be a finite number >= 0, not {spec.tolerance!r}")
+        if DEFAULT_COMPARATOR[spec.kind] == "<=":
+            ok, op = value <= baseline + tolerance, "<="
+        else:
+            ok, op = value >= baseline - tolerance, ">="
+        text = f"{value:.6g} {op} baseline {baseline:.6g} with tolerance {tolerance:.6g}"
+        return ("passed" if ok else "failed"), "", (text if ok else "not " + text)
+    threshold = float(number(spec.threshold, "threshold"))
+    ok = value <= threshold if spec.comparator == "<=" else value >= threshold
+    text = f"{value:.6g} {spec.comparator} {threshold:.6g}"
+    return ("passed" if ok else "failed"), "", (text if ok else "not " + text)
+
+
+def _evaluate_one(run: Run, spec: ProbeSpec, classes: list) -> ProbeResult:
+    """Evaluate one probe.
+
+    1. Re-validate the definition against this dataset and model (columns may be gone).
+    2. Mask the slice; an empty slice is an error.
+    3. Compute the kind's value and interval.
+    4. Decide: low support or an undefined value is inconclusive, else the comparator.
+    """
+    params, slice_ = _validate_probe(
+        spec.kind,
+        spec.slice,
+        spec.params,
+        spec.comparator,
+        spec.threshold,
+        run.schema,
+        run.target_column,
+        classes,
+    )
+    seed = params.get("seed")
+    mask = run.mask(slice_)
+    support = int(np.count_nonzero(mask))
+    if support == 0:
+        return ProbeResult(spec.key, "error", None, None, None, 0, "slice is empty", seed)
+    outcome = KIND_FUNCTIONS[spec.kind](run, mask, params, support)
+    details = dict(outcome.details)
+    details["params"] = {k: _json_params(v) for k, v in params.items()}
+    if run.unknown_targets:
+        details["rows_with_unknown_target"] = run.unknown_targets
+    value = outcome.value if math.isfinite(outcome.value) else None
+    min_support = int(spec.min_support or 0)
+    if support < min_support:
+        status, reason, decision = (
+            "inconclusive",
+            f"support {support} is below the minimum of {min_support} rows",
+            "",
+        )
+    elif value is None:
+        status, reason, decision = "inconclusive", outcome.undefined or "value is undefined", ""
+    else:
+        status, reason, decision = _decide(spec, value)
+    if decision:
+        details["decision"] = decision
+    return ProbeResult(
+        spec.key,
+        status,
+        value,
+        outcome.ci_low,
+        outcome.ci_high,
+        support,
+        reason,
+        seed,
+        details=details,
+    )
+
+
+def _json_params(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _json_params(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_params(v) for v in value]
+    return json_value(value)
+
+
+def evaluate_probes(
+    model: Any,
+    df: pd.DataFrame,
+    target_column: str,
+    specs: list[ProbeSpec],
+    *,
+    ignored_columns=(),
+    predictions: Predictions | None = None,
+    on_result: Callable[[ProbeResult], None] | None = None,
+    chunk_rows: int = 0,
+) -> list[ProbeResult]:
+    """Evaluate probes of one model on one dataset; one result per spec, in order.
+
+    1. The features are ``predict.model_features``: the model's ``feature_names_in_`` in
+       that order, or else every column but the target and the ignored ones, as a
+       DataFrame with its dtypes. A target column the dataset lacks raises.
+    2. predict_proba runs once over the features (unless ``predictions`` are given) and is
+       shared by every probe; if it fails (or a feature column is missing), every probe
+       gets status "error" with the reason.
+    3. Each probe masks its slice (predicate masks cached across probes) and computes its
+       value; perturbation and counterfactual probes call predict_proba once more, on
+       their slice rows only.
+       With ``chunk_rows`` > 0 each of these predict_proba calls becomes one call per
+       chunk of at most that many rows (every row still predicted once): the same
+       results in a fraction of the model's working memory.
+    4. A probe that raises becomes status "error" with the message; the others go on.
+       ``on_result`` is called with each result as it is ready; model-calling probes are
+       evaluated first (see below), then the others, each group in the order of ``specs``
+       (callers that track the probe in progress rely on this); the returned list follows
+       ``specs``.
+    """
+    if target_column not in df.columns:
+        raise ProbeDefinitionError(f"target column '{target_column}' is not in the dataset")
+    try:
+        features = model_features(model, df, target_column, ignored_columns)
+        if predictions is None:
+            predictions = predict(model, features, chunk_rows=chunk_rows)
+        elif len(predictions.proba) != len(df):
+            raise ValueError(f"predictions cover {len(predictions.proba)} rows, not {len(df)}")
+        run = Run(model, df, target_column, features, predictions, chunk_rows)
+    except Exception as exc:  # every probe must get a recorded outcome
+        message = f"predicting on the dataset failed: {type(exc).__name__}: {exc}"
+        failed = [ProbeResult(spec.key, "error", None, None, None, 0, message) for spec in specs]
+        for result in failed:
+            if on_result is not None:
+                on_result(result)
+        return failed
+
+    # Model-calling probes go first: their predict_proba batch is the memory peak, and it
+    # then happens before the other probes have filled the shared caches.
+    order = sorted(range(len(specs)), key=lambda i: specs[i].kind not in MODEL_CALLING)
+    by_position: dict[int, ProbeResult] = {}
+    for position in order:
+        spec = specs[position]
+        started = time.perf_counter()
+        try:
+            result = _evaluate_one(run, spec, run.class_list)
+        except ProbeDefinitionError as exc:
+            result = ProbeResult(spec.key, "error", None, None, None, 0, str(exc))
+        except Exception as exc:  # one broken probe must not stop the others
+            result = ProbeResult(
+                spec.key, "error", None, None, None, 0, f"{type(exc).__name__}: {exc}"
+            )
+        result.duration_s = time.perf_counter() - started
+        by_position[position] = result
+        if on_result is not None:
+            on_result(result)
+    return [by_position[i] for i in range(len(specs))]

@@ -1,0 +1,491 @@
+"""What each probe kind measures on the rows of a slice (DESIGN.md, "Probe kinds").
+
+The value functions of ``boundary.kinds``: each takes the shared state of one evaluation
+(``Run``: the table, the predictions, caches), the slice's row mask, the validated
+parameters and the slice's row count, and returns the value with its interval and details.
+
+* Rows whose target value is not one of the model's classes (including a missing target)
+  can never be predicted correctly: they count as errors and as "not pos_label".
+* ``slice_metric``: precision, recall and f1 are one-vs-rest scores of ``pos_label``; for a
+  binary model ``pos_label`` defaults to ``classes_[1]``, for a multiclass model
+  precision/recall/f1/roc_auc need an explicit ``pos_label``. A metric whose denominator is
+  zero (precision without a prediction of pos_label, recall without a pos_label row,
+  roc_auc with one class in the slice) is undefined and the run is inconclusive, where
+  scikit-learn would warn and return 0.
+* ``group_disparity``: groups are the distinct non-missing values of ``group_feature`` in
+  the slice (missing values form no group, as in ``DataFrame.groupby``); groups with fewer
+  than ``min_support`` rows, and groups where the metric is undefined (tpr without
+  positives, fpr without negatives), are left out.
+* ``perturbation_flip_rate``: the noise standard deviation of a feature is ``scale`` times
+  ``Series.std()`` over the whole dataset (pandas' default ``ddof=1``, missing values
+  skipped; a feature with a zero or undefined std gets no noise). The perturbed frame
+  stacks the repeats: row ``r * n + i`` is repeat ``r`` of the ``i``-th slice row (dataset
+  order), and its noise is row ``r * n + i`` of
+  ``np.random.default_rng(seed).standard_normal((repeats * n, len(features)))``, column j
+  scaled for ``features[j]``.
+* ``slice_ece``: bins ``[b/B, (b+1)/B)`` with the edges of ``np.linspace(0, 1, B + 1)``,
+  a confidence of exactly 1.0 in the last bin.
+
+Intervals come from ``boundary.stats``: Wilson for proportions (error rate, margin density,
+flip rates, accuracy, precision, recall; flip-rate pairs are treated as independent) and
+the seeded bootstrap of cell counts for the error gap, f1, roc_auc, ece and group disparity.
+For statistics that depend only on cell counts (error gap: in-slice x error; f1: the
+confusion matrix; group disparity: group x confusion cell, with the qualifying groups held
+fixed) this is exactly the row bootstrap.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import slices
+from .predict import predict
+from .slices import ProbeDefinitionError, small_codes
+from .stats import auc, bootstrap, ece, ece_cells, wilson
+
+# Metrics that score one class against the rest and so need to know which class.
+POS_LABEL_METRICS = {"precision", "recall", "f1", "roc_auc", "selection_rate", "tpr", "fpr"}
+MODEL_CALLING = {"perturbation_flip_rate", "counterfactual_flip_rate"}
+
+
+def _err(message: str) -> ProbeDefinitionError:
+    return ProbeDefinitionError(message)
+
+
+def match_class(value: Any, classes: list) -> Any:
+    """Return the model class equal to ``value`` (also matching "1" to 1), or raise."""
+    for cls in classes:
+        native = cls.item() if isinstance(cls, np.generic) else cls
+        if native == value or str(native) == str(value):
+            return native
+    names = ", ".join(repr(c.item() if isinstance(c, np.generic) else c) for c in classes)
+    raise _err(f"pos_label {value!r} is not one of the model's classes ({names})")
+
+
+def _ratio(num: float, den: float) -> float:
+    return num / den if den else math.nan
+
+
+def json_value(value: Any) -> Any:
+    """JSON-friendly Python value (NumPy scalars unwrapped, other objects as text)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return str(value)
+
+
+@dataclass
+class _Outcome:
+    value: float
+    ci_low: float | None = None
+    ci_high: float | None = None
+    support: int = 0
+    details: dict = field(default_factory=dict)
+    undefined: str = ""  # why the value is NaN
+
+
+class Run:
+    """State shared by the probes of one evaluate_probes call."""
+
+    def __init__(self, model, df, target_column, features, predictions, chunk_rows=0):
+        self.model = model
+        self.chunk_rows = chunk_rows
+        self.df = df
+        self.features = features
+        self.cache: dict = {}
+        self.schema = slices.schema_of(df)
+        self.cache[("schema",)] = self.schema
+        self.n = len(df)
+        self.predictions = predictions
+        self.classes = predictions.classes
+        self.class_list = [c.item() if isinstance(c, np.generic) else c for c in self.classes]
+        self.pred_index = predictions.pred_index
+        self.target_column = target_column
+        target = df[target_column].to_numpy()
+        y_index = pd.Index(self.classes).get_indexer(target)
+        self.y_index = small_codes(y_index, len(self.classes))
+        self.correct = self.pred_index == self.y_index
+        self.wrong = ~self.correct
+        self.total_errors = int(np.count_nonzero(self.wrong))
+        self.unknown_targets = int(np.count_nonzero(self.y_index < 0))
+        self._pos: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._confidence = None
+        self._std: dict[str, float] = {}
+
+    def mask(self, slice: list[dict]) -> np.ndarray:
+        return slices.mask(self.df, slice, self.cache)
+
+    def pos_index(self, pos_label: Any, metric: str) -> int | None:
+        """Index of the positive class: the given label, or classes_[1] of a binary model."""
+        if pos_label is None:
+            if len(self.classes) == 2:
+                return 1
+            if metric in POS_LABEL_METRICS:
+                raise _err(
+                    f"pos_label is required for metric '{metric}' on a model with "
+                    f"{len(self.classes)} classes (scored one-vs-rest)"
+                )
+            return None
+        return self.class_list.index(match_class(pos_label, self.class_list))
+
+    def positives(self, pos: int) -> tuple[np.ndarray, np.ndarray]:
+        """(target is pos_label, prediction is pos_label) over the whole dataset."""
+        if pos not in self._pos:
+            self._pos[pos] = (self.y_index == pos, self.pred_index == pos)
+        return self._pos[pos]
+
+    def score_order(self, pos: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows sorted by the probability of class ``pos`` (once), and those scores.
+
+        A slice's sorted scores are then a filter of this order, not a new sort.
+        """
+        key = ("order", pos)
+        if key not in self.cache:
+            scores = self.predictions.proba[:, pos]
+            order = np.argsort(scores, kind="stable")
+            self.cache[key] = (order, scores[order])
+        return self.cache[key]
+
+    def ece_cells(self, bins: int) -> tuple[np.ndarray, np.ndarray, int]:
+        key = ("ece", bins)
+        if key not in self.cache:
+            self.cache[key] = ece_cells(self.confidence, bins)
+        return self.cache[key]
+
+    @property
+    def correct_int(self) -> np.ndarray:
+        if ("correct_int",) not in self.cache:
+            self.cache[("correct_int",)] = self.correct.astype(np.int64)
+        return self.cache[("correct_int",)]
+
+    @property
+    def confidence(self) -> np.ndarray:
+        if self._confidence is None:
+            self._confidence = self.predictions.proba.max(axis=1)
+        return self._confidence
+
+    def std(self, feature: str) -> float:
+        if feature not in self._std:
+            sd = float(pd.Series(self.float_values(feature)).std())
+            self._std[feature] = sd if math.isfinite(sd) else 0.0
+        return self._std[feature]
+
+    def float_values(self, feature: str) -> np.ndarray:
+        """The feature as float64: a view of a float column, a fresh copy of an integer
+        column (cheap to redo, where a cached copy would stay in memory through the
+        model-calling probes), other columns parsed once and cached."""
+        series = self.features[feature]
+        if isinstance(series.dtype, np.dtype) and series.dtype.kind in "iuf":
+            return _as_float(series)
+        key = ("float", feature)
+        if key not in self.cache:
+            self.cache[key] = _as_float(series)
+        return self.cache[key]
+
+    def group_codes(self, feature: str) -> tuple[np.ndarray, list]:
+        """Factorised codes (-1 for missing) and labels of a column, computed once."""
+        return slices.column_codes(self.df, feature, self.cache)
+
+    def predict_rows(self, frame: pd.DataFrame) -> np.ndarray:
+        """Index (in ``classes``) of the predicted class of each row of ``frame``."""
+        return predict(self.model, frame, chunk_rows=self.chunk_rows).pred_index
+
+
+def _error_rate(run: Run, mask, params, n) -> _Outcome:
+    errors = int(np.count_nonzero(run.wrong & mask))
+    low, high = wilson(errors, n)
+    return _Outcome(errors / n, low, high, details={"errors": errors, "rows": n})
+
+
+def _error_gap(run: Run, mask, params, n) -> _Outcome:
+    errors = int(np.count_nonzero(run.wrong & mask))
+    total, rows = run.total_errors, run.n
+    slice_rate, dataset_rate = errors / n, total / rows
+    cells = [errors, n - errors, total - errors, rows - n - (total - errors)]
+
+    def statistic(d):
+        return d[:, 0] / (d[:, 0] + d[:, 1]) - (d[:, 0] + d[:, 2]) / d.sum(axis=1)
+
+    low, high = bootstrap(np.array(cells), statistic, params["seed"])
+    details = {
+        "slice_error_rate": slice_rate,
+        "dataset_error_rate": dataset_rate,
+        "slice_errors": errors,
+        "dataset_errors": total,
+        "dataset_rows": rows,
+    }
+    return _Outcome(slice_rate - dataset_rate, low, high, details=details)
+
+
+def _margin_density(run: Run, mask, params, n) -> _Outcome:
+    below = int(np.count_nonzero((run.predictions.margin < params["margin"]) & mask))
+    low, high = wilson(below, n)
+    return _Outcome(below / n, low, high, details={"rows_below_margin": below, "rows": n})
+
+
+def _slice_metric(run: Run, mask, params, n) -> _Outcome:
+    metric = params["metric"]
+    if metric == "accuracy":
+        right = int(np.count_nonzero(run.correct & mask))
+        low, high = wilson(right, n)
+        return _Outcome(right / n, low, high, details={"metric": metric, "correct": right})
+    pos = run.pos_index(params["pos_label"], metric)
+    details = {"metric": metric, "pos_label": run.class_list[pos]}
+    y_pos, p_pos = run.positives(pos)
+    if metric == "roc_auc":
+        order, scores = run.score_order(pos)
+        keep = mask[order]
+        labels = y_pos[order[keep]]
+        value, low, high = auc(scores[keep], labels, params["seed"])
+        details["positives"] = int(np.count_nonzero(labels))
+        details["negatives"] = int(labels.size - details["positives"])
+        reason = "" if math.isfinite(value) else "roc_auc is undefined: the slice holds one class"
+        return _Outcome(value, low, high, details=details, undefined=reason)
+    in_pos = y_pos & mask
+    tp = int(np.count_nonzero(in_pos & p_pos))
+    fn = int(np.count_nonzero(in_pos)) - tp
+    fp = int(np.count_nonzero(p_pos & mask)) - tp
+    tn = n - tp - fn - fp
+    details.update(tp=tp, fp=fp, fn=fn, tn=tn)
+    if metric == "precision":
+        low, high = wilson(tp, tp + fp)
+        reason = (
+            ""
+            if tp + fp
+            else "precision is undefined: no row of the slice is predicted as pos_label"
+        )
+        return _Outcome(_ratio(tp, tp + fp), low, high, details=details, undefined=reason)
+    if metric == "recall":
+        low, high = wilson(tp, tp + fn)
+        reason = "" if tp + fn else "recall is undefined: the slice has no row of pos_label"
+        return _Outcome(_ratio(tp, tp + fn), low, high, details=details, undefined=reason)
+
+    def statistic(d):
+        return 2 * d[:, 0] / (2 * d[:, 0] + d[:, 1] + d[:, 2])
+
+    low, high = bootstrap(np.array([tp, fp, fn, tn]), statistic, params["seed"])
+    den = 2 * tp + fp + fn
+    reason = "" if den else "f1 is undefined: pos_label is neither predicted nor present"
+    return _Outcome(_ratio(2 * tp, den), low, high, details=details, undefined=reason)
+
+
+def _slice_ece(run: Run, mask, params, n) -> _Outcome:
+    rows = np.flatnonzero(mask)
+    bins = params["bins"]
+    b, cell, sub = run.ece_cells(bins)
+    value, low, high, table = ece(
+        run.confidence[rows], run.correct_int[rows], b[rows], cell[rows], bins, sub, params["seed"]
+    )
+    return _Outcome(value, low, high, details={"bins": table})
+
+
+def _group_disparity(run: Run, mask, params, n) -> _Outcome:
+    """Spread (max - min) of a per-group metric over the groups of a column in the slice.
+
+    1. Groups are the factorised values of group_feature (missing values form none).
+    2. Per group, count the cells (target is pos, pred is pos) - or (wrong) for
+       error_rate - in one bincount over the slice rows.
+    3. Groups with at least min_support rows and a defined metric qualify; fewer than two
+       make the value undefined.
+    4. The bootstrap resamples the slice's cell counts with the qualifying groups fixed;
+       the rows of other groups stay in one cell so the slice size is resampled right.
+    """
+    feature, metric, min_support = params["group_feature"], params["metric"], params["min_support"]
+    codes, labels = run.group_codes(feature)
+    rows = np.flatnonzero(mask)
+    group = codes[rows].astype(np.int64)  # the cached codes may be int8: widen before * width
+    n_groups = len(labels)
+    if metric == "error_rate":
+        width = 2
+        cell = run.wrong[rows].astype(np.int64)
+        details = {"metric": metric}
+    else:
+        pos = run.pos_index(params["pos_label"], metric)
+        y_pos, p_pos = run.positives(pos)
+        width = 4
+        cell = 2 * y_pos[rows].astype(np.int64) + p_pos[rows]
+        details = {"metric": metric, "pos_label": run.class_list[pos]}
+    valid = group >= 0
+    counts = np.bincount(group[valid] * width + cell[valid], minlength=n_groups * width)
+    counts = counts.reshape(n_groups, width).astype(np.float64)
+
+    def metric_of(c):  # c: (..., groups, width) -> (..., groups)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if metric == "error_rate":
+                return c[..., 1] / c.sum(axis=-1)
+            if metric == "selection_rate":
+                return (c[..., 1] + c[..., 3]) / c.sum(axis=-1)
+            if metric == "tpr":
+                return c[..., 3] / (c[..., 2] + c[..., 3])
+            return c[..., 1] / (c[..., 0] + c[..., 1])
+
+    sizes = counts.sum(axis=1)
+    values = metric_of(counts)
+    qualifying = np.flatnonzero((sizes >= min_support) & np.isfinite(values))
+    details["groups"] = [
+        {"group": json_value(labels[g]), "rows": int(sizes[g]), "value": float(values[g])}
+        for g in qualifying[np.argsort(-values[qualifying], kind="stable")][:100]
+    ]
+    details["groups_qualifying"] = int(qualifying.size)
+    details["groups_in_slice"] = int(np.count_nonzero(sizes))
+    if qualifying.size < 2:
+        reason = (
+            f"fewer than 2 groups of '{feature}' with at least {min_support} rows "
+            f"and a defined {metric}"
+        )
+        return _Outcome(math.nan, details=details, undefined=reason)
+    chosen = values[qualifying]
+    value = float(chosen.max() - chosen.min())
+    rest = n - counts[qualifying].sum()
+    cells = np.concatenate((counts[qualifying].ravel(), [rest]))
+    k = qualifying.size
+
+    def statistic(d):
+        per_group = metric_of(d[:, : k * width].reshape(-1, k, width))
+        with np.errstate(all="ignore"):
+            spread = np.nanmax(per_group, axis=1) - np.nanmin(per_group, axis=1)
+        return np.where(np.isfinite(per_group).sum(axis=1) >= 2, spread, np.nan)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows are dropped below
+        low, high = bootstrap(cells, statistic, params["seed"])
+    return _Outcome(value, low, high, details=details)
+
+
+def _model_feature(run: Run, name: str, what: str) -> None:
+    if name not in run.features.columns:
+        raise _err(f"{what}: column '{name}' is not a model feature (target or ignored)")
+
+
+def _perturbation(run: Run, mask, params, n) -> _Outcome:
+    """Share of (row, repeat) pairs whose prediction changes under Gaussian noise.
+
+    1. Features: params.features or every numeric model feature; noise sd per feature is
+       scale x its std over the whole dataset.
+    2. Stack the repeats of the slice rows into one frame, add the noise (layout in the
+       module docstring) and call predict_proba once.
+    3. Count the pairs whose predicted class differs from the unperturbed one.
+    """
+    features = params["features"]
+    if features is None:
+        features = [c for c in run.features.columns if run.schema.get(c) == "numeric"]
+    for name in features:
+        _model_feature(run, name, "features")
+    if not features:
+        raise _err("perturbation needs numeric features, and the model has none")
+    repeats = params["repeats"]
+    rows = np.flatnonzero(mask)
+    stacked_rows = np.tile(rows, repeats)
+    sds = np.array([params["scale"] * run.std(f) for f in features])
+    rng = np.random.default_rng(params["seed"])
+    noise = rng.standard_normal((stacked_rows.size, len(features)))
+    noise *= sds
+    frame = run.features.take(stacked_rows)
+    # The taken labels repeat and the model ignores them; a RangeIndex holds no array.
+    frame.index = pd.RangeIndex(len(frame))
+    for j, name in enumerate(features):
+        frame[name] = run.float_values(name)[stacked_rows] + noise[:, j]
+    pairs = stacked_rows.size
+    # Only the frame is needed while the model runs (the memory peak).
+    del noise, stacked_rows
+    flipped = run.predict_rows(frame).reshape(repeats, n) != run.pred_index[rows]
+    flips = int(np.count_nonzero(flipped))
+    rows_flipped = int(np.count_nonzero(flipped.any(axis=0)))
+    low, high = wilson(flips, pairs)
+    details = {
+        "features": list(features),
+        "noise_sd": {f: float(s) for f, s in zip(features, sds, strict=True)},
+        "repeats": repeats,
+        "pairs": pairs,
+        "flips": flips,
+        "rows_flipped": rows_flipped,
+    }
+    return _Outcome(flips / pairs, low, high, details=details)
+
+
+def _as_float(series: pd.Series) -> np.ndarray:
+    if isinstance(series.dtype, np.dtype) and series.dtype.kind in "iuf":
+        return series.to_numpy(dtype=np.float64, copy=False)
+    return pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _constant(template: pd.Series, value: Any, rows: int) -> Any:
+    """A column of ``rows`` copies of ``value``, in the template's dtype when it fits.
+
+    Keeping the dtype matters to models that read it (native categorical support); a
+    value the dtype cannot hold falls back to the inferred dtype, except that a category
+    outside a categorical column's categories is refused, as it would silently go missing.
+    """
+    dtype = template.dtype
+    if value is not None and pd.api.types.is_datetime64_any_dtype(dtype):
+        value = pd.Timestamp(value)
+        tz = getattr(dtype, "tz", None)
+        if tz is not None and value.tzinfo is None:
+            value = value.tz_localize(tz)
+    is_category = isinstance(dtype, pd.CategoricalDtype)
+    if is_category and value is not None and value not in set(dtype.categories):
+        raise _err(f"changes: {value!r} is not a category of column '{template.name}'")
+    try:
+        one = pd.Series([value], dtype=dtype)
+    except (TypeError, ValueError):
+        one = None
+    if one is not None and value is not None and one.isna().iloc[0]:
+        one = None
+    if one is None:
+        if value is None and pd.api.types.is_numeric_dtype(dtype):
+            return np.full(rows, np.nan)
+        one = pd.Series([value])
+    column = one.take(np.zeros(rows, dtype=np.intp))
+    return column.to_numpy() if isinstance(column.dtype, np.dtype) else column.array
+
+
+def _added(run: Run, name: str, rows: np.ndarray, amount: int | float) -> np.ndarray:
+    """Column ``name`` at ``rows`` plus ``amount``; integers stay integers, as in pandas."""
+    dtype = run.features[name].dtype
+    if isinstance(amount, int) and isinstance(dtype, np.dtype) and dtype.kind in "iu":
+        return run.features[name].to_numpy()[rows] + amount
+    return run.float_values(name)[rows] + amount
+
+
+def _counterfactual(run: Run, mask, params, n) -> _Outcome:
+    """Share of slice rows whose prediction changes when params.changes is applied.
+
+    1. Gather the slice rows of the features (one frame, dtypes and column order kept).
+    2. Apply each change in order: "add" to a numeric column, "set" a constant.
+    3. One predict_proba call; count rows whose predicted class differs.
+    """
+    changes = params["changes"]
+    for name in changes:
+        _model_feature(run, name, "changes")
+    rows = np.flatnonzero(mask)
+    frame = run.features.take(rows)
+    for name, change in changes.items():
+        if "add" in change:
+            frame[name] = _added(run, name, rows, change["add"])
+        else:
+            frame[name] = _constant(run.features[name], change["set"], rows.size)
+    flips = int(np.count_nonzero(run.predict_rows(frame) != run.pred_index[rows]))
+    low, high = wilson(flips, n)
+    return _Outcome(flips / n, low, high, details={"flips": flips, "rows": n})
+
+
+KIND_FUNCTIONS = {
+    "slice_error_rate": _error_rate,
+    "slice_error_gap": _error_gap,
+    "margin_density": _margin_density,
+    "slice_metric": _slice_metric,
+    "slice_ece": _slice_ece,
+    "group_disparity": _group_disparity,
+    "perturbation_flip_rate": _perturbation,
+    "counterfactual_flip_rate": _counterfactual,
+}
+
