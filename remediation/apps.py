@@ -12,6 +12,7 @@ class RemediationConfig(AppConfig):
         from core import audit
         from probes.signals import rerun_finished
 
+        from . import checks  # noqa: F401  (registers the webhook-secret deploy check)
         from .followup import on_rerun_finished
         from .models import Evaluation, RemediationAction
 

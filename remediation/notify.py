@@ -35,6 +35,17 @@ WEBHOOK_BACKOFF_S = (0.5, 1.0, 2.0, 4.0)  # waits between attempts; 5 attempts i
 WEBHOOK_TIMEOUT_S = 5
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A webhook goes to the configured address or nowhere: a redirect (to an internal
+    address, say) is a failed delivery, not a second request."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 def sign(body: bytes, secret: str) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
@@ -91,7 +102,8 @@ def notify_regression(finding_id, run_id):
     finding = Finding.objects.select_related("ml_model").get(pk=finding_id)
     run = ProbeRun.objects.select_related("probe", "model_version").get(pk=run_id)
     payload = regression_payload(finding, run)
-    subject = f"Regression: {finding.title} ({run.model_version})"
+    # A header is one line: a title typed with a line break must not lose the e-mail.
+    subject = " ".join(f"Regression: {finding.title} ({run.model_version})".split())
     body = (
         f"The fix for “{finding.title}” no longer holds on {run.model_version}.\n"
         f"Probe #{run.probe_id} ({run.probe.get_kind_display()}) measured {run.value:.4g}; "
@@ -107,11 +119,14 @@ def notify_regression(finding_id, run_id):
             for u in people
         ]
     )
-    # One message per person, so recipients do not see each other's addresses.
-    send_mass_mail(
-        [(subject, body, settings.DEFAULT_FROM_EMAIL, [u.email]) for u in people if u.email],
-        fail_silently=True,
-    )
+    # One message per person, so recipients do not see each other's addresses. A mail
+    # server that is down must not undo the regression itself: logged, not raised.
+    try:
+        send_mass_mail(
+            [(subject, body, settings.DEFAULT_FROM_EMAIL, [u.email]) for u in people if u.email]
+        )
+    except Exception:
+        log.exception("regression e-mail for finding %s could not be sent", finding_id)
     for url in settings.WEBHOOK_URLS:
         async_task("remediation.notify.deliver_webhook", url, payload,
                    task_name=f"webhook-{finding_id}-{run_id}", sync=settings.TASKS_SYNC)
@@ -123,6 +138,9 @@ def deliver_webhook(url, payload):
     Returns the HTTP status of the accepted delivery; raises after the last attempt so the
     task is recorded as failed.
     """
+    if not settings.WEBHOOK_SECRET:
+        raise RuntimeError("WEBHOOK_SECRET is empty: webhooks are not sent unsigned "
+                           "(manage.py check --deploy says so too).")
     body = json.dumps(payload, sort_keys=True).encode()
     headers = {
         "Content-Type": "application/json",
@@ -140,10 +158,13 @@ def deliver_webhook(url, payload):
         # The scheme is checked above: only http(s) URLs from the settings are opened.
         request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
         try:
-            with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_S) as response:  # noqa: S310
+            with _OPENER.open(request, timeout=WEBHOOK_TIMEOUT_S) as response:
                 if 200 <= response.status < 300:
                     return response.status
                 last_error = f"HTTP {response.status}"
+        except urllib.error.HTTPError as exc:
+            last_error = f"HTTP {exc.code}" + (" (redirects are not followed)"
+                                               if 300 <= exc.code < 400 else "")
         except (urllib.error.URLError, OSError) as exc:
             last_error = str(exc)
         log.warning("webhook %s attempt %d failed: %s", url, attempt, last_error)
