@@ -10,59 +10,28 @@ from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from core.jobs import Job, JobStatus
 from registry.models import Dataset, ModelVersion
-
-
-class JobStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    DONE = "done", "Done"
-    ERROR = "error", "Error"
-
-
-FINISHED_JOB_STATUSES = (JobStatus.DONE, JobStatus.ERROR)
 
 
 def _map_path(instance, filename):
     return f"maps/{uuid.uuid4().hex}.png"
 
 
-class IntrospectionJob(models.Model):
-    """Fields shared by the background computations on one model version and dataset."""
+class IntrospectionJob(Job):
+    """Fields shared by the background computations on one model version and dataset; the
+    job's state (status, error, traceback, times) and its start/terminate are core.jobs'."""
 
     model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="+")
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="+")
-    status = models.CharField(
-        max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True
-    )
-    error = models.TextField(blank=True)
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
         related_name="+",
     )
     created_at = models.DateTimeField(default=timezone.now)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         abstract = True
-
-    @property
-    def is_finished(self):
-        return self.status in FINISHED_JOB_STATUSES
-
-    def start(self):
-        """Mark the job running; False when it already finished (a duplicated delivery)."""
-        return bool(
-            type(self).objects.filter(pk=self.pk, status__in=[JobStatus.QUEUED, JobStatus.RUNNING])
-            .update(status=JobStatus.RUNNING, started_at=timezone.now(), error="")
-        )
-
-    def fail(self, message):
-        self.status, self.error, self.finished_at = JobStatus.ERROR, message[:4000], timezone.now()
-        type(self).objects.filter(pk=self.pk).update(
-            status=self.status, error=self.error, finished_at=self.finished_at
-        )
 
 
 class SliceScan(IntrospectionJob):

@@ -2,12 +2,12 @@
 stress sweeps and the moved-problem check.
 
 Plain functions taking primary keys, queued after the transaction commits. Each loads the
-model artifact (hash checked, skops allow-list) in the worker only. A duplicated delivery
-of a finished job does nothing; a failure is kept on the row with its reason.
+model artifact (hash checked, skops allow-list) in the worker only. Scans, maps and sweeps
+are jobs run by core.jobs' one runner: a duplicated delivery of a finished job does
+nothing; a failure is kept on the row with its reason and its traceback.
 """
 
 import logging
-import traceback
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -15,7 +15,10 @@ from django.db import transaction
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from core.jobs import JobRunner, error_message
 from remediation.models import Evaluation
+
+from .models import BoundaryMap, SliceScan, StressSweep
 
 log = logging.getLogger(__name__)
 
@@ -35,98 +38,89 @@ def enqueue(name, pk):
     )
 
 
-def _message(exc):
-    text = str(exc) or type(exc).__name__
-    if hasattr(exc, "messages"):
-        text = "; ".join(exc.messages)
-    return text
+class ScanRunner(JobRunner):
+    """A weak-slice scan; `progress(percent, text)` hears its progress besides the row."""
+
+    model = SliceScan
+    select_related = ("model_version__ml_model", "dataset")
+    failed_fields = {"progress_text": "Failed"}
+
+    def __init__(self, progress=None):
+        self.progress = progress
+
+    def run(self, scan):
+        from . import scans
+
+        def report(percent, text):
+            scan.report(percent, text)
+            if self.progress is not None:
+                self.progress(percent, text)
+
+        result = scans.run_scan(scan, report)
+        n = len(result["candidates"])
+        return {
+            "progress": 100,
+            "progress_text": f"Done: {n} candidate slice{'s' if n != 1 else ''}",
+            "overall": result["overall"],
+            "candidates": result["candidates"],
+            "skipped_columns": result["skipped_columns"],
+            "lineage": result["lineage"],
+        }
+
+    def finished(self, scan, stored, fields):
+        if self.progress is not None:
+            self.progress(100, "Done")
+
+
+class MapRunner(JobRunner):
+    """A boundary map: its PNG stored under a server-generated name."""
+
+    model = BoundaryMap
+    select_related = ("model_version__ml_model", "dataset")
+
+    def run(self, m):
+        from . import scans
+
+        png, summary = scans.draw_map(m)
+        self.old_image = m.image.name
+        m.image.save("map.png", ContentFile(png), save=False)
+        return {"image": m.image.name, "summary": summary}
+
+    def finished(self, m, stored, fields):
+        storage = m.image.storage
+        if not stored:  # redrawn or removed meanwhile: this image is nobody's
+            storage.delete(fields["image"])
+        elif self.old_image and self.old_image != fields["image"]:
+            storage.delete(self.old_image)
+
+
+class SweepRunner(JobRunner):
+    """A noise or counterfactual sweep of a finding's slice on one version."""
+
+    model = StressSweep
+    select_related = ("model_version", "dataset", "finding")
+
+    def run(self, sweep):
+        from . import scans
+
+        params, points = scans.run_sweep(sweep)
+        return {"params": params, "points": points}
 
 
 def run_scan(scan_id, progress=None):
     """Scan a model version on a dataset for weak slices; `progress(percent, text)` is
     called as it goes (besides the row's own progress fields)."""
-    from . import scans
-    from .models import JobStatus, SliceScan
-
-    scan = SliceScan.objects.select_related("model_version__ml_model", "dataset").get(pk=scan_id)
-    if not scan.start():
-        return scan.status
-
-    def report(percent, text):
-        scan.report(percent, text)
-        if progress is not None:
-            progress(percent, text)
-
-    try:
-        result = scans.run_scan(scan, report)
-    except Exception as exc:  # the reason is shown on the scan page
-        log.warning("scan %s failed: %s\n%s", scan.pk, exc, traceback.format_exc())
-        scan.fail(_message(exc))
-        SliceScan.objects.filter(pk=scan.pk).update(progress_text="Failed")
-        return JobStatus.ERROR
-    n = len(result["candidates"])
-    SliceScan.objects.filter(pk=scan.pk).update(
-        status=JobStatus.DONE,
-        progress=100,
-        progress_text=f"Done: {n} candidate slice{'s' if n != 1 else ''}",
-        overall=result["overall"],
-        candidates=result["candidates"],
-        skipped_columns=result["skipped_columns"],
-        lineage=result["lineage"],
-        finished_at=timezone.now(),
-    )
-    if progress is not None:
-        progress(100, "Done")
-    return JobStatus.DONE
+    return ScanRunner(progress).execute(scan_id)
 
 
 def draw_map(map_id):
     """Render one boundary map and store its PNG under a server-generated name."""
-    from . import scans
-    from .models import BoundaryMap, JobStatus
-
-    m = BoundaryMap.objects.select_related("model_version__ml_model", "dataset").get(pk=map_id)
-    if not m.start():
-        return m.status
-    try:
-        png, summary = scans.draw_map(m)
-    except Exception as exc:
-        log.info("boundary map %s failed: %s", m.pk, exc)
-        m.fail(_message(exc))
-        return JobStatus.ERROR
-    old = m.image.name
-    m.image.save("map.png", ContentFile(png), save=False)
-    updated = BoundaryMap.objects.filter(pk=m.pk, status=JobStatus.RUNNING).update(
-        image=m.image.name, summary=summary, status=JobStatus.DONE, finished_at=timezone.now()
-    )
-    if not updated:  # redrawn or removed meanwhile: this image is nobody's
-        m.image.storage.delete(m.image.name)
-        return m.status
-    if old and old != m.image.name:
-        m.image.storage.delete(old)
-    return JobStatus.DONE
+    return MapRunner().execute(map_id)
 
 
 def run_sweep(sweep_id):
     """Compute a noise or counterfactual sweep of a finding's slice on one version."""
-    from . import scans
-    from .models import JobStatus, StressSweep
-
-    sweep = StressSweep.objects.select_related("model_version", "dataset", "finding").get(
-        pk=sweep_id
-    )
-    if not sweep.start():
-        return sweep.status
-    try:
-        params, points = scans.run_sweep(sweep)
-    except Exception as exc:
-        log.info("sweep %s failed: %s", sweep.pk, exc)
-        sweep.fail(_message(exc))
-        return JobStatus.ERROR
-    StressSweep.objects.filter(pk=sweep.pk).update(
-        params=params, points=points, status=JobStatus.DONE, finished_at=timezone.now()
-    )
-    return JobStatus.DONE
+    return SweepRunner().execute(sweep_id)
 
 
 def on_evaluation_recorded(sender, evaluation, **kwargs):
@@ -171,7 +165,7 @@ def check_moved_problem(evaluation_id):
                                             finding.slice, baseline=finding.model_version)
     except Exception as exc:
         log.info("moved-problem check of evaluation %s failed: %s", evaluation.pk, exc)
-        summary = {"verdict": "error", "text": f"The check could not run: {_message(exc)}"}
+        summary = {"verdict": "error", "text": f"The check could not run: {error_message(exc)}"}
     summary["checked_at"] = timezone.now().isoformat()
     summary["slice"] = finding.slice
     with transaction.atomic():

@@ -10,6 +10,7 @@ from django.views.decorators.http import require_POST
 from catalog.models import Finding
 from core.decorators import role_required
 from core.forms import copy_errors
+from core.roles import MAINTAINER, has_role
 from probes.models import Probe
 from registry.models import Dataset, ModelVersion
 
@@ -81,6 +82,9 @@ def scan_detail(request, pk):
         "chart": mark_safe(chart),  # noqa: S308  (built from numbers, text escaped)
         "can_log": request.user.has_perms(["catalog.add_finding", "probes.add_probe"]),
         "can_scan": request.user.has_perm("probes.run_probe"),
+        # The traceback of a failure is for those who run the deployment; everyone reads
+        # the error itself.
+        "show_traceback": has_role(request.user, MAINTAINER),
     })
 
 
@@ -156,7 +160,9 @@ def map_image(request, pk):
     """A boundary map's PNG, for signed-in readers only (never a public media URL)."""
     from django.http import Http404, HttpResponse
 
-    from .models import BoundaryMap, JobStatus
+    from core.jobs import JobStatus
+
+    from .models import BoundaryMap
 
     m = get_object_or_404(BoundaryMap, pk=pk)
     if m.status != JobStatus.DONE or not m.image.name:
@@ -175,7 +181,9 @@ def map_image(request, pk):
 @role_required("probes.view_probe")
 def finding_introspection_progress(request, finding_pk):
     """Maps and sweeps of a finding still queued or running (the page reloads at zero)."""
-    from .models import FINISHED_JOB_STATUSES, BoundaryMap, StressSweep
+    from core.jobs import FINISHED_JOB_STATUSES
+
+    from .models import BoundaryMap, StressSweep
 
     finding = get_object_or_404(Finding, pk=finding_pk)
     maps = BoundaryMap.objects.filter(finding=finding).exclude(status__in=FINISHED_JOB_STATUSES)

@@ -5,9 +5,10 @@ from django import template
 from django.utils.safestring import mark_safe
 
 from boundary.scan_charts import sweep_chart_svg
+from core.jobs import FINISHED_JOB_STATUSES
 
 from ..forms import BoundaryMapForm, SensitiveColumnsForm, SweepForm
-from ..models import FINISHED_JOB_STATUSES, BoundaryMap, SliceScan, StressSweep, SweepKind
+from ..models import BoundaryMap, SliceScan, StressSweep, SweepKind
 from ..scans import changed_share, default_map_axes, numeric_features
 
 register = template.Library()

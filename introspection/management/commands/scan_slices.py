@@ -2,9 +2,10 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from core.jobs import JobStatus
 from registry.models import Dataset, ModelVersion
 
-from ...models import JobStatus, SliceScan
+from ...models import SliceScan
 from ...tasks import run_scan
 
 
