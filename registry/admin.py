@@ -2,7 +2,7 @@ from django.contrib import admin
 
 from core.admin import HistoryAdmin
 
-from .models import Dataset, MLModel, ModelVersion
+from .models import Dataset, Deployment, MLModel, ModelVersion
 
 
 @admin.register(MLModel)
@@ -59,3 +59,10 @@ class DatasetAdmin(HistoryAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+@admin.register(Deployment)
+class DeploymentAdmin(HistoryAdmin):
+    list_display = ["ml_model", "environment", "model_version", "since", "until"]
+    list_filter = ["environment", "ml_model"]
+    readonly_fields = ["until", "recorded_by", "recorded_at"]

@@ -10,6 +10,6 @@ class RegistryConfig(AppConfig):
         # is ready.
         from core import audit
 
-        from .models import Dataset, MLModel, ModelVersion
+        from .models import Dataset, Deployment, MLModel, ModelVersion
 
-        audit.track(MLModel, Dataset, ModelVersion)
+        audit.track(MLModel, Dataset, ModelVersion, Deployment)

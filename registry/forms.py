@@ -60,3 +60,18 @@ class VersionField(forms.ModelChoiceField):
                 self.ml_model.check_owns(value)
             except forms.ValidationError as exc:
                 raise forms.ValidationError(exc.messages, code="other_ml_model") from exc
+
+
+class DeploymentForm(forms.Form):
+    """Record which version of this ML model now serves in an environment."""
+
+    model_version = forms.ModelChoiceField(queryset=ModelVersion.objects.none(),
+                                           label="Version")
+    environment = forms.SlugField(max_length=40, initial="production",
+                                  help_text="e.g. production, staging, shadow")
+    since = forms.DateTimeField(required=False, help_text="Empty: now. YYYY-MM-DD HH:MM")
+    note = forms.CharField(required=False, max_length=500)
+
+    def __init__(self, *args, ml_model, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["model_version"].queryset = ml_model.versions.all()

@@ -351,3 +351,75 @@ class ModelVersion(ImmutableFileMixin, models.Model):
             if enqueue:
                 version_registered.send(sender=cls, version=mv, by=by)
         return mv
+
+
+class DeploymentQuerySet(models.QuerySet):
+    def current(self):
+        return self.filter(until=None)
+
+
+class Deployment(models.Model):
+    """Which version of an ML model serves in an environment, since when (and until when:
+    null while it still serves). Recording a deployment ends the one it replaces in the
+    same environment; rows are never deleted, so the history of what served is kept."""
+
+    ml_model = models.ForeignKey(MLModel, on_delete=models.PROTECT, related_name="deployments")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT,
+                                      related_name="deployments")
+    environment = models.SlugField(
+        max_length=40, help_text="Where it serves, e.g. production, staging, shadow.")
+    since = models.DateTimeField(default=timezone.now)
+    until = models.DateTimeField(null=True, blank=True, editable=False)
+    note = models.TextField(blank=True)
+    recorded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                    on_delete=models.SET_NULL, related_name="+")
+    recorded_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    objects = DeploymentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["ml_model", "environment", "-since", "-pk"]
+        constraints = [
+            # At most one current deployment per ML model and environment.
+            models.UniqueConstraint(fields=["ml_model", "environment"],
+                                    condition=models.Q(until=None),
+                                    name="deployment_one_current_per_environment"),
+        ]
+
+    def __str__(self):
+        return f"{self.model_version} in {self.environment} since {self.since:%Y-%m-%d}"
+
+    def clean(self):
+        if self.ml_model_id and self.model_version_id:
+            self.ml_model.check_owns(self.model_version)
+
+    @classmethod
+    def record(cls, *, model_version, environment, since=None, note="", by=None):
+        """Record that `model_version` serves in `environment` from `since` (now by
+        default), in one transaction:
+
+        1. Refuse a version of another ML model, an environment that is not a slug, and a
+           start before the start of the deployment it replaces.
+        2. End the current deployment of the ML model in that environment at `since`.
+        3. Store the new one (audited)."""
+        since = since or timezone.now()
+        deployment = cls(ml_model=model_version.ml_model, model_version=model_version,
+                         environment=environment, since=since, note=note,
+                         recorded_by=by if getattr(by, "pk", None) else None)
+        # The one-current-per-environment constraint holds once step 2 ended the current one.
+        deployment.full_clean(exclude=["recorded_by"], validate_constraints=False)
+        with transaction.atomic():
+            current = (cls.objects.select_for_update()
+                       .filter(ml_model=deployment.ml_model, environment=environment,
+                               until=None).first())
+            if current is not None:
+                if since < current.since:
+                    raise ValidationError({"since": (
+                        f"{current} started on {current.since:%Y-%m-%d %H:%M}; a deployment "
+                        "that replaces it cannot start earlier.")})
+                with acting_as(by):
+                    current.until = since
+                    current.save(update_fields=["until"])
+            with acting_as(by):
+                deployment.save()
+        return deployment

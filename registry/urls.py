@@ -8,6 +8,8 @@ urlpatterns = [
     path("models/new/", views.mlmodel_create, name="mlmodel_create"),
     path("models/<slug:slug>/", views.mlmodel_detail, name="mlmodel_detail"),
     path("models/<slug:slug>/versions/new/", views.version_register, name="version_register"),
+    path("models/<slug:slug>/deployments/new/", views.deployment_create,
+         name="deployment_create"),
     path("versions/<int:pk>/", views.version_detail, name="version_detail"),
     path("datasets/", views.dataset_list, name="dataset_list"),
     path("datasets/new/", views.dataset_upload, name="dataset_upload"),

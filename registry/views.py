@@ -1,16 +1,18 @@
+"""Pages of the registry: ML models, their versions and deployments, datasets."""
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db.models import Count
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
 
 from core.decorators import role_required
 from core.forms import copy_errors
 from core.models import AuditEvent
 
-from .forms import DatasetUploadForm, MLModelForm, ModelVersionForm
-from .models import Dataset, MLModel, ModelVersion
+from .forms import DatasetUploadForm, DeploymentForm, MLModelForm, ModelVersionForm
+from .models import Dataset, Deployment, MLModel, ModelVersion
 
 PREVIEW_ROWS = 20
 
@@ -45,8 +47,34 @@ def mlmodel_detail(request, slug):
             "ml_model": ml_model,
             "versions": versions,
             "findings": findings[:50],
+            "deployments": ml_model.deployments.select_related("model_version", "recorded_by")[:50],
+            "deployment_form": DeploymentForm(ml_model=ml_model),
         },
     )
+
+
+@role_required("registry.add_deployment")
+@require_POST
+def deployment_create(request, slug):
+    """Record that a version serves in an environment (ends the one it replaces)."""
+    ml_model = get_object_or_404(MLModel, slug=slug)
+    form = DeploymentForm(request.POST, ml_model=ml_model)
+    if form.is_valid():
+        try:
+            deployment = Deployment.record(
+                model_version=form.cleaned_data["model_version"],
+                environment=form.cleaned_data["environment"],
+                since=form.cleaned_data["since"], note=form.cleaned_data["note"],
+                by=request.user)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        else:
+            messages.success(request, f"Recorded: {deployment}.")
+    else:
+        messages.error(request, "Nothing recorded: " + "; ".join(
+            f"{form.fields[f].label or f}: {' '.join(e)}" if f in form.fields else " ".join(e)
+            for f, e in form.errors.items()))
+    return redirect(ml_model.get_absolute_url() + "#deployments")
 
 
 @role_required("registry.add_modelversion")

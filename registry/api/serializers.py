@@ -2,7 +2,7 @@ from rest_framework import serializers
 
 from core.api.serializers import ModelCleanMixin
 
-from ..models import Dataset, MLModel, ModelVersion
+from ..models import Dataset, Deployment, MLModel, ModelVersion
 
 
 class MLModelSerializer(ModelCleanMixin, serializers.ModelSerializer):
@@ -130,3 +130,23 @@ class ModelVersionUpdateSerializer(serializers.ModelSerializer):
     class Meta:
         model = ModelVersion
         fields = ["notes"]
+
+
+class DeploymentSerializer(serializers.ModelSerializer):
+    """`ml_model` is the version's; a deployment ends the current one in its environment."""
+
+    class Meta:
+        model = Deployment
+        fields = ["id", "ml_model", "model_version", "environment", "since", "until", "note",
+                  "recorded_by", "recorded_at"]
+        read_only_fields = ["ml_model", "until", "recorded_by", "recorded_at"]
+        validators = []  # one current deployment per environment: Deployment.record ends it
+
+    def create(self, validated):
+        return Deployment.record(
+            model_version=validated["model_version"],
+            environment=validated["environment"],
+            since=validated.get("since"),
+            note=validated.get("note", ""),
+            by=self.context["request"].user,
+        )

@@ -3,7 +3,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 
 from core.api.parsers import StrictJSONParser
 
-from ..models import Dataset, MLModel, ModelVersion
+from ..models import Dataset, Deployment, MLModel, ModelVersion
 from . import serializers as s
 
 
@@ -48,3 +48,17 @@ class ModelVersionViewSet(
         if self.action in ("update", "partial_update"):
             return s.ModelVersionUpdateSerializer
         return s.ModelVersionSerializer
+
+
+class DeploymentViewSet(
+    mixins.CreateModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.ListModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Which version serves where since when; POST records a new one (maintainers)."""
+
+    queryset = Deployment.objects.select_related("model_version", "ml_model")
+    serializer_class = s.DeploymentSerializer
+    filterset_fields = {"ml_model": ["exact"], "model_version": ["exact"],
+                        "environment": ["exact"], "until": ["isnull"]}
