@@ -130,3 +130,21 @@ def test_the_command_names_an_unknown_model_or_version(ml_model, v2):
         call_command("gate", "nope", "1")
     with pytest.raises(CommandError, match="has no version '9'.*versions: "):
         call_command("gate", ml_model.slug, "9")
+
+
+def test_the_api_answers_the_gate_as_json_and_junit(people, finding, probe, v2):
+    from .factories import api_for
+
+    guard(finding, "resolved")
+    run = run_on(probe, v2, "failed", value=0.45)
+    api = api_for(people["viewer"])
+    body = api.get(f"/api/v1/model-versions/{v2.pk}/gate/").json()
+    assert body == {"model_version": v2.pk, "decision": "fail", "checked": 1,
+                    "blocking": [{"probe": probe.pk, "finding": finding.pk, "run": run.pk,
+                                  "reason": body["blocking"][0]["reason"]}]}
+    assert "0.45" in body["blocking"][0]["reason"]
+    junit = api.get(f"/api/v1/model-versions/{v2.pk}/gate/?format=junit")
+    assert junit.status_code == 200 and junit["Content-Type"].startswith("application/xml")
+    suite = ElementTree.fromstring(junit.content).find("testsuite")
+    assert suite.get("failures") == "1"
+    assert api_for(None).get(f"/api/v1/model-versions/{v2.pk}/gate/").status_code in (401, 403)

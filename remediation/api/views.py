@@ -1,7 +1,8 @@
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, viewsets
+from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 
 from core.api.serializers import TransitionSerializer
@@ -9,6 +10,7 @@ from core.models import AuditEvent
 from registry.models import ModelVersion
 
 from ..filtersets import ActionFilterSet, AuditEventFilterSet
+from ..gate import decide
 from ..models import Evaluation, Notification, RemediationAction
 from . import serializers as s
 
@@ -88,3 +90,41 @@ class NotificationViewSet(viewsets.ReadOnlyModelViewSet):
         Notification.objects.mark_read(request.user, ids=[note.pk])
         note.refresh_from_db()
         return Response(self.get_serializer(note).data)
+
+
+class JUnitRenderer(BaseRenderer):
+    """`?format=junit`: the gate as JUnit XML, which CI servers show as test results."""
+
+    media_type = "application/xml"
+    format = "junit"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return data.encode("utf-8") if isinstance(data, str) else b""
+
+
+class GateSerializer(serializers.Serializer):
+    model_version = serializers.IntegerField()
+    decision = serializers.ChoiceField(choices=["pass", "fail", "pending"])
+    checked = serializers.IntegerField(help_text="guarding probes checked")
+    blocking = serializers.ListField(child=serializers.DictField(),
+                                     help_text="[{probe, finding, run, reason}]")
+
+
+class VersionGateViewSet(viewsets.GenericViewSet):
+    """`model-versions/{id}/gate/`: the registry's resource, remediation's release gate."""
+
+    queryset = ModelVersion.objects.select_related("ml_model")
+    serializer_class = GateSerializer
+    renderer_classes = [JSONRenderer, JUnitRenderer]
+    action_permissions = {"gate": ["registry.view_modelversion", "probes.view_proberun"]}
+
+    @extend_schema(responses={200: GateSerializer})
+    @action(detail=True, methods=["get"])
+    def gate(self, request, pk=None):
+        """May this version ship? `pass`, `fail` or `pending`, with every blocking probe
+        (`?format=junit` for a JUnit XML report)."""
+        result = decide(self.get_object())
+        if request.accepted_renderer.format == "junit":
+            return Response(result.junit(), content_type="application/xml; charset=utf-8")
+        return Response(result.as_dict())
