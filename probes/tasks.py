@@ -52,20 +52,28 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------------------
 
 
-def plan_chunks(runs, size=None):
-    """Split (run id, dataset id) pairs into chunks of at most `size` runs of one dataset.
+SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 
-    Each dataset's runs are dealt round-robin into ceil(n / size) chunks, so that
-    expensive probe kinds (created together) spread evenly over the chunks.
+
+def plan_chunks(runs, size=None):
+    """Split (run id, dataset id[, severity]) tuples into chunks of at most `size` runs of
+    one dataset, in the order the workers should take them.
+
+    1. Runs of critical findings come first, then high, medium, low (the priority of
+       DESIGN.md: within a rerun, severity decides).
+    2. Within a severity, each dataset's runs are dealt round-robin into ceil(n / size)
+       chunks, so that expensive probe kinds (created together) spread evenly.
     """
     size = max(1, int(size or settings.RERUN_CHUNK_SIZE))
-    by_dataset = defaultdict(list)
-    for run_id, dataset_id in sorted(runs):
-        by_dataset[dataset_id].append(run_id)
+    tiers = defaultdict(lambda: defaultdict(list))
+    for run_id, dataset_id, *severity in sorted(runs):
+        rank = SEVERITY_ORDER.get(severity[0], len(SEVERITY_ORDER)) if severity else 0
+        tiers[rank][dataset_id].append(run_id)
     chunks = []
-    for ids in by_dataset.values():
-        count = -(-len(ids) // size)
-        chunks += [ids[i::count] for i in range(count)]
+    for rank in sorted(tiers):
+        for ids in tiers[rank].values():
+            count = -(-len(ids) // size)
+            chunks += [ids[i::count] for i in range(count)]
     return chunks
 
 
@@ -74,12 +82,12 @@ def enqueue_rerun(rerun_id):
     TASKS_SYNC is on). A rerun without runs still gets one task, which finishes it."""
     from .models import ProbeRun
 
-    pairs = (
+    runs = (
         ProbeRun.objects.filter(rerun_id=rerun_id)
         .exclude(status__in=FINISHED_RUN_STATUSES)
-        .values_list("pk", "probe__dataset_id")
+        .values_list("pk", "probe__dataset_id", "probe__finding__severity")
     )
-    chunks = plan_chunks(pairs) or [[]]
+    chunks = plan_chunks(runs) or [[]]
     for run_ids in chunks:
         _enqueue_chunk(rerun_id, run_ids)
     return len(chunks)
@@ -113,18 +121,35 @@ def enqueue_runs(run_ids):
             _enqueue_chunk(rerun_id, chunk)
 
 
-def nightly_rerun():
-    """Rerun every active probe on the latest version of each ML model."""
-    from registry.models import MLModel
+def nightly_versions():
+    """The versions the nightly rerun covers, in the order it queues them: every version
+    that serves somewhere now (production first, then the other environments by name),
+    then each ML model's newest version that serves nowhere."""
+    from registry.models import Deployment, MLModel
 
+    ordered = []
+    current = (Deployment.objects.current().select_related("model_version")
+               .order_by("environment", "since", "pk"))
+    deployed = sorted(current, key=lambda d: (d.environment != "production", d.environment))
+    for deployment in deployed:
+        if deployment.model_version not in ordered:
+            ordered.append(deployment.model_version)
+    for ml_model in MLModel.objects.order_by("name"):
+        latest = ml_model.latest_version
+        if latest is not None and latest not in ordered:
+            ordered.append(latest)
+    return ordered
+
+
+def nightly_rerun():
+    """Rerun every active probe on the nightly versions (deployed ones first); returns the
+    reruns' ids in the order they were queued."""
     from .models import Rerun
 
     queued = []
-    for ml_model in MLModel.objects.all():
-        latest = ml_model.latest_version
-        if latest is not None:
-            with transaction.atomic():
-                queued.append(Rerun.queue(latest, trigger=Trigger.SCHEDULE, label="schedule").pk)
+    for version in nightly_versions():
+        with transaction.atomic():
+            queued.append(Rerun.queue(version, trigger=Trigger.SCHEDULE, label="schedule").pk)
     return queued
 
 
