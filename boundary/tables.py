@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from .slices import schema_of
+
 PARQUET_MAGIC = b"PAR1"
 
 
@@ -57,8 +59,6 @@ def _csv_header(upload):
 
 
 def column_schema(df, *, sensitive=(), ignored=()):
-    from .slices import schema_of
-
     kinds = schema_of(df)
     return [
         {

@@ -10,6 +10,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
 
+from boundary import engine, slices
+from core.audit import acting_as
 from core.roles import CONTRIBUTOR, REVIEWER, has_role
 from core.workflow import SYSTEM, TransitionError, transition
 
@@ -53,6 +55,7 @@ class FindingQuerySet(models.QuerySet):
         """Findings matching `q` in the web-search syntax ("a phrase", or, -excluded),
         unranked. PostgreSQL matches the stored tsvector; SQLite, the stemmed words the
         fallback keeps in the same column (see catalog/search.py)."""
+        # Late: catalog/search.py imports these models.
         from . import search
 
         q = search.clean_query(q)
@@ -69,12 +72,14 @@ class FindingQuerySet(models.QuerySet):
         """Search results for the catalog page and the API: ranked within a bounded candidate
         set when there is a query, else in this queryset's order; pages, capped counts,
         facets, highlighted passages and "did you mean" (catalog.search.SearchResults)."""
+        # Late: catalog/search.py imports these models.
         from .search import CANDIDATE_LIMIT, SearchResults
 
         return SearchResults(self, q, ranked=ranked, limit=limit or CANDIDATE_LIMIT)
 
     def refresh_search_vectors(self, ids=None):
         """Rewrite the search documents of these findings (by default: this queryset's)."""
+        # Late: catalog/search.py imports these models.
         from . import search
 
         if ids is None:
@@ -187,16 +192,9 @@ class Finding(models.Model):
 
     def clean(self):
         """The slice must fit the dataset's schema; the version must belong to the model."""
-        from boundary import engine
 
-        if (
-            self.model_version_id
-            and self.ml_model_id
-            and self.model_version.ml_model_id != self.ml_model_id
-        ):
-            raise ValidationError(
-                {"model_version": f"{self.model_version} is not a version of {self.ml_model}."}
-            )
+        if self.model_version_id and self.ml_model_id:
+            self.ml_model.check_owns(self.model_version)
         if self.slice and not self.dataset_id:
             raise ValidationError({"dataset": "A slice needs the dataset it is defined on."})
         if self.dataset_id:
@@ -208,13 +206,11 @@ class Finding(models.Model):
     @property
     def slice_text(self):
         """The slice as text: `age < 22 AND region in ("north", "south")` (slices.describe)."""
-        from boundary import slices
 
         return slices.describe(self.slice)
 
     def set_key_lesson(self, value, *, by):
         """Mark (or unmark) the finding as a key lesson for newcomers; reviewers only."""
-        from core.audit import acting_as
 
         if not by.has_perm("catalog.review_finding"):
             raise PermissionDenied("Only reviewers may mark key lessons.")

@@ -63,6 +63,7 @@ class SliceScan(IntrospectionJob):
     def queue(cls, model_version, dataset, *, by=None, top_k=5, max_predicates=2,
               min_support=None, dispatch=True):
         """Store a scan request and hand it to a worker once the transaction commits."""
+        # Late: introspection/scans.py imports these models.
         from .scans import scan_params
 
         params = scan_params(dataset, top_k=top_k, max_predicates=max_predicates,
@@ -72,6 +73,7 @@ class SliceScan(IntrospectionJob):
             requested_by=by if getattr(by, "pk", None) else None,
         )
         if dispatch:
+            # Late: introspection/tasks.py imports these models.
             from .tasks import enqueue
 
             transaction.on_commit(lambda: enqueue("run_scan", scan.pk))
@@ -120,6 +122,7 @@ class SliceScan(IntrospectionJob):
            suggested threshold unless one is given.
         3. On commit, both probes run on the scan's version (their baseline).
         """
+        # Late: introspection/scans.py imports these models.
         from .scans import log_candidate_as_finding
 
         return log_candidate_as_finding(
@@ -167,6 +170,7 @@ class BoundaryMap(IntrospectionJob):
         Maps that exist for the same slice and dataset are kept (a stored version never
         changes) unless `redraw`; the others are (re)queued, one task each, on commit.
         """
+        # Late: introspection/scans.py imports these models.
         from .scans import check_map_axes
 
         check_map_axes(finding, feature_x, feature_y)
@@ -192,6 +196,7 @@ class BoundaryMap(IntrospectionJob):
                 m.requested_by = by if getattr(by, "pk", None) else m.requested_by
                 m.save()
             queued.append(m)
+        # Late: introspection/tasks.py imports these models.
         from .tasks import enqueue
 
         for m in queued:
@@ -227,6 +232,7 @@ class StressSweep(IntrospectionJob):
     @classmethod
     def request(cls, finding, kind, *, version, by=None, feature=""):
         """Queue a sweep of the finding's slice on `version`, run by a worker on commit."""
+        # Late: introspection/scans.py imports these models.
         from .scans import check_sweep
 
         params = check_sweep(finding, kind, version, feature)
@@ -236,6 +242,7 @@ class StressSweep(IntrospectionJob):
             slice=finding.slice, params=params,
             requested_by=by if getattr(by, "pk", None) else None,
         )
+        # Late: introspection/tasks.py imports these models.
         from .tasks import enqueue
 
         transaction.on_commit(lambda: enqueue("run_sweep", sweep.pk))
@@ -258,6 +265,7 @@ class StressSweep(IntrospectionJob):
     def save_point_as_probe(self, index, *, by, threshold=None):
         """A probe that re-checks this point on every version (perturbation_flip_rate at
         the point's scale, or counterfactual_flip_rate with the point's change)."""
+        # Late: introspection/scans.py imports these models.
         from .scans import probe_from_sweep_point
 
         return probe_from_sweep_point(self, self.point(index), by=by, threshold=threshold)

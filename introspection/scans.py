@@ -30,8 +30,17 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
 from boundary import maps, neighbourhood, predict, slices, sweeps
+from boundary.artifacts import check_feature_columns, load_model
 from boundary.frames import py_scalar
 from boundary.scan import find_weak_slices
+from catalog.choices import RiskCategory, Severity
+from catalog.models import Finding, Tag
+from core.audit import acting_as
+from probes.choices import ProbeKind, Trigger
+from probes.models import Probe, Rerun
+from probes.tasks import trusted_types
+
+from .models import SweepKind
 
 NOISE_SCALES = (0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2)
 NOISE_REPEATS = 5
@@ -118,16 +127,12 @@ def check_map_axes(finding, feature_x, feature_y):
 
 def check_sweep(finding, kind, version, feature):
     """The sweep's parameters, checked before it is queued."""
-    from .models import SweepKind
 
     if kind not in SweepKind.values:
         raise ValidationError({"kind": f"Unknown sweep kind '{kind}'."})
     if finding.dataset is None:
         raise ValidationError("This finding names no dataset; a sweep needs one.")
-    if version.ml_model_id != finding.ml_model_id:
-        raise ValidationError(
-            {"model_version": f"{version} is not a version of {finding.ml_model}."}
-        )
+    finding.ml_model.check_owns(version)
     if kind == SweepKind.NOISE:
         if not numeric_features(finding.dataset):
             raise ValidationError("A noise sweep needs numeric features; the dataset has none.")
@@ -157,9 +162,6 @@ class Workbench:
     """
 
     def __init__(self, version, dataset, *, frame=None):
-        from boundary.artifacts import check_feature_columns, load_model
-        from probes.tasks import trusted_types
-
         self.version, self.dataset = version, dataset
         self.model = load_model(
             version.artifact.path,
@@ -325,11 +327,6 @@ def _threshold(value, field, default):
 def log_candidate_as_finding(scan, candidate, *, by, title="", severity="", risk_category="",
                              summary="", error_threshold=None, margin_threshold=None):
     """See SliceScan.log_finding."""
-    from catalog.choices import RiskCategory, Severity
-    from catalog.models import Finding, Tag
-    from core.audit import acting_as
-    from probes.choices import ProbeKind, Trigger
-    from probes.models import Probe, Rerun
 
     if not (by.has_perm("catalog.add_finding") and by.has_perm("probes.add_probe")):
         raise PermissionDenied("Logging a finding with probes needs the contributor role.")
@@ -506,7 +503,6 @@ def counterfactual_values(frame, feature, kind, sensitive, min_count):
 
 def run_sweep(sweep):
     """Compute a sweep's points (worker), each with a suggested probe threshold."""
-    from .models import SweepKind
 
     bench = Workbench(sweep.model_version, sweep.dataset)
     features = list(bench.X.columns)
@@ -541,11 +537,7 @@ def run_sweep(sweep):
 
 def probe_from_sweep_point(sweep, point, *, by, threshold=None):
     """See StressSweep.save_point_as_probe."""
-    from core.audit import acting_as
-    from probes.choices import ProbeKind
-    from probes.models import Probe
 
-    from .models import SweepKind
 
     if not by.has_perm("probes.add_probe"):
         raise PermissionDenied("Saving a probe needs the contributor role.")
@@ -665,7 +657,6 @@ def mark_sensitive(dataset, names, *, by):
 
     Every name must be a column of the dataset; the change is an audited update.
     """
-    from core.audit import acting_as
 
     if not by.has_perm("registry.add_dataset"):
         raise PermissionDenied("Changing sensitive columns needs the contributor role.")

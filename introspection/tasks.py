@@ -18,6 +18,7 @@ from django_q.tasks import async_task
 from core.jobs import JobRunner, error_message
 from remediation.models import Evaluation
 
+from . import scans
 from .models import BoundaryMap, SliceScan, StressSweep
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,6 @@ class ScanRunner(JobRunner):
         self.progress = progress
 
     def run(self, scan):
-        from . import scans
-
         def report(percent, text):
             scan.report(percent, text)
             if self.progress is not None:
@@ -79,8 +78,6 @@ class MapRunner(JobRunner):
     select_related = ("model_version__ml_model", "dataset")
 
     def run(self, m):
-        from . import scans
-
         png, summary = scans.draw_map(m)
         self.old_image = m.image.name
         m.image.save("map.png", ContentFile(png), save=False)
@@ -101,8 +98,6 @@ class SweepRunner(JobRunner):
     select_related = ("model_version", "dataset", "finding")
 
     def run(self, sweep):
-        from . import scans
-
         params, points = scans.run_sweep(sweep)
         return {"params": params, "points": points}
 
@@ -150,7 +145,6 @@ def queue_moved_problem_check(evaluation):
 def check_moved_problem(evaluation_id):
     """Run the neighbourhood check of an evaluation's finding on its version and keep the
     summary in Evaluation.details["moved_problem"]."""
-    from . import scans
 
     evaluation = Evaluation.objects.select_related(
         "action__finding__dataset", "action__finding__model_version", "model_version"

@@ -7,12 +7,18 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
+from boundary.scan_charts import candidates_chart_svg
 from catalog.models import Finding
 from core.decorators import role_required
 from core.forms import copy_errors
+from core.jobs import FINISHED_JOB_STATUSES, JobStatus
 from core.roles import MAINTAINER, has_role
 from probes.models import Probe
 from registry.models import Dataset, ModelVersion
+
+from .forms import BoundaryMapForm, LogCandidateForm, ScanForm, SensitiveColumnsForm, SweepForm
+from .models import BoundaryMap, SliceScan, StressSweep
+from .scans import mark_sensitive, numeric_features, suggested_severity, suggested_title
 
 
 def _first_error(exc):
@@ -24,8 +30,6 @@ def _first_error(exc):
 @role_required("probes.run_probe")
 def scan_new(request, pk):
     """Scan for weak slices: choose the dataset (and the scan's bounds), then queue it."""
-    from .forms import ScanForm
-    from .models import SliceScan
 
     version = get_object_or_404(ModelVersion.objects.select_related("ml_model"), pk=pk)
     initial = {"dataset": version.training_dataset_id}
@@ -51,12 +55,6 @@ def scan_new(request, pk):
 
 @role_required("probes.view_probe")
 def scan_detail(request, pk):
-    from boundary.scan_charts import candidates_chart_svg
-
-    from .forms import LogCandidateForm
-    from .models import SliceScan
-    from .scans import suggested_severity, suggested_title
-
     scan = get_object_or_404(
         SliceScan.objects.select_related("model_version__ml_model", "dataset", "requested_by"),
         pk=pk,
@@ -90,8 +88,6 @@ def scan_detail(request, pk):
 
 @role_required("probes.view_probe")
 def scan_progress(request, pk):
-    from .models import SliceScan
-
     return JsonResponse(get_object_or_404(SliceScan, pk=pk).progress_json())
 
 
@@ -99,8 +95,6 @@ def scan_progress(request, pk):
 @require_POST
 def scan_log(request, pk, index):
     """Log a candidate as a finding with its two probes, then show the finding."""
-    from .forms import LogCandidateForm
-    from .models import SliceScan
 
     scan = get_object_or_404(SliceScan.objects.select_related("model_version", "dataset"), pk=pk)
     form = LogCandidateForm(request.POST, prefix=f"c{index}")
@@ -128,9 +122,6 @@ def scan_log(request, pk, index):
 @require_POST
 def finding_maps_request(request, finding_pk):
     """Draw (or redraw) a finding's boundary maps over two features on every version."""
-    from .forms import BoundaryMapForm
-    from .models import BoundaryMap
-    from .scans import numeric_features
 
     finding = get_object_or_404(Finding.objects.select_related("dataset", "ml_model"),
                                 pk=finding_pk)
@@ -160,9 +151,7 @@ def map_image(request, pk):
     """A boundary map's PNG, for signed-in readers only (never a public media URL)."""
     from django.http import Http404, HttpResponse
 
-    from core.jobs import JobStatus
 
-    from .models import BoundaryMap
 
     m = get_object_or_404(BoundaryMap, pk=pk)
     if m.status != JobStatus.DONE or not m.image.name:
@@ -181,9 +170,7 @@ def map_image(request, pk):
 @role_required("probes.view_probe")
 def finding_introspection_progress(request, finding_pk):
     """Maps and sweeps of a finding still queued or running (the page reloads at zero)."""
-    from core.jobs import FINISHED_JOB_STATUSES
 
-    from .models import BoundaryMap, StressSweep
 
     finding = get_object_or_404(Finding, pk=finding_pk)
     maps = BoundaryMap.objects.filter(finding=finding).exclude(status__in=FINISHED_JOB_STATUSES)
@@ -200,9 +187,6 @@ def finding_introspection_progress(request, finding_pk):
 @role_required("probes.run_probe")
 @require_POST
 def sweep_request(request, finding_pk):
-    from .forms import SweepForm
-    from .models import StressSweep
-
     finding = get_object_or_404(Finding.objects.select_related("dataset", "ml_model"),
                                 pk=finding_pk)
     form = SweepForm(request.POST, finding=finding)
@@ -226,7 +210,6 @@ def sweep_request(request, finding_pk):
 @require_POST
 def sweep_point_probe(request, pk, index):
     """Save one point of a sweep as a probe of the finding, in one click."""
-    from .models import StressSweep
 
     sweep = get_object_or_404(StressSweep.objects.select_related("finding", "dataset"), pk=pk)
     try:
@@ -245,8 +228,6 @@ def sweep_point_probe(request, pk, index):
 @require_POST
 def dataset_sensitive(request, pk):
     """Change which columns of a dataset are sensitive (metadata only)."""
-    from .forms import SensitiveColumnsForm
-    from .scans import mark_sensitive
 
     dataset = get_object_or_404(Dataset, pk=pk)
     form = SensitiveColumnsForm(request.POST, dataset=dataset)

@@ -10,6 +10,11 @@ from django.utils.http import urlencode
 
 from catalog.choices import FindingStatus, RiskCategory, Severity
 from catalog.models import Finding
+from catalog.search import STOP_WORDS, slice_features, tokens
+from core.models import AuditEvent
+from probes.models import ProbeRun
+from registry.models import MLModel
+from remediation.models import RemediationAction
 
 VERBS = {
     "approved": "approved it",
@@ -46,9 +51,6 @@ def timeline(finding, actions):
     proposal and transitions (from the audit trail); each evaluation on a later version;
     the finding's own status changes; and where it stands now.
     """
-    from core.models import AuditEvent
-    from probes.models import ProbeRun
-    from remediation.models import RemediationAction
 
     where = f" on {finding.model_version}" if finding.model_version_id else ""
     slice_text = finding.slice_text
@@ -153,7 +155,6 @@ def similar_findings(finding, n=5):
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.metrics.pairwise import linear_kernel
 
-    from catalog.search import STOP_WORDS, slice_features, tokens
 
     tags = [t.name for t in finding.tags.all()]
     features = slice_features(finding.slice)
@@ -215,7 +216,6 @@ def start_here():
     model's story unfolded. Each query
     walks an index (key lessons: a partial index; a model's findings: by creation date).
     """
-    from registry.models import MLModel
 
     key = list(Finding.objects.filter(is_key_lesson=True).select_related("ml_model")
                .order_by("ml_model__name", "created_at")[:30])
@@ -249,7 +249,6 @@ def _cell_link(base, **params):
 def heatmaps(queryset, base):
     """Severity x risk category and ML model x status counts, each cell a catalog link
     (`base`: the other filters in force, kept in every link)."""
-    from registry.models import MLModel
 
     sev_risk = {
         (s, r): n for s, r, n in queryset.order_by().values_list("severity", "risk_category")
@@ -300,7 +299,6 @@ def heatmaps(queryset, base):
 
 def model_history(ml_model):
     """Findings by status, regressions, lessons and versions of one ML model."""
-    from core.models import AuditEvent
 
     findings = Finding.objects.filter(ml_model=ml_model)
     counts = dict(findings.order_by().values_list("status").annotate(n=Count("*"))

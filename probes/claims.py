@@ -28,7 +28,9 @@ from django.db.models import F, Max
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from . import tasks  # a cycle by design: tasks imports claims; used at call time only
 from .choices import RunStatus
+from .models import ProbeRun
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +121,6 @@ def release_claim(token, *, timed_out=False, now=None):
     again, their attempt refunded. A claim that stopped before any probe started (while
     loading the model, reading the dataset or predicting) blames all its runs.
     """
-    from .models import ProbeRun
 
     now = now or timezone.now()
     limit = time_limit()
@@ -187,7 +188,6 @@ def claim_runs(run_ids, *, token=None, takeover=False):
     this process's own earlier claims on them count as dead too (a chunk that resumes
     after a database outage).
     """
-    from .models import ProbeRun
 
     token = token or worker_token()
     now = timezone.now()
@@ -217,16 +217,14 @@ def claim_runs(run_ids, *, token=None, takeover=False):
             attempts=F("attempts") + 1,
         )
     # Runs released here that belong to other chunks go back to the workers.
-    from .tasks import enqueue_runs
 
-    enqueue_runs(sorted(set(released) - set(run_ids)))
+    tasks.enqueue_runs(sorted(set(released) - set(run_ids)))
     return claimable
 
 
 def recover_dead_claims(*, local_only=False):
     """Release every dead claim (only those of this host's processes with `local_only`)
     and queue their runs again. Returns the number of runs queued again."""
-    from .models import ProbeRun
 
     now = timezone.now()
     rows = (
@@ -238,9 +236,8 @@ def recover_dead_claims(*, local_only=False):
     for row in rows:
         if claim_is_dead(row["claimed_by"], row["at"], now, local_only=local_only):
             requeued += release_claim(row["claimed_by"], now=now)
-    from .tasks import enqueue_runs
 
-    enqueue_runs(requeued)
+    tasks.enqueue_runs(requeued)
     return len(requeued)
 
 
@@ -259,7 +256,6 @@ def fail_runs(runs, token, message, tb=""):
 
 def fail_claimed(token, message, tb=""):
     """Record an unexpected failure on the runs this process still holds."""
-    from .models import ProbeRun
 
     try:
         ProbeRun.objects.filter(claimed_by=token, status=RunStatus.RUNNING).update(

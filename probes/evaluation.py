@@ -17,8 +17,13 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
+from boundary import artifacts, engine
+from boundary.artifacts import DEFAULT_TRUSTED_TYPES, ArtifactError, check_feature_columns
+from registry.models import capture_environment
+
 from .choices import ProbeKind, RunStatus
 from .claims import fail_runs, finish_claimed
+from .models import ProbeRun
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +48,10 @@ def forget(rerun_id=None):
 
 
 def trusted_types():
-    from boundary.artifacts import DEFAULT_TRUSTED_TYPES
-
     return list(DEFAULT_TRUSTED_TYPES) + list(settings.SKOPS_EXTRA_TRUSTED_TYPES)
 
 
 def _cached_model(rerun):
-    from boundary import artifacts
-
     version = rerun.model_version
     key = (rerun.pk, rerun.created_at, version.artifact_sha256)
     if _cache["key"] != key:
@@ -68,8 +69,6 @@ def _cached_model(rerun):
 
 def _cached_data(model, dataset):
     """(frame, predictions, or the reason predicting failed) for a dataset of the rerun."""
-    from boundary import engine
-    from boundary.artifacts import check_feature_columns
 
     if dataset.pk not in _cache["data"]:
         frame = dataset.read()
@@ -92,8 +91,6 @@ def _cached_data(model, dataset):
 
 
 def _lineage_base(version):
-    from registry.models import capture_environment
-
     env = capture_environment()
     return {
         "artifact_sha256": version.artifact_sha256,
@@ -108,7 +105,6 @@ def baseline_values(probes):
     """The value of each probe on its finding's discovery version (for the
     no-worse-than-baseline comparator): the value of its latest run there
     (ProbeRun.objects.latest_runs); none when that run has no value."""
-    from .models import ProbeRun
 
     wanted = {p.pk: p.finding.model_version_id for p in probes if p.finding.model_version_id}
     if not wanted:
@@ -129,9 +125,7 @@ def evaluate_claimed(rerun, run_ids, token, progress=None):
     2. Group the runs by dataset; read each dataset (hash checked) and predict once per
        (rerun, dataset, process); store each result as it arrives.
     """
-    from boundary.artifacts import ArtifactError
 
-    from .models import ProbeRun
 
     runs = list(
         ProbeRun.objects.filter(pk__in=run_ids, claimed_by=token, status=RunStatus.RUNNING)
@@ -174,8 +168,6 @@ def _progress_counter(total, progress):
 
 
 def _run_on_dataset(model, version, runs, lineage, token, tick):
-    from boundary import engine
-
     ProbeRun = type(runs[0])
     dataset = runs[0].probe.dataset
     try:

@@ -137,6 +137,7 @@ class Rerun(models.Model):
         The runs exist before the task starts, so a retried or duplicated task finds them
         (unique per probe, version and rerun) and never creates a second one.
         """
+        # Late: probes/tasks.py imports these models.
         from .tasks import enqueue_rerun
 
         if probes is None:

@@ -31,6 +31,8 @@ from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from registry.models import Deployment, MLModel
+
 from .choices import FINISHED_RUN_STATUSES, RunStatus, Trigger
 from .claims import (
     claim_runs,
@@ -42,6 +44,7 @@ from .claims import (
 )
 from .evaluation import DATABASE_GONE, evaluate_claimed, forget
 from .evaluation import trusted_types as trusted_types  # introspection loads with them too
+from .models import ProbeRun, Rerun
 from .signals import rerun_finished
 
 log = logging.getLogger(__name__)
@@ -80,7 +83,6 @@ def plan_chunks(runs, size=None):
 def enqueue_rerun(rerun_id):
     """Hand a rerun's unfinished runs to the workers, one task per chunk (inline when
     TASKS_SYNC is on). A rerun without runs still gets one task, which finishes it."""
-    from .models import ProbeRun
 
     runs = (
         ProbeRun.objects.filter(rerun_id=rerun_id)
@@ -106,7 +108,6 @@ def _enqueue_chunk(rerun_id, run_ids):
 
 def enqueue_runs(run_ids):
     """Queue chunk tasks for runs that went back to the queue (any reruns)."""
-    from .models import ProbeRun
 
     if not run_ids:
         return
@@ -125,7 +126,6 @@ def nightly_versions():
     """The versions the nightly rerun covers, in the order it queues them: every version
     that serves somewhere now (production first, then the other environments by name),
     then each ML model's newest version that serves nowhere."""
-    from registry.models import Deployment, MLModel
 
     ordered = []
     current = (Deployment.objects.current().select_related("model_version")
@@ -144,7 +144,6 @@ def nightly_versions():
 def nightly_rerun():
     """Rerun every active probe on the nightly versions (deployed ones first); returns the
     reruns' ids in the order they were queued."""
-    from .models import Rerun
 
     queued = []
     for version in nightly_versions():
@@ -188,7 +187,6 @@ def sweep_runs():
        restarted without persistence). A duplicate task is harmless: claims.
     3. Finish reruns whose runs are all finished.
     """
-    from .models import ProbeRun, Rerun
 
     requeued = recover_dead_claims()
     stale = timezone.now() - timedelta(seconds=int(settings.Q_CLUSTER.get("retry") or 720))
@@ -227,7 +225,6 @@ def run_chunk(rerun_id, run_ids):
     is complete. Safe to deliver any number of times."""
     from django_q.exceptions import TimeoutException
 
-    from .models import Rerun
 
     token = worker_token()
     try:
@@ -252,7 +249,6 @@ def run_chunk(rerun_id, run_ids):
 def run_rerun(rerun_id, progress=None):
     """Evaluate every unfinished run of a rerun in this process (run_probes --sync),
     with the same claims as the workers; `progress(done, total)` after each probe."""
-    from .models import ProbeRun, Rerun
 
     token = worker_token()
     rerun = Rerun.objects.select_related("model_version__ml_model").get(pk=rerun_id)
@@ -312,7 +308,6 @@ def finish_rerun_if_complete(rerun_id):
     chunk gets there first), hand over to remediation (evaluations, regressions), and
     run the rerun's probes on the newest version where they have not run yet.
     True when this call finished it."""
-    from .models import ProbeRun, Rerun
 
     unfinished = ProbeRun.objects.filter(rerun_id=rerun_id).exclude(
         status__in=FINISHED_RUN_STATUSES

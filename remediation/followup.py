@@ -10,10 +10,15 @@ import logging
 from django.db import IntegrityError, transaction
 
 from catalog.choices import FindingStatus
+from catalog.models import Finding
 from core.workflow import SYSTEM, TransitionError
-from probes.choices import RunStatus
+from probes.choices import RunStatus, Trigger
+from probes.models import ProbeRun, Rerun
+from registry.models import ModelVersion
 
 from .choices import ActionStatus, Outcome
+from .models import Evaluation, RemediationAction
+from .notify import notify_regression
 from .signals import evaluation_recorded
 
 log = logging.getLogger(__name__)
@@ -22,7 +27,6 @@ log = logging.getLogger(__name__)
 def standing_on(finding, version):
     """{probe_id: latest run} of the finding's active probes on `version`
     (ProbeRun.objects.latest_runs: the one definition of a probe's latest run)."""
-    from probes.models import ProbeRun
 
     runs = ProbeRun.objects.filter(probe__finding=finding, probe__active=True).latest_runs(
         versions=[version]
@@ -45,7 +49,6 @@ def outcome_of(finding, runs):
 
 def record_evaluation(action, version, runs, outcome):
     """Store (or refresh) the automatic evaluation of `action` on `version`."""
-    from .models import Evaluation
 
     counts = {}
     for run in runs.values():
@@ -94,10 +97,7 @@ def on_implemented(action_id):
     """An action was marked implemented: evaluate it on its fix version from the runs
     stored there; queue a rerun of only the probes that have no run on that version yet
     (the rerun's completion evaluates it then)."""
-    from probes.choices import Trigger
-    from probes.models import ProbeRun, Rerun
 
-    from .models import RemediationAction
 
     action = RemediationAction.objects.select_related("finding", "fixed_in_version").get(
         pk=action_id
@@ -127,10 +127,7 @@ def on_rerun_finished(sender, rerun_id, **kwargs):
 def after_rerun(rerun_id):
     """1. Evaluate every implemented/verified action of the version's ML model.
     2. Reopen each resolved finding whose probe failed on this (newer) version."""
-    from catalog.models import Finding
-    from probes.models import Rerun
 
-    from .models import RemediationAction
 
     rerun = Rerun.objects.select_related("model_version").get(pk=rerun_id)
     version = rerun.model_version
@@ -154,7 +151,6 @@ def check_regression(finding, version):
     The note names the failing run, the last version where every probe held and the
     version where it broke; the owner and reviewers are notified.
     """
-    from .notify import notify_regression
 
     fix_versions = [
         a.fixed_in_version for a in finding.actions.filter(fixed_in_version__isnull=False)
@@ -200,7 +196,6 @@ def check_regression(finding, version):
 
 def last_held_version(finding, *, before):
     """The newest version before `before` on which every active probe passed."""
-    from registry.models import ModelVersion
 
     versions = ModelVersion.objects.filter(
         ml_model_id=finding.ml_model_id, registered_at__lte=before.registered_at

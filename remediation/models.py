@@ -154,6 +154,7 @@ class RemediationAction(models.Model):
             expected=expected,
         )
         if new == ActionStatus.IMPLEMENTED:
+            # Late: remediation/followup.py imports these models.
             from .followup import on_implemented
 
             transaction.on_commit(lambda: on_implemented(locked.pk))

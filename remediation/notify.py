@@ -1,7 +1,6 @@
 """Telling people a fix stopped holding: in the app, by e-mail, and by signed webhook.
 
 Webhook payload (JSON, POST, `Content-Type: application/json`), documented in the README:
-
     {"event": "finding.regressed", "finding": {"id", "title", "url", "severity",
      "ml_model", "status"}, "failing_run": {"id", "probe", "kind", "value", "threshold",
      "comparator", "model_version"}, "last_held_version": str|null,
@@ -27,7 +26,12 @@ from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from catalog.models import Finding
 from core.roles import REVIEWER
+from probes.models import ProbeRun
+
+from . import followup  # a cycle by design: followup notifies; used at call time only
+from .models import Notification
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +69,7 @@ def recipients_for(finding):
 
 
 def regression_payload(finding, run):
-    from .followup import last_held_version
-
-    last_held = last_held_version(finding, before=run.model_version)
+    last_held = followup.last_held_version(finding, before=run.model_version)
     return {
         "event": "finding.regressed",
         "finding": {
@@ -94,11 +96,6 @@ def regression_payload(finding, run):
 
 
 def notify_regression(finding_id, run_id):
-    from catalog.models import Finding
-    from probes.models import ProbeRun
-
-    from .models import Notification
-
     finding = Finding.objects.select_related("ml_model").get(pk=finding_id)
     run = ProbeRun.objects.select_related("probe", "model_version").get(pk=run_id)
     payload = regression_payload(finding, run)

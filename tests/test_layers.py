@@ -62,3 +62,48 @@ def test_a_planted_upward_import_breaks_a_contract(tree_copy, module, line, cont
     assert result.returncode != 0
     assert "BROKEN" in result.stdout
     assert contract in result.stdout.split("BROKEN")[0].splitlines()[-1]
+
+
+def _late_project_imports():
+    """Project imports inside function bodies with no comment saying why (on the line, or
+    above its block of imports)."""
+    import ast
+
+    found = []
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if "migrations" in path.parts:
+                continue
+            lines = path.read_text().splitlines()
+            for node in ast.walk(ast.parse("\n".join(lines))):
+                if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    continue
+                for sub in ast.walk(node):
+                    if not isinstance(sub, ast.Import | ast.ImportFrom):
+                        continue
+                    relative = isinstance(sub, ast.ImportFrom) and sub.level
+                    name = sub.module if isinstance(sub, ast.ImportFrom) else sub.names[0].name
+                    if not relative and (name or "").split(".")[0] not in PACKAGES:
+                        continue
+                    if not _explained(lines, sub.lineno - 1):
+                        found.append(f"{path.relative_to(ROOT)}:{sub.lineno}")
+    return found
+
+
+def _explained(lines, index):
+    if "#" in lines[index]:
+        return True
+    index -= 1
+    while index >= 0:
+        text = lines[index].strip()
+        if text.startswith("#"):
+            return True
+        if text and not text.startswith(("from ", "import ")) and not text.endswith(
+                (",", "(")) and text != ")":
+            return False
+        index -= 1
+    return False
+
+
+def test_no_project_import_hides_in_a_function_without_a_reason():
+    assert _late_project_imports() == []

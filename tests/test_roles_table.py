@@ -48,16 +48,7 @@ WRITES = [
     ("registers deployments", "registry.add_deployment", {"maintainer", "superuser"}),
 ]
 
-READ_DEPLOYMENTS = ("DESIGN.md: viewer (reads everything) — deployments not yet built "
-                    "(no Deployment model, no registry.view_deployment)")
 NOT_YET_BUILT = {
-    "reads deployments:viewer": READ_DEPLOYMENTS,
-    "reads deployments:contributor": READ_DEPLOYMENTS,
-    "reads deployments:reviewer": READ_DEPLOYMENTS,
-    "reads deployments:maintainer": READ_DEPLOYMENTS,
-    "registers deployments:maintainer":
-        "DESIGN.md: maintainer (registers model artifacts and deployments) — deployments not "
-        "yet built (no Deployment model, no registry.add_deployment)",
     "logs datasets:maintainer":
         "DESIGN.md: contributor (logs findings, datasets, probes, proposes actions), "
         "maintainer (registers model artifacts and deployments) — not yet built "
