@@ -12,14 +12,15 @@ class ProbesConfig(AppConfig):
         # is ready.
         from django_q.signals import post_spawn
 
-        from core import audit
+        from core import audit, history
         from registry.signals import version_registered
 
         from . import checks  # noqa: F401  (registers the task-settings check)
-        from .models import Probe, Rerun
+        from .models import Probe, ProbeRun, Rerun
         from .tasks import on_worker_spawn
 
         audit.track(Probe)
+        history.protect(Probe, Rerun, ProbeRun)
 
         # A newly registered version gets a rerun of its ML model's active probes.
         version_registered.connect(Rerun.on_version_registered,

@@ -8,8 +8,9 @@ class RegistryConfig(AppConfig):
     def ready(self):
         # Imported here, not at the top: models and receivers load once the app registry
         # is ready.
-        from core import audit
+        from core import audit, history
 
         from .models import Dataset, Deployment, MLModel, ModelVersion
 
         audit.track(MLModel, Dataset, ModelVersion, Deployment)
+        history.protect(MLModel, Dataset, ModelVersion, Deployment)

@@ -9,7 +9,7 @@ class RemediationConfig(AppConfig):
         # Imported here, not at the top: models and receivers load once the app registry
         # is ready.
         from catalog import search
-        from core import audit
+        from core import audit, history
         from probes.signals import rerun_finished
 
         from . import checks  # noqa: F401  (registers the webhook-secret deploy check)
@@ -17,6 +17,7 @@ class RemediationConfig(AppConfig):
         from .models import Evaluation, RemediationAction
 
         audit.track(RemediationAction, Evaluation)
+        history.protect(RemediationAction, Evaluation)
         search.follow_actions(RemediationAction)
 
         # Every finished rerun gets its follow-up evaluations (remediation/followup.py).

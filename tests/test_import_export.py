@@ -148,15 +148,17 @@ def full_catalog(people, finding, probe, version):
 
 
 def _wipe_catalog():
-    """Empty every catalog table, audit trail included (immutable through the ORM)."""
-    for model in (Notification, Evaluation, RemediationAction, ProbeRun, Rerun, Probe):
-        model.objects.all().delete()
-    Finding.tags.through.objects.all().delete()
-    Finding.objects.all().delete()
-    for model in (ModelVersion, Dataset, MLModel, Tag):
-        model.objects.all().delete()
+    """Empty every catalog table, audit trail included: in SQL, since nothing with history
+    can be deleted through the application (core/history.py)."""
+    from core.models import AuditChain
+
+    tables = [m._meta.db_table for m in (
+        Notification, Evaluation.probe_runs.through, Evaluation, RemediationAction, ProbeRun,
+        Rerun, Probe, Finding.tags.through, Finding, ModelVersion, Dataset, MLModel, Tag,
+        AuditEvent, AuditChain)]
     with connection.cursor() as cursor:
-        cursor.execute(f"DELETE FROM {AuditEvent._meta.db_table}")
+        for table in tables:
+            cursor.execute(f"DELETE FROM {connection.ops.quote_name(table)}")
 
 
 def _comparable(data):
