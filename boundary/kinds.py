@@ -252,7 +252,7 @@ def _validate_probe(kind, slice, params, comparator, threshold, schema, target_c
 def _validate_changes(changes: Any, schema: dict[str, str], target_column: str | None) -> dict:
     if not isinstance(changes, Mapping) or not changes:
         raise _err('changes must name at least one column: {"column": {"set": v} or {"add": d}}')
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for name, change in changes.items():
         if name not in schema:
             raise _err(f"changes: column '{name}' is not in the dataset")

@@ -129,6 +129,7 @@ def boundary_grid(
         positive = None
     marg = predictions.margin
     pred = predictions.pred_index
+    assert pred is not None  # Predictions fills it in on construction
     shape = xx.shape
     return {
         "feature_x": feature_x,

@@ -197,7 +197,9 @@ class Run:
 
     def predict_rows(self, frame: pd.DataFrame) -> np.ndarray:
         """Index (in ``classes``) of the predicted class of each row of ``frame``."""
-        return predict(self.model, frame, chunk_rows=self.chunk_rows).pred_index
+        pred_index = predict(self.model, frame, chunk_rows=self.chunk_rows).pred_index
+        assert pred_index is not None  # Predictions fills it in on construction
+        return pred_index
 
 
 def _error_rate(run: Run, mask, params, n) -> _Outcome:
@@ -239,6 +241,7 @@ def _slice_metric(run: Run, mask, params, n) -> _Outcome:
         low, high = wilson(right, n)
         return _Outcome(right / n, low, high, details={"metric": metric, "correct": right})
     pos = run.pos_index(params["pos_label"], metric)
+    assert pos is not None  # the metrics past accuracy are all in POS_LABEL_METRICS
     details = {"metric": metric, "pos_label": run.class_list[pos]}
     y_pos, p_pos = run.positives(pos)
     if metric == "roc_auc":
@@ -310,6 +313,7 @@ def _group_disparity(run: Run, mask, params, n) -> _Outcome:
         details = {"metric": metric}
     else:
         pos = run.pos_index(params["pos_label"], metric)
+        assert pos is not None  # the metrics past error_rate are all in POS_LABEL_METRICS
         y_pos, p_pos = run.positives(pos)
         width = 4
         cell = 2 * y_pos[rows].astype(np.int64) + p_pos[rows]

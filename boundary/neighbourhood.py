@@ -25,7 +25,7 @@ __all__ = ["neighbourhood_check"]
 
 def _numeric_bounds(df: pd.DataFrame, slice) -> dict:
     """Per numeric feature, the [lo, hi] the slice's ordering predicates allow."""
-    bounds = {}
+    bounds: dict[str, tuple[float, float]] = {}
     for pred in slice:
         f, op = pred.get("feature"), pred.get("op")
         if op not in ("<", "<=", ">", ">=", "between") or f not in df.columns:
@@ -33,6 +33,7 @@ def _numeric_bounds(df: pd.DataFrame, slice) -> dict:
         if not is_numeric(df[f]):
             continue
         box = slice_box([pred], f)
+        assert box is not None  # an ordering predicate on f always bounds f
         lo, hi = bounds.get(f, (-math.inf, math.inf))
         bounds[f] = (max(lo, box[0]), min(hi, box[1]))
     return bounds
@@ -95,6 +96,7 @@ def neighbourhood_check(
         raise ValueError("slice is empty")
     s_e = int(err[sm].sum())
     s_lo, s_hi = wilson(s_e, s_n)
+    assert s_lo is not None  # s_n > 0
 
     # 2. Neighbourhoods.
     variants: list[tuple[str, str, float, list[dict]]] = []
@@ -135,7 +137,9 @@ def neighbourhood_check(
         seen.add(key)
         r_e = int(err[ring].sum())
         lo95, hi95 = wilson(r_e, r_n)
-        significant = r_n >= min_support and wilson(r_e, r_n, z_adj)[0] > p0
+        lo_adj = wilson(r_e, r_n, z_adj)[0]
+        assert lo_adj is not None  # r_n > 0
+        significant = r_n >= min_support and lo_adj > p0
         rings.append(
             {
                 "kind": kind,

@@ -11,6 +11,7 @@ module scores, selects and reports. The rows of every reported slice are
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,7 @@ from scipy.stats import chi2
 
 from . import slices
 from .frames import errors_vector
-from .scan_search import Col, Scan, candidates_1d, encode
+from .scan_search import Col, Cond, Scan, candidates_1d, encode
 from .stats import wilson
 
 __all__ = ["find_weak_slices", "g_stat"]
@@ -49,6 +50,13 @@ def _g_vs_rate(n: float, e: float, p0: float) -> float:
         return 0.0
     p = e / n
     return float(2.0 * (xlogy(e, p / p0) + xlogy(n - e, (1 - p) / (1 - p0))))
+
+
+def _lower_bound(k: int, n: int) -> float:
+    """Wilson lower bound of k / n, for n >= 1."""
+    low = wilson(k, n)[0]
+    assert low is not None  # wilson gives None only for n <= 0
+    return low
 
 
 def _nice(a: float, b: float, *, open_low: bool) -> float:
@@ -82,6 +90,7 @@ def _nice(a: float, b: float, *, open_low: bool) -> float:
 
 def _num_predicate(col: Col, cond, ctx: np.ndarray) -> dict:
     lo, hi = cond[2], cond[3]
+    assert col.x is not None  # a numeric column
     vals = col.x[ctx]
     vals = vals[~np.isnan(vals)]
 
@@ -114,6 +123,7 @@ def _num_predicate(col: Col, cond, ctx: np.ndarray) -> dict:
 
 
 def _cat_predicate(col: Col, cond) -> dict:
+    assert col.labels is not None and col.all_labels is not None  # a categorical column
     chosen = [col.labels[c] for c in sorted(cond[2])]
     if len(chosen) == 1:
         return {"feature": col.name, "op": "==", "value": chosen[0]}
@@ -219,7 +229,7 @@ def find_weak_slices(
     # 2. Coarse candidates.
     scored: list[tuple[float, tuple]] = []
     n_tested = 0
-    singles = {}
+    singles: dict[str, tuple[np.ndarray, int, np.ndarray, list[Cond]]] = {}
     for col in cols:
         counts = np.bincount(col.codes, minlength=col.nbins).astype(float)
         errs = np.bincount(col.codes, weights=errf, minlength=col.nbins)
@@ -229,12 +239,12 @@ def find_weak_slices(
             n_tested += len(conds)
             scored.extend((float(g[k]), (conds[k],)) for k in np.flatnonzero(g > 0))
         if max_predicates >= 2:
-            codes = col.pair_codes if col.kind == "num" else col.codes
-            nbins = (
-                (len(col.pair_cuts) + 1 + int(col.null_code >= 0))
-                if col.kind == "num"
-                else col.nbins
-            )
+            if col.kind == "num":
+                assert col.pair_codes is not None and col.pair_cuts is not None
+                codes = col.pair_codes
+                nbins = len(col.pair_cuts) + 1 + int(col.null_code >= 0)
+            else:
+                codes, nbins = col.codes, col.nbins
             pc = np.bincount(codes, minlength=nbins).astype(float)
             pe = np.bincount(codes, weights=errf, minlength=nbins)
             pm, pconds = candidates_1d(col, pc, pe, min_support, pair=True)
@@ -260,8 +270,8 @@ def find_weak_slices(
                 n_tested += g.size
                 flat_g = g.ravel()
                 k = min(per_pair, flat_g.size)
-                top = np.argpartition(-flat_g, k - 1)[:k]
-                for t in top:
+                top_cells = np.argpartition(-flat_g, k - 1)[:k]
+                for t in top_cells:
                     if flat_g[t] > 0:
                         i, j = divmod(int(t), g.shape[1])
                         scored.append((float(flat_g[t]), (conds_a[i], conds_b[j])))
@@ -274,7 +284,8 @@ def find_weak_slices(
     scored.sort(key=lambda t: -t[0])
 
     # 3. Diverse shortlist.
-    shortlist, short_masks = [], []
+    shortlist: list[tuple] = []
+    short_masks: list[np.ndarray] = []
     limit = max(4 * top_k, 16)
     for g, conds in scored[: 40 * limit]:
         if g < crit_simplify:
@@ -308,7 +319,8 @@ def find_weak_slices(
             pool.append([scan.score(key), key, seed, False])
 
     # 5. Significant, distinct slices, each explaining errors the previous ones do not.
-    results, chosen_masks = [], []
+    results: list[dict[str, Any]] = []
+    chosen_masks: list[np.ndarray] = []
     covered = np.zeros(n, dtype=bool)
     decomposed: set[tuple] = set()
     while pool and len(results) < top_k:
@@ -332,7 +344,7 @@ def find_weak_slices(
         support = int(m.sum())
         errors = int(err[m].sum())
         lo, hi = wilson(errors, support)
-        if support < min_support or lo <= p0:
+        if support < min_support or lo is None or lo <= p0:  # lo is None only for no rows
             continue
         overlaps = [k for k, other in enumerate(chosen_masks) if _jaccard(m, other) >= 0.5]
         if overlaps:
@@ -342,7 +354,7 @@ def find_weak_slices(
         r_n, r_e = int(resid.sum()), int(err[resid].sum())
         if chosen_masks and (
             r_n < min_support
-            or wilson(r_e, r_n)[0] <= p0
+            or _lower_bound(r_e, r_n) <= p0
             or _g_vs_rate(r_n, r_e, p0) < crit
         ):
             # Significant only through rows already explained by a better slice.
@@ -356,7 +368,7 @@ def find_weak_slices(
             r_n, r_e = int(rest.sum()), int(err[rest].sum())
             if children and (
                 r_n < min_support
-                or wilson(r_e, r_n)[0] <= p0
+                or _lower_bound(r_e, r_n) <= p0
                 or _g_vs_rate(r_n, r_e, p0) < crit
             ):
                 # Nothing is wrong with the slice beyond its parts: offer the parts instead.
@@ -389,7 +401,7 @@ def find_weak_slices(
         for entry in pool:
             km = scan.mask(entry[1], active_only=False)
             inter = np.count_nonzero(km & m)
-            if _jaccard(km, m) >= 0.5 or inter >= 0.8 * max(1, np.count_nonzero(km)):
+            if _jaccard(km, m) >= 0.5 or inter >= 0.8 * max(1, int(np.count_nonzero(km))):
                 results[-1]["absorbed"] += 1
             else:
                 kept.append(entry)
@@ -404,7 +416,7 @@ def find_weak_slices(
         scan.set_active(~covered)
         for entry in pool:
             km = scan.mask(entry[1], active_only=False)
-            if np.count_nonzero(km & m) > 0.05 * max(1, np.count_nonzero(km)):
+            if np.count_nonzero(km & m) > 0.05 * max(1, int(np.count_nonzero(km))):
                 entry[3] = True
             elif not entry[3]:
                 entry[0] = scan.score(entry[1])

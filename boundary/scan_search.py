@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy.special import xlogy
 
 from .frames import is_numeric, py_scalar
+
+# An internal condition: ("num", column, low, high) for low <= x < high, ("cat", column,
+# frozenset of category codes) or ("null", column).
+Cond = tuple[Any, ...]
 
 
 @dataclass
@@ -152,9 +157,11 @@ def candidates_1d(col: Col, counts, errs, min_support: int, pair: bool):
     error rate (the best ``in`` set for a rate-monotone score is such a prefix). Either:
     ``is_null`` when there are enough nulls.
     """
-    rows, conds = [], []
+    rows: list[np.ndarray] = []
+    conds: list[Cond] = []
     if col.kind == "num":
         cuts = col.pair_cuts if pair else col.cuts
+        assert cuts is not None  # numeric columns carry their cuts
         nb = len(cuts) + 1
         nbins = nb + int(col.null_code >= 0)
         members, ii, jj = _interval_members(nb, nbins)
@@ -165,6 +172,7 @@ def candidates_1d(col: Col, counts, errs, min_support: int, pair: bool):
         nbins_total = nbins
     else:
         nbins_total = col.nbins
+        assert col.addressable is not None  # categorical columns carry it
         addr = np.flatnonzero(col.addressable & (counts > 0))
         for c in addr:
             if counts[c] >= min_support:
@@ -294,6 +302,7 @@ class Scan:
         threshold, so the boundary lands between two observed values, not on a bin edge.
         """
         col = self.cols[cond[1]]
+        assert col.order is not None and col.x is not None  # a numeric column
         idx = col.order[ctx[col.order]]
         m = len(idx)
         if m < self.min_support:
@@ -330,6 +339,7 @@ class Scan:
         codes = col.codes[ctx]
         counts = np.bincount(codes, minlength=col.nbins).astype(float)
         errs = np.bincount(codes, weights=self.errf[ctx], minlength=col.nbins)
+        assert col.addressable is not None  # a categorical column
         addr = np.flatnonzero(col.addressable & (counts > 0))
         if len(addr) == 0:
             return cond, 0.0

@@ -33,8 +33,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, NoReturn
 
 import numpy as np
 import pandas as pd
@@ -258,6 +258,16 @@ class _Column:
 
     __slots__ = ("_lookup", "codes", "ctype", "isnull", "labels", "tz", "values")
 
+    ctype: str
+    # Either ``codes`` and ``labels`` (categorical and boolean columns) or ``values`` are
+    # set; ``isnull`` only for values that can be missing, ``tz`` only for aware dates.
+    values: np.ndarray | None
+    isnull: np.ndarray | None
+    codes: np.ndarray | None
+    labels: list[Any] | None
+    _lookup: dict[Any, int] | None
+    tz: Any
+
     def __init__(self, series: pd.Series, ctype: str):
         self.ctype = ctype
         self.values = self.isnull = self.codes = self.labels = self._lookup = self.tz = None
@@ -286,21 +296,23 @@ class _Column:
     def lookup(self, value: Any) -> int:
         """Code of ``value`` in this column (a number also matches its text, and back)."""
         if self._lookup is None:
+            assert self.labels is not None, "lookup is for a factorised column"
             self._lookup = {}
             for code, label in enumerate(self.labels):
                 label = label.item() if isinstance(label, np.generic) else label
                 self._lookup.setdefault(label, code)
         for candidate in self._candidates(value):
+            found: int | None
             try:
-                code = self._lookup.get(candidate)
+                found = self._lookup.get(candidate)
             except TypeError:
-                code = None
-            if code is not None:
-                return code
+                found = None
+            if found is not None:
+                return found
         return -2  # matches no row (-1 is the missing-value code)
 
     @staticmethod
-    def _candidates(value: Any):
+    def _candidates(value: Any) -> Iterator[Any]:
         yield value
         if not isinstance(value, str):
             yield str(value)
@@ -374,6 +386,7 @@ def _predicate_mask(column: _Column, op: str, value: Any) -> np.ndarray:
     """Rows of one encoded column that satisfy one normalised predicate."""
     if column.codes is not None:
         codes = column.codes
+        assert column.labels is not None  # set together with codes
         if op == "is_null":
             return codes == -1
         if op == "not_null":
@@ -390,6 +403,7 @@ def _predicate_mask(column: _Column, op: str, value: Any) -> np.ndarray:
         hit = codes == column.lookup(value)
         return hit if op == "==" else ~hit
     values = column.values
+    assert values is not None  # a column without codes has values
     if op == "is_null":
         return column.isnull.copy() if column.isnull is not None else np.zeros(len(values), bool)
     if op == "not_null":
@@ -434,7 +448,7 @@ def mask(
     cache = {} if cache is None else cache
     table = _Table(df_or_arrays)
     schema = _schema(table, cache)
-    result = None
+    result: np.ndarray | None = None
     for predicate in validate(slice, schema):
         key = ("predicate", json.dumps(predicate, sort_keys=True, default=str))
         hit = cache.get(key)
@@ -456,6 +470,7 @@ def column_codes(
     table = _Table(df_or_arrays)
     column = _cached_column(table, feature, _schema(table, cache)[feature], cache)
     if column.codes is not None:
+        assert column.labels is not None  # set together with codes
         return column.codes, column.labels
     key = ("groups", feature)
     if key not in cache:
@@ -504,7 +519,8 @@ def describe(predicates: list[dict] | None) -> str:
         return "whole dataset"
     parts = []
     for predicate in predicates:
-        name, op, value = _name_text(predicate["feature"]), predicate["op"], predicate.get("value")
+        name, op = _name_text(predicate["feature"]), predicate["op"]
+        value: Any = predicate.get("value")  # absent for the null ops
         if op == "is_null":
             parts.append(f"{name} is null")
         elif op == "not_null":
@@ -554,7 +570,8 @@ def _scan_quoted(text: str, start: int) -> tuple[str, int]:
 
 def _tokens(text: str) -> list[tuple[str, Any, int, str]]:
     """(kind, value, 1-based position, source text) of each token, then an end token."""
-    tokens, i = [], 0
+    tokens: list[tuple[str, Any, int, str]] = []
+    i = 0
     while i < len(text):
         char = text[i]
         if char in "\"'":
@@ -571,6 +588,7 @@ def _tokens(text: str) -> list[tuple[str, Any, int, str]]:
         if match is None:
             raise SliceSyntaxError(f"unexpected character {char!r} at character {i + 1}", i + 1)
         kind, source = match.lastgroup, match.group()
+        assert kind is not None  # every alternative of _TOKEN is a named group
         if kind == "number":
             plain = re.fullmatch(r"-?\d+", source)
             tokens.append(("number", int(source) if plain else float(source), i + 1, source))
@@ -588,15 +606,15 @@ class _Parser:
         self.tokens = _tokens(text)
         self.at = 0
 
-    def peek(self):
+    def peek(self) -> tuple[str, Any, int, str]:
         return self.tokens[self.at]
 
-    def take(self):
+    def take(self) -> tuple[str, Any, int, str]:
         token = self.tokens[self.at]
         self.at += 1
         return token
 
-    def fail(self, expected: str, token=None):
+    def fail(self, expected: str, token: tuple[str, Any, int, str] | None = None) -> NoReturn:
         kind, _, position, source = token or self.peek()
         found = "the end of the text" if kind == "end" else repr(source)
         raise SliceSyntaxError(

@@ -78,6 +78,7 @@ def noise_sweep(
         for j, f in enumerate(feats):
             big[f] = big[f].to_numpy(dtype=float, na_value=np.nan) + noise[:, j]
     predictions = predict(model, big[cols], chunk_rows=chunk_rows)
+    assert predictions.pred_index is not None  # Predictions fills it in on construction
     pred = predictions.pred_index.reshape(1 + len(scales) * repeats, k)
     base = pred[0]
     out = []
@@ -138,6 +139,7 @@ def counterfactual_sweep(
             big[feature] = pd.Series(col, dtype=object)
     predictions = predict(model, big[cols], chunk_rows=chunk_rows)
     proba = predictions.proba
+    assert predictions.pred_index is not None  # Predictions fills it in on construction
     pred = predictions.pred_index.reshape(1 + len(values), k)
     score = proba[:, 1] if proba.shape[1] == 2 else proba.max(axis=1)
     score = score.reshape(1 + len(values), k)

@@ -10,6 +10,7 @@ A job is a row (a model built on `Job`) that a worker runs: `JobRunner.execute(p
 
 import logging
 import traceback
+from typing import Any, ClassVar, Self
 
 from django.db import models
 from django.utils import timezone
@@ -46,6 +47,10 @@ class Job(models.Model):
     traceback = models.TextField(blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+    # Every concrete job model has Django's default manager; declared for type checkers only
+    # (an abstract model has none of its own).
+    objects: ClassVar[models.Manager[Self]]
 
     class Meta:
         abstract = True
@@ -91,10 +96,10 @@ class JobRunner:
     """Runs one kind of job. A subclass names its `model` (a `Job`), the relations to load
     with it, and implements `run(job)`; see the module's docstring for the steps."""
 
-    model = None
-    select_related = ()
+    model: type[Job] | None = None
+    select_related: tuple[str, ...] = ()
     # Stored with a failure besides the error and the traceback (e.g. a progress text).
-    failed_fields = {}
+    failed_fields: dict[str, Any] = {}
 
     def run(self, job):
         """Do the work; return the fields to store with `done`."""
@@ -105,14 +110,16 @@ class JobRunner:
 
     def execute(self, pk):
         """Run the job `pk` once; answers the status it ends with."""
-        job = self.model.objects.select_related(*self.select_related).get(pk=pk)
+        model = self.model
+        assert model is not None, "a JobRunner subclass names its model"
+        job = model.objects.select_related(*self.select_related).get(pk=pk)
         if not job.start():
             return job.status
         try:
             fields = self.run(job) or {}
         except Exception as exc:  # the reason is shown, the traceback kept
             tb = traceback.format_exc()
-            log.warning("%s %s failed: %s", self.model._meta.verbose_name, job.pk, exc)
+            log.warning("%s %s failed: %s", model._meta.verbose_name, job.pk, exc)
             job.terminate(JobStatus.ERROR, error=error_message(exc), traceback=tb,
                           **self.failed_fields)
             return JobStatus.ERROR

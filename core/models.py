@@ -104,7 +104,7 @@ def verify_chain():
     """Walk the audit trail in id order; None when every link holds, else a sentence that
     names the first broken one (an edited, removed, inserted or reordered event)."""
     expected, count, last = GENESIS, 0, None
-    events = models.QuerySet(AuditEvent).order_by("pk").only(
+    events: models.QuerySet[AuditEvent] = models.QuerySet(AuditEvent).order_by("pk").only(
         *[f.attname for f in AuditEvent._meta.concrete_fields])
     for event in events.iterator(chunk_size=2000):
         if event.prev_hash != expected:
