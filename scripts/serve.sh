@@ -7,10 +7,24 @@ HOST=${HOST:-127.0.0.1}
 PORT=${PORT:-8000}
 
 pids=()
+# A process and everything it started (the worker cluster forks a guard and its workers).
+tree() { local child; for child in $(pgrep -P "$1"); do tree "$child"; done; echo "$1"; }
 stop() {
   trap - INT TERM EXIT
   # TERM, not INT: children started in the background of a script ignore SIGINT.
   kill -TERM "${pids[@]}" 2>/dev/null || true
+  # A cluster told to stop while it is still starting can miss it: wait for a clean stop
+  # (STOP_GRACE seconds), then end whatever is left, so that Ctrl-C always ends everything.
+  local waited=0
+  while kill -0 "${pids[@]}" 2>/dev/null && [ "$waited" -lt "${STOP_GRACE:-20}" ]; do
+    sleep 1; waited=$((waited + 1))
+  done
+  for pid in "${pids[@]}"; do
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "$pid did not stop within ${STOP_GRACE:-20}s; ending it." >&2
+      kill -KILL $(tree "$pid") 2>/dev/null || true
+    fi
+  done
   wait "${pids[@]}" 2>/dev/null || true
 }
 trap stop INT TERM EXIT

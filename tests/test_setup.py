@@ -110,14 +110,35 @@ def free_port():
         return s.getsockname()[1]
 
 
+def _group(pgid, pattern=None):
+    """The ids of the processes of a process group (matching `pattern`, if given)."""
+    command = ["pgrep", "-g", str(pgid)] + (["-f", pattern] if pattern else [])
+    return subprocess.run(command, capture_output=True, text=True).stdout.split()
+
+
+def wait_for(condition, timeout):
+    """True as soon as `condition()` holds, False if it still does not after `timeout`
+    seconds (a condition polled, never a fixed wait)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+
+
 def test_serve_script_starts_web_and_worker_and_stops_both(tmp_path):
     db = tmp_path / "serve.sqlite3"
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{db}", "PORT": str(free_port()),
            "PY": sys.executable, "MEDIA_ROOT": str(tmp_path / "media")}
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env,
                    check=True, timeout=300)
+    # Output to a file, not a pipe nobody reads: a full pipe blocks the servers' logging,
+    # and with it their shutdown.
+    log = open(tmp_path / "serve.log", "w")  # noqa: SIM115 (closed in finally)
     proc = subprocess.Popen(["./scripts/serve.sh"], cwd=ROOT, env=env, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=log, stderr=subprocess.STDOUT, text=True)
     try:
         url = f"http://127.0.0.1:{env['PORT']}/healthz"
         deadline = time.time() + 120
@@ -129,17 +150,17 @@ def test_serve_script_starts_web_and_worker_and_stops_both(tmp_path):
                 if time.time() > deadline:
                     raise
                 time.sleep(0.5)
-        children = subprocess.run(["pgrep", "-g", str(proc.pid), "-f", "qcluster"],
-                                  capture_output=True, text=True).stdout.split()
-        assert children, "no qcluster worker is running beside the web server"
+        # The worker starts beside the web server: wait for it to be there (a busy
+        # machine starts it later), then for every process to be gone after Ctrl-C.
+        assert wait_for(lambda: _group(proc.pid, "qcluster"), 120), (
+            "no qcluster worker is running beside the web server")
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-        proc.wait(timeout=30)
-        time.sleep(1)
-        left = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True)
-        assert left.stdout.strip() == "", "a process outlived Ctrl-C"
+        proc.wait(timeout=180)
+        assert wait_for(lambda: not _group(proc.pid), 60), "a process outlived Ctrl-C"
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
 
 
 def test_every_model_of_the_app_has_an_admin_page():
