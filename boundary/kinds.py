@@ -299,7 +299,7 @@ class ProbeResult:
     value: float | None
     ci_low: float | None
     ci_high: float | None
-    support: int
+    support: int | None  # None only when a sensitive result is suppressed
     error: str = ""
     seed: int | None = None
     duration_s: float = 0.0
@@ -334,11 +334,37 @@ def _decide(spec: ProbeSpec, value: float) -> tuple[str, str, str]:
     return ("passed" if ok else "failed"), "", (text if ok else "not " + text)
 
 
-def _evaluate_one(run: Run, spec: ProbeSpec, classes: list) -> ProbeResult:
+SENSITIVE_MESSAGE = (
+    "Not reported: the slice or grouping involves a sensitive column and covers too few "
+    "rows to show without telling something about the people in it."
+)
+
+
+@dataclass(frozen=True)
+class Sensitivity:
+    """Sensitive columns and the fewest rows a result involving them may describe
+    (DESIGN.md: SENSITIVE_MIN_ROWS, default 10)."""
+
+    columns: frozenset = frozenset()
+    min_rows: int = 10
+
+    def involved(self, slice_: list, params: Mapping) -> set:
+        used = {p.get("feature") for p in slice_ or []}
+        if params.get("group_feature"):
+            used.add(params["group_feature"])
+        return used & set(self.columns)
+
+
+def _evaluate_one(run: Run, spec: ProbeSpec, classes: list,
+                  sensitivity: Sensitivity = Sensitivity()) -> ProbeResult:
     """Evaluate one probe.
 
     1. Re-validate the definition against this dataset and model (columns may be gone).
-    2. Mask the slice; an empty slice is an error.
+    2. Mask the slice. When the slice or the grouping involves a sensitive column and the
+       slice covers fewer than `sensitivity.min_rows` rows, none included, the result is
+       inconclusive with no value, support or interval and one fixed message: a 1-row
+       slice and an empty one cannot be told apart. Groups of a sensitive column count
+       only from that many rows up. Otherwise an empty slice is an error.
     3. Compute the kind's value and interval.
     4. Decide: low support or an undefined value is inconclusive, else the comparator.
     """
@@ -355,6 +381,12 @@ def _evaluate_one(run: Run, spec: ProbeSpec, classes: list) -> ProbeResult:
     seed = params.get("seed")
     mask = run.mask(slice_)
     support = int(np.count_nonzero(mask))
+    if sensitivity.involved(slice_, params):
+        if support < sensitivity.min_rows:
+            return ProbeResult(spec.key, "inconclusive", None, None, None, None,
+                               SENSITIVE_MESSAGE, seed, details={"suppressed": True})
+        if "min_support" in params and params.get("group_feature") in sensitivity.columns:
+            params = {**params, "min_support": max(params["min_support"], sensitivity.min_rows)}
     if support == 0:
         return ProbeResult(spec.key, "error", None, None, None, 0, "slice is empty", seed)
     outcome = KIND_FUNCTIONS[spec.kind](run, mask, params, support)
@@ -407,6 +439,8 @@ def evaluate_probes(
     predictions: Predictions | None = None,
     on_result: Callable[[ProbeResult], None] | None = None,
     chunk_rows: int = 0,
+    sensitive_columns=(),
+    sensitive_min_rows: int = 10,
 ) -> list[ProbeResult]:
     """Evaluate probes of one model on one dataset; one result per spec, in order.
 
@@ -427,7 +461,10 @@ def evaluate_probes(
        evaluated first (see below), then the others, each group in the order of ``specs``
        (callers that track the probe in progress rely on this); the returned list follows
        ``specs``.
+    5. Results that involve ``sensitive_columns`` on fewer than ``sensitive_min_rows``
+       rows are suppressed (see _evaluate_one).
     """
+    sensitivity = Sensitivity(frozenset(sensitive_columns), int(sensitive_min_rows))
     if target_column not in df.columns:
         raise ProbeDefinitionError(f"target column '{target_column}' is not in the dataset")
     try:
@@ -453,7 +490,7 @@ def evaluate_probes(
         spec = specs[position]
         started = time.perf_counter()
         try:
-            result = _evaluate_one(run, spec, run.class_list)
+            result = _evaluate_one(run, spec, run.class_list, sensitivity)
         except ProbeDefinitionError as exc:
             result = ProbeResult(spec.key, "error", None, None, None, 0, str(exc))
         except Exception as exc:  # one broken probe must not stop the others
