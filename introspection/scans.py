@@ -597,6 +597,11 @@ def moved_problem_check(version, dataset, slice_, *, baseline=None):
             "neighbour_error_rate": float(wrong[ring].mean()) if ring.any() else None,
             "slice_error_rate": float(wrong[inside].mean()) if inside.any() else None,
         }
+    elif baseline is not None and baseline.pk == version.pk and neighbour:
+        # A fix on the discovery version itself: next door is as it was on the baseline.
+        before = {"version": str(baseline),
+                  "neighbour_error_rate": result["neighbour_error_rate"],
+                  "slice_error_rate": result["slice_error_rate"]}
     worse_than_before = result["neighbour_significant"] and (
         before is None or before["neighbour_error_rate"] is None
         or result["neighbour_ci_low"] > before["neighbour_error_rate"])

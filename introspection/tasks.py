@@ -16,6 +16,7 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from core.jobs import JobRunner, error_message
+from remediation import followup
 from remediation.models import Evaluation
 
 from . import scans
@@ -119,8 +120,9 @@ def run_sweep(sweep_id):
 
 
 def on_evaluation_recorded(sender, evaluation, **kwargs):
-    """Receiver of remediation.signals.evaluation_recorded."""
-    queue_moved_problem_check(evaluation)
+    """Receiver of remediation.signals.evaluation_recorded: True when a moved-problem check
+    is queued (the evaluation then waits for it before it counts as held)."""
+    return queue_moved_problem_check(evaluation)
 
 
 def queue_moved_problem_check(evaluation):
@@ -168,4 +170,6 @@ def check_moved_problem(evaluation_id):
             return None
         details = dict(locked.details or {}, moved_problem=summary)
         Evaluation.objects.filter(pk=locked.pk).update(details=details)
+        # The fix's verdict waited for this check: decide it now.
+        followup.after_moved_problem_check(locked.pk)
     return summary["verdict"]

@@ -34,63 +34,161 @@ def standing_on(finding, version):
     return {run.probe_id: run for run in runs.select_related("probe")}
 
 
-def outcome_of(finding, runs):
-    """held: every active probe passed; regressed: one failed; else inconclusive."""
-    active = set(finding.probes.filter(active=True).values_list("pk", flat=True))
+# Moved-problem verdicts that keep a fix from counting as held although its probes pass:
+# the errors moved next to the slice, spread, or the slice still errs more than the rest.
+UNSETTLED_CHECKS = {"moved": "the problem moved next to the slice",
+                    "spread": "the problem is spreading beyond the slice",
+                    "persists": "the slice still errs more than the rest"}
+
+
+def after_fix(version, fix):
+    """Is `version` the fix version or one registered after it?"""
+    return (version.registered_at, version.pk) >= (fix.registered_at, fix.pk)
+
+
+def verdict(finding, runs, check=None, *, check_pending=False):
+    """(outcome, reason) of a fix on one version, from the finding's active probes' latest
+    runs there (`runs`: {probe_id: run}) and the moved-problem check (DESIGN.md):
+
+    - regressed: a probe failed;
+    - (narrow, once probes run on several datasets: one more branch here, after regressed);
+    - inconclusive: a probe has no passing run there, the moved-problem check is still to
+      come or could not run, or it says moved, spread or persists — with the reason;
+    - held: every probe passes and the check, if one applies, says nothing of the sort.
+    (None, "") when the finding has no active probe.
+    """
+    active = sorted(finding.probes.filter(active=True).values_list("pk", flat=True))
     if not active:
-        return None
-    statuses = [runs[p].status if p in runs else None for p in active]
-    if any(s == RunStatus.FAILED for s in statuses):
-        return Outcome.REGRESSED
-    if all(s == RunStatus.PASSED for s in statuses):
-        return Outcome.HELD
-    return Outcome.INCONCLUSIVE
+        return None, ""
+    failed = [runs[p] for p in active if p in runs and runs[p].status == RunStatus.FAILED]
+    if failed:
+        run = failed[0]
+        return Outcome.REGRESSED, (f"probe #{run.probe_id} failed on {run.model_version} "
+                                   f"(run #{run.pk}, value {_number(run.value)})")
+    unsettled = [p for p in active if p not in runs or runs[p].status != RunStatus.PASSED]
+    if unsettled:
+        p = unsettled[0]
+        status = runs[p].get_status_display().lower() if p in runs else "no run"
+        return Outcome.INCONCLUSIVE, f"probe #{p} did not pass here ({status})"
+    if check_pending:
+        return Outcome.INCONCLUSIVE, "every probe passes; the moved-problem check is running"
+    what = (check or {}).get("verdict")
+    if what in UNSETTLED_CHECKS:
+        return Outcome.INCONCLUSIVE, (f"every probe passes, but {UNSETTLED_CHECKS[what]}: "
+                                      f"{(check or {}).get('text', '')}").strip()
+    if what == "error":
+        return Outcome.INCONCLUSIVE, "every probe passes; the moved-problem check could not run"
+    return Outcome.HELD, "every probe passes" + (" and the problem did not move"
+                                                 if what else "")
 
 
-def record_evaluation(action, version, runs, outcome):
-    """Store (or refresh) the automatic evaluation of `action` on `version`."""
+def _number(value):
+    return "—" if value is None else f"{value:.4g}"
+
+
+def record_evaluation(action, version, runs, outcome, reason=""):
+    """Store (or refresh) the automatic evaluation of `action` on `version`; a refresh
+    starts the moved-problem check afresh (the runs it judged may have changed)."""
 
     counts = {}
     for run in runs.values():
         counts[run.status] = counts.get(run.status, 0) + 1
+    details = {"run_counts": counts, "reason": reason}
     try:
         with transaction.atomic():
             evaluation, _ = Evaluation.objects.update_or_create(
                 action=action,
                 model_version=version,
                 is_manual=False,
-                defaults={"outcome": outcome, "details": {"run_counts": counts}},
+                defaults={"outcome": outcome, "details": details},
             )
     except IntegrityError:  # a concurrent worker stored it first: refresh that one
         evaluation = Evaluation.objects.get(action=action, model_version=version, is_manual=False)
-        evaluation.outcome = outcome
-        evaluation.save(update_fields=["outcome"])
+        evaluation.outcome, evaluation.details = outcome, details
+        evaluation.save(update_fields=["outcome", "details"])
     evaluation.probe_runs.set(list(runs.values()))
     return evaluation
 
 
 def evaluate_action(action, version):
-    """Evaluate one implemented/verified action on one version from the stored runs; move
-    an implemented action on its fix version to verified or ineffective."""
+    """Evaluate one implemented/verified action on one version from the stored runs.
+
+    1. Only on its fix version or a later one; never on an earlier version.
+    2. The verdict without the moved-problem check; when every probe passes and
+       introspection says it checks (a receiver of evaluation_recorded answered True),
+       the evaluation waits for it as inconclusive, and after_moved_problem_check settles.
+    3. settle(): implemented -> verified only on held on the fix version, -> ineffective on
+       regressed there; anything else leaves it implemented ("needs review").
+    """
+    fix = action.fixed_in_version
+    if fix is None or not after_fix(version, fix):
+        return None
     runs = standing_on(action.finding, version)
-    outcome = outcome_of(action.finding, runs)
+    outcome, reason = verdict(action.finding, runs)
     if outcome is None:
         return None
-    evaluation = record_evaluation(action, version, runs, outcome)
-    # Did the errors go away or move next door? Introspection checks it in a worker.
-    evaluation_recorded.send(sender=type(evaluation), evaluation=evaluation)
-    if action.status == ActionStatus.IMPLEMENTED and action.fixed_in_version_id == version.pk:
-        target = {Outcome.HELD: ActionStatus.VERIFIED,
-                  Outcome.REGRESSED: ActionStatus.INEFFECTIVE}.get(outcome)
-        if target:
-            try:
-                action.transition_to(
-                    target, by=SYSTEM,
-                    note=f"Evaluation on {version}: {evaluation.get_outcome_display().lower()}.",
-                )
-            except TransitionError as exc:  # someone moved it meanwhile; theirs stands
-                log.info("evaluation did not move action %s: %s", action.pk, exc)
+    evaluation = record_evaluation(action, version, runs, outcome, reason)
+    responses = evaluation_recorded.send(sender=type(evaluation), evaluation=evaluation)
+    if outcome == Outcome.HELD and any(answer for _, answer in responses):
+        # Outside a transaction the check has run already (it stored its summary).
+        evaluation.refresh_from_db(fields=["details", "outcome"])
+        check = (evaluation.details or {}).get("moved_problem")
+        outcome, reason = verdict(action.finding, runs, check, check_pending=check is None)
+        _store_outcome(evaluation, outcome, reason)
+    settle(evaluation)
     return evaluation
+
+
+def after_moved_problem_check(evaluation_id):
+    """The moved-problem check of an evaluation is in: decide again with it (the runs are
+    the ones the evaluation judged) and settle the action."""
+    evaluation = (Evaluation.objects.select_related("action__finding", "action__fixed_in_version",
+                                                    "model_version")
+                  .filter(pk=evaluation_id, is_manual=False).first())
+    if evaluation is None:
+        return None
+    runs = {run.probe_id: run for run in evaluation.probe_runs.select_related("probe")}
+    check = (evaluation.details or {}).get("moved_problem")
+    outcome, reason = verdict(evaluation.action.finding, runs, check)
+    if outcome is not None:
+        _store_outcome(evaluation, outcome, reason)
+        settle(evaluation)
+    return evaluation
+
+
+def _store_outcome(evaluation, outcome, reason):
+    """The outcome and its reason, kept beside what else the details hold (the check's
+    summary may have arrived meanwhile)."""
+    with transaction.atomic():
+        stored = Evaluation.objects.select_for_update().filter(pk=evaluation.pk).first()
+        if stored is None:
+            return
+        evaluation.outcome = outcome
+        evaluation.details = dict(stored.details or {}, reason=reason)
+        Evaluation.objects.filter(pk=evaluation.pk).update(outcome=outcome,
+                                                           details=evaluation.details)
+
+
+def settle(evaluation):
+    """Move an implemented action by its evaluation on its fix version (see above)."""
+    action = RemediationAction.objects.get(pk=evaluation.action_id)
+    if action.status != ActionStatus.IMPLEMENTED or \
+            action.fixed_in_version_id != evaluation.model_version_id:
+        return None
+    target = {Outcome.HELD: ActionStatus.VERIFIED,
+              Outcome.REGRESSED: ActionStatus.INEFFECTIVE}.get(evaluation.outcome)
+    if target is None:
+        return None
+    reason = (evaluation.details or {}).get("reason", "")
+    try:
+        return action.transition_to(
+            target, by=SYSTEM,
+            note=f"Evaluation on {evaluation.model_version}: "
+                 f"{evaluation.get_outcome_display().lower()} ({reason}).",
+        )
+    except TransitionError as exc:  # someone moved it meanwhile; theirs stands
+        log.info("evaluation did not move action %s: %s", action.pk, exc)
+        return None
 
 
 def on_implemented(action_id):
@@ -201,6 +299,6 @@ def last_held_version(finding, *, before):
         ml_model_id=finding.ml_model_id, registered_at__lte=before.registered_at
     ).exclude(pk=before.pk).order_by("-registered_at", "-pk")
     for version in versions:
-        if outcome_of(finding, standing_on(finding, version)) == Outcome.HELD:
+        if verdict(finding, standing_on(finding, version))[0] == Outcome.HELD:
             return version
     return None

@@ -70,7 +70,7 @@ def test_a_filter_on_the_runs_narrows_the_answer_not_which_run_is_latest(runs):
 def test_follow_up_and_regression_logic_read_the_same_run(runs, finding, probe, version):
     standing = followup.standing_on(finding, version)
     assert standing == {probe.pk: runs["d"]}
-    assert followup.outcome_of(finding, standing) == "regressed"
+    assert followup.verdict(finding, standing)[0] == "regressed"
 
 
 def test_the_baseline_is_the_latest_run_on_the_discovery_version(runs, probe):

@@ -164,7 +164,8 @@ def test_implemented_before_any_run_reruns_only_the_missing_probes(people, ml_mo
     assert ProbeRun.objects.filter(probe=probe, model_version=version).count() == 1
     assert ProbeRun.objects.filter(probe=other, model_version=version).count() == 1
     action.refresh_from_db()
-    assert action.status == "verified"
+    evaluation = Evaluation.objects.get(action=action, model_version=version)
+    assert action.status == "verified", evaluation.details
 
 
 @pytest.mark.django_db
