@@ -14,6 +14,7 @@ api_v1 = [
     path("", include("probes.api.urls")),
     path("", include("remediation.api.urls")),
     path("", include("introspection.api.urls")),
+    path("", include("ledger.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -30,3 +30,10 @@ def finding_timeline(finding):
 def similar_findings(finding):
     """Findings like this one, and what was done about them."""
     return {"finding": finding, "similar": story.similar_findings(finding)}
+
+
+@register.inclusion_tag("ledger/_suggestions.html", takes_context=True)
+def fix_suggestions(context, finding):
+    """Fixes that held (or not) on similar findings, with one click to propose the same."""
+    return {"finding": finding, "suggestions": story.suggestions(finding, n=5),
+            "perms": context.get("perms"), "csrf_token": context.get("csrf_token")}
