@@ -8,6 +8,7 @@ missing probes are rerun).
 import logging
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from catalog.choices import FindingStatus
 from catalog.models import Finding
@@ -94,6 +95,10 @@ def record_evaluation(action, version, runs, outcome, reason=""):
     for run in runs.values():
         counts[run.status] = counts.get(run.status, 0) + 1
     details = {"run_counts": counts, "reason": reason}
+    before = Evaluation.objects.filter(action=action, model_version=version,
+                                       is_manual=False).first()
+    if before is not None and before.outcome == outcome and "notified_at" in before.details:
+        details["notified_at"] = before.details["notified_at"]  # told once per version
     try:
         with transaction.atomic():
             evaluation, _ = Evaluation.objects.update_or_create(
@@ -224,23 +229,47 @@ def on_rerun_finished(sender, rerun_id, **kwargs):
 
 def after_rerun(rerun_id):
     """1. Evaluate every implemented/verified action of the version's ML model.
-    2. Reopen each resolved finding whose probe failed on this (newer) version."""
-
-
+    2. Reopen each resolved finding whose probe failed on this (newer) version.
+    3. Tell people of every regression (DESIGN.md: whatever the finding's status), once
+       per finding and version: a fix's evaluation that says regressed, or a resolved
+       finding that reopened."""
     rerun = Rerun.objects.select_related("model_version").get(pk=rerun_id)
     version = rerun.model_version
     actions = RemediationAction.objects.filter(
         finding__ml_model_id=version.ml_model_id,
         status__in=[ActionStatus.IMPLEMENTED, ActionStatus.VERIFIED],
         finding__probes__isnull=False,
-    ).distinct().select_related("finding")
+    ).distinct().select_related("finding", "fixed_in_version")
+    regressions = {}
     for action in actions:
-        evaluate_action(action, version)
+        evaluation = evaluate_action(action, version)
+        if evaluation is not None and evaluation.outcome == Outcome.REGRESSED:
+            regressions.setdefault(action.finding_id, []).append(evaluation)
     resolved = Finding.objects.filter(
         ml_model_id=version.ml_model_id, status=FindingStatus.RESOLVED
     )
     for finding in resolved:
-        check_regression(finding, version)
+        run = check_regression(finding, version)
+        if run is not None:
+            _mark_notified(regressions.pop(finding.pk, []))
+    for evaluations in regressions.values():
+        fresh = [e for e in evaluations if not (e.details or {}).get("notified_at")]
+        if not fresh:
+            continue
+        finding = fresh[0].action.finding
+        failing = [r for r in standing_on(finding, version).values()
+                   if r.status == RunStatus.FAILED]
+        if failing:
+            _mark_notified(evaluations)
+            transaction.on_commit(lambda f=finding.pk, r=failing[0].pk: notify_regression(f, r))
+
+
+def _mark_notified(evaluations):
+    """Regression notices go out once per finding and version, however often it reruns."""
+    now = timezone.now().isoformat()
+    for evaluation in evaluations:
+        details = dict(evaluation.details or {}, notified_at=now)
+        Evaluation.objects.filter(pk=evaluation.pk).update(details=details)
 
 
 def check_regression(finding, version):

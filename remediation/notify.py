@@ -54,18 +54,16 @@ def sign(body: bytes, secret: str) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def recipients_for(finding):
-    """The finding's owner, its actions' reviewers, and every member of the reviewer group."""
+def recipients_for(finding, version=None):
+    """Who hears of a regression (DESIGN.md): the finding's owner, the owners and named
+    reviewers of its actions, every member of the reviewer group, and whoever registered
+    the version it broke on; active users only, each once."""
     User = get_user_model()
-    return list(
-        User.objects.filter(
-            Q(pk=finding.owner_id)
-            | Q(groups__name=REVIEWER)
-            | Q(reviewed_actions__finding=finding)
-        )
-        .filter(is_active=True)
-        .distinct()
-    )
+    who = (Q(pk=finding.owner_id) | Q(groups__name=REVIEWER)
+           | Q(reviewed_actions__finding=finding) | Q(owned_actions__finding=finding))
+    if version is not None and version.registered_by_id:
+        who |= Q(pk=version.registered_by_id)
+    return list(User.objects.filter(who).filter(is_active=True).distinct())
 
 
 def regression_payload(finding, run):
@@ -108,7 +106,7 @@ def notify_regression(finding_id, run_id):
         f"Last held on: {payload['last_held_version'] or 'no earlier version'}.\n"
         f"{payload['finding']['url']}\n"
     )
-    people = recipients_for(finding)
+    people = recipients_for(finding, run.model_version)
     Notification.objects.bulk_create(
         [
             Notification(recipient=u, finding=finding, subject=subject[:200], body=body,

@@ -109,3 +109,34 @@ def test_a_pass_on_the_fix_version_alone_does_not_verify_when_the_slice_still_er
     after_moved_problem_check(evaluation.pk)
     action.refresh_from_db()
     assert action.status == "verified"
+
+
+def test_every_regression_is_told_once_whatever_the_findings_status(
+        people, finding, probe, versions, django_capture_on_commit_callbacks):
+    """A verified fix on a finding that is still remediating breaks on a later version:
+    the finding keeps its status, and the action's owner and reviewer, the reviewer group
+    and the maintainer who registered the breaking version hear of it, once."""
+    from django.core import mail
+
+    from remediation.models import Notification
+
+    v1, v2 = versions
+    type(finding).objects.filter(pk=finding.pk).update(status="remediating")
+    action = RemediationAction.objects.create(
+        finding=finding, kind="retrain", title="Retrain", owner=people["contributor"],
+        reviewer=people["reviewer"], fixed_in_version=v1)
+    RemediationAction.objects.filter(pk=action.pk).update(status="verified")
+    broken = run_on(probe, v2, "failed")
+    with django_capture_on_commit_callbacks(execute=True):
+        after_rerun(broken.rerun_id)
+    finding.refresh_from_db()
+    assert finding.status == "remediating"
+    told = set(Notification.objects.values_list("recipient__username", flat=True))
+    assert {"bob", "rita", "mona"} <= told  # owner, reviewer, who registered v2
+    sent = len(mail.outbox)
+    assert sent >= 3
+    again = run_on(probe, v2, "failed", minutes=5)
+    with django_capture_on_commit_callbacks(execute=True):
+        after_rerun(again.rerun_id)
+    assert len(mail.outbox) == sent  # the same regression is not told twice
+    assert Notification.objects.count() == len(told)
