@@ -177,6 +177,10 @@ MEDIA_URL = "media/"
 UPLOAD_MAX_BYTES = envint("UPLOAD_MAX_BYTES", 200 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = envint("DATA_UPLOAD_MAX_MEMORY_SIZE", 5 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# A dataset's rows and cells (rows x columns) are bounded too: a small compressed file can
+# decode to a table far larger than itself (checked from Parquet metadata before decoding).
+DATASET_MAX_ROWS = envint("DATASET_MAX_ROWS", 2_000_000)
+DATASET_MAX_CELLS = envint("DATASET_MAX_CELLS", 50_000_000)
 
 # Model artifacts are code: plain pickle/joblib is refused unless the deployment opts in,
 # and then only for maintainers. The skops allow-list can be extended by name.

@@ -186,8 +186,10 @@ class Dataset(ImmutableFileMixin, models.Model):
         """Check an uploaded table and store it.
 
         1. Refuse files over UPLOAD_MAX_BYTES and empty files.
-        2. Detect CSV or Parquet by content (not by the name), parse it, refuse a table with
-           no rows or without the target column, or with unknown sensitive/ignored names.
+        2. Detect CSV or Parquet by content (not by the name); before decoding, refuse more
+           than DATASET_MAX_ROWS rows or DATASET_MAX_CELLS cells, duplicate column names
+           and a ragged CSV. Parse it, refuse a table with no rows or without the target
+           column, or with unknown sensitive/ignored names.
         3. Hash the bytes, infer the column schema, save the file under a generated name
            and the row in one transaction; nothing is kept if any step fails.
         """
@@ -196,6 +198,8 @@ class Dataset(ImmutableFileMixin, models.Model):
                 upload,
                 target_column=target_column,
                 max_bytes=settings.UPLOAD_MAX_BYTES,
+                max_rows=settings.DATASET_MAX_ROWS,
+                max_cells=settings.DATASET_MAX_CELLS,
                 sensitive_columns=sensitive_columns,
                 ignored_columns=ignored_columns,
             )
