@@ -15,10 +15,12 @@ from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.formats import localize
 from django.utils.text import slugify
+from django.utils.timezone import template_localtime
 
 from boundary.artifacts import detect_format, sha256_of
-from boundary.tables import DatasetError, inspect_upload, read_table
+from boundary.tables import DatasetError, inspect_upload, read_table, table_preview
 from core.audit import acting_as
 from core.roles import MAINTAINER, has_role
 from core.uploads import ImmutableFileMixin, refuse_duplicate, store_upload
@@ -103,6 +105,15 @@ class MLModel(models.Model):
             raise ValidationError({field: f"{version} is not a version of {self}."})
 
 
+def _as_shown(preview):
+    """A table preview (boundary.tables.table_preview) with each cell as the dataset page's
+    template writes it ({{ value }}: the local time of a datetime, a localized number)."""
+    return dict(
+        preview,
+        rows=[[str(localize(template_localtime(v))) for v in row] for row in preview["rows"]],
+    )
+
+
 class Dataset(ImmutableFileMixin, models.Model):
     immutable_fields = ("file", "sha256")
 
@@ -118,6 +129,10 @@ class Dataset(ImmutableFileMixin, models.Model):
     row_count = models.PositiveIntegerField()
     # [{"name", "dtype", "kind", "sensitive", "ignored"}], in file order.
     columns = models.JSONField(default=list)
+    # What the dataset page shows, kept at upload so that pages never re-read the file:
+    # {"columns", "hidden", "rows"}, the first rows without the sensitive columns, each cell
+    # as the page writes it. Null for a dataset stored before; filled in on its first view.
+    preview = models.JSONField(null=True, blank=True, editable=False)
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
@@ -160,6 +175,30 @@ class Dataset(ImmutableFileMixin, models.Model):
             if c["name"] != self.target_column and not c.get("ignored")
         ]
 
+    def page_preview(self):
+        """The first rows the dataset page shows, from the stored preview.
+
+        1. A dataset stored before previews were kept has its preview made from the file on
+           its first view and stored; later views never read the file. So has a dataset
+           whose sensitive marks were lifted from a column the stored preview leaves out
+           (the marks change rarely; the preview never holds a sensitive column).
+        2. A column marked sensitive since the preview was made is left out.
+        """
+        preview = self.preview
+        sensitive = set(self.sensitive_columns)
+        if preview is None or not set(self.column_names) - sensitive <= set(preview["columns"]):
+            preview = _as_shown(table_preview(self.read(), hidden=sensitive))
+            type(self).objects.filter(pk=self.pk).update(preview=preview)
+            self.preview = preview
+        if sensitive == set(preview["hidden"]):
+            return preview
+        keep = [i for i, name in enumerate(preview["columns"]) if name not in sensitive]
+        return {
+            "columns": [preview["columns"][i] for i in keep],
+            "hidden": sorted(sensitive),
+            "rows": [[row[i] for i in keep] for row in preview["rows"]],
+        }
+
     def read(self):
         """The table as a DataFrame, after checking the stored hash."""
         path = self.file.path
@@ -190,8 +229,9 @@ class Dataset(ImmutableFileMixin, models.Model):
            than DATASET_MAX_ROWS rows or DATASET_MAX_CELLS cells, duplicate column names
            and a ragged CSV. Parse it, refuse a table with no rows or without the target
            column, or with unknown sensitive/ignored names.
-        3. Hash the bytes, infer the column schema, save the file under a generated name
-           and the row in one transaction; nothing is kept if any step fails.
+        3. Hash the bytes, infer the column schema, keep the first rows the page shows, save
+           the file under a generated name and the row in one transaction; nothing is kept
+           if any step fails.
         """
         try:
             info = inspect_upload(
@@ -219,6 +259,7 @@ class Dataset(ImmutableFileMixin, models.Model):
             size_bytes=info.size_bytes,
             row_count=info.row_count,
             columns=info.columns,
+            preview=_as_shown(info.preview),
             uploaded_by=by,
         )
         taken = cls.objects.filter(name=name, version=version)

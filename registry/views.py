@@ -14,8 +14,6 @@ from core.models import AuditEvent
 from .forms import DatasetUploadForm, DeploymentForm, MLModelForm, ModelVersionForm
 from .models import Dataset, Deployment, MLModel, ModelVersion
 
-PREVIEW_ROWS = 20
-
 
 @role_required("registry.view_mlmodel")
 def mlmodel_list(request):
@@ -164,18 +162,10 @@ def dataset_detail(request, pk):
     dataset = get_object_or_404(Dataset, pk=pk)
     preview, preview_error = None, ""
     try:
-        frame = dataset.read().head(PREVIEW_ROWS)
-    except Exception as exc:  # a missing or altered file is shown, not raised
+        # Stored at upload: the page never re-reads the file (sensitive columns left out).
+        preview = dataset.page_preview()
+    except Exception as exc:  # an older dataset's missing or altered file is shown, not raised
         preview_error = str(exc)
-    else:
-        # Sensitive columns are used in computations but never shown row by row.
-        hidden = set(dataset.sensitive_columns)
-        columns = [c for c in frame.columns if c not in hidden]
-        preview = {
-            "columns": columns,
-            "hidden": sorted(hidden),
-            "rows": frame[columns].astype(object).where(frame[columns].notna(), "").values.tolist(),
-        }
     return render(
         request,
         "registry/dataset_detail.html",
