@@ -16,6 +16,7 @@ from catalog.models import Finding
 from core.decorators import role_required
 from core.roles import can_read
 from registry.models import MLModel, ModelVersion
+from remediation import release
 from remediation.models import RemediationAction
 
 from . import backup, story
@@ -92,3 +93,34 @@ def import_catalog(request):
     return render(request, "ledger/import_catalog.html", {
         "form": form, "report": report, "empty": backup.catalog_is_empty(),
     })
+
+
+@role_required("registry.view_modelversion", "probes.view_proberun")
+@require_GET
+def version_compare(request):
+    """Two versions of one ML model side by side, probe by probe (?a=older&b=newer)."""
+    versions = ModelVersion.objects.select_related("ml_model")
+    a = versions.filter(pk=_int(request.GET.get("a"))).first()
+    b = versions.filter(pk=_int(request.GET.get("b"))).first()
+    error = ""
+    comparison = None
+    if b is None:
+        error = "Choose the version to look at (b)." if request.GET else ""
+    elif a is not None and a.ml_model_id != b.ml_model_id:
+        error = f"{a} and {b} are versions of different ML models; compare versions of one."
+    else:
+        if a is not None and (a.registered_at, a.pk) > (b.registered_at, b.pk):
+            a, b = b, a
+        comparison = release.compare(a, b)
+    model = (b or a).ml_model if (a or b) else None
+    return render(request, "ledger/version_compare.html", {
+        "a": a, "b": b, "comparison": comparison, "error": error,
+        "choices": model.versions.order_by("registered_at", "pk") if model else versions[:200],
+    })
+
+
+def _int(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
