@@ -47,6 +47,9 @@ _REPORTED_UNTRUSTED = [
     # CalibratedClassifierCV's per-fold calibrators.
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
+    # scikit-learn's own container (a dict with attribute access): VotingClassifier and
+    # StackingClassifier keep their fitted estimators in one (named_estimators_).
+    "sklearn.utils._bunch.Bunch",
 ]
 
 # The estimators themselves are trusted by skops already; they are listed so that the
@@ -70,6 +73,8 @@ _SUPPORTED_ESTIMATORS = [
     "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
     "sklearn.tree._classes.DecisionTreeClassifier",
     "sklearn.calibration.CalibratedClassifierCV",
+    "sklearn.ensemble._voting.VotingClassifier",
+    "sklearn.ensemble._stacking.StackingClassifier",
     "sklearn.preprocessing._function_transformer.FunctionTransformer",
     "sklearn._loss.loss.HalfBinomialLoss",
     "sklearn._loss.loss.HalfMultinomialLoss",
@@ -92,14 +97,14 @@ def sha256_of(path_or_fileobj: str | os.PathLike | BinaryIO) -> str:
             for chunk in iter(lambda: handle.read(_CHUNK), b""):
                 digest.update(chunk)
         return digest.hexdigest()
-    handle = path_or_fileobj
-    position = handle.tell() if handle.seekable() else None
+    fileobj = path_or_fileobj
+    position = fileobj.tell() if fileobj.seekable() else None
     if position is not None:
-        handle.seek(0)
-    for chunk in iter(lambda: handle.read(_CHUNK), b""):
+        fileobj.seek(0)
+    for chunk in iter(lambda: fileobj.read(_CHUNK), b""):
         digest.update(chunk)
     if position is not None:
-        handle.seek(position)
+        fileobj.seek(position)
     return digest.hexdigest()
 
 
@@ -149,6 +154,73 @@ def detect_format(path_or_bytes: str | os.PathLike | bytes | BinaryIO) -> str:
     return "unknown"
 
 
+# A member of a skops archive this much larger than its compressed size is refused as a zip
+# bomb (deflate reaches about 1000:1 on zeros; the arrays and JSON of real models, about 10:1)
+# once it unpacks to more than RATIO_CHECKED_FROM bytes.
+MAX_COMPRESSION_RATIO = 200
+RATIO_CHECKED_FROM = 1 << 20
+
+
+def check_archive(source: str | os.PathLike | bytes | BinaryIO, *, max_unpacked_bytes: int) -> None:
+    """Refuse a skops archive that would unpack to more than ``max_unpacked_bytes`` bytes
+    in all, or with a member compressed more than MAX_COMPRESSION_RATIO to one.
+
+    Judged from the archive's directory alone: nothing is unpacked. (Reading a member never
+    yields more than the size the directory declares for it.)
+    """
+    data = _read_bytes(source)
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = archive.infolist()
+    except zipfile.BadZipFile as exc:
+        raise ArtifactError(f"artifact is not a readable skops file: {exc}") from exc
+    unpacked = sum(member.file_size for member in members)
+    if unpacked > max_unpacked_bytes:
+        raise ArtifactError(
+            f"artifact unpacks to {unpacked:,} bytes; the limit is {max_unpacked_bytes:,} "
+            "bytes (ARTIFACT_MAX_UNPACKED_BYTES)"
+        )
+    for member in members:
+        ratio = member.file_size / max(member.compress_size, 1)
+        if member.file_size > RATIO_CHECKED_FROM and ratio > MAX_COMPRESSION_RATIO:
+            raise ArtifactError(
+                f"artifact member {member.filename} unpacks to {member.file_size:,} bytes "
+                f"from {member.compress_size:,} ({ratio:,.0f} to 1); more than "
+                f"{MAX_COMPRESSION_RATIO} to 1 is refused"
+            )
+
+
+def untrusted_types(
+    source: str | os.PathLike | bytes | BinaryIO, trusted_types: Iterable[str] | None = None
+) -> list[str]:
+    """The types of a skops file that ``trusted_types`` (default DEFAULT_TRUSTED_TYPES)
+    does not list and skops does not trust by itself, sorted; read from the file's schema,
+    without loading it."""
+    data = _read_bytes(source)
+    trusted = set(DEFAULT_TRUSTED_TYPES if trusted_types is None else trusted_types)
+    try:
+        found = sio.get_untrusted_types(data=data)
+    except Exception as exc:  # a corrupt archive is a refused artifact
+        raise ArtifactError(f"artifact is not a readable skops file: {exc}") from exc
+    return sorted(set(found) - trusted)
+
+
+def check_skops(
+    source: str | os.PathLike | bytes | BinaryIO,
+    *,
+    max_unpacked_bytes: int,
+    trusted_types: Iterable[str] | None = None,
+) -> None:
+    """The checks of a skops artifact at registration, before anything is unpacked:
+    its unpacked size (check_archive), then its types against the allow-list, refused by
+    name."""
+    data = _read_bytes(source)
+    check_archive(data, max_unpacked_bytes=max_unpacked_bytes)
+    refused = untrusted_types(data, trusted_types)
+    if refused:
+        raise ArtifactError("artifact contains untrusted types: " + ", ".join(refused))
+
+
 def dump_skops(model: Any, path: str | os.PathLike) -> None:
     """Write ``model`` in the skops format, replacing ``path`` only once fully written."""
     target = Path(path)
@@ -166,13 +238,16 @@ def load_model(
     expected_sha256: str,
     trusted_types: Iterable[str] | None = None,
     allow_pickle: bool = False,
+    max_unpacked_bytes: int | None = None,
 ) -> Any:
     """Load a model artifact after checking its hash and the types it would create.
 
     1. Read the file once and compare its sha256 with ``expected_sha256``.
     2. Detect the format from the bytes.
-    3. skops: every type skops does not trust by itself must be in ``trusted_types``
-       (default DEFAULT_TRUSTED_TYPES), else the load is refused naming the others.
+    3. skops: with ``max_unpacked_bytes``, refuse an archive that would unpack to more
+       (check_archive); every type skops does not trust by itself must be in
+       ``trusted_types`` (default DEFAULT_TRUSTED_TYPES), else the load is refused naming
+       the others.
     4. pickle / joblib: refused unless ``allow_pickle`` (it runs the file's code).
     5. The model must have predict_proba.
     """
@@ -185,16 +260,14 @@ def load_model(
         )
     kind = detect_format(data)
     if kind == "skops":
-        trusted = set(DEFAULT_TRUSTED_TYPES if trusted_types is None else trusted_types)
-        try:
-            untrusted = sio.get_untrusted_types(data=data)
-        except Exception as exc:  # a corrupt archive is a refused artifact
-            raise ArtifactError(f"artifact is not a readable skops file: {exc}") from exc
-        refused = sorted(set(untrusted) - trusted)
+        if max_unpacked_bytes is not None:
+            check_archive(data, max_unpacked_bytes=max_unpacked_bytes)
+        trusted = sorted(DEFAULT_TRUSTED_TYPES if trusted_types is None else trusted_types)
+        refused = untrusted_types(data, trusted)
         if refused:
             raise ArtifactError("artifact contains untrusted types: " + ", ".join(refused))
         try:
-            model = sio.loads(data, trusted=sorted(untrusted))
+            model = sio.loads(data, trusted=trusted)
         except Exception as exc:  # report any load failure as the artifact's
             raise ArtifactError(
                 f"artifact could not be loaded: {type(exc).__name__}: {exc}"

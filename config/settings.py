@@ -186,6 +186,8 @@ DATASET_MAX_CELLS = envint("DATASET_MAX_CELLS", 50_000_000)
 # and then only for maintainers. The skops allow-list can be extended by name.
 ALLOW_PICKLE_ARTIFACTS = envbool("ALLOW_PICKLE_ARTIFACTS", "0")
 SKOPS_EXTRA_TRUSTED_TYPES = envlist("SKOPS_EXTRA_TRUSTED_TYPES")
+# A skops artifact is a zip: one that unpacks to more than this is refused at registration.
+ARTIFACT_MAX_UNPACKED_BYTES = envint("ARTIFACT_MAX_UNPACKED_BYTES", 4 * UPLOAD_MAX_BYTES)
 
 EMAIL_BACKEND = os.environ.get(
     "EMAIL_BACKEND",

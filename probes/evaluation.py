@@ -18,8 +18,8 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
 from boundary import artifacts, engine
-from boundary.artifacts import DEFAULT_TRUSTED_TYPES, ArtifactError, check_feature_columns
-from registry.models import capture_environment
+from boundary.artifacts import ArtifactError, check_feature_columns
+from registry.models import capture_environment, trusted_artifact_types
 
 from .choices import ProbeKind, RunStatus
 from .claims import fail_runs, finish_claimed
@@ -48,7 +48,8 @@ def forget(rerun_id=None):
 
 
 def trusted_types():
-    return list(DEFAULT_TRUSTED_TYPES) + list(settings.SKOPS_EXTRA_TRUSTED_TYPES)
+    """The allow-list the artifact was checked against at registration."""
+    return trusted_artifact_types()
 
 
 def _cached_model(rerun):

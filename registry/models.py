@@ -19,7 +19,13 @@ from django.utils.formats import localize
 from django.utils.text import slugify
 from django.utils.timezone import template_localtime
 
-from boundary.artifacts import detect_format, sha256_of
+from boundary.artifacts import (
+    DEFAULT_TRUSTED_TYPES,
+    ArtifactError,
+    check_skops,
+    detect_format,
+    sha256_of,
+)
 from boundary.tables import DatasetError, inspect_upload, read_table, table_preview
 from core.audit import acting_as
 from core.roles import MAINTAINER, has_role
@@ -35,6 +41,13 @@ def _dataset_path(instance, filename):
 
 def _artifact_path(instance, filename):
     return f"artifacts/{uuid.uuid4().hex}.{instance.artifact_format or 'bin'}"
+
+
+def trusted_artifact_types():
+    """The skops allow-list of this deployment: scikit-learn's supported families and
+    containers (boundary.artifacts.DEFAULT_TRUSTED_TYPES) and SKOPS_EXTRA_TRUSTED_TYPES.
+    Registration checks an artifact's types against it, and workers load with it."""
+    return list(DEFAULT_TRUSTED_TYPES) + list(settings.SKOPS_EXTRA_TRUSTED_TYPES)
 
 
 def capture_environment():
@@ -326,6 +339,10 @@ class ModelVersion(ImmutableFileMixin, models.Model):
         1. Refuse a duplicate version, a file over the size limit, an empty file, and any
            format but skops — unless pickle is enabled for this deployment and `by` is a
            maintainer. The format is read from the bytes, never trusted from the name.
+           A skops file is refused, from its zip directory and schema without unpacking or
+           loading it, when it would unpack to more than ARTIFACT_MAX_UNPACKED_BYTES or a
+           member is compressed absurdly, and when it holds a type outside the allow-list
+           (trusted_artifact_types), by name.
         2. Hash the artifact, capture the library versions, save file and row together.
         3. Send `version_registered` (unless `enqueue` is false): the probes app queues a
            rerun of every active probe of the ML model on this version, handed to a worker
@@ -359,6 +376,17 @@ class ModelVersion(ImmutableFileMixin, models.Model):
                     "save the model with skops.io.dump()."
                 }
             )
+        if fmt == "skops":
+            try:
+                check_skops(
+                    artifact,
+                    max_unpacked_bytes=settings.ARTIFACT_MAX_UNPACKED_BYTES,
+                    trusted_types=trusted_artifact_types(),
+                )
+            except ArtifactError as exc:
+                reason = str(exc)
+                raise ValidationError({"artifact": reason[:1].upper() + reason[1:] + "."}) from exc
+            artifact.seek(0)
         if fmt == "pickle":
             if not settings.ALLOW_PICKLE_ARTIFACTS:
                 raise ValidationError(
