@@ -13,7 +13,7 @@ from django.utils.text import slugify
 from boundary import engine, slices
 from core.audit import acting_as
 from core.roles import CONTRIBUTOR, REVIEWER, has_role
-from core.workflow import SYSTEM, TransitionError, transition
+from core.workflow import SYSTEM, TransitionError, allowed_moves, transition
 
 from .choices import FindingStatus, RiskCategory, Severity
 
@@ -101,6 +101,13 @@ FINDING_TRANSITIONS = {
     (FindingStatus.REGRESSED, FindingStatus.ACCEPTED_RISK): REVIEWER,
 }
 
+# The moves that close a finding: whoever reported it may not take them (separation of
+# duties; a superuser may).
+CLOSING_MOVES = {
+    FindingStatus.RESOLVED: "resolve it",
+    FindingStatus.ACCEPTED_RISK: "accept its risk",
+}
+
 
 def actor_may(who, by):
     """Whether `by` (a user, or SYSTEM) fits the rule's actor kind(s)."""
@@ -108,6 +115,15 @@ def actor_may(who, by):
     if by == SYSTEM:
         return SYSTEM in kinds
     return any(kind != SYSTEM and has_role(by, kind) for kind in kinds)
+
+
+def finding_duties(finding, frm, to, by):
+    """Separation of duties: whoever reported a finding may not resolve it or accept its
+    risk (core.workflow.transition exempts superusers and the system)."""
+    if to in CLOSING_MOVES and finding.reporter_id and finding.reporter_id == by.pk:
+        return (f"You reported this finding, so someone else must {CLOSING_MOVES[to]} "
+                "(separation of duties).")
+    return None
 
 
 class Finding(models.Model):
@@ -221,16 +237,15 @@ class Finding(models.Model):
 
     def allowed_transitions(self, user):
         """The target statuses `user` may move this finding to now."""
-        return [
-            to
-            for (frm, to), who in FINDING_TRANSITIONS.items()
-            if frm == self.status and actor_may(who, user)
-        ]
+        return allowed_moves(self, user, rules=FINDING_TRANSITIONS,
+                             check_actor=lambda finding, who, actor: actor_may(who, actor),
+                             duties=finding_duties)
 
     def transition_to(self, new, *, by, note="", expected=None):
         """Move the finding through its workflow (see FINDING_TRANSITIONS).
 
         Accepting a risk needs a justification (the note); it is kept on the finding.
+        Whoever reported the finding may not resolve it or accept its risk.
         """
 
         def before_save(locked):
@@ -249,6 +264,7 @@ class Finding(models.Model):
             check_actor=lambda locked, who, actor: actor_may(who, actor),
             before_save=before_save,
             expected=expected,
+            duties=finding_duties,
         )
 
 

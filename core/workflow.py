@@ -3,8 +3,8 @@
 A workflow is a TextChoices status, a table of allowed transitions (from, to) -> who may
 take it, and `transition(...)` below, which every model's `transition_to` calls: it
 checks the target, locks the row, compares the locked status with the one the caller saw
-(a stale view is a conflict, not a silent overwrite), checks the role, saves, and writes
-the audit event, all in one transaction.
+(a stale view is a conflict, not a silent overwrite), checks the role and the separation
+of duties, saves, and writes the audit event, all in one transaction.
 """
 
 from django.core.exceptions import PermissionDenied
@@ -13,7 +13,10 @@ from django.db import transaction
 from .audit import silenced
 from .models import SYSTEM, AuditEvent
 
-__all__ = ["SYSTEM", "TransitionConflict", "TransitionError", "TransitionForbidden", "transition"]
+__all__ = [
+    "SYSTEM", "TransitionConflict", "TransitionError", "TransitionForbidden", "allowed_moves",
+    "is_superuser", "transition",
+]
 
 
 class TransitionError(Exception):
@@ -34,8 +37,32 @@ class TransitionConflict(TransitionError):
     status_code = 409
 
 
+def is_superuser(by):
+    """A superuser may do everything every role may, the separation of duties included
+    (the system is no superuser)."""
+    return by != SYSTEM and bool(getattr(by, "is_superuser", False))
+
+
+def _duty_refusal(duties, instance, frm, new, by):
+    if duties is None or by == SYSTEM or is_superuser(by):
+        return None
+    return duties(instance, frm, new, by)
+
+
+def allowed_moves(instance, user, *, rules, check_actor, duties=None):
+    """The target statuses `user` may move `instance` to now: what transition() would take
+    (the table, the role and the separation of duties), for the pages' buttons."""
+    return [
+        to
+        for (frm, to), who in rules.items()
+        if frm == instance.status
+        and check_actor(instance, who, user)
+        and _duty_refusal(duties, instance, frm, to, user) is None
+    ]
+
+
 def transition(instance, new, *, by, note="", rules, label, check_actor, before_save=None,
-               expected=None):
+               expected=None, duties=None):
     """Move `instance.status` to `new`.
 
     1. Refuse an unknown target or one the table does not allow from the status the caller
@@ -44,7 +71,10 @@ def transition(instance, new, *, by, note="", rules, label, check_actor, before_
     2. Lock the row (select_for_update) and re-read its status; if it changed since the
        caller loaded it, raise TransitionConflict: the other writer won.
     3. Ask `check_actor(instance, who, by)` whether `by` may take it (who = the rule's
-       actor kind); raise TransitionForbidden if not.
+       actor kind); raise TransitionForbidden if not. Then the separation of duties:
+       `duties(locked, from, to, by)` names why this person may not take a move their role
+       allows (they created the action, another reviewer is named), or returns None; a
+       superuser and the system are not bound by it.
     4. Run `before_save(locked)` for per-transition fields (it may raise TransitionError),
        save, and write one audit event with the before and after state.
     Returns the saved, locked instance (also copied back onto `instance`).
@@ -74,6 +104,9 @@ def transition(instance, new, *, by, note="", rules, label, check_actor, before_
                 f"You may not move this {label} from '{seen}' to '{new}'"
                 f" (needs: {who if isinstance(who, str) else ' or '.join(who)})."
             )
+        refusal = _duty_refusal(duties, locked, seen, new, by)
+        if refusal:
+            raise TransitionForbidden(refusal)
         before = AuditEvent.snapshot(locked)
         locked.status = new
         if before_save is not None:
@@ -93,3 +126,4 @@ def transition(instance, new, *, by, note="", rules, label, check_actor, before_
         {f.attname: getattr(locked, f.attname) for f in model._meta.concrete_fields}
     )
     return locked
+

@@ -7,7 +7,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from core.roles import CONTRIBUTOR, REVIEWER, has_role
-from core.workflow import SYSTEM, TransitionError, transition
+from core.workflow import SYSTEM, TransitionError, allowed_moves, transition
 
 from .choices import OPEN_ACTION_STATUSES, ActionKind, ActionStatus, Outcome
 
@@ -23,6 +23,27 @@ ACTION_TRANSITIONS = {
     (ActionStatus.IMPLEMENTED, ActionStatus.INEFFECTIVE): (SYSTEM, REVIEWER),
     **{(s, ActionStatus.CANCELLED): (OWNER, REVIEWER) for s in OPEN_ACTION_STATUSES},
 }
+
+
+# Separation of duties: the moves whoever created an action may not take, and the moves that
+# only the action's named reviewer takes (core.workflow.transition exempts superusers).
+REVIEW_MOVES = {
+    ActionStatus.APPROVED: "approve",
+    ActionStatus.REJECTED: "reject",
+    ActionStatus.VERIFIED: "verify",
+    ActionStatus.INEFFECTIVE: "find ineffective",
+}
+NAMED_REVIEWER_MOVES = (ActionStatus.APPROVED, ActionStatus.REJECTED)
+
+
+def action_duties(action, frm, to, by):
+    if to in REVIEW_MOVES and action.created_by_id and action.created_by_id == by.pk:
+        return (f"You proposed this action, so someone else must {REVIEW_MOVES[to]} it "
+                "(separation of duties).")
+    if to in NAMED_REVIEWER_MOVES and action.reviewer_id and action.reviewer_id != by.pk:
+        return (f"Only {action.reviewer}, the action's named reviewer, may approve or "
+                "reject it.")
+    return None
 
 
 def action_actor_may(action, who, by):
@@ -117,11 +138,8 @@ class RemediationAction(models.Model):
             self.finding.ml_model.check_owns(self.fixed_in_version, field="fixed_in_version")
 
     def allowed_transitions(self, user):
-        return [
-            to
-            for (frm, to), who in ACTION_TRANSITIONS.items()
-            if frm == self.status and action_actor_may(self, who, user)
-        ]
+        return allowed_moves(self, user, rules=ACTION_TRANSITIONS, check_actor=action_actor_may,
+                             duties=action_duties)
 
     def transition_to(self, new, *, by, note="", fixed_in_version=None, expected=None):
         """Move the action through its workflow (see ACTION_TRANSITIONS).
@@ -152,6 +170,7 @@ class RemediationAction(models.Model):
             check_actor=action_actor_may,
             before_save=before_save,
             expected=expected,
+            duties=action_duties,
         )
         if new == ActionStatus.IMPLEMENTED:
             # Late: remediation/followup.py imports these models.

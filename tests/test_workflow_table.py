@@ -341,15 +341,6 @@ def test_the_fix_version_is_kept_on_the_action(cast, action_in, version):
 # whoever reported a finding may not resolve it or accept its risk; when an action names a
 # `reviewer`, only that user approves or rejects it (a superuser may do everything)" ----------
 
-SEPARATION = {
-    "created": "DESIGN.md: whoever created an action may not approve, reject or verify it "
-               "— not yet built",
-    "named": "DESIGN.md: when an action names a `reviewer`, only that user approves or "
-             "rejects it — not yet built",
-    "reported": "DESIGN.md: whoever reported a finding may not resolve it or accept its risk "
-                "— not yet built",
-}
-
 
 @pytest.fixture
 def rex(people):
@@ -358,13 +349,10 @@ def rex(people):
 
 
 @pytest.mark.parametrize(("frm", "to"), [
-    pytest.param("proposed", "approved", id="action:proposed->approved:reviewer-who-created-it",
-                 marks=pytest.mark.xfail(strict=True, reason=SEPARATION["created"])),
-    pytest.param("proposed", "rejected", id="action:proposed->rejected:reviewer-who-created-it",
-                 marks=pytest.mark.xfail(strict=True, reason=SEPARATION["created"])),
+    pytest.param("proposed", "approved", id="action:proposed->approved:reviewer-who-created-it"),
+    pytest.param("proposed", "rejected", id="action:proposed->rejected:reviewer-who-created-it"),
     pytest.param("implemented", "verified",
-                 id="action:implemented->verified:reviewer-who-created-it",
-                 marks=pytest.mark.xfail(strict=True, reason=SEPARATION["created"])),
+                 id="action:implemented->verified:reviewer-who-created-it"),
 ])
 def test_the_creator_of_an_action_may_not_review_it(frm, to, cast, action_in):
     action = action_in(frm, created_by=cast["reviewer"])
@@ -375,11 +363,9 @@ def test_the_creator_of_an_action_may_not_review_it(frm, to, cast, action_in):
     pytest.param("approved", "rex", True, id="action:proposed->approved:the-named-reviewer"),
     pytest.param("rejected", "rex", True, id="action:proposed->rejected:the-named-reviewer"),
     pytest.param("approved", "reviewer", False,
-                 id="action:proposed->approved:a-reviewer-not-named",
-                 marks=pytest.mark.xfail(strict=True, reason=SEPARATION["named"])),
+                 id="action:proposed->approved:a-reviewer-not-named"),
     pytest.param("rejected", "reviewer", False,
-                 id="action:proposed->rejected:a-reviewer-not-named",
-                 marks=pytest.mark.xfail(strict=True, reason=SEPARATION["named"])),
+                 id="action:proposed->rejected:a-reviewer-not-named"),
     pytest.param("approved", "superuser", True,
                  id="action:proposed->approved:a-superuser-not-named"),
 ])
@@ -394,11 +380,9 @@ def test_a_named_reviewer_decides_alone(to, actor, allowed, cast, action_in, rex
 
 @pytest.mark.parametrize(("frm", "to"), [
     pytest.param("remediating", "resolved",
-                 id="finding:remediating->resolved:reviewer-who-reported-it",
-                 marks=pytest.mark.xfail(strict=True, reason=SEPARATION["reported"])),
+                 id="finding:remediating->resolved:reviewer-who-reported-it"),
     pytest.param("open", "accepted_risk",
-                 id="finding:open->accepted_risk:reviewer-who-reported-it",
-                 marks=pytest.mark.xfail(strict=True, reason=SEPARATION["reported"])),
+                 id="finding:open->accepted_risk:reviewer-who-reported-it"),
 ])
 def test_the_reporter_of_a_finding_may_not_close_it(frm, to, cast, finding_in):
     finding = finding_in(frm, reporter=cast["reviewer"])
