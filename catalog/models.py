@@ -1,5 +1,7 @@
 """Findings: the catalog's lessons, with their slice, evidence, status and tags."""
 
+import datetime
+
 from django.conf import settings
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchQuery, SearchVectorField
@@ -89,6 +91,12 @@ class FindingQuerySet(models.QuerySet):
     def open(self):
         return self.exclude(status__in=[FindingStatus.RESOLVED, FindingStatus.ACCEPTED_RISK])
 
+    def risk_expired(self, today=None):
+        """Accepted risks whose acceptance has run out: `accepted_until` is today or
+        earlier (the acceptance holds up to, not including, its expiry date)."""
+        today = today or timezone.localdate()
+        return self.filter(status=FindingStatus.ACCEPTED_RISK, accepted_until__lte=today)
+
 
 # (from, to) -> who may take the transition: a role name, "system", or a tuple of them.
 FINDING_TRANSITIONS = {
@@ -99,6 +107,8 @@ FINDING_TRANSITIONS = {
     (FindingStatus.OPEN, FindingStatus.ACCEPTED_RISK): REVIEWER,
     (FindingStatus.REMEDIATING, FindingStatus.ACCEPTED_RISK): REVIEWER,
     (FindingStatus.REGRESSED, FindingStatus.ACCEPTED_RISK): REVIEWER,
+    # At expiry the system moves an accepted risk back to open (remediation/tasks.py).
+    (FindingStatus.ACCEPTED_RISK, FindingStatus.OPEN): SYSTEM,
 }
 
 # The moves that close a finding: whoever reported it may not take them (separation of
@@ -107,6 +117,13 @@ CLOSING_MOVES = {
     FindingStatus.RESOLVED: "resolve it",
     FindingStatus.ACCEPTED_RISK: "accept its risk",
 }
+
+DEFAULT_RISK_ACCEPTANCE_MAX_DAYS = 180
+
+
+def risk_acceptance_max_days():
+    """How far ahead an accepted risk may expire (settings.RISK_ACCEPTANCE_MAX_DAYS)."""
+    return int(getattr(settings, "RISK_ACCEPTANCE_MAX_DAYS", DEFAULT_RISK_ACCEPTANCE_MAX_DAYS))
 
 
 def actor_may(who, by):
@@ -124,6 +141,37 @@ def finding_duties(finding, frm, to, by):
         return (f"You reported this finding, so someone else must {CLOSING_MOVES[to]} "
                 "(separation of duties).")
     return None
+
+
+def parse_expiry(expires_on, today=None):
+    """The expiry date of an accepted risk: a date (or YYYY-MM-DD) after today and at most
+    RISK_ACCEPTANCE_MAX_DAYS ahead; else a TransitionError that says which."""
+    if expires_on in (None, ""):
+        raise TransitionError(
+            "Accepting a risk needs an expiry date (expires_on, YYYY-MM-DD), at most "
+            f"{risk_acceptance_max_days()} days ahead."
+        )
+    if isinstance(expires_on, datetime.datetime):
+        expires_on = expires_on.date()
+    if not isinstance(expires_on, datetime.date):
+        try:
+            expires_on = datetime.date.fromisoformat(str(expires_on).strip())
+        except ValueError as exc:
+            raise TransitionError(
+                f"The expiry date (expires_on) must look like 2026-11-26, not {expires_on!r}."
+            ) from exc
+    today = today or timezone.localdate()
+    latest = today + datetime.timedelta(days=risk_acceptance_max_days())
+    if expires_on <= today:
+        raise TransitionError(
+            f"The expiry date (expires_on) must be after today ({today.isoformat()})."
+        )
+    if expires_on > latest:
+        raise TransitionError(
+            f"A risk may be accepted for at most {risk_acceptance_max_days()} days: the expiry "
+            f"date (expires_on) must be {latest.isoformat()} or earlier."
+        )
+    return expires_on
 
 
 class Finding(models.Model):
@@ -174,6 +222,11 @@ class Finding(models.Model):
         max_length=20, choices=FindingStatus.choices, default=FindingStatus.OPEN, db_index=True
     )
     status_note = models.TextField(blank=True, help_text="Justification of the current status.")
+    accepted_until = models.DateField(
+        null=True, blank=True,
+        help_text="While the risk is accepted: the date the acceptance expires, when the "
+                  "finding reopens.",
+    )
     is_key_lesson = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -241,18 +294,23 @@ class Finding(models.Model):
                              check_actor=lambda finding, who, actor: actor_may(who, actor),
                              duties=finding_duties)
 
-    def transition_to(self, new, *, by, note="", expected=None):
+    def transition_to(self, new, *, by, note="", expected=None, expires_on=None):
         """Move the finding through its workflow (see FINDING_TRANSITIONS).
 
-        Accepting a risk needs a justification (the note); it is kept on the finding.
-        Whoever reported the finding may not resolve it or accept its risk.
+        Accepting a risk needs a justification (the note), kept on the finding, and an
+        expiry date `expires_on` (a date or YYYY-MM-DD, after today, at most
+        RISK_ACCEPTANCE_MAX_DAYS ahead), kept as `accepted_until`; leaving the accepted
+        risk clears it. Whoever reported the finding may not resolve it or accept its risk.
         """
 
         def before_save(locked):
             if new == FindingStatus.ACCEPTED_RISK:
                 if not note.strip():
                     raise TransitionError("Accepting a risk needs a justification (note).")
+                locked.accepted_until = parse_expiry(expires_on)
                 locked.status_note = note.strip()
+            else:
+                locked.accepted_until = None
 
         return transition(
             self,

@@ -168,7 +168,8 @@ def finding_transition(request, pk):
     try:
         finding.transition_to(request.POST.get("to", ""), by=request.user,
                               note=request.POST.get("note", ""),
-                              expected=request.POST.get("from") or None)
+                              expected=request.POST.get("from") or None,
+                              expires_on=request.POST.get("expires_on") or None)
     except TransitionError as exc:
         messages.error(request, str(exc))
     else:

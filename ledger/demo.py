@@ -274,7 +274,8 @@ def _load_credit(maint, contrib, review, say):
                    params={"group_feature": "sex", "metric": "selection_rate"})
             f3.transition_to("accepted_risk", by=review,
                              note="Disparity is within the 5-point tolerance of FL-3; "
-                                  "reviewed quarterly.")
+                                  "reviewed quarterly.",
+                             expires_on=timezone.localdate() + timezone.timedelta(days=90))
     if new:
         _rerun(v1, list(Probe.objects.filter(finding__in=[f1, f3])), contrib)
     say("  credit-risk v1 and its findings stored, probes run on v1")

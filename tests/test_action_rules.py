@@ -4,6 +4,9 @@ API and the web (DESIGN.md, "Workflows"):
 - "Separation of duties: whoever created an action may not approve, reject or verify it;
   whoever reported a finding may not resolve it or accept its risk; when an action names a
   `reviewer`, only that user approves or rejects it (a superuser may do everything)."
+- "open|remediating|regressed -> accepted_risk by a reviewer, with a justification and an
+  expiry date (`expires_on`, at most `RISK_ACCEPTANCE_MAX_DAYS`, default 180); at expiry the
+  system moves it back to `open` and notifies."
 
 Every refusal is checked for what it leaves: the row as it was and no audit event. The
 cast: bob (contributor, owns and proposed the action), carol (a contributor who owns
@@ -14,13 +17,14 @@ import datetime
 import re
 
 import pytest
+from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
 
 from catalog.models import Finding
 from core.models import AuditEvent
 from core.roles import CONTRIBUTOR, REVIEWER
-from remediation.models import RemediationAction
+from remediation.models import Notification, RemediationAction
 
 from .factories import api_for, client_for, make_user
 
@@ -192,3 +196,117 @@ def test_the_reporter_is_not_offered_to_close_the_finding(cast, finding):
     assert _offered(page, url) == set()
     page = client_for(cast["rex"]).get(finding.get_absolute_url()).content.decode()
     assert _offered(page, url) == {"resolved", "accepted_risk"}
+
+
+# --- Accepting a risk: a justification and an expiry date ------------------------------------
+
+
+def _accept(api, finding, **body):
+    return api.post(f"/api/v1/findings/{finding.pk}/transition/",
+                    {"to": "accepted_risk", **body}, format="json")
+
+
+def test_accepting_a_risk_keeps_its_expiry(cast, finding):
+    expires = TODAY() + datetime.timedelta(days=60)
+    response = _accept(api_for(cast["reviewer"]), finding, note="Within tolerance.",
+                       expires_on=expires.isoformat())
+    assert response.status_code == 200, response.content
+    assert response.json()["accepted_until"] == expires.isoformat()
+    finding.refresh_from_db()
+    assert finding.accepted_until == expires and finding.status == "accepted_risk"
+
+
+@pytest.mark.parametrize("expires_on", [None, "", "soon", "today", "yesterday", "181"],
+                         ids=["missing", "blank", "not-a-date", "today", "past", "too-far"])
+def test_a_bad_expiry_is_refused(expires_on, cast, finding):
+    days = {"today": 0, "yesterday": -1, "181": 181}
+    body = {"note": "Within tolerance."}
+    if expires_on in days:
+        body["expires_on"] = (TODAY() + datetime.timedelta(days=days[expires_on])).isoformat()
+    elif expires_on is not None:
+        body["expires_on"] = expires_on
+    before, count = row(finding), events(finding)
+    response = _accept(api_for(cast["reviewer"]), finding, **body)
+    assert response.status_code == 400, response.content
+    assert row(finding) == before and events(finding) == count
+
+
+def test_the_longest_acceptance_comes_from_the_settings(cast, finding, settings):
+    settings.RISK_ACCEPTANCE_MAX_DAYS = 30
+    api = api_for(cast["reviewer"])
+    too_far = (TODAY() + datetime.timedelta(days=31)).isoformat()
+    assert _accept(api, finding, note="ok", expires_on=too_far).status_code == 400
+    just = (TODAY() + datetime.timedelta(days=30)).isoformat()
+    assert _accept(api, finding, note="ok", expires_on=just).status_code == 200
+
+
+def test_accepting_a_risk_through_the_web(cast, finding):
+    expires = TODAY() + datetime.timedelta(days=45)
+    page = client_for(cast["reviewer"]).get(finding.get_absolute_url()).content.decode()
+    assert 'name="expires_on"' in page
+    response = client_for(cast["reviewer"]).post(
+        reverse("catalog:finding_transition", args=[finding.pk]),
+        {"to": "accepted_risk", "from": "open", "note": "Within tolerance.",
+         "expires_on": expires.isoformat()}, follow=True)
+    assert f"until {expires.isoformat()}" in response.content.decode()
+    finding.refresh_from_db()
+    assert finding.status == "accepted_risk" and finding.accepted_until == expires
+
+
+def test_the_web_refuses_an_acceptance_without_an_expiry(cast, finding):
+    response = client_for(cast["reviewer"]).post(
+        reverse("catalog:finding_transition", args=[finding.pk]),
+        {"to": "accepted_risk", "note": "Within tolerance."}, follow=True)
+    assert "needs an expiry date" in response.content.decode()
+    finding.refresh_from_db()
+    assert finding.status == "open"
+
+
+# --- "at expiry the system moves it back to open and notifies" -------------------------------
+
+
+def _accepted(finding, cast, days):
+    finding.transition_to("accepted_risk", by=cast["reviewer"], note="Within tolerance.",
+                          expires_on=TODAY() + datetime.timedelta(days=days))
+    return finding
+
+
+def test_an_expired_acceptance_reopens_the_finding_and_notifies(cast, finding):
+    from remediation.tasks import expire_accepted_risks
+
+    _accepted(finding, cast, 10)
+    later = TODAY() + datetime.timedelta(days=10)
+    assert expire_accepted_risks(today=later) == [finding.pk]
+    finding.refresh_from_db()
+    assert finding.status == "open" and finding.accepted_until is None
+    event = AuditEvent.objects.for_object(finding).latest("pk")
+    assert (event.verb, event.from_status, event.to_status, event.actor) == (
+        "transition", "accepted_risk", "open", None)
+    assert "expired" in event.note
+    told = set(Notification.objects.filter(finding=finding).values_list(
+        "recipient__username", flat=True))
+    assert {"bob", "rita", "rex"} <= told  # owner and reporter; the reviewers
+    assert all("expired" in n.subject for n in Notification.objects.filter(finding=finding))
+    assert {m.to[0] for m in mail.outbox} >= {"bob@example.com", "rita@example.com"}
+
+
+def test_an_acceptance_holds_until_its_expiry(cast, finding):
+    from remediation.tasks import expire_accepted_risks
+
+    _accepted(finding, cast, 10)
+    assert expire_accepted_risks(today=TODAY() + datetime.timedelta(days=9)) == []
+    finding.refresh_from_db()
+    assert finding.status == "accepted_risk"
+    assert not Notification.objects.exists()
+
+
+def test_the_expiry_runs_daily_from_a_stored_schedule(db):
+    from django_q.models import Schedule
+
+    from remediation.tasks import expire_accepted_risks
+
+    schedule = Schedule.objects.get(name="risk-expiry")
+    assert schedule.func == "remediation.tasks.expire_accepted_risks"
+    assert schedule.schedule_type == Schedule.DAILY and schedule.repeats == -1
+    assert schedule.next_run > timezone.now()  # not the moment the first worker starts
+    assert expire_accepted_risks() == []

@@ -1,10 +1,12 @@
 """Long free text is shown as Markdown: formatting comes through, anything that could run
 or load does not, both from `render_markdown` and on the real pages."""
 
+import datetime
 from html.parser import HTMLParser
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.safestring import SafeString
 
 from core.markdown import ALLOWED_TAGS, render_markdown
@@ -158,7 +160,8 @@ def _story(people, finding, version, text):
     Evaluation.objects.create(action=action, model_version=version, outcome="held", notes=text,
                               is_manual=True, created_by=people["reviewer"])
     finding.transition_to("remediating", by=people["contributor"], note=text)
-    finding.transition_to("accepted_risk", by=people["reviewer"], note=text)
+    finding.transition_to("accepted_risk", by=people["reviewer"], note=text,
+                          expires_on=timezone.localdate() + datetime.timedelta(days=90))
     finding.refresh_from_db()
     assert finding.status_note == text.strip()
     return action

@@ -112,9 +112,6 @@ def test_an_illegal_api_transition_says_which_moves_are_open(person, finding):
     assert "cannot move from 'proposed' to 'verified'" in response.json()["detail"]
 
 
-@pytest.mark.xfail(strict=True, reason="DESIGN.md: `POST findings/{id}/transition/` "
-                   '`{"to": status, "note": "...", "expires_on": "YYYY-MM-DD"}`; findings/ '
-                   "key field `accepted_until` — not yet built")
 def test_accepting_a_risk_through_the_api_keeps_its_expiry(person, finding):
     expires = timezone.localdate() + datetime.timedelta(days=90)
     response = api_for(person["reviewer"]).post(

@@ -9,7 +9,6 @@ writes no event.
 """
 
 import datetime
-import inspect
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -86,10 +85,7 @@ ACTION_MOVES = {
 }
 
 # Test ids where the code does not yet do what DESIGN.md says.
-NOT_YET_BUILT = {
-    "finding:accepted_risk->open:system":
-        "DESIGN.md: at expiry the system moves it back to `open` and notifies — not yet built",
-}
+NOT_YET_BUILT: dict[str, str] = {}
 
 
 def _cases(kind, statuses, actors, moves, *, allowed):
@@ -166,13 +162,11 @@ def action_actor(cast, actor):
 
 
 def accept_risk_fields(days=90):
-    """A complete request to accept a risk: a justification and, once transition_to takes it
-    (DESIGN.md: `expires_on`), an expiry date. The expiry itself is checked by the
-    accept-risk ids below; here it only keeps the request complete."""
-    fields = {"note": "Within tolerance until the spring retrain."}
-    if "expires_on" in inspect.signature(Finding.transition_to).parameters:
-        fields["expires_on"] = timezone.localdate() + datetime.timedelta(days=days)
-    return fields
+    """A complete request to accept a risk: a justification and (DESIGN.md: `expires_on`) an
+    expiry date. The expiry itself is checked by the accept-risk ids below; here it only
+    keeps the request complete."""
+    return {"note": "Within tolerance until the spring retrain.",
+            "expires_on": timezone.localdate() + datetime.timedelta(days=days)}
 
 
 def finding_fields(to):
@@ -274,30 +268,22 @@ def test_the_justification_is_the_audit_note(cast, finding_in):
     assert event.note == "Within tolerance until the spring retrain."
 
 
-@pytest.mark.xfail(strict=True, reason="DESIGN.md: accepted_risk by a reviewer, with a "
-                   "justification and an expiry date (`expires_on`) — not yet built")
 def test_accepting_a_risk_without_an_expiry_is_refused(cast, finding_in):
     assert_refused(finding_in("open"), "accepted_risk", cast["reviewer"],
                    note="Within tolerance until the spring retrain.")
 
 
-@pytest.mark.xfail(strict=True, reason="DESIGN.md: an expiry date (`expires_on`, at most "
-                   "`RISK_ACCEPTANCE_MAX_DAYS`, default 180) — not yet built")
 def test_a_risk_may_be_accepted_for_the_longest_allowed_time(cast, finding_in):
     assert_moves(finding_in("open"), "accepted_risk", cast["reviewer"],
                  note="Within tolerance until the spring retrain.", expires_on=_expiry(MAX_DAYS))
 
 
-@pytest.mark.xfail(strict=True, reason="DESIGN.md: an expiry date (`expires_on`, at most "
-                   "`RISK_ACCEPTANCE_MAX_DAYS`, default 180) — not yet built")
 def test_a_risk_accepted_for_longer_than_allowed_is_refused(cast, finding_in):
     assert_refused(finding_in("open"), "accepted_risk", cast["reviewer"],
                    note="Within tolerance until the spring retrain.",
                    expires_on=_expiry(MAX_DAYS + 1))
 
 
-@pytest.mark.xfail(strict=True, reason="DESIGN.md: findings/ key field `accepted_until`; "
-                   "accepted_risk with an expiry date (`expires_on`) — not yet built")
 def test_the_expiry_is_kept_as_accepted_until(cast, finding_in):
     finding = finding_in("open")
     finding.transition_to("accepted_risk", by=cast["reviewer"],

@@ -2,7 +2,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from rest_framework import serializers
 
-from core.api.serializers import ModelCleanMixin
+from core.api.serializers import ModelCleanMixin, TransitionSerializer
 
 from ..models import Finding, Tag
 
@@ -28,10 +28,12 @@ class FindingSerializer(ModelCleanMixin, serializers.ModelSerializer):
             "id", "title", "summary", "description", "ml_model", "model_version", "dataset",
             "slice", "evidence", "severity", "risk_category", "status", "status_note",
             "harms", "affected_stakeholders", "policy_reference", "lesson", "remaining_gaps",
-            "tags", "owner", "reporter", "is_key_lesson", "created_at", "updated_at",
+            "accepted_until", "tags", "owner", "reporter", "is_key_lesson", "created_at",
+            "updated_at",
         ]
         read_only_fields = [
-            "status", "status_note", "reporter", "is_key_lesson", "created_at", "updated_at",
+            "status", "status_note", "accepted_until", "reporter", "is_key_lesson", "created_at",
+            "updated_at",
         ]
 
     def validate_evidence(self, value):
@@ -65,6 +67,14 @@ class TagSerializer(serializers.ModelSerializer):
         model = Tag
         fields = ["id", "name", "slug"]
         read_only_fields = ["slug"]
+
+
+class FindingTransitionSerializer(TransitionSerializer):
+    expires_on = serializers.DateField(
+        required=False, allow_null=True,
+        help_text="Accepting a risk: the date the acceptance expires (YYYY-MM-DD), at most "
+                  "RISK_ACCEPTANCE_MAX_DAYS (default 180) days ahead.",
+    )
 
 
 class KeyLessonSerializer(serializers.Serializer):

@@ -4,11 +4,15 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from core.api.pagination import FindingPagination
-from core.api.serializers import TransitionSerializer
 
 from ..filtersets import FindingFilterSet
 from ..models import Finding, Tag
-from .serializers import FindingSerializer, KeyLessonSerializer, TagSerializer
+from .serializers import (
+    FindingSerializer,
+    FindingTransitionSerializer,
+    KeyLessonSerializer,
+    TagSerializer,
+)
 
 
 @extend_schema_view(
@@ -57,16 +61,18 @@ class FindingViewSet(viewsets.ModelViewSet):
         finding.set_key_lesson(body.validated_data["is_key_lesson"], by=request.user)
         return Response(self.get_serializer(finding).data)
 
-    @extend_schema(request=TransitionSerializer, responses=FindingSerializer)
+    @extend_schema(request=FindingTransitionSerializer, responses=FindingSerializer)
     @action(detail=True, methods=["post"])
     def transition(self, request, pk=None):
-        """Move the finding through its workflow: {"to": status, "note": "..."}."""
+        """Move the finding through its workflow: {"to": status, "note": "..."}; accepting
+        a risk also takes "expires_on": "YYYY-MM-DD"."""
         finding = self.get_object()
-        body = TransitionSerializer(data=request.data)
+        body = FindingTransitionSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         finding.transition_to(body.validated_data["to"], by=request.user,
                               note=body.validated_data["note"],
-                              expected=body.validated_data.get("from_status") or None)
+                              expected=body.validated_data.get("from_status") or None,
+                              expires_on=body.validated_data.get("expires_on"))
         return Response(self.get_serializer(finding).data)
 
 
