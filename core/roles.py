@@ -5,6 +5,9 @@ so the admin, the web views and the API all read the same table. A superuser may
 everything every role may.
 """
 
+from django.contrib.auth import get_user_model
+from django.db.models import Q
+
 VIEWER, CONTRIBUTOR, REVIEWER, MAINTAINER = "viewer", "contributor", "reviewer", "maintainer"
 ROLES = (VIEWER, CONTRIBUTOR, REVIEWER, MAINTAINER)
 
@@ -71,6 +74,27 @@ def roles_of(user):
 
 def has_role(user, role):
     return role in roles_of(user)
+
+
+def members():
+    """Active users who hold a role (superusers hold every role): the people an owner or
+    a reviewer is chosen from."""
+    return (
+        get_user_model().objects.filter(is_active=True)
+        .filter(Q(is_superuser=True) | Q(groups__name__in=ROLES))
+        .distinct()
+        .order_by("username")
+    )
+
+
+def membership_refusal(user):
+    """Why `user` cannot be given work (an action's owner or reviewer), or None: an
+    inactive user, or one without any role."""
+    if not user.is_active:
+        return f"{user.get_username()} is inactive."
+    if not user.is_superuser and not user.groups.filter(name__in=ROLES).exists():
+        return f"{user.get_username()} has no role ({', '.join(ROLES)})."
+    return None
 
 
 def can_read(user):

@@ -1,10 +1,15 @@
-"""The one way a status changes.
+"""The one way a status changes, and the one way a workflow object's fields change.
 
 A workflow is a TextChoices status, a table of allowed transitions (from, to) -> who may
 take it, and `transition(...)` below, which every model's `transition_to` calls: it
 checks the target, locks the row, compares the locked status with the one the caller saw
 (a stale view is a conflict, not a silent overwrite), checks the role and the separation
 of duties, saves, and writes the audit event, all in one transaction.
+
+`edit(...)` is the same shape for everything else a workflow guards: who may edit an
+object, which fields its state freezes, a probe's revision or retirement. It locks the row,
+asks who may, lets the model apply (and refuse) the change against the stored state, saves
+and writes one audit event; a refusal changes nothing and writes nothing.
 """
 
 from django.core.exceptions import PermissionDenied
@@ -15,7 +20,7 @@ from .models import SYSTEM, AuditEvent
 
 __all__ = [
     "SYSTEM", "TransitionConflict", "TransitionError", "TransitionForbidden", "allowed_moves",
-    "is_superuser", "transition",
+    "edit", "is_superuser", "transition",
 ]
 
 
@@ -127,3 +132,45 @@ def transition(instance, new, *, by, note="", rules, label, check_actor, before_
     )
     return locked
 
+
+def edit(instance, *, by, may_edit, apply, note="", from_status="", to_status=""):
+    """Change `instance` other than by moving its status, under its workflow's rules.
+
+    1. Lock the row (select_for_update) and re-read it: every rule reads what is stored,
+       not what the caller loaded.
+    2. Ask `may_edit(locked, by)`: None when `by` may edit it, else the reason, raised as
+       TransitionForbidden (403). A superuser may edit everything.
+    3. `apply(locked)` sets the fields. It refuses what the object's state forbids (a field
+       its status freezes, a definition that has runs, a retired probe) with a
+       TransitionError (a TransitionConflict, 409, when the state is the reason) and a bad
+       value with a ValidationError; it returns whether anything changed.
+    4. Save, and write one audit event with the before and after state and the note (a
+       text, or a function of the changed row when the note names what `apply` made) and
+       `from_status`/`to_status` when the change is a move of sorts (a probe retired);
+       nothing is written when nothing changed.
+    Returns the locked instance (also copied back onto `instance`). A refusal in any step
+    leaves the row and the audit trail as they were.
+    """
+    model = type(instance)
+    with transaction.atomic():
+        locked = model.objects.select_for_update().get(pk=instance.pk)
+        refusal = None if is_superuser(by) else may_edit(locked, by)
+        if refusal:
+            raise TransitionForbidden(refusal)
+        before = AuditEvent.snapshot(locked)
+        if apply(locked):
+            with silenced():
+                locked.save()
+            AuditEvent.record(
+                locked,
+                verb=AuditEvent.Verb.TRANSITION if to_status else AuditEvent.Verb.UPDATE,
+                actor=None if by == SYSTEM else by,
+                before=before,
+                note=note(locked) if callable(note) else note,
+                from_status=from_status,
+                to_status=to_status,
+            )
+    instance.__dict__.update(
+        {f.attname: getattr(locked, f.attname) for f in model._meta.concrete_fields}
+    )
+    return locked

@@ -36,3 +36,17 @@ class Outcome(models.TextChoices):
     HELD = "held", "Held"
     REGRESSED = "regressed", "Regressed"
     INCONCLUSIVE = "inconclusive", "Inconclusive"
+
+
+# A verified, ineffective, rejected or cancelled action is settled: its fields are frozen
+# (its description aside).
+FROZEN_ACTION_STATUSES = (
+    ActionStatus.VERIFIED,
+    ActionStatus.INEFFECTIVE,
+    ActionStatus.REJECTED,
+    ActionStatus.CANCELLED,
+)
+
+# Days from proposal to an action's default due date, by its finding's severity
+# (settings.DUE_DAYS_BY_SEVERITY overrides any of them).
+DEFAULT_DUE_DAYS_BY_SEVERITY = {"critical": 7, "high": 30, "medium": 90, "low": 180}

@@ -1,15 +1,31 @@
 """Remediation actions and their workflow, evaluations, the audit trail, notifications."""
 
+import datetime
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from core.roles import CONTRIBUTOR, REVIEWER, has_role
-from core.workflow import SYSTEM, TransitionError, allowed_moves, transition
+from core.roles import CONTRIBUTOR, REVIEWER, has_role, membership_refusal
+from core.workflow import (
+    SYSTEM,
+    TransitionConflict,
+    TransitionError,
+    allowed_moves,
+    edit,
+    transition,
+)
 
-from .choices import OPEN_ACTION_STATUSES, ActionKind, ActionStatus, Outcome
+from .choices import (
+    DEFAULT_DUE_DAYS_BY_SEVERITY,
+    FROZEN_ACTION_STATUSES,
+    OPEN_ACTION_STATUSES,
+    ActionKind,
+    ActionStatus,
+    Outcome,
+)
 
 OWNER = "owner"
 
@@ -35,6 +51,11 @@ REVIEW_MOVES = {
 }
 NAMED_REVIEWER_MOVES = (ActionStatus.APPROVED, ActionStatus.REJECTED)
 
+# What stays editable once an action's status freezes it: its description (its notes).
+FREE_WHEN_FROZEN = ("description",)
+# The fields an edit may change (status and the fix's version move only by transitions).
+EDITABLE_FIELDS = ("kind", "title", "description", "owner", "reviewer", "due_date")
+
 
 def action_duties(action, frm, to, by):
     if to in REVIEW_MOVES and action.created_by_id and action.created_by_id == by.pk:
@@ -44,6 +65,12 @@ def action_duties(action, frm, to, by):
         return (f"Only {action.reviewer}, the action's named reviewer, may approve or "
                 "reject it.")
     return None
+
+
+def due_days_by_severity():
+    """Days from proposal to the default due date, per finding severity
+    (settings.DUE_DAYS_BY_SEVERITY overrides any of them)."""
+    return {**DEFAULT_DUE_DAYS_BY_SEVERITY, **getattr(settings, "DUE_DAYS_BY_SEVERITY", {})}
 
 
 def action_actor_may(action, who, by):
@@ -121,6 +148,12 @@ class RemediationAction(models.Model):
     def __str__(self):
         return self.title
 
+    def save(self, *args, **kwargs):
+        """A new action without a due date gets its finding's default (default_due_date)."""
+        if self._state.adding and self.due_date is None and self.finding_id:
+            self.due_date = self.default_due_date(self.finding)
+        super().save(*args, **kwargs)
+
     def get_absolute_url(self):
         return self.finding.get_absolute_url() + f"#action-{self.pk}"
 
@@ -132,10 +165,82 @@ class RemediationAction(models.Model):
             and self.due_date < timezone.localdate()
         )
 
+    @staticmethod
+    def default_due_date(finding, today=None):
+        """A new action's due date from its finding's severity: critical 7 days, high 30,
+        medium 90, low 180 (settings.DUE_DAYS_BY_SEVERITY)."""
+        days = due_days_by_severity().get(finding.severity)
+        if days is None:
+            return None
+        return (today or timezone.localdate()) + datetime.timedelta(days=days)
+
+    @staticmethod
+    def check_person(user, field):
+        """Owners and reviewers are active users with a role: else a ValidationError keyed
+        by the field."""
+        refusal = membership_refusal(user) if user is not None else None
+        if refusal:
+            raise ValidationError({field: f"{refusal} An action's {field} must be an "
+                                          "active user with a role."})
+
     def clean(self):
         """The version carrying the fix is a version of the finding's ML model."""
         if self.finding_id and self.fixed_in_version_id:
             self.finding.ml_model.check_owns(self.fixed_in_version, field="fixed_in_version")
+
+    @property
+    def is_frozen(self):
+        """Verified, ineffective, rejected or cancelled: only the description may change."""
+        return self.status in FROZEN_ACTION_STATUSES
+
+    def edit_refusal(self, user):
+        """Why `user` may not edit this action, or None: only its owner, its named
+        reviewer or a reviewer may (a superuser may do everything)."""
+        if not getattr(user, "is_authenticated", False):
+            return "Sign in to edit an action."
+        if user.is_superuser or has_role(user, REVIEWER):
+            return None
+        if user.pk in (self.owner_id, self.reviewer_id):
+            return None
+        return ("Only the action's owner, its named reviewer or a reviewer may edit this "
+                "action.")
+
+    def may_edit(self, user):
+        return self.edit_refusal(user) is None
+
+    def edit(self, changes, *, by, note=""):
+        """Change the action's fields (EDITABLE_FIELDS) as `by`, in core.workflow.edit's
+        shape: who may edit (edit_refusal), the owner and reviewer are active users with a
+        role (check_person, a ValidationError keyed by the field), and a verified,
+        ineffective, rejected or cancelled action's fields are frozen but its description
+        (TransitionConflict). One audit event when something changed; a refusal changes
+        nothing. Returns the saved action."""
+        unknown = sorted(set(changes) - set(EDITABLE_FIELDS))
+        if unknown:
+            raise TransitionError("These fields of an action do not change by an edit: "
+                                  + ", ".join(unknown) + ".")
+
+        def apply(locked):
+            changed = [name for name, value in changes.items()
+                       if _stored(locked, name) != _stored_value(locked, name, value)]
+            frozen = [name for name in changed if name not in FREE_WHEN_FROZEN]
+            if frozen and locked.is_frozen:
+                raise TransitionConflict(
+                    f"This action is {locked.get_status_display().lower()}: its fields are "
+                    f"frozen, only its description may change (refused: {', '.join(frozen)})."
+                )
+            for name in ("owner", "reviewer"):
+                if name in changed:
+                    self.check_person(changes[name], name)
+            for name in changed:
+                setattr(locked, name, changes[name])
+            if changed:
+                locked.full_clean(exclude=[f.name for f in locked._meta.fields
+                                           if f.name not in changed])
+            return bool(changed)
+
+        return edit(self, by=by, may_edit=lambda locked, user: locked.edit_refusal(user),
+                    apply=apply, note=note)
 
     def allowed_transitions(self, user):
         return allowed_moves(self, user, rules=ACTION_TRANSITIONS, check_actor=action_actor_may,
@@ -178,6 +283,17 @@ class RemediationAction(models.Model):
 
             transaction.on_commit(lambda: on_implemented(locked.pk))
         return locked
+
+
+def _stored(obj, name):
+    return getattr(obj, obj._meta.get_field(name).attname)
+
+
+def _stored_value(obj, name, value):
+    """`value` as the column stores it (a related object by its id)."""
+    if obj._meta.get_field(name).is_relation:
+        return getattr(value, "pk", value)
+    return value
 
 
 class Evaluation(models.Model):

@@ -5,6 +5,7 @@ from . import views
 app_name = "remediation"
 urlpatterns = [
     path("findings/<int:finding_pk>/actions/new/", views.action_create, name="action_create"),
+    path("actions/<int:pk>/edit/", views.action_edit, name="action_edit"),
     path("actions/<int:pk>/transition/", views.action_transition, name="action_transition"),
     path("actions/<int:pk>/evaluations/new/", views.evaluation_create, name="evaluation_create"),
     path("review/", views.board, name="board"),

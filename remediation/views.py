@@ -22,7 +22,7 @@ from registry.models import MLModel, ModelVersion
 
 from . import reports
 from .filtersets import ActionFilterSet, AuditEventFilterSet
-from .forms import ActionForm, EvaluationForm
+from .forms import ActionEditForm, ActionForm, EvaluationForm
 from .models import Notification, RemediationAction
 
 
@@ -41,6 +41,31 @@ def action_create(request, finding_pk):
         errors = "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items())
         messages.error(request, f"The action was not saved — {errors}")
     return redirect(finding.get_absolute_url() + "#actions")
+
+
+@role_required("remediation.view_remediationaction")
+def action_edit(request, pk):
+    """Edit an action: its owner, its named reviewer or a reviewer (RemediationAction.edit);
+    a settled action's description only."""
+    action = get_object_or_404(RemediationAction.objects.select_related("finding"), pk=pk)
+    refusal = action.edit_refusal(request.user)
+    if refusal:
+        messages.error(request, refusal)
+        return redirect(action.get_absolute_url())
+    form = ActionEditForm(request.POST or None, instance=action)
+    if request.method == "POST" and form.is_valid():
+        try:
+            action.edit(form.changes(), by=request.user, note=request.POST.get("note", ""))
+        except TransitionError as exc:
+            messages.error(request, str(exc))
+        except ValidationError as exc:
+            for field, errors in exc.message_dict.items():
+                form.add_error(field if field in form.fields else None, errors)
+        else:
+            messages.success(request, f"“{action.title}” saved." if form.changed_data
+                             else "Nothing changed.")
+            return redirect(action.get_absolute_url())
+    return render(request, "remediation/action_form.html", {"form": form, "action": action})
 
 
 @role_required("remediation.view_remediationaction")

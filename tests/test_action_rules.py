@@ -4,6 +4,10 @@ API and the web (DESIGN.md, "Workflows"):
 - "Separation of duties: whoever created an action may not approve, reject or verify it;
   whoever reported a finding may not resolve it or accept its risk; when an action names a
   `reviewer`, only that user approves or rejects it (a superuser may do everything)."
+- "Only the owner, the named reviewer or a reviewer may edit an action; owners and reviewers
+  are active users with a role; a verified, ineffective, rejected or cancelled action's
+  fields are frozen (notes aside)."
+- "Due dates default from severity (critical 7 days, high 30, medium 90, low 180; settings)."
 - "open|remediating|regressed -> accepted_risk by a reviewer, with a justification and an
   expiry date (`expires_on`, at most `RISK_ACCEPTANCE_MAX_DAYS`, default 180); at expiry the
   system moves it back to `open` and notifies."
@@ -24,6 +28,7 @@ from django.utils import timezone
 from catalog.models import Finding
 from core.models import AuditEvent
 from core.roles import CONTRIBUTOR, REVIEWER
+from core.workflow import TransitionConflict, TransitionForbidden
 from remediation.models import Notification, RemediationAction
 
 from .factories import api_for, client_for, make_user
@@ -196,6 +201,242 @@ def test_the_reporter_is_not_offered_to_close_the_finding(cast, finding):
     assert _offered(page, url) == set()
     page = client_for(cast["rex"]).get(finding.get_absolute_url()).content.decode()
     assert _offered(page, url) == {"resolved", "accepted_risk"}
+
+
+# --- Who may edit an action: "the owner, the named reviewer or a reviewer" -------------------
+
+EDITORS = {
+    "owner": True,          # bob owns it
+    "named": True,          # carol, named as its reviewer
+    "reviewer": True,       # rita, a reviewer
+    "superuser": True,
+    "contributor": False,   # carol, when she is neither owner nor named
+    "viewer": False,
+    "maintainer": False,
+}
+
+
+def _editor(cast, who):
+    return cast["carol"] if who in ("named", "contributor") else cast[who]
+
+
+@pytest.mark.parametrize(("who", "may"), [
+    pytest.param(who, may, id=f"api:edit:{who}") for who, may in EDITORS.items()
+])
+def test_who_may_edit_an_action_through_the_api(who, may, cast, finding):
+    action = action_in(finding, "approved", cast,
+                       reviewer=cast["carol"] if who == "named" else None)
+    before, count = row(action), events(action)
+    response = api_for(_editor(cast, who)).patch(f"/api/v1/actions/{action.pk}/",
+                                                 {"title": "Retrain on 2026 data"}, format="json")
+    if may:
+        assert response.status_code == 200, response.content
+        action.refresh_from_db()
+        assert action.title == "Retrain on 2026 data"
+        event = AuditEvent.objects.for_object(action).latest("pk")
+        assert event.verb == "update" and event.actor == _editor(cast, who)
+        assert event.before["title"] == "Retrain with more data"
+        assert event.after["title"] == "Retrain on 2026 data"
+    else:
+        assert response.status_code == 403, response.content
+        assert row(action) == before and events(action) == count
+
+
+@pytest.mark.parametrize(("who", "may"), [
+    pytest.param(who, may, id=f"web:edit:{who}") for who, may in EDITORS.items()
+])
+def test_who_may_edit_an_action_through_the_web(who, may, cast, finding):
+    action = action_in(finding, "approved", cast,
+                       reviewer=cast["carol"] if who == "named" else None)
+    before, count = row(action), events(action)
+    url = reverse("remediation:action_edit", args=[action.pk])
+    response = client_for(_editor(cast, who)).post(url, {
+        "kind": "retrain", "title": "Retrain on 2026 data", "description": "",
+        "owner": action.owner_id, "reviewer": action.reviewer_id or "",
+        "due_date": action.due_date.isoformat(),
+    }, follow=True)
+    action.refresh_from_db()
+    if may:
+        assert action.title == "Retrain on 2026 data"
+        assert events(action) == count + 1
+    else:
+        assert "its named reviewer or a reviewer may edit" in (
+            response.content.decode())
+        assert row(action) == before and events(action) == count
+
+
+@pytest.mark.parametrize("field", ["owner", "reviewer"])
+def test_a_contributor_cannot_take_over_another_users_action(field, cast, finding):
+    action = action_in(finding, "proposed", cast)
+    before, count = row(action), events(action)
+    response = api_for(cast["carol"]).patch(f"/api/v1/actions/{action.pk}/",
+                                            {field: cast["carol"].pk}, format="json")
+    assert response.status_code == 403
+    assert row(action) == before and events(action) == count
+
+
+def test_the_edit_link_is_shown_to_editors_only(cast, finding):
+    action = action_in(finding, "proposed", cast)
+    url = reverse("remediation:action_edit", args=[action.pk])
+    assert url in client_for(cast["owner"]).get(finding.get_absolute_url()).content.decode()
+    assert url in client_for(cast["reviewer"]).get(finding.get_absolute_url()).content.decode()
+    assert url not in client_for(cast["carol"]).get(finding.get_absolute_url()).content.decode()
+    assert url not in client_for(cast["viewer"]).get(finding.get_absolute_url()).content.decode()
+
+
+# --- "owners and reviewers are active users with a role" -------------------------------------
+
+
+@pytest.fixture
+def nobody(people):
+    return people["nobody"]  # active, no role
+
+
+@pytest.mark.parametrize("field", ["owner", "reviewer"])
+@pytest.mark.parametrize("person", ["idle", "nobody"], ids=["inactive", "without-a-role"])
+def test_an_action_is_not_given_to_an_inactive_user_or_one_without_a_role(field, person, cast,
+                                                                         finding):
+    user = cast[person]
+    api = api_for(cast["owner"])
+    response = api.post("/api/v1/actions/", {
+        "finding": finding.pk, "kind": "retrain", "title": "t", field: user.pk}, format="json")
+    assert response.status_code == 400
+    assert field in response.json() and user.username in response.json()[field][0]
+    assert not RemediationAction.objects.exists()
+    action = action_in(finding, "proposed", cast)
+    before, count = row(action), events(action)
+    response = api.patch(f"/api/v1/actions/{action.pk}/", {field: user.pk}, format="json")
+    assert response.status_code == 400 and field in response.json()
+    assert row(action) == before and events(action) == count
+
+
+@pytest.mark.parametrize("person", ["idle", "nobody"], ids=["inactive", "without-a-role"])
+def test_the_web_form_refuses_them_at_the_field(person, cast, finding):
+    response = client_for(cast["owner"]).post(
+        reverse("remediation:action_create", args=[finding.pk]),
+        {"kind": "retrain", "title": "t", "owner": cast["owner"].pk,
+         "reviewer": cast[person].pk}, follow=True)
+    assert "reviewer:" in response.content.decode()
+    assert cast[person].username in response.content.decode()
+    assert not RemediationAction.objects.exists()
+
+
+def test_the_web_form_offers_only_active_users_with_a_role(cast, finding):
+    page = client_for(cast["owner"]).get(finding.get_absolute_url()).content.decode()
+    form = page.split('id="id_owner"', 1)[1].split("</select>", 1)[0]
+    assert ">rita<" in form and ">bob<" in form
+    assert ">idle<" not in form and ">nobody<" not in form
+
+
+def test_an_owner_who_left_does_not_block_editing_the_rest(cast, finding):
+    action = action_in(finding, "approved", cast)
+    type(cast["owner"]).objects.filter(pk=cast["owner"].pk).update(is_active=False)
+    response = api_for(cast["reviewer"]).patch(f"/api/v1/actions/{action.pk}/",
+                                               {"title": "New title"}, format="json")
+    assert response.status_code == 200, response.content
+
+
+# --- Frozen: "a verified, ineffective, rejected or cancelled action's fields are frozen (notes
+# aside)" --------------------------------------------------------------------------------------
+
+FROZEN = ["verified", "ineffective", "rejected", "cancelled"]
+LIVE = ["proposed", "approved", "in_progress", "implemented"]
+
+
+@pytest.mark.parametrize("status", FROZEN)
+@pytest.mark.parametrize("change", [
+    {"title": "Another title"}, {"kind": "relabeling"}, {"due_date": "2031-01-01"},
+    {"owner": "rita"}, {"reviewer": "rita"},
+], ids=["title", "kind", "due_date", "owner", "reviewer"])
+def test_a_settled_actions_fields_are_frozen(status, change, cast, finding):
+    action = action_in(finding, status, cast)
+    change = {k: cast["reviewer"].pk if v == "rita" else v for k, v in change.items()}
+    before, count = row(action), events(action)
+    response = api_for(cast["owner"]).patch(f"/api/v1/actions/{action.pk}/", change,
+                                            format="json")
+    assert response.status_code == 409, response.content
+    assert "frozen" in response.json()["detail"]
+    assert row(action) == before and events(action) == count
+
+
+@pytest.mark.parametrize("status", FROZEN)
+def test_a_settled_actions_description_may_still_change(status, cast, finding):
+    action = action_in(finding, status, cast)
+    response = api_for(cast["owner"]).patch(f"/api/v1/actions/{action.pk}/",
+                                            {"description": "Lessons: label drift."},
+                                            format="json")
+    assert response.status_code == 200, response.content
+    action.refresh_from_db()
+    assert action.description == "Lessons: label drift."
+
+
+@pytest.mark.parametrize("status", LIVE)
+def test_a_live_actions_fields_may_change(status, cast, finding):
+    action = action_in(finding, status, cast)
+    response = api_for(cast["owner"]).patch(f"/api/v1/actions/{action.pk}/",
+                                            {"title": "Another title"}, format="json")
+    assert response.status_code == 200, response.content
+
+
+def test_the_model_refuses_a_frozen_field(cast, finding):
+    action = action_in(finding, "verified", cast)
+    with pytest.raises(TransitionConflict, match="frozen"):
+        action.edit({"title": "x"}, by=cast["owner"])
+    with pytest.raises(TransitionForbidden):
+        action.edit({"description": "x"}, by=cast["carol"])
+
+
+def test_the_web_edit_of_a_settled_action_changes_its_description_only(cast, finding):
+    action = action_in(finding, "cancelled", cast)
+    url = reverse("remediation:action_edit", args=[action.pk])
+    page = client_for(cast["owner"]).get(url)
+    assert page.context["form"].fields["title"].disabled
+    assert not page.context["form"].fields["description"].disabled
+    client_for(cast["owner"]).post(url, {"title": "Sneaky", "kind": "other",
+                                         "description": "Dropped: data unavailable."})
+    action.refresh_from_db()
+    assert action.title == "Retrain with more data" and action.kind == "retrain"
+    assert action.description == "Dropped: data unavailable."
+
+
+# --- Due dates: "default from severity (critical 7 days, high 30, medium 90, low 180)" ------
+
+DUE_DAYS = {"critical": 7, "high": 30, "medium": 90, "low": 180}
+
+
+@pytest.mark.parametrize(("severity", "days"), list(DUE_DAYS.items()),
+                         ids=[f"api:{s}" for s in DUE_DAYS])
+def test_the_due_date_defaults_from_the_severity(severity, days, cast, finding):
+    Finding.objects.filter(pk=finding.pk).update(severity=severity)
+    response = api_for(cast["owner"]).post("/api/v1/actions/", {
+        "finding": finding.pk, "kind": "retrain", "title": "t"}, format="json")
+    assert response.status_code == 201, response.content
+    expected = TODAY() + datetime.timedelta(days=days)
+    assert response.json()["due_date"] == expected.isoformat()
+
+
+def test_a_due_date_given_is_kept(cast, finding):
+    response = api_for(cast["owner"]).post("/api/v1/actions/", {
+        "finding": finding.pk, "kind": "retrain", "title": "t", "due_date": "2031-05-01"},
+        format="json")
+    assert response.json()["due_date"] == "2031-05-01"
+
+
+def test_the_due_days_come_from_the_settings(cast, finding, settings):
+    settings.DUE_DAYS_BY_SEVERITY = {"high": 14}
+    response = api_for(cast["owner"]).post("/api/v1/actions/", {
+        "finding": finding.pk, "kind": "retrain", "title": "t"}, format="json")
+    assert response.json()["due_date"] == (TODAY() + datetime.timedelta(days=14)).isoformat()
+
+
+def test_the_web_form_proposes_the_default_due_date(cast, finding):
+    page = client_for(cast["owner"]).get(finding.get_absolute_url()).content.decode()
+    expected = (TODAY() + datetime.timedelta(days=30)).isoformat()  # the finding is high
+    field = re.search(r'<input[^>]*id="id_due_date"[^>]*>', page).group(0)
+    assert f'value="{expected}"' in field
+    client_for(cast["owner"]).post(reverse("remediation:action_create", args=[finding.pk]),
+                                   {"kind": "retrain", "title": "t", "owner": cast["owner"].pk})
+    assert RemediationAction.objects.get().due_date == TODAY() + datetime.timedelta(days=30)
 
 
 # --- Accepting a risk: a justification and an expiry date ------------------------------------

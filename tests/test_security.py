@@ -318,6 +318,8 @@ PAGES = {
                                      _pk("dataset")),
     "remediation:action_create": Page({"contributor", "admin"}, ("POST",), _pk("finding")),
     "remediation:action_transition": Page(READERS, ("POST",), _pk("action")),
+    # Its owner, its named reviewer or a reviewer (RemediationAction.edit_refusal).
+    "remediation:action_edit": Page(READERS, ("GET", "POST"), _pk("action")),
     "remediation:evaluation_create": Page({"reviewer", "admin"}, ("POST",), _pk("action")),
     "remediation:board": Page(READERS),
     "remediation:review_pack": Page(READERS),
@@ -464,8 +466,9 @@ API = {
     "probes_partial_update": {"contributor", "admin"},
     "probes_run_create": RUNNERS,
     "actions_create": {"contributor", "admin"},
-    "actions_update": {"contributor", "admin"},
-    "actions_partial_update": {"contributor", "admin"},
+    # The world's action is bob's (contributor), rita (reviewer) its named reviewer.
+    "actions_update": {"contributor", "reviewer", "admin"},
+    "actions_partial_update": {"contributor", "reviewer", "admin"},
     "actions_transition_create": READERS,
     "evaluations_create": {"reviewer", "admin"},
     "notifications_list": SIGNED_IN,

@@ -27,6 +27,24 @@ class ActionSerializer(serializers.ModelSerializer):
         read_only_fields = ["status", "fixed_in_version", "created_by", "created_at",
                             "updated_at"]
 
+    def validate_owner(self, user):
+        return self._person(user, "owner")
+
+    def validate_reviewer(self, user):
+        return self._person(user, "reviewer")
+
+    def _person(self, user, field):
+        """Owners and reviewers are active users with a role (RemediationAction.
+        check_person); on an edit, only a change of the person is checked."""
+        if self.instance is not None and getattr(self.instance, f"{field}_id") == getattr(
+                user, "pk", None):
+            return user
+        try:
+            RemediationAction.check_person(user, field)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict[field]) from exc
+        return user
+
     def validate(self, attrs):
         finding = attrs.get("finding") or getattr(self.instance, "finding", None)
         if self.instance is not None and "finding" in attrs and attrs["finding"] != \

@@ -1,6 +1,7 @@
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
@@ -21,11 +22,30 @@ class ActionViewSet(viewsets.ModelViewSet):
     filterset_class = ActionFilterSet
     ordering_fields = ["due_date", "updated_at", "created_at"]
     http_method_names = ["get", "post", "put", "patch", "head", "options"]
-    action_permissions = {"transition": ["remediation.view_remediationaction"]}
+    # Transitions and edits check their own rules in the model: who may edit an action is
+    # its owner, its named reviewer or a reviewer (RemediationAction.edit_refusal).
+    action_permissions = {
+        "transition": ["remediation.view_remediationaction"],
+        "update": ["remediation.view_remediationaction"],
+        "partial_update": ["remediation.view_remediationaction"],
+    }
 
     def perform_create(self, serializer):
         user = self.request.user
         serializer.save(created_by=user, owner=serializer.validated_data.get("owner") or user)
+
+    def check_object_permissions(self, request, obj):
+        """Who may edit is answered (403) before what they send is read."""
+        super().check_object_permissions(request, obj)
+        if self.action in ("update", "partial_update"):
+            refusal = obj.edit_refusal(request.user)
+            if refusal:
+                raise PermissionDenied(refusal)
+
+    def perform_update(self, serializer):
+        """RemediationAction.edit: 403 for who may not edit, 409 for a frozen field."""
+        changes = {k: v for k, v in serializer.validated_data.items() if k != "finding"}
+        serializer.instance.edit(changes, by=self.request.user)
 
     @extend_schema(request=TransitionSerializer, responses=s.ActionSerializer)
     @action(detail=True, methods=["post"])

@@ -18,6 +18,7 @@ def finding_actions(context, finding):
     )
     for item in actions:
         item.transitions = item.allowed_transitions(user)
+        item.editable = item.may_edit(user)
     return {
         "request": context["request"],
         "csrf_token": context.get("csrf_token"),
