@@ -11,6 +11,7 @@ API and the web (DESIGN.md, "Workflows"):
 - "open|remediating|regressed -> accepted_risk by a reviewer, with a justification and an
   expiry date (`expires_on`, at most `RISK_ACCEPTANCE_MAX_DAYS`, default 180); at expiry the
   system moves it back to `open` and notifies."
+- Evaluations: one automatic per action and version; manual ones are free.
 
 Every refusal is checked for what it leaves: the row as it was and no audit event. The
 cast: bob (contributor, owns and proposed the action), carol (a contributor who owns
@@ -29,7 +30,7 @@ from catalog.models import Finding
 from core.models import AuditEvent
 from core.roles import CONTRIBUTOR, REVIEWER
 from core.workflow import TransitionConflict, TransitionForbidden
-from remediation.models import Notification, RemediationAction
+from remediation.models import Evaluation, Notification, RemediationAction
 
 from .factories import api_for, client_for, make_user
 
@@ -437,6 +438,26 @@ def test_the_web_form_proposes_the_default_due_date(cast, finding):
     client_for(cast["owner"]).post(reverse("remediation:action_create", args=[finding.pk]),
                                    {"kind": "retrain", "title": "t", "owner": cast["owner"].pk})
     assert RemediationAction.objects.get().due_date == TODAY() + datetime.timedelta(days=30)
+
+
+# --- Evaluations: "one automatic per action and version; manual ones are free" ---------------
+
+
+def test_a_manual_evaluation_is_recorded_beside_an_automatic_one(cast, finding, version):
+    action = action_in(finding, "verified", cast)
+    Evaluation.objects.create(action=action, model_version=version, outcome="held")
+    api = api_for(cast["reviewer"])
+    for notes in ("User study, 12 people.", "Second study."):
+        response = api.post("/api/v1/evaluations/", {
+            "action": action.pk, "model_version": version.pk, "outcome": "inconclusive",
+            "notes": notes}, format="json")
+        assert response.status_code == 201, response.content
+        assert response.json()["is_manual"] is True
+    client_for(cast["reviewer"]).post(
+        reverse("remediation:evaluation_create", args=[action.pk]),
+        {"model_version": version.pk, "outcome": "held", "notes": "Third."})
+    assert Evaluation.objects.filter(action=action, model_version=version).count() == 4
+    assert Evaluation.objects.filter(action=action, is_manual=False).count() == 1
 
 
 # --- Accepting a risk: a justification and an expiry date ------------------------------------

@@ -68,6 +68,9 @@ class EvaluationSerializer(serializers.ModelSerializer):
             "details", "created_by", "created_at",
         ]
         read_only_fields = ["is_manual", "details", "created_by", "created_at"]
+        # Manual evaluations are free: the one-automatic-per-version constraint is not the
+        # API's (it only ever records manual ones).
+        validators = []
 
     def validate(self, attrs):
         action, version = attrs["action"], attrs["model_version"]
