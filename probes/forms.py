@@ -58,6 +58,33 @@ class ProbeForm(forms.ModelForm):
         super()._post_clean()
 
 
+class ProbeRevisionForm(ProbeForm):
+    """A revision of a probe: its definition, prefilled, and a note. The form checks the
+    revised definition as a new probe (full_clean on a draft); Probe.revise saves it."""
+
+    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}),
+                           help_text="What changes and why; kept in the history of both probes.")
+
+    class Meta(ProbeForm.Meta):
+        fields = [name for name in ProbeForm.Meta.fields if name != "active"]
+
+    def __init__(self, *args, probe, **kwargs):
+        fields = [Probe._meta.get_field(name) for name in Probe.definition_fields()]
+        draft = Probe(**{f.attname: getattr(probe, f.attname) for f in fields
+                         if not f.many_to_many})
+        super().__init__(*args, instance=draft, finding=probe.finding, **kwargs)
+        self.probe = probe
+
+    def changes(self):
+        """The definition as the form has it, for Probe.revise (which keeps what differs)."""
+        return {name: self.cleaned_data[name] for name in self._meta.fields
+                if name in self.cleaned_data}
+
+
+class RetireForm(forms.Form):
+    note = forms.CharField(max_length=5000, help_text="Why the probe no longer applies.")
+
+
 class RunForm(forms.Form):
     """Run a finding's active probes (or one of them) now, on a version of its ML model."""
 

@@ -1,19 +1,40 @@
 """Probes and their runs: stored, re-runnable diagnostics and every execution of them.
 
-Domain operations (queuing a rerun, starting a new probe's history) are methods here so
-that the web views, the API, the commands and the tasks call the same code.
+Domain operations (queuing a rerun, starting a new probe's history, revising or retiring
+a probe) are methods here so that the web views, the API, the commands and the tasks call
+the same code.
 """
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
 from django.db import models, transaction
 from django.db.models import F, OuterRef, Subquery
 from django.utils import timezone
 
 from boundary import engine
+from catalog.choices import FindingStatus
+from core.audit import silenced
+from core.models import AuditEvent
+from core.roles import CONTRIBUTOR, REVIEWER, has_role
+from core.workflow import TransitionConflict, TransitionError, edit
 from registry.models import Dataset, ModelVersion
 
 from .choices import FINISHED_RUN_STATUSES, Comparator, ProbeKind, RunStatus, Trigger
+
+# A probe's definition (DESIGN.md, "Probe kinds"): immutable once the probe has a run, then
+# changed only by a revision. `also_on` and `decide` belong to it as soon as a probe has
+# them (Probe.definition_fields() reads which the model has).
+DEFINITION_FIELDS = (
+    "finding", "dataset", "also_on", "kind", "slice", "params", "comparator", "threshold",
+    "tolerance", "min_support", "decide",
+)
+
+# On a finding in one of these statuses a probe guards a fix or an accepted risk: revising
+# or retiring it needs the reviewer role.
+SETTLED_FINDING_STATUSES = (
+    FindingStatus.RESOLVED, FindingStatus.REGRESSED, FindingStatus.ACCEPTED_RISK,
+)
 
 
 class Probe(models.Model):
@@ -24,13 +45,23 @@ class Probe(models.Model):
     params = models.JSONField(default=dict, blank=True)
     comparator = models.CharField(max_length=30, choices=Comparator.choices, default="<=")
     threshold = models.FloatField(null=True, blank=True)
-    tolerance = models.FloatField(default=0.0)
+    tolerance = models.FloatField(default=0.0, validators=[MinValueValidator(0.0)])
     min_support = models.PositiveIntegerField(default=30)
     active = models.BooleanField(default=True)
+    supersedes = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="superseded_by",
+        help_text="The probe this one revises (retired, its runs kept).",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
     created_at = models.DateTimeField(default=timezone.now)
+    retired_at = models.DateTimeField(null=True, blank=True)
+    retired_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    retire_note = models.TextField(blank=True)
 
     class Meta:
         ordering = ["finding", "pk"]
@@ -96,6 +127,175 @@ class Probe(models.Model):
             return None
         return Rerun.queue(versions[0], trigger=Trigger.MANUAL, by=by, probes=[self],
                            label="first run of a new probe")
+
+    # --- Revisions: a definition with runs never changes in place ----------------------
+
+    @classmethod
+    def definition_fields(cls):
+        """The names in DEFINITION_FIELDS that this model has."""
+        names = {f.name for f in cls._meta.get_fields()}
+        return tuple(name for name in DEFINITION_FIELDS if name in names)
+
+    def _stored(self, name):
+        """A field as stored: a related object by its id, a many-to-many as sorted ids."""
+        field = self._meta.get_field(name)
+        if field.many_to_many:
+            return sorted(getattr(self, name).values_list("pk", flat=True)) if self.pk else []
+        return getattr(self, field.attname)
+
+    def changed_fields(self, changes):
+        """The names in `changes` whose value differs from this probe's."""
+        changed = []
+        for name, value in changes.items():
+            field = self._meta.get_field(name)
+            if field.many_to_many:
+                value = sorted(getattr(item, "pk", item) for item in (value or []))
+            elif field.is_relation:
+                value = getattr(value, "pk", value)
+            if value != self._stored(name):
+                changed.append(name)
+        return changed
+
+    def change_refusal(self, user):
+        """Why `user` may not revise, retire or edit this probe, or None. On a finding that
+        is resolved, regressed or an accepted risk it needs the reviewer role; otherwise a
+        contributor (who logs probes) or a reviewer. (core.workflow.edit lets a superuser.)"""
+        if not getattr(user, "is_authenticated", False):
+            return "Sign in to change a probe."
+        if self.finding.status in SETTLED_FINDING_STATUSES:
+            if has_role(user, REVIEWER):
+                return None
+            return (f"The finding is {self.finding.get_status_display().lower()}: revising or "
+                    "retiring its probes needs the reviewer role.")
+        if has_role(user, CONTRIBUTOR) or has_role(user, REVIEWER):
+            return None
+        return "Changing a probe needs the contributor or reviewer role."
+
+    def may_change(self, user):
+        return user.is_superuser or self.change_refusal(user) is None
+
+    def _check_live(self, doing):
+        if not self.active:
+            successor = getattr(self, "superseded_by", None)
+            where = f"; revise its revision, probe #{successor.pk}" if successor else ""
+            raise TransitionConflict(f"Probe #{self.pk} is retired: it cannot be {doing}{where}.")
+
+    def refuse_change(self, changes):
+        """Raise why `changes` may not be made to this probe in place, if they may not: a
+        definition field of a probe with runs -> TransitionConflict naming `revise`;
+        `active` never changes in place (TransitionConflict naming `retire`); a probe never
+        moves to another finding (TransitionError)."""
+        changed = self.changed_fields(changes)
+        if "active" in changed:
+            raise TransitionConflict(
+                "A probe is not switched off by an edit: retire it "
+                f"(POST /api/v1/probes/{self.pk}/retire/ with a note), which keeps its runs; "
+                "a retired probe stays retired."
+            )
+        definition = [name for name in changed if name in self.definition_fields()]
+        if definition and self.runs.exists():
+            raise TransitionConflict(
+                f"Probe #{self.pk} has runs, so its definition is immutable "
+                f"({', '.join(definition)} cannot change in place). Revise it instead: "
+                f"POST /api/v1/probes/{self.pk}/revise/ with the changed fields and a note; "
+                "the revision supersedes this probe, which is retired with its runs kept."
+            )
+        if "finding" in changed:
+            raise TransitionError("A probe cannot move to another finding.")
+        if definition:
+            self._check_live("changed")
+        return changed
+
+    def edit(self, changes, *, by, note=""):
+        """Change fields of this probe in place, which only a probe without runs allows
+        (refuse_change); the new values are checked by full_clean."""
+
+        def apply(locked):
+            changed = locked.refuse_change(changes)
+            for name in changed:
+                setattr(locked, name, changes[name])
+            if changed:
+                locked.full_clean()
+            return bool(changed)
+
+        return edit(self, by=by, may_edit=lambda locked, user: locked.change_refusal(user),
+                    apply=apply, note=note)
+
+    def retire(self, *, by, note):
+        """Deactivate this probe with a note; its runs stay. One audit event (active ->
+        retired). A retired probe -> TransitionConflict."""
+        note = (note or "").strip()
+        if not note:
+            raise TransitionError("Retiring a probe needs a note: why it no longer applies.")
+
+        def apply(locked):
+            locked._check_live("retired")
+            locked._mark_retired(by, note)
+            return True
+
+        return edit(self, by=by, may_edit=lambda locked, user: locked.change_refusal(user),
+                    apply=apply, note=note, from_status="active", to_status="retired")
+
+    def _mark_retired(self, by, note):
+        self.active = False
+        self.retired_at = timezone.now()
+        self.retired_by = by if getattr(by, "pk", None) else None
+        self.retire_note = note
+
+    def revise(self, changes, *, by, note):
+        """A new probe with this probe's definition and `changes`, which supersedes it.
+
+        1. Lock this probe; refuse if `by` may not change it (change_refusal), if it is
+           already retired (TransitionConflict), if a revision would move it to another
+           finding, or if nothing in the definition changes.
+        2. Create the revision (full_clean: every rule of a new probe), recorded as created
+           with the note, and retire this probe with its runs kept (active -> retired).
+        3. Start the revision's history (Probe.start_history) once committed.
+        Returns the new probe.
+        """
+        note = (note or "").strip()
+        if not note:
+            raise TransitionError("Revising a probe needs a note: what changes and why.")
+        fields = self.definition_fields()
+        unknown = sorted(set(changes) - set(fields))
+        if unknown:
+            raise TransitionError("Only a probe's definition is revised ("
+                                  + ", ".join(f for f in fields if f != "finding")
+                                  + "), not: " + ", ".join(unknown) + ".")
+        revision = {}
+
+        def apply(locked):
+            locked._check_live("revised")
+            changed = locked.changed_fields(changes)
+            if "finding" in changed:
+                raise TransitionError("A revision stays on its finding: a probe cannot move "
+                                      "to another finding.")
+            if not changed:
+                raise TransitionError("A revision changes the definition: nothing differs "
+                                      f"from probe #{locked.pk}.")
+            values = {name: changes.get(name, getattr(locked, name)) for name in fields
+                      if not locked._meta.get_field(name).many_to_many}
+            new = Probe(**values, supersedes=locked, created_by=by if getattr(by, "pk", None)
+                        else None)
+            new.full_clean()
+            with silenced():
+                new.save()
+            for name in fields:
+                if locked._meta.get_field(name).many_to_many:
+                    getattr(new, name).set(changes.get(name, getattr(locked, name).all()))
+            AuditEvent.record(new, verb=AuditEvent.Verb.CREATE, actor=by,
+                              note=f"Revises probe #{locked.pk}: {note}")
+            locked._mark_retired(by, f"Superseded by probe #{new.pk}: {note}")
+            revision["probe"] = new
+            return True
+
+        with transaction.atomic():
+            edit(self, by=by, may_edit=lambda locked, user: locked.change_refusal(user),
+                 apply=apply, note=lambda locked: locked.retire_note,
+                 from_status="active", to_status="retired")
+            new = revision["probe"]
+            new.start_history(by)
+        return new
 
     def definition(self):
         """The probe as it is now, frozen into every run's lineage."""

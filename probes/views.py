@@ -1,6 +1,7 @@
 import json
 
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -9,10 +10,11 @@ from django.views.decorators.http import require_POST
 from boundary import engine
 from catalog.models import Finding
 from core.decorators import role_required
+from core.workflow import TransitionError
 from registry.models import ModelVersion
 
 from .choices import ProbeKind, Trigger
-from .forms import ProbeForm, RunForm
+from .forms import ProbeForm, ProbeRevisionForm, RetireForm, RunForm
 from .models import Probe, Rerun
 
 
@@ -35,13 +37,73 @@ def probe_create(request, finding_pk):
             probe.start_history(request.user)
         messages.success(request, f"Probe #{probe.pk} added: {Probe.first_runs_text(finding)}.")
         return redirect(finding.get_absolute_url() + "#probes")
+    return _probe_form_page(request, form, finding)
+
+
+def _probe_form_page(request, form, finding, probe=None):
     defaults = {kind: engine.default_params(kind) for kind in engine.PROBE_KINDS}
     return render(request, "probes/probe_form.html", {
         "form": form,
         "finding": finding,
+        "probe": probe,
         "defaults_json": json.dumps(defaults),
         "comparators_json": json.dumps(engine.DEFAULT_COMPARATOR),
     })
+
+
+def _changeable_probe(request, pk):
+    """The probe, or a redirect to its finding with the reason `request.user` may not
+    revise or retire it (Probe.change_refusal); the model checks again under its lock."""
+    probe = get_object_or_404(Probe.objects.select_related("finding", "dataset"), pk=pk)
+    refusal = None if request.user.is_superuser else probe.change_refusal(request.user)
+    if refusal:
+        messages.error(request, refusal)
+        return probe, redirect(probe.get_absolute_url())
+    return probe, None
+
+
+@role_required("probes.view_probe")
+def probe_revise(request, pk):
+    """Revise a probe: its definition prefilled; the revision supersedes it (Probe.revise)."""
+    probe, refused = _changeable_probe(request, pk)
+    if refused:
+        return refused
+    form = ProbeRevisionForm(request.POST or None, probe=probe)
+    if request.method == "POST" and form.is_valid():
+        try:
+            revision = probe.revise(form.changes(), by=request.user,
+                                    note=form.cleaned_data["note"])
+        except TransitionError as exc:
+            form.add_error(None, str(exc))
+        except ValidationError as exc:
+            for field, errors in exc.message_dict.items():
+                form.add_error(field if field in form.fields else None, errors)
+        else:
+            messages.success(request, f"Probe #{revision.pk} revises probe #{probe.pk}, which "
+                             f"is retired with its runs: {Probe.first_runs_text(probe.finding)}.")
+            return redirect(revision.get_absolute_url())
+    return _probe_form_page(request, form, probe.finding, probe=probe)
+
+
+@role_required("probes.view_probe")
+@require_POST
+def probe_retire(request, pk):
+    """Retire a probe with a note (Probe.retire); its runs stay on the finding's page."""
+    probe, refused = _changeable_probe(request, pk)
+    if refused:
+        return refused
+    form = RetireForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Not retired: retiring a probe needs a note, why it no "
+                                "longer applies.")
+        return redirect(probe.get_absolute_url())
+    try:
+        probe.retire(by=request.user, note=form.cleaned_data["note"])
+    except TransitionError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Probe #{probe.pk} is retired; its runs are kept.")
+    return redirect(probe.get_absolute_url())
 
 
 @role_required("probes.run_probe")

@@ -15,9 +15,9 @@ CONTRACT = {
                        "notes", "registered_at"],
     "findings": ["id", "title", "summary", "description", "ml_model", "model_version",
                  "dataset", "slice", "evidence", "severity", "risk_category", "status",
-                 "lesson", "remaining_gaps", "tags", "owner"],
+                 "accepted_until", "lesson", "remaining_gaps", "tags", "owner"],
     "probes": ["id", "finding", "dataset", "kind", "slice", "params", "comparator",
-               "threshold", "active"],
+               "threshold", "tolerance", "min_support", "active", "supersedes"],
     "probe-runs": ["id", "probe", "model_version", "status", "value", "ci_low", "ci_high",
                    "support", "passed", "trigger", "error"],
     "actions": ["id", "finding", "kind", "title", "description", "owner", "reviewer",
@@ -32,7 +32,8 @@ def test_schema_lists_every_resource(people):
     paths = response.json()["paths"]
     for resource in CONTRACT:
         assert f"/api/v1/{resource}/" in paths, resource
-    for op in ["/api/v1/probes/{id}/run/", "/api/v1/actions/{id}/transition/",
+    for op in ["/api/v1/probes/{id}/run/", "/api/v1/probes/{id}/revise/",
+               "/api/v1/probes/{id}/retire/", "/api/v1/actions/{id}/transition/",
                "/api/v1/findings/{id}/transition/", "/api/v1/audit-events/"]:
         assert op in paths
 

@@ -297,6 +297,9 @@ PAGES = {
     "probes:finding_run": Page({"contributor", "reviewer", "maintainer", "admin"}, ("POST",),
                                _pk("finding")),
     "probes:rerun_progress": Page(READERS, args=_pk("rerun")),
+    # Who may revise or retire depends on the finding's status (Probe.change_refusal).
+    "probes:probe_revise": Page(READERS, ("GET", "POST"), _pk("probe")),
+    "probes:probe_retire": Page(READERS, ("POST",), _pk("probe")),
     "registry:dataset_list": Page(READERS),
     "registry:dataset_upload": Page({"contributor", "maintainer", "admin"}, ("GET", "POST")),
     "registry:dataset_detail": Page(READERS, args=_pk("dataset")),
@@ -465,6 +468,10 @@ API = {
     "probes_update": {"contributor", "admin"},
     "probes_partial_update": {"contributor", "admin"},
     "probes_run_create": RUNNERS,
+    # The world's finding is being remediated: its probes are a contributor's or a
+    # reviewer's to revise or retire.
+    "probes_revise_create": {"contributor", "reviewer", "admin"},
+    "probes_retire_create": {"contributor", "reviewer", "admin"},
     "actions_create": {"contributor", "admin"},
     # The world's action is bob's (contributor), rita (reviewer) its named reviewer.
     "actions_update": {"contributor", "reviewer", "admin"},

@@ -1,9 +1,11 @@
 from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.api.serializers import ModelCleanMixin
 from registry.models import ModelVersion
 
+from ..choices import ProbeKind
 from ..models import Probe, ProbeRun, Rerun
 
 
@@ -22,10 +24,60 @@ class ProbeSerializer(ModelCleanMixin, serializers.ModelSerializer):
             "tolerance",
             "min_support",
             "active",
+            "supersedes",
             "created_by",
             "created_at",
+            "retired_at",
+            "retired_by",
+            "retire_note",
         ]
-        read_only_fields = ["created_by", "created_at"]
+        read_only_fields = ["supersedes", "created_by", "created_at", "retired_at", "retired_by",
+                            "retire_note"]
+
+    def validate(self, attrs):
+        # A definition with runs does not change in place, whatever the new values: 409
+        # naming `revise` before they are checked (Probe.edit checks again, locked).
+        if self.instance is not None:
+            self.instance.refuse_change(attrs)
+        return super().validate(attrs)
+
+
+@extend_schema_field({"type": "string", "enum": list(ProbeKind.values)})
+class RevisedKindField(serializers.ChoiceField):
+    """A revision's kind. Its enum is written out (not the model's choice set), so that the
+    schema's enum names stay unambiguous: `kind` also names the actions' kinds."""
+
+    def __init__(self, **kwargs):
+        super().__init__(choices=ProbeKind.choices, **kwargs)
+
+
+class ProbeRevisionSerializer(ModelCleanMixin, serializers.ModelSerializer):
+    """`POST probes/{id}/revise/`: the definition fields that change, and a note. Checked as
+    the revised probe (this probe's definition with the changes) by Probe.clean()."""
+
+    kind = RevisedKindField(required=False)
+    note = serializers.CharField(max_length=5000, write_only=True,
+                                 help_text="What changes and why (kept in the history).")
+
+    class Meta:
+        model = Probe
+        fields = ["finding", "dataset", "kind", "slice", "params", "comparator", "threshold",
+                  "tolerance", "min_support", "note"]
+
+    def get_fields(self):
+        fields = super().get_fields()
+        for name, field in fields.items():
+            if name != "note":
+                field.required = False
+        return fields
+
+    def changes(self):
+        """The definition fields the request names."""
+        return {k: v for k, v in self.validated_data.items() if k != "note"}
+
+
+class RetireSerializer(serializers.Serializer):
+    note = serializers.CharField(max_length=5000, help_text="Why the probe no longer applies.")
 
 
 class ProbeRunSerializer(serializers.ModelSerializer):

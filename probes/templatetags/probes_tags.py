@@ -16,7 +16,7 @@ def finding_probes(context, finding):
     2. The newest finished run per (probe, version) in one query.
     3. One chart per probe: its value across versions with the threshold line."""
     user = context["request"].user
-    probes = list(finding.probes.select_related("dataset"))
+    probes = list(finding.probes.select_related("dataset", "retired_by", "superseded_by"))
     versions = list(finding.ml_model.versions.order_by("registered_at", "pk"))
     cells = ProbeRun.objects.matrix(probes, versions)
     rows = []
@@ -30,7 +30,8 @@ def finding_probes(context, finding):
         ]
         chart = value_chart_svg(points, threshold=probe.threshold,
                                 title=f"{probe.get_kind_display()} across versions")
-        rows.append({"probe": probe, "cells": row_cells, "chart": mark_safe(chart)})  # noqa: S308
+        rows.append({"probe": probe, "cells": row_cells, "chart": mark_safe(chart),  # noqa: S308
+                     "changeable": probe.may_change(user)})
     running = [
         {"rerun": r, "progress": r.progress()}
         for r in Rerun.unfinished_for(finding.ml_model_id).select_related("model_version")
