@@ -291,6 +291,7 @@ PAGES = {
     "registry:deployment_create": Page({"maintainer", "admin"}, ("POST",),
                                        lambda w: [w["ml_model"].slug]),
     "registry:version_detail": Page(READERS, args=_pk("version")),
+    "ledger:version_compare": Page(READERS),
     "probes:version_run": Page({"contributor", "reviewer", "maintainer", "admin"}, ("POST",),
                                _pk("version")),
     "probes:probe_create": Page({"contributor", "admin"}, ("GET", "POST"), _pk("finding")),

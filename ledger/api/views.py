@@ -23,6 +23,8 @@ class FindingSuggestionsViewSet(viewsets.GenericViewSet):
 
     queryset = Finding.objects.all()
     serializer_class = SuggestionSerializer
+    pagination_class = None  # a short ranked list, not a page of a collection
+    filter_backends: list = []
     action_permissions = {"suggestions": ["catalog.view_finding",
                                           "remediation.view_remediationaction"]}
 
