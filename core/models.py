@@ -186,7 +186,7 @@ class AuditEvent(models.Model):
         """The object's concrete fields (and tags, where it has them) as JSON."""
         data = {}
         for field in obj._meta.concrete_fields:
-            if field.name in ("search_vector",):
+            if field.name == "search_vector" or field.name in getattr(obj, "audit_exclude", ()):
                 continue
             data[field.attname] = _jsonable(getattr(obj, field.attname))
         return data
