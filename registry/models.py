@@ -129,6 +129,8 @@ def _as_shown(preview):
 
 class Dataset(ImmutableFileMixin, models.Model):
     immutable_fields = ("file", "sha256")
+    # The stored first rows are data, not history: the audit trail never copies them.
+    audit_exclude = ("preview",)
 
     name = models.CharField(max_length=120)
     version = models.CharField(max_length=40, default="1")
@@ -192,25 +194,28 @@ class Dataset(ImmutableFileMixin, models.Model):
         """The first rows the dataset page shows, from the stored preview.
 
         1. A dataset stored before previews were kept has its preview made from the file on
-           its first view and stored; later views never read the file. So has a dataset
-           whose sensitive marks were lifted from a column the stored preview leaves out
-           (the marks change rarely; the preview never holds a sensitive column).
-        2. A column marked sensitive since the preview was made is left out.
+           its first view; so has one whose sensitive mark was lifted from a column the
+           stored preview leaves out (the preview never holds a sensitive column).
+        2. A column marked sensitive since is dropped from the stored preview.
+        3. A changed preview is stored with an update (not a save: the audit trail keeps no
+           rows); later views never read the file.
         """
         preview = self.preview
         sensitive = set(self.sensitive_columns)
         if preview is None or not set(self.column_names) - sensitive <= set(preview["columns"]):
             preview = _as_shown(table_preview(self.read(), hidden=sensitive))
-            type(self).objects.filter(pk=self.pk).update(preview=preview)
-            self.preview = preview
-        if sensitive == set(preview["hidden"]):
+        elif sensitive != set(preview["hidden"]):
+            keep = [i for i, name in enumerate(preview["columns"]) if name not in sensitive]
+            preview = {
+                "columns": [preview["columns"][i] for i in keep],
+                "hidden": sorted(sensitive),
+                "rows": [[row[i] for i in keep] for row in preview["rows"]],
+            }
+        else:
             return preview
-        keep = [i for i, name in enumerate(preview["columns"]) if name not in sensitive]
-        return {
-            "columns": [preview["columns"][i] for i in keep],
-            "hidden": sorted(sensitive),
-            "rows": [[row[i] for i in keep] for row in preview["rows"]],
-        }
+        type(self).objects.filter(pk=self.pk).update(preview=preview)
+        self.preview = preview
+        return preview
 
     def read(self):
         """The table as a DataFrame, after checking the stored hash."""
@@ -272,9 +277,9 @@ class Dataset(ImmutableFileMixin, models.Model):
             size_bytes=info.size_bytes,
             row_count=info.row_count,
             columns=info.columns,
-            preview=_as_shown(info.preview),
             uploaded_by=by,
         )
+        preview = _as_shown(info.preview)
         taken = cls.objects.filter(name=name, version=version)
         with refuse_duplicate(taken, duplicate), transaction.atomic():
             upload.seek(0)
@@ -282,6 +287,9 @@ class Dataset(ImmutableFileMixin, models.Model):
             try:
                 with acting_as(by):
                     dataset.save()
+                # Stored apart from the save: the audit trail records no rows of the table.
+                cls.objects.filter(pk=dataset.pk).update(preview=preview)
+                dataset.preview = preview
             except Exception:
                 dataset.file.delete(save=False)
                 raise

@@ -102,3 +102,34 @@ def test_an_older_dataset_with_its_file_gone_says_so(people):
     assert response.status_code == 200
     assert "No such file" in response.content.decode()
     assert Dataset.objects.get(pk=dataset.pk).preview is None
+
+
+def test_the_audit_trail_keeps_no_rows_of_the_table(people):
+    from core.models import AuditEvent
+
+    frame = toy_frame(n=30)
+    dataset = upload(people, csv_upload(frame))
+    dataset.file.storage.delete(dataset.file.name)
+    page = client_for(people["viewer"]).get(f"/datasets/{dataset.pk}/").content.decode()
+    first = f"<td>{frame['color'].iloc[0]}</td>"
+    assert first in page
+    [created] = AuditEvent.objects.for_object(dataset)
+    assert created.verb == "create" and "preview" not in created.after
+    assert str(frame["x1"].iloc[0]) not in str(created.after)
+
+
+def test_a_column_marked_sensitive_later_leaves_the_stored_rows(people):
+    frame = toy_frame(n=30)
+    dataset = upload(people, csv_upload(frame))
+    assert "x2" in dataset.preview["columns"]
+    response = client_for(people["contributor"]).post(
+        f"/datasets/{dataset.pk}/sensitive/", {"sensitive_columns": ["x2"]})
+    assert response.status_code == 302
+    dataset.file.storage.delete(dataset.file.name)
+    page = client_for(people["viewer"]).get(f"/datasets/{dataset.pk}/").content.decode()
+    assert "Sensitive columns are not shown row by row: x2." in page
+    assert f"<td>{frame['color'].iloc[0]}</td>" in page
+    stored = Dataset.objects.get(pk=dataset.pk).preview
+    assert stored["columns"] == ["x1", "color", "y"] and stored["hidden"] == ["x2"]
+    assert all(len(row) == 3 for row in stored["rows"])
+    assert str(frame["x2"].iloc[0]) not in str(stored)
