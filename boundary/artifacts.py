@@ -5,19 +5,44 @@ format and loaded with an explicit allow-list of types. The sha256 recorded at r
 is checked on the very bytes that are then loaded (the file is read once), so a file
 swapped between the check and the load cannot slip through. Plain pickle / joblib files
 are refused unless the caller opts in (the deployment's policy decides when).
+
+Allow-listed types can still be crafted: a fitted tree whose child indices point outside its
+arrays makes scikit-learn's compiled code read wild memory and the process die of a signal,
+and a model can be built to exhaust memory. So a worker loads and runs a model in a child
+process (``load_model(..., isolate=Isolation(...))``, see IsolatedModel) with a memory limit;
+a child that dies is reported as ModelCrashed, and the worker goes on.
 """
 
 from __future__ import annotations
 
+import builtins
+import contextlib
+import ctypes
+import errno
 import hashlib
 import io
+import json
 import os
+import pickle
+import resource
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import weakref
 import zipfile
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import skops.io as sio
+
+from .predict import probabilities
 
 
 class ArtifactError(Exception):
@@ -239,8 +264,13 @@ def load_model(
     trusted_types: Iterable[str] | None = None,
     allow_pickle: bool = False,
     max_unpacked_bytes: int | None = None,
+    isolate: Isolation | None = None,
 ) -> Any:
     """Load a model artifact after checking its hash and the types it would create.
+
+    With ``isolate``, the steps below run in a child process and the model returned is an
+    IsolatedModel standing for the one loaded there (a crash while loading raises
+    ModelCrashed).
 
     1. Read the file once and compare its sha256 with ``expected_sha256``.
     2. Detect the format from the bytes.
@@ -251,6 +281,15 @@ def load_model(
     4. pickle / joblib: refused unless ``allow_pickle`` (it runs the file's code).
     5. The model must have predict_proba.
     """
+    if isolate is not None:
+        return IsolatedModel(
+            path,
+            isolation=isolate,
+            expected_sha256=expected_sha256,
+            trusted_types=None if trusted_types is None else list(trusted_types),
+            allow_pickle=allow_pickle,
+            max_unpacked_bytes=max_unpacked_bytes,
+        )
     data = Path(path).read_bytes()
     actual = hashlib.sha256(data).hexdigest()
     expected = (expected_sha256 or "").strip().lower()
@@ -309,3 +348,463 @@ def check_feature_columns(model: Any, columns: Iterable[str]) -> None:
         if extra:
             parts.append("unexpected columns: " + ", ".join(extra))
         raise ArtifactError("dataset does not match the model's features; " + "; ".join(parts))
+
+
+# --------------------------------------------------------------------------------------
+# Models in a child process
+# --------------------------------------------------------------------------------------
+
+
+class ModelCrashed(ArtifactError):
+    """The process running a model died while loading it or predicting: killed by a signal
+    (a crash) or out of memory. The same artifact would do it again: not worth a retry."""
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """How load_model runs a model in a child process: at most ``memory_limit`` bytes of
+    address space (RLIMIT_AS; None: no limit), and each predict_proba in calls on at most
+    ``chunk_rows`` consecutive rows (boundary.predict.probabilities; 0: one call)."""
+
+    memory_limit: int | None = None
+    chunk_rows: int = 0
+
+
+# The exit status of a child that ran out of memory (it may not be able to say so).
+_EXIT_OUT_OF_MEMORY = 86
+_LENGTH = struct.Struct("!Q")
+# The largest description of a loaded model (its classes and feature names) accepted.
+_DESCRIPTION_LIMIT = 64 << 20
+# What a child may send back: numpy arrays and plain data, nothing that runs code.
+_DATA_GLOBALS = frozenset({
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"),
+})
+
+
+class _ProtocolError(Exception):
+    pass
+
+
+class _DataUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _DATA_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not plain data")
+
+
+def _send(sock: socket.socket, payload: bytes) -> None:
+    sock.sendall(_LENGTH.pack(len(payload)))
+    sock.sendall(payload)
+
+
+def _recv_exactly(sock: socket.socket, size: int) -> bytearray | None:
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    got = 0
+    while got < size:
+        n = sock.recv_into(view[got:])
+        if n == 0:
+            return None  # the other end has gone
+        got += n
+    return buffer
+
+
+def _recv(sock: socket.socket, limit: int | None = None) -> bytearray | None:
+    """One message; None when the other end closed first. A message over `limit` bytes
+    is a protocol error (a child must not make its parent allocate at will)."""
+    head = _recv_exactly(sock, _LENGTH.size)
+    if head is None:
+        return None
+    (size,) = _LENGTH.unpack(head)
+    if limit is not None and size > limit:
+        raise _ProtocolError(f"an answer of {size:,} bytes where at most {limit:,} fit")
+    return _recv_exactly(sock, size)
+
+
+def _plain_args(exc: BaseException) -> tuple:
+    if all(isinstance(a, (str, int, float, bool, type(None))) for a in exc.args):
+        return tuple(exc.args)
+    return (str(exc),)
+
+
+def _remote_exception(name: str, args: tuple) -> Exception:
+    """An exception raised in the child, raised again in the parent under its own name:
+    the built-in class itself, else a ModelRaised subclass of that name."""
+    cls = getattr(builtins, name, None)
+    if isinstance(cls, type) and issubclass(cls, Exception):
+        with contextlib.suppress(Exception):  # a class with another signature
+            return cls(*args)
+    return type(name, (ModelRaised,), {})(*args)
+
+
+class ModelRaised(Exception):
+    """An exception the model raised in its process (the class is named after it)."""
+
+
+def _death(stage: str, code: int | None, memory_limit: int | None) -> str:
+    if code == _EXIT_OUT_OF_MEMORY:
+        limit = f"{memory_limit:,} bytes" if memory_limit else "no limit"
+        return (f"the model ran out of memory while {stage} "
+                f"(limit {limit}, ARTIFACT_MEMORY_LIMIT_BYTES)")
+    if code is not None and code < 0:
+        return f"the model crashed while {stage} (signal {-code})"
+    if code is None:
+        return f"the model's process stopped while {stage}"
+    return f"the model's process exited with status {code} while {stage}"
+
+
+# ---------------------------------------------------------------- the child's side
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask Linux to kill this process when its parent dies (PR_SET_PDEATHSIG)."""
+    # Not Linux: the closed socket ends an idle child instead.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(0)
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """Memory ran out somewhere in this exception's chain: a MemoryError, or a library's
+    own words for it (zlib, for one, raises its own error when it cannot allocate)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, MemoryError) or (
+            isinstance(seen, OSError) and seen.errno == errno.ENOMEM
+        ):
+            return True
+        text = str(seen).lower()
+        if "unable to allocate" in text or "cannot allocate memory" in text:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _describe(model: Any) -> dict:
+    import numpy as np
+
+    found = {}
+    for name in ("classes_", "feature_names_in_"):
+        try:
+            value = getattr(model, name)
+        except AttributeError:
+            continue
+        found[name] = np.asarray(value)
+    return found
+
+
+def _serve_model(sock: socket.socket, memory_limit: int | None, parent: int) -> None:
+    """The child: load the model when asked, then answer predict_proba requests until the
+    parent closes the socket. Replies are pickles of numpy arrays and plain data only."""
+    _die_with_parent(parent)
+    if memory_limit:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+    model = None
+    try:
+        while True:
+            message = _recv(sock)
+            if message is None:
+                return
+            request = pickle.loads(message)  # noqa: S301 (sent by the parent)
+            try:
+                if request[0] == "load":
+                    model = load_model(**request[1])
+                    reply: tuple = ("ok", _describe(model))
+                else:
+                    _, X, chunk_rows = request
+                    reply = ("ok", probabilities(model, X, chunk_rows=chunk_rows))
+            except Exception as exc:
+                if _out_of_memory(exc):
+                    raise MemoryError from exc
+                if isinstance(exc, ArtifactError):
+                    reply = ("refused", str(exc))
+                else:  # the model's own error, raised again in the parent
+                    reply = ("raised", type(exc).__name__, _plain_args(exc))
+            del request
+            _send(sock, pickle.dumps(reply, protocol=5))
+            del reply
+    except MemoryError:
+        os._exit(_EXIT_OUT_OF_MEMORY)
+
+
+def _preloaded_modules() -> list[str]:
+    """The modules of the supported model families, imported once by the fork server so
+    that each child starts with them loaded."""
+    modules = {name.rpartition(".")[0] for name in DEFAULT_TRUSTED_TYPES}
+    return ["numpy", "pandas", *sorted(m for m in modules if m.startswith("sklearn"))]
+
+
+def _fork_server_main(fd: int) -> None:
+    """The fork server: a process that imported the libraries once and forks a child per
+    model on request (its parent's only way to reach it is the control socket `fd`).
+
+    Requests (JSON, one per packet): {"op": "fork", "memory_limit"} with a socket passed
+    along (the child's end), answered with the child's pid; {"op": "kill", "pid"};
+    {"op": "wait", "pid", "block"}, answered with the exit status (as subprocess reports
+    it: -N for signal N), or null while it runs. When the parent goes, the control socket
+    closes and this process ends, and with it every child (PR_SET_PDEATHSIG)."""
+    import importlib
+
+    for module in _preloaded_modules():
+        try:
+            importlib.import_module(module)
+        except Exception:  # noqa: S112 (a module a child then imports itself)
+            continue
+    control = socket.socket(fileno=fd)
+    finished: dict[int, int] = {}
+    me = os.getpid()
+    while True:
+        try:
+            message, fds, _flags, _address = socket.recv_fds(control, 4096, 1)
+        except OSError:
+            return
+        if not message:
+            return
+        command = json.loads(message)
+        answer: dict[str, Any] = {}
+        if command["op"] == "fork":
+            pid = os.fork()
+            if pid == 0:
+                control.close()
+                status = 0
+                try:
+                    _serve_model(socket.socket(fileno=fds[0]), command["memory_limit"], me)
+                except BaseException as exc:  # noqa: B036 (the child's last word is its status)
+                    status = _EXIT_OUT_OF_MEMORY if _out_of_memory(exc) else 1
+                os._exit(status)
+            for descriptor in fds:
+                os.close(descriptor)
+            answer = {"pid": pid}
+        elif command["op"] == "kill":
+            if command["pid"] not in finished:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(command["pid"], signal.SIGKILL)
+        elif command["op"] == "wait":
+            pid = command["pid"]
+            code = finished.pop(pid, None)
+            if code is None:
+                try:
+                    done, status = os.waitpid(pid, 0 if command["block"] else os.WNOHANG)
+                    code = os.waitstatus_to_exitcode(status) if done else None
+                except ChildProcessError:
+                    code = None
+            answer = {"code": code}
+        _reap(finished)
+        control.send(json.dumps(answer).encode())
+
+
+def _reap(finished: dict[int, int]) -> None:
+    """Collect children that ended unasked (kept for a later "wait", a bounded number)."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        finished[pid] = os.waitstatus_to_exitcode(status)
+        while len(finished) > 1000:
+            finished.pop(next(iter(finished)))
+
+
+# ---------------------------------------------------------------- the parent's side
+
+
+class _ForkServer:
+    """The parent's handle on its fork server (one per process, started on first use)."""
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        code = (
+            "import json, sys; sys.path[:0] = json.loads(sys.argv[2]); "
+            "from boundary.artifacts import _fork_server_main; "
+            "_fork_server_main(int(sys.argv[1]))"
+        )
+        try:
+            self.process = subprocess.Popen(  # noqa: S603 (this interpreter, fixed code)
+                [sys.executable, "-c", code, str(theirs.fileno()), json.dumps(sys.path)],
+                pass_fds=[theirs.fileno()],
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        finally:
+            theirs.close()
+        self.control = ours
+        self.owner = os.getpid()
+        self.broken = False
+        self.lock = threading.Lock()
+
+    def alive(self) -> bool:
+        return not self.broken and self.owner == os.getpid() and self.process.poll() is None
+
+    def _ask(self, command: dict, fds: Iterable[int] = ()) -> dict:
+        with self.lock:
+            try:
+                socket.send_fds(self.control, [json.dumps(command).encode()], list(fds))
+                reply = self.control.recv(4096)
+            except BaseException:
+                self.broken = True  # an answer may be left unread: never reuse this channel
+                raise
+        if not reply:
+            self.broken = True
+            raise OSError("the model fork server has stopped")
+        return json.loads(reply)
+
+    def fork(self, memory_limit: int | None) -> tuple[int, socket.socket]:
+        ours, theirs = socket.socketpair()
+        try:
+            pid = self._ask({"op": "fork", "memory_limit": memory_limit}, [theirs.fileno()])
+        finally:
+            theirs.close()
+        return pid["pid"], ours
+
+    def kill(self, pid: int) -> None:
+        self._ask({"op": "kill", "pid": pid})
+
+    def wait(self, pid: int, *, block: bool) -> int | None:
+        return self._ask({"op": "wait", "pid": pid, "block": block})["code"]
+
+    def close(self) -> None:
+        self.broken = True
+        self.control.close()
+        if self.owner == os.getpid():
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+_server: _ForkServer | None = None
+_server_lock = threading.Lock()
+
+
+def _fork_server() -> _ForkServer:
+    global _server
+    with _server_lock:
+        if _server is None or not _server.alive():
+            if _server is not None and _server.owner == os.getpid():
+                _server.close()
+            _server = _ForkServer()
+        return _server
+
+
+def _end_child(server: _ForkServer, pid: int, sock: socket.socket, *, grace: float = 0.0):
+    """Close the child's socket, give it `grace` seconds to end, then kill it; its exit
+    status (None when unknown)."""
+    sock.close()
+    if not server.alive():
+        return None  # the fork server has gone, and its children with it
+    try:
+        deadline = time.monotonic() + grace
+        while True:
+            code = server.wait(pid, block=False)
+            if code is not None or time.monotonic() >= deadline:
+                break
+            time.sleep(0.01)
+        if code is None:
+            server.kill(pid)
+            code = server.wait(pid, block=True)
+        return code
+    except OSError:
+        return None
+
+
+class IsolatedModel:
+    """A model loaded and run in a child process, standing in for it in the parent.
+
+    It has the model's ``classes_`` and ``feature_names_in_`` (when the model has them) and
+    its ``predict_proba``, answered by the child (split into ``chunk_rows`` calls there);
+    the parent never holds the model. The child is forked from a fork server that imported
+    numpy, pandas and scikit-learn once, limited to ``memory_limit`` bytes of address space.
+
+    A child that dies while loading or predicting raises ModelCrashed saying so (the signal,
+    or that memory ran out); the next request starts a new child. An error of the model is
+    raised again under its class's name. An interruption in the parent (a task's time
+    limit) kills the child. close() ends it.
+    """
+
+    classes_: Any
+    feature_names_in_: Any
+
+    def __init__(self, path: str | os.PathLike, *, isolation: Isolation, **load: Any) -> None:
+        self.isolation = isolation
+        self._load = dict(load, path=str(path))
+        self.pid: int | None = None
+        self._sock: socket.socket | None = None
+        self._server: _ForkServer | None = None
+        self._finalizer: weakref.finalize | None = None
+        self._start()
+
+    def _start(self) -> None:
+        server = _fork_server()
+        self.pid, self._sock = server.fork(self.isolation.memory_limit)
+        self._server = server
+        self._finalizer = weakref.finalize(self, _end_child, server, self.pid, self._sock)
+        described = self._call("loading", ("load", self._load), limit=_DESCRIPTION_LIMIT)
+        for name, value in described.items():
+            setattr(self, name, value)
+
+    def _alive(self) -> bool:
+        if self._sock is None or self._server is None or not self._server.alive():
+            return False
+        readable, _, _ = select.select([self._sock], [], [], 0)
+        return not readable  # an idle child says nothing: a readable socket has closed
+
+    def predict_proba(self, X: Any) -> Any:
+        if not self._alive():
+            self.close()
+            self._start()
+        classes = getattr(self, "classes_", None)
+        limit = len(X) * max(len(classes) if classes is not None else 0, 1) * 8 + (1 << 20)
+        request = ("predict_proba", X, self.isolation.chunk_rows)
+        return self._call("predicting", request, limit=None if classes is None else limit)
+
+    def _call(self, stage: str, request: tuple, *, limit: int | None) -> Any:
+        assert self._sock is not None and self._server is not None and self.pid is not None
+        try:
+            _send(self._sock, pickle.dumps(request, protocol=5))
+            message = _recv(self._sock, limit)
+        except (BrokenPipeError, ConnectionResetError):
+            message = None
+        except _ProtocolError as exc:
+            self.close()
+            raise ModelCrashed(f"the model's process answered wrongly while {stage}: {exc}")
+        except BaseException:
+            self.close()  # interrupted (a time limit): the child must not go on
+            raise
+        if message is None:
+            code = _end_child(self._server, self.pid, self._sock, grace=5.0)
+            self._forget_child()
+            raise ModelCrashed(_death(stage, code, self.isolation.memory_limit))
+        try:
+            reply = _DataUnpickler(io.BytesIO(message)).load()
+        except Exception as exc:
+            self.close()
+            raise ModelCrashed(
+                f"the model's process answered wrongly while {stage}: {exc}"
+            ) from None
+        if reply[0] == "ok":
+            return reply[1]
+        if reply[0] == "refused":
+            raise ArtifactError(reply[1])
+        raise _remote_exception(reply[1], tuple(reply[2]))
+
+    def _forget_child(self) -> None:
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        self.pid = self._sock = self._server = self._finalizer = None
+
+    def close(self) -> None:
+        """End the child (the model goes with it)."""
+        if self._finalizer is not None:
+            self._finalizer()
+        self._forget_child()

@@ -188,6 +188,9 @@ ALLOW_PICKLE_ARTIFACTS = envbool("ALLOW_PICKLE_ARTIFACTS", "0")
 SKOPS_EXTRA_TRUSTED_TYPES = envlist("SKOPS_EXTRA_TRUSTED_TYPES")
 # A skops artifact is a zip: one that unpacks to more than this is refused at registration.
 ARTIFACT_MAX_UNPACKED_BYTES = envint("ARTIFACT_MAX_UNPACKED_BYTES", 4 * UPLOAD_MAX_BYTES)
+# Workers load and run each model in a child process with this much address space at most
+# (RLIMIT_AS): a crafted artifact that crashes or exhausts memory fails its runs, not the worker.
+ARTIFACT_MEMORY_LIMIT_BYTES = envint("ARTIFACT_MEMORY_LIMIT_BYTES", 4 * 1024**3)
 
 EMAIL_BACKEND = os.environ.get(
     "EMAIL_BACKEND",

@@ -1,6 +1,13 @@
 """Evaluating claimed probe runs: the model and the datasets' predictions cached per worker
 process, each run's lineage and baseline, and the engine's results stored under the claim.
 
+The model is loaded and run in a child process of the worker (boundary.artifacts.
+IsolatedModel, limited to ARTIFACT_MEMORY_LIMIT_BYTES of memory), inline tasks included: a
+crafted artifact that crashes or exhausts memory while loading or predicting fails its runs
+with the reason, once, and the worker goes on (nothing is retried: the same artifact would
+do it again). The child predicts a whole dataset in one request and hands the probabilities
+back; the probe engine then works on them in the worker.
+
 Predictions are computed once per (rerun, dataset) in each worker process and shared by
 the chunks that process evaluates. A failure of one dataset (missing file, hash
 mismatch, columns the model lacks) is an error on its runs, with the reason; a database
@@ -18,7 +25,7 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
 from boundary import artifacts, engine
-from boundary.artifacts import ArtifactError, check_feature_columns
+from boundary.artifacts import ArtifactError, Isolation, ModelCrashed, check_feature_columns
 from registry.models import capture_environment, trusted_artifact_types
 
 from .choices import ProbeKind, RunStatus
@@ -35,16 +42,25 @@ MODEL_CALLING_KINDS = {ProbeKind.PERTURBATION_FLIP_RATE, ProbeKind.COUNTERFACTUA
 DATABASE_GONE = (OperationalError, InterfaceError)
 
 
-# Per worker process: the model and the datasets' predictions of the rerun in progress,
-# so that the chunks of one rerun predict once per (rerun, dataset) in each process.
-_cache = {"key": None, "model": None, "data": {}}
+# Per worker process: the model (in its child process) and the datasets' predictions of the
+# rerun in progress, so that the chunks of one rerun predict once per (rerun, dataset) in
+# each process; or the crash that loading the model ended in, not tried again.
+_cache = {"key": None, "model": None, "crash": None, "data": {}}
 CACHED_DATASETS = 2
+
+
+def _drop_cache():
+    model = _cache["model"]
+    _cache.update(key=None, model=None, crash=None, data={})
+    close = getattr(model, "close", None)
+    if close is not None:
+        close()  # ends the model's child process
 
 
 def forget(rerun_id=None):
     """Drop this process's cached model and predictions (of `rerun_id`, or any)."""
     if rerun_id is None or (_cache["key"] or (None,))[0] == rerun_id:
-        _cache.update(key=None, model=None, data={})
+        _drop_cache()
 
 
 def trusted_types():
@@ -56,15 +72,28 @@ def _cached_model(rerun):
     version = rerun.model_version
     key = (rerun.pk, rerun.created_at, version.artifact_sha256)
     if _cache["key"] != key:
-        _cache.update(key=key, model=None, data={})
+        _drop_cache()
+        _cache["key"] = key
+    if _cache["crash"] is not None:
+        raise _cache["crash"]
     if _cache["model"] is None:
-        # Looked up at call time: the hash is checked, the skops allow-list applied.
-        _cache["model"] = artifacts.load_model(
-            version.artifact.path,
-            expected_sha256=version.artifact_sha256,
-            trusted_types=trusted_types(),
-            allow_pickle=settings.ALLOW_PICKLE_ARTIFACTS,
-        )
+        # Looked up at call time: in a child process with a memory limit, the hash checked
+        # before the load, the unpacked size and the skops allow-list applied.
+        try:
+            _cache["model"] = artifacts.load_model(
+                version.artifact.path,
+                expected_sha256=version.artifact_sha256,
+                trusted_types=trusted_types(),
+                allow_pickle=settings.ALLOW_PICKLE_ARTIFACTS,
+                max_unpacked_bytes=settings.ARTIFACT_MAX_UNPACKED_BYTES,
+                isolate=Isolation(
+                    memory_limit=settings.ARTIFACT_MEMORY_LIMIT_BYTES,
+                    chunk_rows=settings.PREDICT_CHUNK_ROWS,
+                ),
+            )
+        except ModelCrashed as exc:
+            _cache["crash"] = exc
+            raise
     return _cache["model"]
 
 
@@ -78,10 +107,11 @@ def _cached_data(model, dataset):
             model, frame, dataset.target_column, dataset.ignored_columns
         )
         try:
-            predictions = engine.predict(
-                model, features, chunk_rows=settings.PREDICT_CHUNK_ROWS
-            )
+            # One request to the model's process: it splits the rows by PREDICT_CHUNK_ROWS.
+            predictions = engine.predict(model, features)
             failure = None
+        except ModelCrashed as exc:  # its process died: the reason is the whole story
+            predictions, failure = None, str(exc)
         except Exception as exc:  # recorded on every run, as the engine does
             predictions = None
             failure = f"predicting on the dataset failed: {type(exc).__name__}: {exc}"
@@ -121,8 +151,9 @@ def baseline_values(probes):
 def evaluate_claimed(rerun, run_ids, token, progress=None):
     """Evaluate the claimed runs.
 
-    1. Load the artifact once per (rerun, process) (hash checked, skops allow-list); a load
-       failure is an error on each run, with the reason.
+    1. Load the artifact once per (rerun, process), in a child process (hash checked,
+       skops allow-list); a load failure, or a crash of the child, is an error on each run,
+       with the reason.
     2. Group the runs by dataset; read each dataset (hash checked) and predict once per
        (rerun, dataset, process); store each result as it arrives.
     """
@@ -139,6 +170,10 @@ def evaluate_claimed(rerun, run_ids, token, progress=None):
     tick = _progress_counter(len(runs), progress)
     try:
         model = _cached_model(rerun)
+    except ModelCrashed as exc:
+        fail_runs(runs, token, str(exc))
+        tick(len(runs))
+        return
     except (ArtifactError, OSError) as exc:
         fail_runs(runs, token, f"artifact could not be loaded: {exc}")
         tick(len(runs))
@@ -256,7 +291,8 @@ def _run_on_dataset(model, version, runs, lineage, token, tick):
             ignored_columns=dataset.ignored_columns,
             predictions=predictions,
             on_result=store,
-            chunk_rows=settings.PREDICT_CHUNK_ROWS,
+            # The model's process splits each request by PREDICT_CHUNK_ROWS itself.
+            chunk_rows=0,
         )
     except DATABASE_GONE:
         raise
