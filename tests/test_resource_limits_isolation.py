@@ -17,7 +17,6 @@ import skops.io as sio
 from django.core.files.base import ContentFile
 
 from boundary import artifacts, engine
-from boundary.artifacts import IsolatedModel, Isolation
 from probes.models import Probe, ProbeRun, Rerun
 from registry.models import ModelVersion
 
@@ -126,7 +125,7 @@ def zygote_address_space(tmp_path):
     path = tmp_path / "warm-up.skops"
     artifacts.dump_skops(fitted_model(), path)
     artifacts.load_model(path, expected_sha256=artifacts.sha256_of(path),
-                         isolate=Isolation()).close()
+                         isolate=artifacts.Isolation()).close()
     with open(f"/proc/{artifacts._fork_server().process.pid}/status") as status:
         kilobytes = int(re.search(r"VmSize:\s+(\d+) kB", status.read()).group(1))
     return kilobytes * 1024
@@ -172,7 +171,7 @@ def test_results_are_those_of_the_model_run_in_the_worker(people, ml_model, prob
     model = fitted_model(flip_above=0.8)
     version = register(people, ml_model, model, "v2")
     [isolated] = loaded
-    assert isinstance(isolated, IsolatedModel)
+    assert isinstance(isolated, artifacts.IsolatedModel)
     assert isolated.pid is None  # the rerun finished: its model's process has ended
     runs = {r.probe_id: r for r in ProbeRun.objects.filter(model_version=version)}
     specs = [engine.ProbeSpec(key=p.pk, kind=p.kind, slice=p.slice, params=p.params,
@@ -190,7 +189,7 @@ def test_the_model_runs_in_another_process_with_the_memory_limit(tmp_path):
     path = tmp_path / "model.skops"
     artifacts.dump_skops(fitted_model(), path)
     model = artifacts.load_model(path, expected_sha256=artifacts.sha256_of(path),
-                                 isolate=Isolation(memory_limit=3 * 1024**3))
+                                 isolate=artifacts.Isolation(memory_limit=3 * 1024**3))
     try:
         assert model.pid != os.getpid()
         with open(f"/proc/{model.pid}/limits") as limits:
@@ -214,7 +213,7 @@ def test_the_sha256_is_checked_in_the_child_before_loading(tmp_path):
     path = tmp_path / "model.skops"
     artifacts.dump_skops(fitted_model(), path)
     with pytest.raises(artifacts.ArtifactError, match="sha256 mismatch"):
-        artifacts.load_model(path, expected_sha256="0" * 64, isolate=Isolation())
+        artifacts.load_model(path, expected_sha256="0" * 64, isolate=artifacts.Isolation())
 
 
 def test_a_time_limit_in_the_worker_ends_the_models_process(tmp_path, settings):
@@ -224,7 +223,7 @@ def test_a_time_limit_in_the_worker_ends_the_models_process(tmp_path, settings):
     path = tmp_path / "hang.skops"
     artifacts.dump_skops(hanging_model(toy_frame(), block_alarm=True), path)
     model = artifacts.load_model(
-        path, expected_sha256=artifacts.sha256_of(path), isolate=Isolation(),
+        path, expected_sha256=artifacts.sha256_of(path), isolate=artifacts.Isolation(),
         trusted_types=[*artifacts.DEFAULT_TRUSTED_TYPES, "tests.hanging_model.HangingPipeline"])
     pid = model.pid
 
