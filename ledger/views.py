@@ -106,8 +106,8 @@ def version_compare(request):
     comparison = None
     if b is None:
         error = "Choose the version to look at (b)." if request.GET else ""
-    elif a is not None and a.ml_model_id != b.ml_model_id:
-        error = f"{a} and {b} are versions of different ML models; compare versions of one."
+    elif a is not None and (refusal := _not_own(b.ml_model, a)):
+        error = f"{refusal} Compare two versions of one ML model."
     else:
         if a is not None and (a.registered_at, a.pk) > (b.registered_at, b.pk):
             a, b = b, a
@@ -117,6 +117,15 @@ def version_compare(request):
         "a": a, "b": b, "comparison": comparison, "error": error,
         "choices": model.versions.order_by("registered_at", "pk") if model else versions[:200],
     })
+
+
+def _not_own(ml_model, version):
+    """MLModel.check_owns's message when `version` is not one of `ml_model`'s, else ""."""
+    try:
+        ml_model.check_owns(version, field="a")
+    except ValidationError as exc:
+        return " ".join(exc.messages)
+    return ""
 
 
 def _int(value):

@@ -886,31 +886,75 @@ def test_a_pickle_upload_is_refused_and_never_unpickled(people, ml_model, sentin
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_skops_artifact_with_untrusted_code_is_refused_by_the_worker(
-    people, ml_model, probe, sentinel
-):
-    """Registration accepts a skops file (the web process never loads artifacts); the
-    worker's rerun refuses to load it, names the untrusted types, and runs nothing."""
-    import skops.io as sio
+def store_unchecked(ml_model, blob, version):
+    """An artifact stored as registration did before it checked types (or slipped past it):
+    the file under a generated name, its sha256, and a rerun of the model's probes."""
+    import hashlib
+
     from django.core.files.base import ContentFile
+
+    from core.uploads import store_upload
+    from probes.models import Rerun
+    from registry.models import ModelVersion
+
+    mv = ModelVersion(ml_model=ml_model, version=version, artifact_format="skops",
+                      artifact_sha256=hashlib.sha256(blob).hexdigest())
+    store_upload(mv.artifact, ContentFile(blob, name="m.skops"))
+    mv.save()
+    Rerun.queue(mv, trigger="registration")
+    return mv
+
+
+def evil_pipeline(command="true"):
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import FunctionTransformer
 
-    from probes.models import ProbeRun
+    from .factories import fitted_model
 
-    from .factories import api_for, fitted_model
-
-    evil = Pipeline([
+    return Pipeline([
         ("boom", FunctionTransformer(func=touch_sentinel)),
-        ("sys", FunctionTransformer(func=os.system, kw_args={"command": "true"})),
+        ("sys", FunctionTransformer(func=os.system, kw_args={"command": command})),
         ("model", fitted_model()),
     ])
+
+
+def test_a_skops_artifact_with_untrusted_code_is_refused_at_registration(
+    people, ml_model, probe, sentinel
+):
+    """Registration reads the skops file's type list (never loading it) and refuses an
+    untrusted one by name: nothing is stored, no run is queued."""
+    import skops.io as sio
+    from django.core.files.base import ContentFile
+
+    from probes.models import ProbeRun
+    from registry.models import ModelVersion
+
+    from .factories import api_for
+
     response = api_for(people["maintainer"]).post("/api/v1/model-versions/", {
-        "ml_model": ml_model.pk, "version": "evil", "artifact": ContentFile(sio.dumps(evil),
-                                                                          name="m.skops"),
+        "ml_model": ml_model.pk, "version": "evil",
+        "artifact": ContentFile(sio.dumps(evil_pipeline()), name="m.skops"),
     }, format="multipart")
-    assert response.status_code == 201, response.content
-    run = ProbeRun.objects.get(model_version_id=response.json()["id"])
+    assert response.status_code == 400, response.content
+    message = response.json()["artifact"][0]
+    assert "untrusted types" in message and "touch_sentinel" in message
+    assert "system" in message
+    assert not ModelVersion.objects.filter(version="evil").exists()
+    assert not ProbeRun.objects.filter(model_version__version="evil").exists()
+
+
+def test_a_stored_artifact_with_untrusted_code_is_refused_by_the_worker(
+    people, ml_model, probe, sentinel, django_capture_on_commit_callbacks
+):
+    """An artifact that got past registration (stored before types were checked there) is
+    still refused when the worker would load it: the run errors, naming the types."""
+    import skops.io as sio
+
+    from probes.models import ProbeRun
+
+    with django_capture_on_commit_callbacks(execute=True):
+        mv = store_unchecked(ml_model, sio.dumps(evil_pipeline()), "evil")
+    run = ProbeRun.objects.get(model_version=mv)
     assert run.status == "error" and run.passed is None
     assert "untrusted types" in run.error
     assert "touch_sentinel" in run.error and "system" in run.error

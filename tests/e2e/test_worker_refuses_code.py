@@ -1,13 +1,13 @@
-"""A malicious artifact uploaded through the API reaches a real worker process, which
-refuses to load it and runs none of its code."""
+"""A malicious artifact is refused at registration by name, and one that got past
+registration (stored before types were checked there) reaches a real worker process,
+which refuses to load it and runs none of its code."""
 
-import os
 import pickle
 
 import pytest
 import requests
 
-from ..test_security import SENTINEL_ENV, Booby, touch_sentinel
+from ..test_security import SENTINEL_ENV, Booby, evil_pipeline, store_unchecked
 from .browser import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -18,13 +18,9 @@ def test_a_worker_refuses_artifacts_that_would_run_code(
 ):
     import skops.io as sio
     from rest_framework.authtoken.models import Token
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import FunctionTransformer
 
     from probes.models import ProbeRun
     from registry.models import ModelVersion
-
-    from ..factories import fitted_model
 
     sentinel = tmp_path / "executed.txt"
     monkeypatch.setenv(SENTINEL_ENV, str(sentinel))  # inherited by the worker process
@@ -41,15 +37,16 @@ def test_a_worker_refuses_artifacts_that_would_run_code(
     assert refused.status_code == 400 and "Pickle/joblib artifacts are refused" in refused.text
     assert not ModelVersion.objects.filter(version="pickled").exists()
 
-    # A skops file is stored (the web process never loads artifacts); the worker refuses it.
-    evil = Pipeline([
-        ("boom", FunctionTransformer(func=touch_sentinel)),
-        ("sys", FunctionTransformer(func=os.system, kw_args={"command": f"touch {sentinel}"})),
-        ("model", fitted_model()),
-    ])
-    stored = upload("evil", sio.dumps(evil), "model.skops")
-    assert stored.status_code == 201, stored.text
-    run = ProbeRun.objects.get(model_version_id=stored.json()["id"], probe=probe)
+    # A skops file with untrusted types is refused at registration, by name.
+    evil = evil_pipeline(command=f"touch {sentinel}")
+    refused = upload("evil", sio.dumps(evil), "model.skops")
+    assert refused.status_code == 400 and "untrusted types" in refused.text
+    assert "touch_sentinel" in refused.text
+    assert not ModelVersion.objects.filter(version="evil").exists()
+
+    # One that got past registration: the worker refuses to load it.
+    stored = store_unchecked(ml_model, sio.dumps(evil), "evil-stored")
+    run = ProbeRun.objects.get(model_version=stored, probe=probe)
     wait_for(lambda: ProbeRun.objects.get(pk=run.pk).status not in ("queued", "running"), 90,
              "the worker to finish the run")
     run.refresh_from_db()
