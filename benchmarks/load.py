@@ -40,24 +40,42 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 DEFAULT_DATABASE_URL = "postgres://boundary_dev:dev@127.0.0.1:5432/bench_load"
-SEARCH_TERMS = ["boundary", "income", "young applicants", "calibration", "drift", "region",
-                "threshold", "noise", "recall", "night shift"]
+SEARCH_TERMS = [
+    "boundary",
+    "income",
+    "young applicants",
+    "calibration",
+    "drift",
+    "region",
+    "threshold",
+    "noise",
+    "recall",
+    "night shift",
+]
 MIX = [("search", 25), ("page", 25), ("list", 20), ("create", 15), ("transition", 15)]
-EXPECTED = {"search": 200, "page": 200, "list": 200, "create": 201, "transition": 200,
-            "healthz": 200}
+EXPECTED = {
+    "search": 200,
+    "page": 200,
+    "list": 200,
+    "create": 201,
+    "transition": 200,
+    "healthz": 200,
+}
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--duration", type=float, default=60)
-    parser.add_argument("--phase", type=float, default=10,
-                        help="seconds of each throughput phase (list, /healthz)")
+    parser.add_argument(
+        "--phase", type=float, default=10, help="seconds of each throughput phase (list, /healthz)"
+    )
     parser.add_argument("--findings", type=int, default=300, help="findings to start with")
     parser.add_argument("--web-workers", type=int, default=2)
     parser.add_argument("--web-threads", type=int, default=4)
-    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL",
-                                                                 DEFAULT_DATABASE_URL))
+    parser.add_argument(
+        "--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
+    )
     parser.add_argument("--log-dir", default=str(ROOT / "var" / "bench-load"))
     return parser.parse_args(argv)
 
@@ -92,41 +110,73 @@ def prepare(users: int, findings: int) -> dict:
     groups = list(Group.objects.filter(name__in=[CONTRIBUTOR, REVIEWER]))
     people = []
     for i in range(users):
-        user = User.objects.create_user(f"load{i}", f"load{i}@example.com",
-                                        f"load-password-{i}")
+        user = User.objects.create_user(f"load{i}", f"load{i}@example.com", f"load-password-{i}")
         user.groups.add(*groups)
         session = SessionStore()
         session[SESSION_KEY] = str(user.pk)
         session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
         session[HASH_SESSION_KEY] = user.get_session_auth_hash()
         session.create()
-        people.append({"token": Token.objects.create(user=user).key,
-                       "session": session.session_key})
+        people.append(
+            {"token": Token.objects.create(user=user).key, "session": session.session_key}
+        )
 
     rng = np.random.default_rng(0)
     n = 20_000
-    frame = pd.DataFrame({"income": rng.lognormal(10, 0.7, n), "age": rng.integers(18, 90, n),
-                          "region": rng.choice(["north", "south", "east", "west"], n)})
+    frame = pd.DataFrame(
+        {
+            "income": rng.lognormal(10, 0.7, n),
+            "age": rng.integers(18, 90, n),
+            "region": rng.choice(["north", "south", "east", "west"], n),
+        }
+    )
     logit = (np.log(frame.income) - 10) * 2 - 0.03 * (frame.age - 50)
     frame["y"] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
     owner = User.objects.get(username="load0")
     dataset = Dataset.create_from_upload(
-        ContentFile(frame.to_csv(index=False).encode(), name="loans.csv"), name="loans",
-        target_column="y", by=owner,
+        ContentFile(frame.to_csv(index=False).encode(), name="loans.csv"),
+        name="loans",
+        target_column="y",
+        by=owner,
     )
-    model = Pipeline([
-        ("prep", ColumnTransformer([("num", StandardScaler(), ["income", "age"]),
-                                    ("cat", OneHotEncoder(), ["region"])])),
-        ("clf", LogisticRegression()),
-    ]).fit(frame.drop(columns="y"), frame.y)
+    model = Pipeline(
+        [
+            (
+                "prep",
+                ColumnTransformer(
+                    [
+                        ("num", StandardScaler(), ["income", "age"]),
+                        ("cat", OneHotEncoder(), ["region"]),
+                    ]
+                ),
+            ),
+            ("clf", LogisticRegression()),
+        ]
+    ).fit(frame.drop(columns="y"), frame.y)
     ml_model = MLModel.objects.create(name="loan-default")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.skops"
         dump_skops(model, path)
-        version = ModelVersion.register(ml_model=ml_model, version="1", enqueue=False,
-                                        artifact=ContentFile(path.read_bytes(), "m.skops"))
-    words = ["boundary", "income", "young applicants", "calibration", "drift", "region",
-             "threshold", "noise", "recall", "night shift", "margin", "refusals"]
+        version = ModelVersion.register(
+            ml_model=ml_model,
+            version="1",
+            enqueue=False,
+            artifact=ContentFile(path.read_bytes(), "m.skops"),
+        )
+    words = [
+        "boundary",
+        "income",
+        "young applicants",
+        "calibration",
+        "drift",
+        "region",
+        "threshold",
+        "noise",
+        "recall",
+        "night shift",
+        "margin",
+        "refusals",
+    ]
     ids = []
     for i in range(findings):
         a, b = words[i % len(words)], words[(i * 7 + 3) % len(words)]
@@ -134,10 +184,14 @@ def prepare(users: int, findings: int) -> dict:
             title=f"{a.capitalize()} problem {i} near the {b} boundary",
             summary=f"The model decides badly where {a} meets {b}.",
             description=f"Seen on version 1. {a} and {b} interact; lesson {i}.",
-            lesson=f"Check {b} before shipping.", ml_model=ml_model, dataset=dataset,
-            model_version=version, severity=["low", "medium", "high", "critical"][i % 4],
+            lesson=f"Check {b} before shipping.",
+            ml_model=ml_model,
+            dataset=dataset,
+            model_version=version,
+            severity=["low", "medium", "high", "critical"][i % 4],
             risk_category=["fairness", "financial", "reliability", "other"][i % 4],
-            owner=owner, reporter=owner,
+            owner=owner,
+            reporter=owner,
         )
         ids.append(finding.pk)
     Finding.objects.all().refresh_search_vectors()
@@ -145,13 +199,23 @@ def prepare(users: int, findings: int) -> dict:
     for i in range(60):
         kind = ["slice_error_rate", "margin_density", "perturbation_flip_rate"][i % 3]
         params = {"seed": i, "repeats": 20} if kind == "perturbation_flip_rate" else {}
-        probe = Probe(finding=probe_finding, dataset=dataset, kind=kind, params=params,
-                      slice=[{"feature": "age", "op": "<", "value": 25 + i % 40}],
-                      threshold=0.9)
+        probe = Probe(
+            finding=probe_finding,
+            dataset=dataset,
+            kind=kind,
+            params=params,
+            slice=[{"feature": "age", "op": "<", "value": 25 + i % 40}],
+            threshold=0.9,
+        )
         probe.full_clean()
         probe.save()
-    return {"people": people, "findings": ids, "version_id": version.pk,
-            "ml_model": ml_model.pk, "dataset": dataset.pk}
+    return {
+        "people": people,
+        "findings": ids,
+        "version_id": version.pk,
+        "ml_model": ml_model.pk,
+        "dataset": dataset.pk,
+    }
 
 
 class Rerunner(threading.Thread):
@@ -262,10 +326,14 @@ class User(threading.Thread):
         self.request("healthz", "GET", "/healthz", auth=None)
 
     def do_create(self):
-        body = {"title": f"Load finding {self.rng.randrange(10**9)}",
-                "summary": "Logged during the load test.", "ml_model": self.ctx["ml_model"],
-                "dataset": self.ctx["dataset"], "severity": "medium",
-                "risk_category": "reliability"}
+        body = {
+            "title": f"Load finding {self.rng.randrange(10**9)}",
+            "summary": "Logged during the load test.",
+            "ml_model": self.ctx["ml_model"],
+            "dataset": self.ctx["dataset"],
+            "severity": "medium",
+            "risk_category": "reliability",
+        }
         data = self.request("create", "POST", "/api/v1/findings/", body)
         if data is not None:
             self.mine.append((json.loads(data)["id"], "open"))
@@ -277,16 +345,22 @@ class User(threading.Thread):
         index = movable[0]
         pk, status = self.mine[index]
         target = "remediating" if status == "open" else "resolved"
-        data = self.request("transition", "POST", f"/api/v1/findings/{pk}/transition/",
-                            {"to": target, "note": "load test"})
+        data = self.request(
+            "transition",
+            "POST",
+            f"/api/v1/findings/{pk}/transition/",
+            {"to": target, "note": "load test"},
+        )
         if data is not None:
             self.mine[index] = (pk, target)
 
 
 def run_users(base_url, ctx, users, seconds, *, path=None):
     until = time.monotonic() + seconds
-    threads = [User(i, base_url, ctx["people"][i % len(ctx["people"])], ctx, until, path=path)
-               for i in range(users)]
+    threads = [
+        User(i, base_url, ctx["people"][i % len(ctx["people"])], ctx, until, path=path)
+        for i in range(users)
+    ]
     started = time.perf_counter()
     for t in threads:
         t.start()
@@ -312,16 +386,20 @@ def percentile(values, q):
 
 def report(mix, phases, rerunner, users, duration) -> dict:
     """Print the figures; return them."""
-    print(f"users: {users}; mixed load for {duration:.0f} s on loopback, "
-          f"reruns queued {rerunner.queued}, finished {rerunner.finished} meanwhile")
+    print(
+        f"users: {users}; mixed load for {duration:.0f} s on loopback, "
+        f"reruns queued {rerunner.queued}, finished {rerunner.finished} meanwhile"
+    )
     print(f"{'request':<12}{'count':>8}{'errors':>8}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}")
     total_errors = 0
     for kind, _ in MIX:
         values = mix["times"].get(kind, [])
         errors = len(mix["errors"].get(kind, []))
         total_errors += errors
-        print(f"{kind:<12}{len(values):>8}{errors:>8}{len(values) / mix['seconds']:>9.1f}"
-              f"{percentile(values, 50) * 1000:>9.1f}{percentile(values, 95) * 1000:>9.1f}")
+        print(
+            f"{kind:<12}{len(values):>8}{errors:>8}{len(values) / mix['seconds']:>9.1f}"
+            f"{percentile(values, 50) * 1000:>9.1f}{percentile(values, 95) * 1000:>9.1f}"
+        )
     count = sum(len(v) for v in mix["times"].values())
     print(f"{'all':<12}{count:>8}{total_errors:>8}{count / mix['seconds']:>9.1f}")
     for kind, errors in mix["errors"].items():
@@ -333,9 +411,11 @@ def report(mix, phases, rerunner, users, duration) -> dict:
         errors = len(result["errors"].get(kind, []))
         total_errors += errors
         rates[kind] = len(values) / result["seconds"]
-        print(f"throughput phase {kind:<8} {rates[kind]:8.1f} req/s, p50 "
-              f"{percentile(values, 50) * 1000:.1f} ms, p95 {percentile(values, 95) * 1000:.1f}"
-              f" ms, errors {errors}")
+        print(
+            f"throughput phase {kind:<8} {rates[kind]:8.1f} req/s, p50 "
+            f"{percentile(values, 50) * 1000:.1f} ms, p95 {percentile(values, 95) * 1000:.1f}"
+            f" ms, errors {errors}"
+        )
     ratio = rates["list"] / rates["healthz"] if rates.get("healthz") else float("nan")
     print(f"errors: {total_errors}")
     print(f"list endpoint throughput / /healthz throughput: {ratio:.3f}")
@@ -351,8 +431,9 @@ def drive(base_url, ctx, *, users, duration, phase):
     rerunner.start()
     time.sleep(0.5)
     mix = run_users(base_url, ctx, users, duration)
-    phases = {kind: run_users(base_url, ctx, users, phase, path=kind)
-              for kind in ("healthz", "list")}
+    phases = {
+        kind: run_users(base_url, ctx, users, phase, path=kind) for kind in ("healthz", "list")
+    }
     rerunner.stop.set()
     rerunner.join(timeout=30)
     return report(mix, phases, rerunner, users, duration), mix, rerunner
@@ -368,11 +449,22 @@ def main(argv=None) -> None:
     media = tempfile.mkdtemp(prefix="bench-load-media-")
     static = tempfile.mkdtemp(prefix="bench-load-static-")
     secret = "load-benchmark-" + "s" * 50
-    server_env = {"DEBUG": "0", "SECRET_KEY": secret, "SECURE_SSL_REDIRECT": "0",
-                  "ALLOWED_HOSTS": "127.0.0.1", "STATIC_ROOT": static, "LOG_LEVEL": "WARNING",
-                  "GUNICORN_ACCESS_LOG": ""}
-    os.environ.update(DJANGO_SETTINGS_MODULE="config.settings", DATABASE_URL=args.database_url,
-                      MEDIA_ROOT=media, TASKS_SYNC="0", **server_env)
+    server_env = {
+        "DEBUG": "0",
+        "SECRET_KEY": secret,
+        "SECURE_SSL_REDIRECT": "0",
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "STATIC_ROOT": static,
+        "LOG_LEVEL": "WARNING",
+        "GUNICORN_ACCESS_LOG": "",
+    }
+    os.environ.update(
+        DJANGO_SETTINGS_MODULE="config.settings",
+        DATABASE_URL=args.database_url,
+        MEDIA_ROOT=media,
+        TASKS_SYNC="0",
+        **server_env,
+    )
     import django
 
     django.setup()
@@ -388,13 +480,15 @@ def main(argv=None) -> None:
     env = processes.child_env(args.database_url, media, Q_WORKERS=1, **server_env)
     procs = [processes.qcluster("worker", env, log_dir)]
     try:
-        web, url = processes.gunicorn(env, log_dir, workers=args.web_workers,
-                                      threads=args.web_threads)
+        web, url = processes.gunicorn(
+            env, log_dir, workers=args.web_workers, threads=args.web_threads
+        )
         procs.append(web)
-        print(f"gunicorn: {args.web_workers} workers x {args.web_threads} threads at {url}; "
-              f"one qcluster worker; {len(ctx['findings'])} findings to start with")
-        figures, _, _ = drive(url, ctx, users=args.users, duration=args.duration,
-                              phase=args.phase)
+        print(
+            f"gunicorn: {args.web_workers} workers x {args.web_threads} threads at {url}; "
+            f"one qcluster worker; {len(ctx['findings'])} findings to start with"
+        )
+        figures, _, _ = drive(url, ctx, users=args.users, duration=args.duration, phase=args.phase)
     finally:
         processes.stop_all(procs)
     if figures["errors"]:

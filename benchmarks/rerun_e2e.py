@@ -47,10 +47,10 @@ def parse_args(argv=None):
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--broker", choices=["redis", "orm"], default="redis")
-    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL",
-                                                                 DEFAULT_DATABASE_URL))
-    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL",
-                                                              DEFAULT_REDIS_URL))
+    parser.add_argument(
+        "--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
+    )
+    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL))
     parser.add_argument("--log-dir", default=str(ROOT / "var" / "bench-rerun-e2e"))
     return parser.parse_args(argv)
 
@@ -65,8 +65,12 @@ def main(argv=None) -> None:
     recreate_database(args.database_url)
     media = tempfile.mkdtemp(prefix="bench-rerun-e2e-media-")
     os.environ.update(
-        DJANGO_SETTINGS_MODULE="config.settings", DATABASE_URL=args.database_url,
-        REDIS_URL=redis_url, MEDIA_ROOT=media, TASKS_SYNC="0", LOG_LEVEL="WARNING",
+        DJANGO_SETTINGS_MODULE="config.settings",
+        DATABASE_URL=args.database_url,
+        REDIS_URL=redis_url,
+        MEDIA_ROOT=media,
+        TASKS_SYNC="0",
+        LOG_LEVEL="WARNING",
         OMP_NUM_THREADS="1",
     )
     import django
@@ -94,7 +98,9 @@ def main(argv=None) -> None:
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
     dataset = Dataset.create_from_upload(
-        ContentFile(buffer.getvalue(), name="bench.parquet"), name="bench", target_column="y",
+        ContentFile(buffer.getvalue(), name="bench.parquet"),
+        name="bench",
+        target_column="y",
         by=admin,
     )
     tmp = Path(tempfile.mkdtemp(prefix="bench-rerun-e2e-"))
@@ -102,26 +108,43 @@ def main(argv=None) -> None:
     dump_skops(make_model(frame), artifact)
     ml_model = MLModel.objects.create(name="bench-model")
     first = ModelVersion.register(
-        ml_model=ml_model, version="1", by=admin, enqueue=False,
+        ml_model=ml_model,
+        version="1",
+        by=admin,
+        enqueue=False,
         artifact=ContentFile(artifact.read_bytes(), name="model.skops"),
     )
     finding = Finding.objects.create(
-        title="Benchmark finding", summary="Probes for the end-to-end benchmark.",
-        ml_model=ml_model, model_version=first, dataset=dataset, severity="low",
-        risk_category="other", owner=admin, reporter=admin,
+        title="Benchmark finding",
+        summary="Probes for the end-to-end benchmark.",
+        ml_model=ml_model,
+        model_version=first,
+        dataset=dataset,
+        severity="low",
+        risk_category="other",
+        owner=admin,
+        reporter=admin,
     )
     specs = prediction_probes(frame) + model_probes()
     probes = []
     for spec in specs:
-        probe = Probe(finding=finding, dataset=dataset, kind=spec.kind, slice=spec.slice,
-                      params=spec.params, comparator=spec.comparator, threshold=spec.threshold)
+        probe = Probe(
+            finding=finding,
+            dataset=dataset,
+            kind=spec.kind,
+            slice=spec.slice,
+            params=spec.params,
+            comparator=spec.comparator,
+            threshold=spec.threshold,
+        )
         probe.full_clean()
         probes.append(probe)
     Probe.objects.bulk_create(probes)
 
     # engine: the stored model and dataset, loaded as a worker loads them.
-    model = load_model(first.artifact.path, expected_sha256=first.artifact_sha256,
-                       trusted_types=trusted_types())
+    model = load_model(
+        first.artifact.path, expected_sha256=first.artifact_sha256, trusted_types=trusted_types()
+    )
     table = dataset.read()
     engines = []
     with threadpool_limits(1):
@@ -132,14 +155,23 @@ def main(argv=None) -> None:
 
     log_dir = Path(args.log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
-    env = processes.child_env(args.database_url, media, REDIS_URL=redis_url or None,
-                              Q_WORKERS=1, Q_TIMEOUT=600, Q_RETRY=720, LOG_LEVEL="INFO")
+    env = processes.child_env(
+        args.database_url,
+        media,
+        REDIS_URL=redis_url or None,
+        Q_WORKERS=1,
+        Q_TIMEOUT=600,
+        Q_RETRY=720,
+        LOG_LEVEL="INFO",
+    )
     worker = processes.qcluster("worker", env, log_dir)
 
     def register(name):
         started = time.perf_counter()
         version = ModelVersion.register(
-            ml_model=ml_model, version=name, by=admin,
+            ml_model=ml_model,
+            version=name,
+            by=admin,
             artifact=ContentFile(artifact.read_bytes(), name="model.skops"),
         )
         rerun = Rerun.objects.get(model_version=version)
@@ -158,8 +190,10 @@ def main(argv=None) -> None:
     finally:
         worker.stop()
     engine, end_to_end = statistics.median(engines), statistics.median(e2e)
-    print(f"rows: {args.rows:,}; probes: {len(specs)} (100 prediction-only, 10 model-calling); "
-          f"broker: {args.broker}; one worker, one thread")
+    print(
+        f"rows: {args.rows:,}; probes: {len(specs)} (100 prediction-only, 10 model-calling); "
+        f"broker: {args.broker}; one worker, one thread"
+    )
     print(f"engine runs:      {', '.join(f'{t:.3f}' for t in engines)} s")
     print(f"end-to-end runs:  {', '.join(f'{t:.3f}' for t in e2e)} s")
     print(f"engine (median):     {engine:.3f} s")

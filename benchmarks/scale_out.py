@@ -44,15 +44,19 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--probes", type=int, default=500)
-    parser.add_argument("--model-calling", type=int, default=None,
-                        help="perturbation/counterfactual probes among them (default 8%%)")
+    parser.add_argument(
+        "--model-calling",
+        type=int,
+        default=None,
+        help="perturbation/counterfactual probes among them (default 8%%)",
+    )
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--chunk", type=int, default=25, help="RERUN_CHUNK_SIZE")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL",
-                                                                 DEFAULT_DATABASE_URL))
-    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL",
-                                                              DEFAULT_REDIS_URL))
+    parser.add_argument(
+        "--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
+    )
+    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL))
     parser.add_argument("--log-dir", default=str(ROOT / "var" / "bench-scale-out"))
     return parser.parse_args(argv)
 
@@ -65,9 +69,13 @@ def recreate_database(url: str) -> None:
 
     parsed = urlparse(url)
     name = unquote(parsed.path.lstrip("/"))
-    conn = psycopg2.connect(host=parsed.hostname, port=parsed.port or 5432,
-                            user=unquote(parsed.username or ""),
-                            password=unquote(parsed.password or ""), dbname="postgres")
+    conn = psycopg2.connect(
+        host=parsed.hostname,
+        port=parsed.port or 5432,
+        user=unquote(parsed.username or ""),
+        password=unquote(parsed.password or ""),
+        dbname="postgres",
+    )
     conn.autocommit = True
     with conn.cursor() as cursor:
         cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -77,9 +85,13 @@ def recreate_database(url: str) -> None:
 
 def setup_django(database_url: str, redis_url: str, media_root: str, chunk: int) -> None:
     os.environ.update(
-        DJANGO_SETTINGS_MODULE="config.settings", DATABASE_URL=database_url,
-        REDIS_URL=redis_url, MEDIA_ROOT=media_root, TASKS_SYNC="0",
-        RERUN_CHUNK_SIZE=str(chunk), LOG_LEVEL="WARNING",
+        DJANGO_SETTINGS_MODULE="config.settings",
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        MEDIA_ROOT=media_root,
+        TASKS_SYNC="0",
+        RERUN_CHUNK_SIZE=str(chunk),
+        LOG_LEVEL="WARNING",
     )
     import django
 
@@ -102,7 +114,9 @@ def populate(rows: int, probes: int, model_calling: int):
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
     dataset = Dataset.create_from_upload(
-        ContentFile(buffer.getvalue(), name="bench.parquet"), name="bench", target_column="y",
+        ContentFile(buffer.getvalue(), name="bench.parquet"),
+        name="bench",
+        target_column="y",
         by=admin,
     )
     with tempfile.TemporaryDirectory() as tmp:
@@ -110,13 +124,22 @@ def populate(rows: int, probes: int, model_calling: int):
         dump_skops(make_model(frame), path)
         ml_model = MLModel.objects.create(name="bench-model")
         version = ModelVersion.register(
-            ml_model=ml_model, version="1", by=admin, enqueue=False,
+            ml_model=ml_model,
+            version="1",
+            by=admin,
+            enqueue=False,
             artifact=ContentFile(path.read_bytes(), name="model.skops"),
         )
     finding = Finding.objects.create(
-        title="Benchmark finding", summary="Probes for the scale-out benchmark.",
-        ml_model=ml_model, model_version=version, dataset=dataset, severity="low",
-        risk_category="other", owner=admin, reporter=admin,
+        title="Benchmark finding",
+        summary="Probes for the scale-out benchmark.",
+        ml_model=ml_model,
+        model_version=version,
+        dataset=dataset,
+        severity="low",
+        risk_category="other",
+        owner=admin,
+        reporter=admin,
     )
     specs = prediction_probes(frame, count=probes - model_calling)
     calling = []
@@ -128,9 +151,15 @@ def populate(rows: int, probes: int, model_calling: int):
     specs += calling[:model_calling]
     rows_ = []
     for spec in specs:
-        probe = Probe(finding=finding, dataset=dataset, kind=spec.kind, slice=spec.slice,
-                      params=spec.params, comparator=spec.comparator,
-                      threshold=spec.threshold)
+        probe = Probe(
+            finding=finding,
+            dataset=dataset,
+            kind=spec.kind,
+            slice=spec.slice,
+            params=spec.params,
+            comparator=spec.comparator,
+            threshold=spec.threshold,
+        )
         probe.full_clean()
         rows_.append(probe)
     Probe.objects.bulk_create(rows_)
@@ -161,8 +190,9 @@ def check_rerun(rerun, probe_count: int, clusters) -> dict:
 
     from probes.models import ProbeRun
 
-    runs = list(ProbeRun.objects.filter(rerun=rerun).values("probe_id", "status", "attempts",
-                                                             "lineage"))
+    runs = list(
+        ProbeRun.objects.filter(rerun=rerun).values("probe_id", "status", "attempts", "lineage")
+    )
     probes = Counter(r["probe_id"] for r in runs)
     assert len(probes) == probe_count, f"{probe_count - len(probes)} probes without a run"
     assert max(probes.values()) == 1, "a probe has two runs in one rerun"
@@ -195,16 +225,25 @@ def main(argv=None) -> None:
     model_calling = args.model_calling if args.model_calling is not None else args.probes * 2 // 25
     t0 = time.perf_counter()
     version, probe_count = populate(args.rows, args.probes, model_calling)
-    print(f"rows: {args.rows:,}; probes: {probe_count} ({probe_count - model_calling} "
-          f"prediction-only, {model_calling} model-calling); chunk size: {args.chunk} "
-          f"(set up in {time.perf_counter() - t0:.1f}s)")
+    print(
+        f"rows: {args.rows:,}; probes: {probe_count} ({probe_count - model_calling} "
+        f"prediction-only, {model_calling} model-calling); chunk size: {args.chunk} "
+        f"(set up in {time.perf_counter() - t0:.1f}s)"
+    )
 
     log_dir = Path(args.log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
-    env = {"REDIS_URL": args.redis_url, "Q_WORKERS": 1, "RERUN_CHUNK_SIZE": args.chunk,
-           "Q_TIMEOUT": 600, "Q_RETRY": 720, "LOG_LEVEL": "INFO"}
+    env = {
+        "REDIS_URL": args.redis_url,
+        "Q_WORKERS": 1,
+        "RERUN_CHUNK_SIZE": args.chunk,
+        "Q_TIMEOUT": 600,
+        "Q_RETRY": 720,
+        "LOG_LEVEL": "INFO",
+    }
     first = processes.qcluster(
-        "cluster-a", processes.child_env(args.database_url, media, **env), log_dir)
+        "cluster-a", processes.child_env(args.database_url, media, **env), log_dir
+    )
     clusters = [first]
     one, two = [], []
     try:
@@ -216,7 +255,8 @@ def main(argv=None) -> None:
             one.append(seconds)
             print(f"one cluster, run {i + 1}: {seconds:.2f} s")
         second = processes.qcluster(
-            "cluster-b", processes.child_env(args.database_url, media, **env), log_dir)
+            "cluster-b", processes.child_env(args.database_url, media, **env), log_dir
+        )
         clusters.append(second)
         timed_rerun(version, "warm-up b")
         for i in range(args.repeats):
@@ -224,8 +264,10 @@ def main(argv=None) -> None:
             shares = check_rerun(rerun, probe_count, clusters)
             assert len(shares) == 2, f"only {shares} did work"
             two.append(seconds)
-            print(f"two clusters, run {i + 1}: {seconds:.2f} s; runs evaluated per cluster: "
-                  + ", ".join(f"{k} {v}" for k, v in sorted(shares.items())))
+            print(
+                f"two clusters, run {i + 1}: {seconds:.2f} s; runs evaluated per cluster: "
+                + ", ".join(f"{k} {v}" for k, v in sorted(shares.items()))
+            )
     finally:
         processes.stop_all(clusters)
     t1, t2 = statistics.median(one), statistics.median(two)

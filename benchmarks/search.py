@@ -80,8 +80,11 @@ def _psql_admin(sql):
 
     parts = urlparse(_admin_dsn())
     conn = psycopg2.connect(
-        dbname=parts.path.lstrip("/") or "postgres", user=parts.username,
-        password=parts.password, host=parts.hostname, port=parts.port or 5432,
+        dbname=parts.path.lstrip("/") or "postgres",
+        user=parts.username,
+        password=parts.password,
+        host=parts.hostname,
+        port=parts.port or 5432,
     )
     conn.autocommit = True
     with conn.cursor() as cur:
@@ -115,8 +118,9 @@ def generate(n, seed=0):
     ranks = rng.permutation(len(vocab))
     ranks[: len(TOPIC_WORDS)] = np.arange(len(TOPIC_WORDS))  # domain words are common
     severities = np.array(["low", "medium", "high", "critical"])
-    risks = np.array(["fairness", "safety", "financial", "privacy", "reliability",
-                      "compliance", "other"])
+    risks = np.array(
+        ["fairness", "safety", "financial", "privacy", "reliability", "compliance", "other"]
+    )
     statuses = np.array(["open", "remediating", "resolved", "regressed", "accepted_risk"])
     features = ["age", "income", "tenure", "balance", "region", "channel", "plan"]
     zeolite = set(rng.choice(n, 20, replace=False).tolist())
@@ -127,7 +131,7 @@ def generate(n, seed=0):
     words = _text(rng, vocab, n * 110, ranks)
     pos = 0
     for i in range(n):
-        chunk = words[pos:pos + 110]
+        chunk = words[pos : pos + 110]
         pos += 110
         title = " ".join(chunk[:7])
         summary = " ".join(chunk[7:25])
@@ -150,21 +154,48 @@ def generate(n, seed=0):
         if i in quasar:
             summary += " quasar"
         feats = rng.choice(features, int(rng.integers(0, 3)), replace=False)
-        slice_json = "[" + ", ".join(
-            f'{{"feature": "{f}", "op": ">", "value": 1}}' for f in feats) + "]"
+        slice_json = (
+            "[" + ", ".join(f'{{"feature": "{f}", "op": ">", "value": 1}}' for f in feats) + "]"
+        )
         created = start + (i / n) * 3 * 365 * 86400
         stamp = time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime(created))
-        fw.writerow([
-            i + 1, title, summary, " ".join(desc), int(rng.integers(1, 7)), slice_json,
-            '{"error_rate": 0.3}', severities[int(rng.integers(0, 4))],
-            risks[int(rng.integers(0, 7))], "", "", "", lesson, "",
-            statuses[int(rng.integers(0, 5))], "", rng.random() < 0.002, stamp, stamp,
-        ])
+        fw.writerow(
+            [
+                i + 1,
+                title,
+                summary,
+                " ".join(desc),
+                int(rng.integers(1, 7)),
+                slice_json,
+                '{"error_rate": 0.3}',
+                severities[int(rng.integers(0, 4))],
+                risks[int(rng.integers(0, 7))],
+                "",
+                "",
+                "",
+                lesson,
+                "",
+                statuses[int(rng.integers(0, 5))],
+                "",
+                rng.random() < 0.002,
+                stamp,
+                stamp,
+            ]
+        )
         for t in rng.choice(300, int(rng.integers(1, 4)), replace=False):
             lw.writerow([i + 1, int(t) + 1])
         if i % 4 == 0:
-            aw.writerow([i + 1, "retrain", "Retrain with " + " ".join(chunk[:3]), "",
-                         "proposed", stamp, stamp])
+            aw.writerow(
+                [
+                    i + 1,
+                    "retrain",
+                    "Retrain with " + " ".join(chunk[:3]),
+                    "",
+                    "proposed",
+                    stamp,
+                    stamp,
+                ]
+            )
     return findings, links, actions
 
 
@@ -182,11 +213,14 @@ def load(n):
 
     viewer = User.objects.create_user("bench-viewer", password="x")
     viewer.groups.add(Group.objects.get(name="viewer"))
-    for i, name in enumerate(["credit-risk", "churn", "fraud-screen", "tumour-triage",
-                              "wine-quality", "loan-approval"], start=1):
+    for i, name in enumerate(
+        ["credit-risk", "churn", "fraud-screen", "tumour-triage", "wine-quality", "loan-approval"],
+        start=1,
+    ):
         MLModel.objects.create(pk=i, name=name)
-    Tag.objects.bulk_create([Tag(pk=i + 1, name=f"tag-{i:03d}", slug=f"tag-{i:03d}")
-                             for i in range(300)])
+    Tag.objects.bulk_create(
+        [Tag(pk=i + 1, name=f"tag-{i:03d}", slug=f"tag-{i:03d}") for i in range(300)]
+    )
     findings, links, actions = generate(n)
     t1 = time.perf_counter()
     raw = connection.connection
@@ -196,16 +230,23 @@ def load(n):
             "COPY catalog_finding (id, title, summary, description, ml_model_id, slice, "
             "evidence, severity, risk_category, harms, affected_stakeholders, "
             "policy_reference, lesson, remaining_gaps, status, status_note, is_key_lesson, "
-            "created_at, updated_at) FROM STDIN WITH (FORMAT csv, NULL '\\N')", findings)
+            "created_at, updated_at) FROM STDIN WITH (FORMAT csv, NULL '\\N')",
+            findings,
+        )
         links.seek(0)
-        cur.copy_expert("COPY catalog_finding_tags (finding_id, tag_id) FROM STDIN "
-                        "WITH (FORMAT csv)", links)
+        cur.copy_expert(
+            "COPY catalog_finding_tags (finding_id, tag_id) FROM STDIN WITH (FORMAT csv)", links
+        )
         actions.seek(0)
-        cur.copy_expert("COPY remediation_remediationaction (finding_id, kind, title, "
-                        "description, status, created_at, updated_at) FROM STDIN "
-                        "WITH (FORMAT csv, NULL '\\N')", actions)
-        cur.execute("SELECT setval('catalog_finding_id_seq', (SELECT max(id) FROM "
-                    "catalog_finding))")
+        cur.copy_expert(
+            "COPY remediation_remediationaction (finding_id, kind, title, "
+            "description, status, created_at, updated_at) FROM STDIN "
+            "WITH (FORMAT csv, NULL '\\N')",
+            actions,
+        )
+        cur.execute(
+            "SELECT setval('catalog_finding_id_seq', (SELECT max(id) FROM catalog_finding))"
+        )
     connection.commit() if not connection.get_autocommit() else None
     t2 = time.perf_counter()
     Finding.objects.refresh_search_vectors()
@@ -213,8 +254,11 @@ def load(n):
     with connection.cursor() as cur:
         cur.execute("VACUUM ANALYZE")
     t4 = time.perf_counter()
-    print(f"loaded {n} findings: generate {t1 - t0:.1f}s, COPY {t2 - t1:.1f}s, "
-          f"search documents {t3 - t2:.1f}s, VACUUM ANALYZE {t4 - t3:.1f}s", flush=True)
+    print(
+        f"loaded {n} findings: generate {t1 - t0:.1f}s, COPY {t2 - t1:.1f}s, "
+        f"search documents {t3 - t2:.1f}s, VACUUM ANALYZE {t4 - t3:.1f}s",
+        flush=True,
+    )
 
 
 def ilike_baseline(q, filters):
@@ -232,8 +276,12 @@ def ilike_baseline(q, filters):
         if raw.lower() == "or":
             continue
         word = raw.lstrip("-")
-        cond = (Q(title__icontains=word) | Q(summary__icontains=word)
-                | Q(description__icontains=word) | Q(lesson__icontains=word))
+        cond = (
+            Q(title__icontains=word)
+            | Q(summary__icontains=word)
+            | Q(description__icontains=word)
+            | Q(lesson__icontains=word)
+        )
         qs = qs.exclude(cond) if raw.startswith("-") else qs.filter(cond)
     qs.count()
     list(qs.order_by("-created_at", "-pk").values_list("pk", "title")[:25])
@@ -244,7 +292,7 @@ def query_set():
     from registry.models import MLModel
 
     fraud = MLModel.objects.get(name="fraud-screen").pk
-    common_tag = (Finding.tags.through.objects.values_list("tag__name", flat=True).first())
+    common_tag = Finding.tags.through.objects.values_list("tag__name", flat=True).first()
     return [
         ("rare word", "zeolite", {}),
         ("rare + common", "quasar boundary", {}),
@@ -301,8 +349,10 @@ def run(runs):
         backend = cursor.fetchone()[0]
     worst = ("", 0.0)
     print(f"load average at the start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    print(f"{'query':26} {'endpoint':5} {'p50 ms':>8} {'p95 ms':>8} {'CPU ms':>8} "
-          f"{'ILIKE p95':>10} {'x faster':>9}  results")
+    print(
+        f"{'query':26} {'endpoint':5} {'p50 ms':>8} {'p95 ms':>8} {'CPU ms':>8} "
+        f"{'ILIKE p95':>10} {'x faster':>9}  results"
+    )
     for label, q, filters in query_set():
         # The baseline costs seconds a run: fewer runs, its p95 is about its slowest.
         _, ilike_p95, _ = timed(lambda q=q, f=filters: ilike_baseline(q, f), ILIKE_RUNS, warmup=1)
@@ -329,8 +379,11 @@ def run(runs):
             p50, p95, cpu = timed(fetch, runs, backend=backend)
             if p95 > worst[1]:
                 worst = (f"{label} ({endpoint})", p95)
-            print(f"{label:26} {endpoint:5} {p50:8.1f} {p95:8.1f} {cpu:8.1f} {ilike_p95:10.1f} "
-                  f"{ilike_p95 / p95:9.1f}  {found}", flush=True)
+            print(
+                f"{label:26} {endpoint:5} {p50:8.1f} {p95:8.1f} {cpu:8.1f} {ilike_p95:10.1f} "
+                f"{ilike_p95 / p95:9.1f}  {found}",
+                flush=True,
+            )
     print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"worst p95: {worst[1]:.1f} ms ({worst[0]})")
 
@@ -353,8 +406,13 @@ def main():
     # Production settings, as a deployment serves the page: DEBUG off (no query log, no
     # template debug information), hashed static files.
     static = tempfile.mkdtemp(prefix="bench-search-static-")
-    os.environ.update(DEBUG="0", SECRET_KEY="search-benchmark-" + secrets.token_urlsafe(40),
-                      SECURE_SSL_REDIRECT="0", ALLOWED_HOSTS="testserver", STATIC_ROOT=static)
+    os.environ.update(
+        DEBUG="0",
+        SECRET_KEY="search-benchmark-" + secrets.token_urlsafe(40),
+        SECURE_SSL_REDIRECT="0",
+        ALLOWED_HOSTS="testserver",
+        STATIC_ROOT=static,
+    )
     import django
 
     django.setup()

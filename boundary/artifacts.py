@@ -376,16 +376,18 @@ _LENGTH = struct.Struct("!Q")
 # The largest description of a loaded model (its classes and feature names) accepted.
 _DESCRIPTION_LIMIT = 64 << 20
 # What a child may send back: numpy arrays and plain data, nothing that runs code.
-_DATA_GLOBALS = frozenset({
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy._core.numeric", "_frombuffer"),
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"),
-})
+_DATA_GLOBALS = frozenset(
+    {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy._core.numeric", "_frombuffer"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"),
+    }
+)
 
 
 class _ProtocolError(Exception):
@@ -451,8 +453,10 @@ class ModelRaised(Exception):
 def _death(stage: str, code: int | None, memory_limit: int | None) -> str:
     if code == _EXIT_OUT_OF_MEMORY:
         limit = f"{memory_limit:,} bytes" if memory_limit else "no limit"
-        return (f"the model ran out of memory while {stage} "
-                f"(limit {limit}, ARTIFACT_MEMORY_LIMIT_BYTES)")
+        return (
+            f"the model ran out of memory while {stage} "
+            f"(limit {limit}, ARTIFACT_MEMORY_LIMIT_BYTES)"
+        )
     if code is not None and code < 0:
         return f"the model crashed while {stage} (signal {-code})"
     if code is None:

@@ -8,8 +8,7 @@ Content-Security-Policy forbids inline styles), only SVG presentation attributes
 from html import escape
 
 WIDTH, HEIGHT, PAD_L, PAD_R, PAD_T, PAD_B = 360, 140, 44, 12, 12, 28
-COLOURS = {"passed": "#1a7f4b", "failed": "#c0292b", "inconclusive": "#b25e09",
-           "error": "#8a8f98"}
+COLOURS = {"passed": "#1a7f4b", "failed": "#c0292b", "inconclusive": "#b25e09", "error": "#8a8f98"}
 
 
 def _fmt(value):
@@ -51,34 +50,46 @@ def value_chart_svg(points, *, threshold=None, title=""):
         'stroke="#cbd2dd"/>',
     ]
     for v in (low + 0.08 * span / 1.16, high - 0.08 * span / 1.16):
-        parts.append(f'<text x="{PAD_L - 4}" y="{y(v) + 4:.1f}" font-size="10" '
-                     f'text-anchor="end" fill="#667085">{_fmt(v)}</text>')
+        parts.append(
+            f'<text x="{PAD_L - 4}" y="{y(v) + 4:.1f}" font-size="10" '
+            f'text-anchor="end" fill="#667085">{_fmt(v)}</text>'
+        )
     if threshold is not None:
         ty = y(threshold)
-        parts.append(f'<line class="threshold" x1="{PAD_L}" y1="{ty:.1f}" x2="{WIDTH - PAD_R}" '
-                     f'y2="{ty:.1f}" stroke="#2f5bea" stroke-dasharray="5 4"/>')
-        parts.append(f'<text x="{WIDTH - PAD_R}" y="{ty - 4:.1f}" font-size="10" '
-                     f'text-anchor="end" fill="#2f5bea">threshold {_fmt(threshold)}</text>')
+        parts.append(
+            f'<line class="threshold" x1="{PAD_L}" y1="{ty:.1f}" x2="{WIDTH - PAD_R}" '
+            f'y2="{ty:.1f}" stroke="#2f5bea" stroke-dasharray="5 4"/>'
+        )
+        parts.append(
+            f'<text x="{WIDTH - PAD_R}" y="{ty - 4:.1f}" font-size="10" '
+            f'text-anchor="end" fill="#2f5bea">threshold {_fmt(threshold)}</text>'
+        )
     path = []
     for i, p in enumerate(points):
-        parts.append(f'<text x="{x(i):.1f}" y="{HEIGHT - 8}" font-size="10" text-anchor="middle" '
-                     f'fill="#667085">{escape(str(p["label"]))}</text>')
+        parts.append(
+            f'<text x="{x(i):.1f}" y="{HEIGHT - 8}" font-size="10" text-anchor="middle" '
+            f'fill="#667085">{escape(str(p["label"]))}</text>'
+        )
         if p.get("value") is None:
             continue
         if p.get("ci_low") is not None and p.get("ci_high") is not None:
-            parts.append(f'<line x1="{x(i):.1f}" y1="{y(p["ci_low"]):.1f}" x2="{x(i):.1f}" '
-                         f'y2="{y(p["ci_high"]):.1f}" stroke="#98a2b3"/>')
-        path.append(f'{x(i):.1f},{y(p["value"]):.1f}')
+            parts.append(
+                f'<line x1="{x(i):.1f}" y1="{y(p["ci_low"]):.1f}" x2="{x(i):.1f}" '
+                f'y2="{y(p["ci_high"]):.1f}" stroke="#98a2b3"/>'
+            )
+        path.append(f"{x(i):.1f},{y(p['value']):.1f}")
     if len(path) > 1:
         parts.append(f'<polyline fill="none" stroke="#3a4556" points="{" ".join(path)}"/>')
     for i, p in enumerate(points):
         if p.get("value") is None:
             continue
         colour = COLOURS.get(p.get("status"), "#3a4556")
-        parts.append(f'<circle class="point {escape(p.get("status") or "")}" cx="{x(i):.1f}" '
-                     f'cy="{y(p["value"]):.1f}" r="4" fill="{colour}">'
-                     f'<title>{escape(str(p["label"]))}: {_fmt(p["value"])} '
-                     f'({escape(p.get("status") or "")})</title></circle>')
+        parts.append(
+            f'<circle class="point {escape(p.get("status") or "")}" cx="{x(i):.1f}" '
+            f'cy="{y(p["value"]):.1f}" r="4" fill="{colour}">'
+            f"<title>{escape(str(p['label']))}: {_fmt(p['value'])} "
+            f"({escape(p.get('status') or '')})</title></circle>"
+        )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -115,28 +126,39 @@ def candidates_chart_svg(candidates, overall_rate, *, title="Error rate per cand
         return pad_l + plot_w * v / top
 
     parts = _open(width, height, title)
-    parts.append(f'<line x1="{pad_l}" y1="{pad_t}" x2="{pad_l}" y2="{height - pad_b}" '
-                 f'stroke="{LINE}"/>')
+    parts.append(
+        f'<line x1="{pad_l}" y1="{pad_t}" x2="{pad_l}" y2="{height - pad_b}" stroke="{LINE}"/>'
+    )
     for i, c in enumerate(candidates):
         y = pad_t + i * row_h
-        parts.append(f'<text x="{pad_l - 6}" y="{y + row_h * 0.65:.1f}" font-size="11" '
-                     f'text-anchor="end" fill="{MUTED}">#{i + 1}</text>')
+        parts.append(
+            f'<text x="{pad_l - 6}" y="{y + row_h * 0.65:.1f}" font-size="11" '
+            f'text-anchor="end" fill="{MUTED}">#{i + 1}</text>'
+        )
         parts.append(
             f'<rect class="bar" x="{pad_l}" y="{y + 4}" width="{x(c["error_rate"]) - pad_l:.1f}" '
             f'height="{row_h - 8}" fill="{BAD}" fill-opacity="0.75">'
-            f'<title>#{i + 1}: {_pct(c["error_rate"])} of {c["support"]} rows '
-            f'(95% CI {_pct(c["ci_low"])}–{_pct(c["ci_high"])})</title></rect>'
+            f"<title>#{i + 1}: {_pct(c['error_rate'])} of {c['support']} rows "
+            f"(95% CI {_pct(c['ci_low'])}–{_pct(c['ci_high'])})</title></rect>"
         )
         cy = y + row_h / 2
-        parts.append(f'<line x1="{x(c["ci_low"]):.1f}" y1="{cy:.1f}" x2="{x(c["ci_high"]):.1f}" '
-                     f'y2="{cy:.1f}" stroke="{INK}"/>')
-        parts.append(f'<text x="{x(c["ci_high"]) + 4:.1f}" y="{y + row_h * 0.65:.1f}" '
-                     f'font-size="10" fill="{INK}">{_pct(c["error_rate"])}</text>')
+        parts.append(
+            f'<line x1="{x(c["ci_low"]):.1f}" y1="{cy:.1f}" x2="{x(c["ci_high"]):.1f}" '
+            f'y2="{cy:.1f}" stroke="{INK}"/>'
+        )
+        parts.append(
+            f'<text x="{x(c["ci_high"]) + 4:.1f}" y="{y + row_h * 0.65:.1f}" '
+            f'font-size="10" fill="{INK}">{_pct(c["error_rate"])}</text>'
+        )
     ox = x(overall_rate)
-    parts.append(f'<line class="overall" x1="{ox:.1f}" y1="{pad_t}" x2="{ox:.1f}" '
-                 f'y2="{height - pad_b}" stroke="{ACCENT}" stroke-dasharray="4 3"/>')
-    parts.append(f'<text x="{ox:.1f}" y="{height - 8}" font-size="10" text-anchor="middle" '
-                 f'fill="{ACCENT}">overall {_pct(overall_rate)}</text>')
+    parts.append(
+        f'<line class="overall" x1="{ox:.1f}" y1="{pad_t}" x2="{ox:.1f}" '
+        f'y2="{height - pad_b}" stroke="{ACCENT}" stroke-dasharray="4 3"/>'
+    )
+    parts.append(
+        f'<text x="{ox:.1f}" y="{height - 8}" font-size="10" text-anchor="middle" '
+        f'fill="{ACCENT}">overall {_pct(overall_rate)}</text>'
+    )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -169,13 +191,18 @@ def sweep_chart_svg(points, x_key, *, title="", xlabel=""):
         return pad_t + plot_h * (1 - v / top)
 
     parts = _open(width, height, title)
-    parts.append(f'<line x1="{pad_l}" y1="{pad_t}" x2="{pad_l}" y2="{pad_t + plot_h}" '
-                 f'stroke="{LINE}"/>')
-    parts.append(f'<line x1="{pad_l}" y1="{pad_t + plot_h}" x2="{width - pad_r}" '
-                 f'y2="{pad_t + plot_h}" stroke="{LINE}"/>')
+    parts.append(
+        f'<line x1="{pad_l}" y1="{pad_t}" x2="{pad_l}" y2="{pad_t + plot_h}" stroke="{LINE}"/>'
+    )
+    parts.append(
+        f'<line x1="{pad_l}" y1="{pad_t + plot_h}" x2="{width - pad_r}" '
+        f'y2="{pad_t + plot_h}" stroke="{LINE}"/>'
+    )
     for v in (0.0, top / 1.1):
-        parts.append(f'<text x="{pad_l - 4}" y="{y(v) + 4:.1f}" font-size="10" '
-                     f'text-anchor="end" fill="{MUTED}">{_pct(v)}</text>')
+        parts.append(
+            f'<text x="{pad_l - 4}" y="{y(v) + 4:.1f}" font-size="10" '
+            f'text-anchor="end" fill="{MUTED}">{_pct(v)}</text>'
+        )
     ticks = range(len(xs)) if len(xs) <= 8 else sorted({0, len(xs) // 2, len(xs) - 1})
     shown, last = [], None
     for i in ticks:  # a label too close to the previous one (crowded small scales) is left out
@@ -184,17 +211,23 @@ def sweep_chart_svg(points, x_key, *, title="", xlabel=""):
             last = x(i)
     for i in shown:
         label = f"{xs[i]:.3g}" if numeric else str(xs[i])[:12]
-        parts.append(f'<text x="{x(i):.1f}" y="{pad_t + plot_h + 14}" font-size="10" '
-                     f'text-anchor="middle" fill="{MUTED}">{escape(label)}</text>')
+        parts.append(
+            f'<text x="{x(i):.1f}" y="{pad_t + plot_h + 14}" font-size="10" '
+            f'text-anchor="middle" fill="{MUTED}">{escape(label)}</text>'
+        )
     if xlabel:
-        parts.append(f'<text x="{pad_l + plot_w / 2:.1f}" y="{height - 4}" font-size="10" '
-                     f'text-anchor="middle" fill="{MUTED}">{escape(xlabel)}</text>')
+        parts.append(
+            f'<text x="{pad_l + plot_w / 2:.1f}" y="{height - 4}" font-size="10" '
+            f'text-anchor="middle" fill="{MUTED}">{escape(xlabel)}</text>'
+        )
     path = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(ys))
     parts.append(f'<polyline fill="none" stroke="{ACCENT}" points="{path}"/>')
     for i, v in enumerate(ys):
         label = f"{xs[i]:.4g}" if numeric else str(xs[i])
-        parts.append(f'<circle class="point" cx="{x(i):.1f}" cy="{y(v):.1f}" r="3.5" '
-                     f'fill="{ACCENT}"><title>#{i + 1} {escape(xlabel)} {escape(label)}: '
-                     f'{_pct(v)} of decisions flip</title></circle>')
+        parts.append(
+            f'<circle class="point" cx="{x(i):.1f}" cy="{y(v):.1f}" r="3.5" '
+            f'fill="{ACCENT}"><title>#{i + 1} {escape(xlabel)} {escape(label)}: '
+            f"{_pct(v)} of decisions flip</title></circle>"
+        )
     parts.append("</svg>")
     return "".join(parts)

@@ -355,8 +355,9 @@ class Sensitivity:
         return used & set(self.columns)
 
 
-def _evaluate_one(run: Run, spec: ProbeSpec, classes: list,
-                  sensitivity: Sensitivity = Sensitivity()) -> ProbeResult:
+def _evaluate_one(
+    run: Run, spec: ProbeSpec, classes: list, sensitivity: Sensitivity = Sensitivity()
+) -> ProbeResult:
     """Evaluate one probe.
 
     1. Re-validate the definition against this dataset and model (columns may be gone).
@@ -383,8 +384,17 @@ def _evaluate_one(run: Run, spec: ProbeSpec, classes: list,
     support = int(np.count_nonzero(mask))
     if sensitivity.involved(slice_, params):
         if support < sensitivity.min_rows:
-            return ProbeResult(spec.key, "inconclusive", None, None, None, None,
-                               SENSITIVE_MESSAGE, seed, details={"suppressed": True})
+            return ProbeResult(
+                spec.key,
+                "inconclusive",
+                None,
+                None,
+                None,
+                None,
+                SENSITIVE_MESSAGE,
+                seed,
+                details={"suppressed": True},
+            )
         if "min_support" in params and params.get("group_feature") in sensitivity.columns:
             params = {**params, "min_support": max(params["min_support"], sensitivity.min_rows)}
     if support == 0:

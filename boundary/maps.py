@@ -167,7 +167,6 @@ def slice_box(slice, feature) -> tuple[float, float] | None:
     return (lo, hi) if found else None
 
 
-
 def render_boundary_map(
     model,
     df: pd.DataFrame,

@@ -492,4 +492,3 @@ KIND_FUNCTIONS = {
     "perturbation_flip_rate": _perturbation,
     "counterfactual_flip_rate": _counterfactual,
 }
-

@@ -353,9 +353,7 @@ def find_weak_slices(
         resid = m & ~covered
         r_n, r_e = int(resid.sum()), int(err[resid].sum())
         if chosen_masks and (
-            r_n < min_support
-            or _lower_bound(r_e, r_n) <= p0
-            or _g_vs_rate(r_n, r_e, p0) < crit
+            r_n < min_support or _lower_bound(r_e, r_n) <= p0 or _g_vs_rate(r_n, r_e, p0) < crit
         ):
             # Significant only through rows already explained by a better slice.
             for k, other in enumerate(chosen_masks):
@@ -367,9 +365,7 @@ def find_weak_slices(
             children, rest = scan.split(conds, crit)
             r_n, r_e = int(rest.sum()), int(err[rest].sum())
             if children and (
-                r_n < min_support
-                or _lower_bound(r_e, r_n) <= p0
-                or _g_vs_rate(r_n, r_e, p0) < crit
+                r_n < min_support or _lower_bound(r_e, r_n) <= p0 or _g_vs_rate(r_n, r_e, p0) < crit
             ):
                 # Nothing is wrong with the slice beyond its parts: offer the parts instead.
                 decomposed.add(conds)
@@ -421,4 +417,3 @@ def find_weak_slices(
             elif not entry[3]:
                 entry[0] = scan.score(entry[1])
     return results
-

@@ -44,7 +44,6 @@ class Col:
     all_labels: list | None = None  # every category present, for not_in
 
 
-
 def _is_categorical(s: pd.Series) -> bool:
     dt = s.dtype
     return (
@@ -53,7 +52,6 @@ def _is_categorical(s: pd.Series) -> bool:
         or pd.api.types.is_string_dtype(dt)
         or pd.api.types.is_object_dtype(dt)
     )
-
 
 
 def _edges(values: np.ndarray, bins: int) -> np.ndarray:
@@ -132,7 +130,6 @@ def encode(df: pd.DataFrame, columns, max_bins: int, pair_bins: int) -> list[Col
     return cols
 
 
-
 def _interval_members(nb: int, nbins: int):
     """Membership matrix of every bin interval [i, j) except the full range."""
     ii, jj = np.triu_indices(nb + 1, 1)
@@ -197,7 +194,6 @@ def candidates_1d(col: Col, counts, errs, min_support: int, pair: bool):
     if not rows:
         return np.zeros((0, nbins_total), dtype=bool), []
     return np.vstack(rows), conds
-
 
 
 class Scan:
@@ -461,4 +457,3 @@ class Scan:
                 break
             conds = list(self.refine([*conds, best]))
         return tuple(conds)
-

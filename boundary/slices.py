@@ -688,8 +688,10 @@ class _Parser:
             negated = self.keyword("not")
             self.expect("null")
             return {"feature": feature, "op": "not_null" if negated else "is_null"}
-        self.fail(f"an operator after column {feature!r} (== != < <= > >= in, not in, "
-                  "between, is null, is not null)")
+        self.fail(
+            f"an operator after column {feature!r} (== != < <= > >= in, not in, "
+            "between, is null, is not null)"
+        )
 
 
 def parse(text: str | None) -> list[dict]:

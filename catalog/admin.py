@@ -13,8 +13,15 @@ class TagAdmin(admin.ModelAdmin):
 
 @admin.register(Finding)
 class FindingAdmin(HistoryAdmin):
-    list_display = ["title", "ml_model", "severity", "risk_category", "status", "owner",
-                    "created_at"]
+    list_display = [
+        "title",
+        "ml_model",
+        "severity",
+        "risk_category",
+        "status",
+        "owner",
+        "created_at",
+    ]
     list_filter = ["status", "severity", "risk_category", "ml_model", "is_key_lesson"]
     search_fields = ["title", "summary", "description", "lesson"]
     autocomplete_fields = ["tags"]

@@ -18,8 +18,14 @@ class FindingFilterSet(django_filters.FilterSet):
     class Meta:
         model = Finding
         fields = [
-            "ml_model", "model_version", "dataset", "severity", "risk_category", "status",
-            "owner", "is_key_lesson",
+            "ml_model",
+            "model_version",
+            "dataset",
+            "severity",
+            "risk_category",
+            "status",
+            "owner",
+            "is_key_lesson",
         ]
 
     def filter_tags(self, queryset, name, value):

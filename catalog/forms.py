@@ -49,7 +49,7 @@ class JSONObjectField(forms.CharField):
         except json.JSONDecodeError as exc:
             raise forms.ValidationError(f"Not valid JSON: {exc.msg}.") from exc
         if not isinstance(parsed, dict):
-            raise forms.ValidationError("Enter a JSON object, e.g. {\"error_rate\": 0.31}.")
+            raise forms.ValidationError('Enter a JSON object, e.g. {"error_rate": 0.31}.')
         return parsed
 
 
@@ -67,9 +67,22 @@ class FindingForm(forms.ModelForm):
     class Meta:
         model = Finding
         fields = [
-            "title", "summary", "ml_model", "model_version", "dataset", "slice", "severity",
-            "risk_category", "description", "evidence", "harms", "affected_stakeholders",
-            "policy_reference", "lesson", "remaining_gaps", "owner",
+            "title",
+            "summary",
+            "ml_model",
+            "model_version",
+            "dataset",
+            "slice",
+            "severity",
+            "risk_category",
+            "description",
+            "evidence",
+            "harms",
+            "affected_stakeholders",
+            "policy_reference",
+            "lesson",
+            "remaining_gaps",
+            "owner",
         ]
         widgets = {
             "description": forms.Textarea(attrs={"rows": 5}),

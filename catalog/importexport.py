@@ -32,15 +32,48 @@ CSV_MAX_BYTES = 5 * 1024 * 1024
 CSV_MAX_ROWS = 5000
 
 EXPORT_COLUMNS = [
-    "id", "title", "summary", "ml_model", "model_version", "dataset", "slice", "slice_text",
-    "severity", "risk_category", "status", "tags", "owner", "description", "evidence",
-    "harms", "affected_stakeholders", "policy_reference", "lesson", "remaining_gaps",
-    "is_key_lesson", "created_at", "url",
+    "id",
+    "title",
+    "summary",
+    "ml_model",
+    "model_version",
+    "dataset",
+    "slice",
+    "slice_text",
+    "severity",
+    "risk_category",
+    "status",
+    "tags",
+    "owner",
+    "description",
+    "evidence",
+    "harms",
+    "affected_stakeholders",
+    "policy_reference",
+    "lesson",
+    "remaining_gaps",
+    "is_key_lesson",
+    "created_at",
+    "url",
 ]
 IMPORT_COLUMNS = [
-    "title", "ml_model", "summary", "description", "model_version", "dataset", "slice",
-    "evidence", "severity", "risk_category", "harms", "affected_stakeholders",
-    "policy_reference", "lesson", "remaining_gaps", "tags", "owner",
+    "title",
+    "ml_model",
+    "summary",
+    "description",
+    "model_version",
+    "dataset",
+    "slice",
+    "evidence",
+    "severity",
+    "risk_category",
+    "harms",
+    "affected_stakeholders",
+    "policy_reference",
+    "lesson",
+    "remaining_gaps",
+    "tags",
+    "owner",
 ]
 REQUIRED_COLUMNS = ("title", "ml_model")
 
@@ -53,21 +86,33 @@ def findings_frame(queryset):
     rows = []
     qs = queryset.select_related("ml_model", "model_version", "dataset", "owner")
     for f in qs.prefetch_related("tags").iterator(chunk_size=2000):
-        rows.append({
-            "id": f.pk, "title": f.title, "summary": f.summary, "ml_model": f.ml_model.name,
-            "model_version": f.model_version.version if f.model_version else "",
-            "dataset": f"{f.dataset.name}@{f.dataset.version}" if f.dataset else "",
-            "slice": json.dumps(f.slice), "slice_text": f.slice_text,
-            "severity": f.severity, "risk_category": f.risk_category, "status": f.status,
-            "tags": ", ".join(sorted(t.name for t in f.tags.all())),
-            "owner": f.owner.get_username() if f.owner else "",
-            "description": f.description, "evidence": json.dumps(f.evidence),
-            "harms": f.harms, "affected_stakeholders": f.affected_stakeholders,
-            "policy_reference": f.policy_reference, "lesson": f.lesson,
-            "remaining_gaps": f.remaining_gaps, "is_key_lesson": f.is_key_lesson,
-            "created_at": f.created_at.isoformat(),
-            "url": settings.SITE_URL.rstrip("/") + f.get_absolute_url(),
-        })
+        rows.append(
+            {
+                "id": f.pk,
+                "title": f.title,
+                "summary": f.summary,
+                "ml_model": f.ml_model.name,
+                "model_version": f.model_version.version if f.model_version else "",
+                "dataset": f"{f.dataset.name}@{f.dataset.version}" if f.dataset else "",
+                "slice": json.dumps(f.slice),
+                "slice_text": f.slice_text,
+                "severity": f.severity,
+                "risk_category": f.risk_category,
+                "status": f.status,
+                "tags": ", ".join(sorted(t.name for t in f.tags.all())),
+                "owner": f.owner.get_username() if f.owner else "",
+                "description": f.description,
+                "evidence": json.dumps(f.evidence),
+                "harms": f.harms,
+                "affected_stakeholders": f.affected_stakeholders,
+                "policy_reference": f.policy_reference,
+                "lesson": f.lesson,
+                "remaining_gaps": f.remaining_gaps,
+                "is_key_lesson": f.is_key_lesson,
+                "created_at": f.created_at.isoformat(),
+                "url": settings.SITE_URL.rstrip("/") + f.get_absolute_url(),
+            }
+        )
     return pd.DataFrame(rows, columns=EXPORT_COLUMNS)
 
 
@@ -119,8 +164,9 @@ class _Lookups:
         for d in Dataset.objects.order_by("created_at"):
             self.datasets[f"{d.name}@{d.version}".lower()] = d
             self.datasets[d.name.lower()] = d  # a bare name means its newest version
-        self.users = {u.get_username().lower(): u
-                      for u in get_user_model().objects.filter(is_active=True)}
+        self.users = {
+            u.get_username().lower(): u for u in get_user_model().objects.filter(is_active=True)
+        }
 
 
 def _json_cell(value, column, kind, errors, row):
@@ -141,8 +187,15 @@ def _finding_from_row(values, row, lookups, by):
     errors = []
     cell = {c: (values.get(c) or "").strip() for c in IMPORT_COLUMNS}
     finding = Finding(reporter=by, title=cell["title"])
-    for text in ("summary", "description", "harms", "affected_stakeholders",
-                 "policy_reference", "lesson", "remaining_gaps"):
+    for text in (
+        "summary",
+        "description",
+        "harms",
+        "affected_stakeholders",
+        "policy_reference",
+        "lesson",
+        "remaining_gaps",
+    ):
         setattr(finding, text, cell[text])
     if not cell["title"]:
         errors.append(RowError(row, "title", "a title is required"))
@@ -156,23 +209,34 @@ def _finding_from_row(values, row, lookups, by):
     if cell["model_version"] and model is not None:
         version = lookups.versions.get((model.pk, cell["model_version"]))
         if version is None:
-            errors.append(RowError(row, "model_version",
-                                   f"{model.name} has no version '{cell['model_version']}'"))
+            errors.append(
+                RowError(
+                    row, "model_version", f"{model.name} has no version '{cell['model_version']}'"
+                )
+            )
         finding.model_version = version
     if cell["dataset"]:
         dataset = lookups.datasets.get(cell["dataset"].lower())
         if dataset is None:
-            errors.append(RowError(row, "dataset", f"no dataset '{cell['dataset']}' "
-                                   "(write name or name@version)"))
+            errors.append(
+                RowError(
+                    row, "dataset", f"no dataset '{cell['dataset']}' (write name or name@version)"
+                )
+            )
         finding.dataset = dataset
     finding.slice = _json_cell(values.get("slice") or "", "slice", list, errors, row)
     finding.evidence = _json_cell(values.get("evidence") or "", "evidence", dict, errors, row)
-    for column, choices, default in (("severity", Severity, Severity.MEDIUM),
-                                     ("risk_category", RiskCategory, RiskCategory.RELIABILITY)):
+    for column, choices, default in (
+        ("severity", Severity, Severity.MEDIUM),
+        ("risk_category", RiskCategory, RiskCategory.RELIABILITY),
+    ):
         value = cell[column].lower() or default
         if value not in choices.values:
-            errors.append(RowError(row, column, f"'{cell[column]}' is not one of "
-                                   + ", ".join(choices.values)))
+            errors.append(
+                RowError(
+                    row, column, f"'{cell[column]}' is not one of " + ", ".join(choices.values)
+                )
+            )
         setattr(finding, column, value)
     if cell["owner"]:
         owner = lookups.users.get(cell["owner"].lower())
@@ -185,8 +249,7 @@ def _finding_from_row(values, row, lookups, by):
         except ValidationError as exc:
             for column, messages in exc.message_dict.items():
                 for message in messages:
-                    errors.append(RowError(row, column if column != "__all__" else "-",
-                                           message))
+                    errors.append(RowError(row, column if column != "__all__" else "-", message))
     tags = [t.strip() for t in cell["tags"].split(",") if t.strip()]
     return finding, tags, errors
 
@@ -220,8 +283,9 @@ def import_findings_csv(file, *, by, commit=False):
     reader.fieldnames = header
     unknown = [h for h in header if h not in IMPORT_COLUMNS]
     for column in unknown:
-        report.errors.append(RowError(1, column, "unknown column; expected some of "
-                                      + ", ".join(IMPORT_COLUMNS)))
+        report.errors.append(
+            RowError(1, column, "unknown column; expected some of " + ", ".join(IMPORT_COLUMNS))
+        )
     for column in REQUIRED_COLUMNS:
         if column not in header:
             report.errors.append(RowError(1, column, "required column is missing"))

@@ -138,8 +138,10 @@ def finding_duties(finding, frm, to, by):
     """Separation of duties: whoever reported a finding may not resolve it or accept its
     risk (core.workflow.transition exempts superusers and the system)."""
     if to in CLOSING_MOVES and finding.reporter_id and finding.reporter_id == by.pk:
-        return (f"You reported this finding, so someone else must {CLOSING_MOVES[to]} "
-                "(separation of duties).")
+        return (
+            f"You reported this finding, so someone else must {CLOSING_MOVES[to]} "
+            "(separation of duties)."
+        )
     return None
 
 
@@ -223,9 +225,10 @@ class Finding(models.Model):
     )
     status_note = models.TextField(blank=True, help_text="Justification of the current status.")
     accepted_until = models.DateField(
-        null=True, blank=True,
+        null=True,
+        blank=True,
         help_text="While the risk is accepted: the date the acceptance expires, when the "
-                  "finding reopens.",
+        "finding reopens.",
     )
     is_key_lesson = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
@@ -249,8 +252,11 @@ class Finding(models.Model):
             # The heatmaps count from these alone (index-only scans).
             models.Index(fields=["severity", "risk_category"], name="finding_severity_risk"),
             models.Index(fields=["ml_model", "status"], name="finding_model_status"),
-            models.Index(fields=["ml_model", "created_at"], condition=Q(is_key_lesson=True),
-                         name="finding_key_lessons"),
+            models.Index(
+                fields=["ml_model", "created_at"],
+                condition=Q(is_key_lesson=True),
+                name="finding_key_lessons",
+            ),
         ]
 
     def __str__(self):
@@ -290,9 +296,13 @@ class Finding(models.Model):
 
     def allowed_transitions(self, user):
         """The target statuses `user` may move this finding to now."""
-        return allowed_moves(self, user, rules=FINDING_TRANSITIONS,
-                             check_actor=lambda finding, who, actor: actor_may(who, actor),
-                             duties=finding_duties)
+        return allowed_moves(
+            self,
+            user,
+            rules=FINDING_TRANSITIONS,
+            check_actor=lambda finding, who, actor: actor_may(who, actor),
+            duties=finding_duties,
+        )
 
     def transition_to(self, new, *, by, note="", expected=None, expires_on=None):
         """Move the finding through its workflow (see FINDING_TRANSITIONS).
@@ -336,4 +346,3 @@ class SearchWord(models.Model):
 
     def __str__(self):
         return self.word
-

@@ -53,19 +53,38 @@ def _facets(results, params, ml_models):
     for key, choices in FACET_LABELS.items():
         active = params.get(key, "")
         items = [
-            {"label": label, "count": counts[key].get(value, 0), "active": active == value,
-             "link": _link(params, **{key: None if active == value else value})}
+            {
+                "label": label,
+                "count": counts[key].get(value, 0),
+                "active": active == value,
+                "link": _link(params, **{key: None if active == value else value}),
+            }
             for value, label in choices.choices
         ]
-        groups.append({"key": key, "label": key.replace("_", " ").capitalize(),
-                       "items": [i for i in items if i["count"] or i["active"]]})
+        groups.append(
+            {
+                "key": key,
+                "label": key.replace("_", " ").capitalize(),
+                "items": [i for i in items if i["count"] or i["active"]],
+            }
+        )
     active = params.get("ml_model", "")
-    groups.append({"key": "ml_model", "label": "ML model", "items": [
-        {"label": m.name, "count": counts["ml_model_id"].get(m.pk, 0),
-         "active": active == str(m.pk),
-         "link": _link(params, ml_model=None if active == str(m.pk) else str(m.pk))}
-        for m in ml_models if counts["ml_model_id"].get(m.pk) or active == str(m.pk)
-    ]})
+    groups.append(
+        {
+            "key": "ml_model",
+            "label": "ML model",
+            "items": [
+                {
+                    "label": m.name,
+                    "count": counts["ml_model_id"].get(m.pk, 0),
+                    "active": active == str(m.pk),
+                    "link": _link(params, ml_model=None if active == str(m.pk) else str(m.pk)),
+                }
+                for m in ml_models
+                if counts["ml_model_id"].get(m.pk) or active == str(m.pk)
+            ],
+        }
+    )
     chosen = [t.strip().lower() for t in params.getlist("tag") if t.strip()]
     tag_items = []
     for name, n in results.tag_counts():
@@ -75,8 +94,9 @@ def _facets(results, params, ml_models):
             p.setlist("tag", [t for t in chosen if t != name])
         else:
             p.setlist("tag", [*chosen, name])
-        tag_items.append({"label": name, "count": n, "active": name in chosen,
-                          "link": p.urlencode()})
+        tag_items.append(
+            {"label": name, "count": n, "active": name in chosen, "link": p.urlencode()}
+        )
     groups.append({"key": "tag", "label": "Tags", "items": tag_items})
     return groups
 
@@ -98,27 +118,31 @@ def finding_list(request):
     params = request.GET.copy()
     params.pop("page", None)
     suggestion = results.suggestion() if q and not page.object_list else None
-    return render(request, "catalog/finding_list.html", {
-        "page": page,
-        "results": results,
-        "q": q,
-        "sort": sort,
-        "sorts": [s for s in SORTS if s != "relevance" or q],
-        "per_page": per_page,
-        "page_sizes": PAGE_SIZES,
-        "filters": request.GET,
-        "filter_errors": filtered.errors,
-        "querystring": params.urlencode(),
-        "facets": _facets(results, request.GET, ml_models),
-        "suggestion": suggestion,
-        "suggestion_link": _link(request.GET, q=suggestion) if suggestion else "",
-        "ml_models": ml_models,
-        "severities": Severity.choices,
-        "statuses": FindingStatus.choices,
-        "risk_categories": RiskCategory.choices,
-        "chosen_tags": [t for t in request.GET.getlist("tag") if t.strip()],
-        "limit": results.limit,
-    })
+    return render(
+        request,
+        "catalog/finding_list.html",
+        {
+            "page": page,
+            "results": results,
+            "q": q,
+            "sort": sort,
+            "sorts": [s for s in SORTS if s != "relevance" or q],
+            "per_page": per_page,
+            "page_sizes": PAGE_SIZES,
+            "filters": request.GET,
+            "filter_errors": filtered.errors,
+            "querystring": params.urlencode(),
+            "facets": _facets(results, request.GET, ml_models),
+            "suggestion": suggestion,
+            "suggestion_link": _link(request.GET, q=suggestion) if suggestion else "",
+            "ml_models": ml_models,
+            "severities": Severity.choices,
+            "statuses": FindingStatus.choices,
+            "risk_categories": RiskCategory.choices,
+            "chosen_tags": [t for t in request.GET.getlist("tag") if t.strip()],
+            "limit": results.limit,
+        },
+    )
 
 
 @role_required("catalog.add_finding")
@@ -148,17 +172,20 @@ def finding_edit(request, pk):
 @role_required("catalog.view_finding")
 def finding_detail(request, pk):
     finding = get_object_or_404(
-        Finding.objects.select_related("ml_model", "model_version", "dataset", "owner",
-                                       "reporter"),
+        Finding.objects.select_related("ml_model", "model_version", "dataset", "owner", "reporter"),
         pk=pk,
     )
-    return render(request, "catalog/finding_detail.html", {
-        "finding": finding,
-        "transitions": finding.allowed_transitions(request.user),
-        "history": AuditEvent.objects.for_object(finding).select_related("actor")[:50],
-        "can_edit": request.user.has_perm("catalog.change_finding"),
-        "can_mark_key_lesson": request.user.has_perm("catalog.review_finding"),
-    })
+    return render(
+        request,
+        "catalog/finding_detail.html",
+        {
+            "finding": finding,
+            "transitions": finding.allowed_transitions(request.user),
+            "history": AuditEvent.objects.for_object(finding).select_related("actor")[:50],
+            "can_edit": request.user.has_perm("catalog.change_finding"),
+            "can_mark_key_lesson": request.user.has_perm("catalog.review_finding"),
+        },
+    )
 
 
 @role_required("catalog.view_finding")
@@ -166,10 +193,13 @@ def finding_detail(request, pk):
 def finding_transition(request, pk):
     finding = get_object_or_404(Finding, pk=pk)
     try:
-        finding.transition_to(request.POST.get("to", ""), by=request.user,
-                              note=request.POST.get("note", ""),
-                              expected=request.POST.get("from") or None,
-                              expires_on=request.POST.get("expires_on") or None)
+        finding.transition_to(
+            request.POST.get("to", ""),
+            by=request.user,
+            note=request.POST.get("note", ""),
+            expected=request.POST.get("from") or None,
+            expires_on=request.POST.get("expires_on") or None,
+        )
     except TransitionError as exc:
         messages.error(request, str(exc))
     else:
@@ -183,8 +213,12 @@ def finding_key_lesson(request, pk):
     finding = get_object_or_404(Finding, pk=pk)
     value = request.POST.get("is_key_lesson") == "1"
     finding.set_key_lesson(value, by=request.user)
-    messages.success(request, "Marked as a key lesson: newcomers see it on Start here."
-                     if value else "No longer a key lesson.")
+    messages.success(
+        request,
+        "Marked as a key lesson: newcomers see it on Start here."
+        if value
+        else "No longer a key lesson.",
+    )
     return redirect(finding)
 
 
@@ -212,12 +246,21 @@ def import_findings(request):
     report = None
     if request.method == "POST" and form.is_valid():
         commit = "commit" in request.POST
-        report = importexport.import_findings_csv(form.cleaned_data["file"], by=request.user,
-                                                  commit=commit)
+        report = importexport.import_findings_csv(
+            form.cleaned_data["file"], by=request.user, commit=commit
+        )
         if report.committed:
-            messages.success(request, f"Imported {len(report.created)} finding"
-                             f"{'s' if len(report.created) != 1 else ''}.")
+            messages.success(
+                request,
+                f"Imported {len(report.created)} finding{'s' if len(report.created) != 1 else ''}.",
+            )
             return redirect("catalog:finding_list")
-    return render(request, "catalog/import.html", {
-        "form": form, "report": report, "columns": importexport.IMPORT_COLUMNS,
-    })
+    return render(
+        request,
+        "catalog/import.html",
+        {
+            "form": form,
+            "report": report,
+            "columns": importexport.IMPORT_COLUMNS,
+        },
+    )

@@ -70,8 +70,7 @@ def refuse(request, status, message, field=None):
     """A refusal before any view ran: JSON under /api/ ({field or "detail": ...}), a short
     plain-text page elsewhere."""
     if request.path.startswith("/api/"):
-        return JsonResponse({field or "detail": [message] if field else message},
-                            status=status)
+        return JsonResponse({field or "detail": [message] if field else message}, status=status)
     return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
 
 
@@ -95,12 +94,17 @@ class InputHygieneMiddleware:
         try:
             self.check(request.GET, "query parameter")
             if request.method == "POST" and request.content_type in (
-                "application/x-www-form-urlencoded", "multipart/form-data"
+                "application/x-www-form-urlencoded",
+                "multipart/form-data",
             ):
                 self.check(request.POST, "form field")
         except hygiene.InputError as exc:
-            return refuse(request, 400, str(exc) if not request.path.startswith("/api/")
-                          else exc.message, field=exc.where or None)
+            return refuse(
+                request,
+                400,
+                str(exc) if not request.path.startswith("/api/") else exc.message,
+                field=exc.where or None,
+            )
         return self.get_response(request)
 
     @staticmethod

@@ -18,8 +18,7 @@ class HistoryAdmin(admin.ModelAdmin):
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(HistoryAdmin):
-    list_display = ["created_at", "actor_label", "verb", "object_repr", "from_status",
-                    "to_status"]
+    list_display = ["created_at", "actor_label", "verb", "object_repr", "from_status", "to_status"]
     list_filter = ["verb", "content_type"]
     search_fields = ["object_repr", "note", "actor_label"]
 

@@ -18,6 +18,7 @@ _actor = contextvars.ContextVar("audit_actor", default=_UNSET)
 _request = contextvars.ContextVar("audit_request", default=None)
 _silenced = contextvars.ContextVar("audit_silenced", default=False)
 
+
 @contextmanager
 def acting_as(user):
     """Attribute the audited saves inside this block to `user` (None: the system)."""
@@ -82,8 +83,13 @@ def _tags_changed(sender, instance, action, pk_set=None, reverse=False, **kwargs
     before = getattr(instance, "_audit_tags_before", None)
     if before is None or before == names:
         return
-    AuditEvent.record(instance, verb=AuditEvent.Verb.UPDATE, actor=current_actor(),
-                      before={"tags": before}, after={"tags": names})
+    AuditEvent.record(
+        instance,
+        verb=AuditEvent.Verb.UPDATE,
+        actor=current_actor(),
+        before={"tags": before},
+        after={"tags": names},
+    )
     instance._audit_tags_before = None
 
 
@@ -98,8 +104,9 @@ def track(*models):
 
 def track_tags(model):
     """Audit changes of `model.tags` (a many-to-many) as updates of the model."""
-    m2m_changed.connect(_tags_changed, sender=model.tags.through,
-                        dispatch_uid=f"audit-tags-{model._meta.label}")
+    m2m_changed.connect(
+        _tags_changed, sender=model.tags.through, dispatch_uid=f"audit-tags-{model._meta.label}"
+    )
 
 
 class AuditActorMiddleware:

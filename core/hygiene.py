@@ -43,8 +43,9 @@ def loads(text, where=""):
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise InputError(f"the body is not UTF-8 ({exc.reason} at byte {exc.start}).",
-                             where) from exc
+            raise InputError(
+                f"the body is not UTF-8 ({exc.reason} at byte {exc.start}).", where
+            ) from exc
     # Cheap and exact: nesting depth is the count of open brackets outside strings. Checked
     # before parsing, so a deeply nested body never reaches the recursive decoder.
     _check_nesting(text, where)
@@ -53,8 +54,9 @@ def loads(text, where=""):
     except InputError as exc:
         raise InputError(exc.message, where) from exc
     except json.JSONDecodeError as exc:
-        raise InputError(f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).",
-                         where) from exc
+        raise InputError(
+            f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).", where
+        ) from exc
     except RecursionError as exc:  # a guard behind _check_nesting
         raise InputError("nested too deeply.", where) from exc
     check(value, where)
@@ -93,8 +95,9 @@ def check(value, where="", depth=0):
         pass
     elif isinstance(value, int):
         if not INT_MIN <= value <= INT_MAX:
-            raise InputError("the number is too large (the limit is ±9,223,372,036,854,775,807).",
-                             where)
+            raise InputError(
+                "the number is too large (the limit is ±9,223,372,036,854,775,807).", where
+            )
     elif isinstance(value, float):
         if not math.isfinite(value):
             raise InputError(f"{value} is not a finite number.", where)
@@ -123,6 +126,7 @@ def check_integer_text(text, where=""):
         except ValueError:
             return text
         if not INT_MIN <= number <= INT_MAX:
-            raise InputError("the number is too large (the limit is "
-                             "±9,223,372,036,854,775,807).", where)
+            raise InputError(
+                "the number is too large (the limit is ±9,223,372,036,854,775,807).", where
+            )
     return text

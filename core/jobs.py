@@ -62,11 +62,17 @@ class Job(models.Model):
     def start(self):
         """Mark the job running; False when it already finished (a duplicated delivery),
         and then this copy reads the status it finished with."""
-        values = {"status": JobStatus.RUNNING, "started_at": timezone.now(), "error": "",
-                  "traceback": ""}
-        started = type(self).objects.filter(
-            pk=self.pk, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]
-        ).update(**values)
+        values = {
+            "status": JobStatus.RUNNING,
+            "started_at": timezone.now(),
+            "error": "",
+            "traceback": "",
+        }
+        started = (
+            type(self)
+            .objects.filter(pk=self.pk, status__in=[JobStatus.QUEUED, JobStatus.RUNNING])
+            .update(**values)
+        )
         if started:
             self.__dict__.update(values)
         else:
@@ -81,11 +87,14 @@ class Job(models.Model):
         """
         if status not in FINISHED_JOB_STATUSES:
             raise ValueError(f"A job terminates as done or error, not {status!r}.")
-        values = dict(fields, status=status, error=error[:ERROR_MAX_CHARS],
-                      traceback=traceback, finished_at=timezone.now())
-        finished = type(self).objects.filter(pk=self.pk, status=JobStatus.RUNNING).update(
-            **values
+        values = dict(
+            fields,
+            status=status,
+            error=error[:ERROR_MAX_CHARS],
+            traceback=traceback,
+            finished_at=timezone.now(),
         )
+        finished = type(self).objects.filter(pk=self.pk, status=JobStatus.RUNNING).update(**values)
         if finished:
             for name, value in values.items():
                 setattr(self, name, value)
@@ -120,8 +129,9 @@ class JobRunner:
         except Exception as exc:  # the reason is shown, the traceback kept
             tb = traceback.format_exc()
             log.warning("%s %s failed: %s", model._meta.verbose_name, job.pk, exc)
-            job.terminate(JobStatus.ERROR, error=error_message(exc), traceback=tb,
-                          **self.failed_fields)
+            job.terminate(
+                JobStatus.ERROR, error=error_message(exc), traceback=tb, **self.failed_fields
+            )
             return JobStatus.ERROR
         stored = job.terminate(JobStatus.DONE, **fields)
         self.finished(job, stored, fields)

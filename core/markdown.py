@@ -20,8 +20,28 @@ from markdown.preprocessors import Preprocessor
 from markdown.treeprocessors import Treeprocessor
 
 ALLOWED_TAGS = {
-    "p", "br", "hr", "em", "strong", "code", "pre", "blockquote", "ul", "ol", "li", "a",
-    "h3", "h4", "h5", "h6", "table", "thead", "tbody", "tr", "th", "td",
+    "p",
+    "br",
+    "hr",
+    "em",
+    "strong",
+    "code",
+    "pre",
+    "blockquote",
+    "ul",
+    "ol",
+    "li",
+    "a",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "table",
+    "thead",
+    "tbody",
+    "tr",
+    "th",
+    "td",
 }
 ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "th": {"align"}, "td": {"align"}}
 URL_SCHEMES = {"http", "https", "mailto"}
@@ -58,8 +78,12 @@ class _ListAfterText(Preprocessor):
         out: list[str] = []
         for line in lines:
             prev = out[-1] if out else ""
-            if (_LIST_ITEM.match(line) and prev.strip() and not prev[0].isspace()
-                    and not _LIST_ITEM.match(prev)):
+            if (
+                _LIST_ITEM.match(line)
+                and prev.strip()
+                and not prev[0].isspace()
+                and not _LIST_ITEM.match(prev)
+            ):
                 out.append("")
             out.append(line)
         return out

@@ -69,7 +69,10 @@ def canonical_json(event):
             "note": event.note,
             "created_at": event.created_at.isoformat(),
         },
-        sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
     )
 
 
@@ -104,23 +107,31 @@ def verify_chain():
     """Walk the audit trail in id order; None when every link holds, else a sentence that
     names the first broken one (an edited, removed, inserted or reordered event)."""
     expected, count, last = GENESIS, 0, None
-    events: models.QuerySet[AuditEvent] = models.QuerySet(AuditEvent).order_by("pk").only(
-        *[f.attname for f in AuditEvent._meta.concrete_fields])
+    events: models.QuerySet[AuditEvent] = (
+        models.QuerySet(AuditEvent)
+        .order_by("pk")
+        .only(*[f.attname for f in AuditEvent._meta.concrete_fields])
+    )
     for event in events.iterator(chunk_size=2000):
         if event.prev_hash != expected:
             where = f"after event #{last}" if last else "at the start"
-            return (f"Event #{event.pk} does not follow the chain {where}: an event was "
-                    f"removed, inserted or reordered before it.")
+            return (
+                f"Event #{event.pk} does not follow the chain {where}: an event was "
+                f"removed, inserted or reordered before it."
+            )
         if chain_hash(event.prev_hash, event) != event.hash:
-            return (f"Event #{event.pk} was changed after it was recorded "
-                    "(its hash no longer matches).")
+            return (
+                f"Event #{event.pk} was changed after it was recorded (its hash no longer matches)."
+            )
         expected, count, last = event.hash, count + 1, event.pk
     chain = AuditChain.objects.filter(pk=1).first()
     tip, length = (chain.tip, chain.length) if chain else (GENESIS, 0)
     if (tip, length) != (expected, count):
         where = f"event #{last}" if last else "the start"
-        return (f"The chain ends at {where} but its tip records {length} events: "
-                f"events after #{last or 0} were removed.")
+        return (
+            f"The chain ends at {where} but its tip records {length} events: "
+            f"events after #{last or 0} were removed."
+        )
     return None
 
 
@@ -192,8 +203,18 @@ class AuditEvent(models.Model):
         return data
 
     @classmethod
-    def record(cls, obj, *, verb, actor=None, before=None, after=None, note="", from_status="",
-               to_status=""):
+    def record(
+        cls,
+        obj,
+        *,
+        verb,
+        actor=None,
+        before=None,
+        after=None,
+        note="",
+        from_status="",
+        to_status="",
+    ):
         actor = actor if getattr(actor, "is_authenticated", False) else None
         return cls.objects.create(
             content_type=ContentType.objects.get_for_model(type(obj)),

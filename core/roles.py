@@ -80,7 +80,8 @@ def members():
     """Active users who hold a role (superusers hold every role): the people an owner or
     a reviewer is chosen from."""
     return (
-        get_user_model().objects.filter(is_active=True)
+        get_user_model()
+        .objects.filter(is_active=True)
         .filter(Q(is_superuser=True) | Q(groups__name__in=ROLES))
         .distinct()
         .order_by("username")

@@ -67,8 +67,10 @@ class ImmutableFileMixin(_ModelBase):
     def save(self, *args, **kwargs):
         if not self._state.adding and self.pk:
             stored = (
-                type(self)._default_manager.filter(pk=self.pk)
-                .values(*self.immutable_fields).first()
+                type(self)
+                ._default_manager.filter(pk=self.pk)
+                .values(*self.immutable_fields)
+                .first()
             )
             if stored:
                 for name in self.immutable_fields:

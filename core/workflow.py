@@ -19,8 +19,14 @@ from .audit import silenced
 from .models import SYSTEM, AuditEvent
 
 __all__ = [
-    "SYSTEM", "TransitionConflict", "TransitionError", "TransitionForbidden", "allowed_moves",
-    "edit", "is_superuser", "transition",
+    "SYSTEM",
+    "TransitionConflict",
+    "TransitionError",
+    "TransitionForbidden",
+    "allowed_moves",
+    "edit",
+    "is_superuser",
+    "transition",
 ]
 
 
@@ -66,8 +72,19 @@ def allowed_moves(instance, user, *, rules, check_actor, duties=None):
     ]
 
 
-def transition(instance, new, *, by, note="", rules, label, check_actor, before_save=None,
-               expected=None, duties=None):
+def transition(
+    instance,
+    new,
+    *,
+    by,
+    note="",
+    rules,
+    label,
+    check_actor,
+    before_save=None,
+    expected=None,
+    duties=None,
+):
     """Move `instance.status` to `new`.
 
     1. Refuse an unknown target or one the table does not allow from the status the caller
@@ -87,8 +104,9 @@ def transition(instance, new, *, by, note="", rules, label, check_actor, before_
     model = type(instance)
     choices = dict(model._meta.get_field("status").choices)
     if new not in choices:
-        raise TransitionError(f"'{new}' is not a {label} status; expected one of: "
-                              + ", ".join(choices))
+        raise TransitionError(
+            f"'{new}' is not a {label} status; expected one of: " + ", ".join(choices)
+        )
     seen = expected or instance.status
     who = rules.get((seen, new))
     if who is None:

@@ -1,4 +1,3 @@
-
 from django import forms
 
 from catalog.choices import RiskCategory, Severity
@@ -13,14 +12,22 @@ class ScanForm(forms.Form):
 
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.all())
     top_k = forms.IntegerField(
-        label="Candidates", min_value=1, max_value=20, initial=5,
+        label="Candidates",
+        min_value=1,
+        max_value=20,
+        initial=5,
         help_text="How many distinct weak slices to report at most.",
     )
     max_predicates = forms.IntegerField(
-        label="Conditions per slice", min_value=1, max_value=3, initial=2,
+        label="Conditions per slice",
+        min_value=1,
+        max_value=3,
+        initial=2,
     )
     min_support = forms.IntegerField(
-        label="Minimum rows per slice", min_value=5, required=False,
+        label="Minimum rows per slice",
+        min_value=5,
+        required=False,
         help_text="Empty: 30 rows or 0.5% of the dataset, whichever is larger.",
     )
 
@@ -31,10 +38,12 @@ class LogCandidateForm(forms.Form):
     title = forms.CharField(max_length=200, required=False)
     severity = forms.ChoiceField(choices=(), required=False)
     risk_category = forms.ChoiceField(choices=(), required=False)
-    error_threshold = forms.FloatField(min_value=0, max_value=1, required=False,
-                                       label="Error-rate threshold")
-    margin_threshold = forms.FloatField(min_value=0, max_value=1, required=False,
-                                        label="Margin-density threshold")
+    error_threshold = forms.FloatField(
+        min_value=0, max_value=1, required=False, label="Error-rate threshold"
+    )
+    margin_threshold = forms.FloatField(
+        min_value=0, max_value=1, required=False, label="Margin-density threshold"
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -56,8 +65,9 @@ class BoundaryMapForm(forms.Form):
 class SweepForm(forms.Form):
     kind = forms.ChoiceField(choices=())
     model_version = VersionField(label="on version")
-    feature = forms.ChoiceField(choices=(), required=False,
-                                help_text="For a counterfactual sweep: the feature to vary.")
+    feature = forms.ChoiceField(
+        choices=(), required=False, help_text="For a counterfactual sweep: the feature to vary."
+    )
 
     def __init__(self, *args, finding, **kwargs):
         super().__init__(*args, **kwargs)
@@ -69,7 +79,9 @@ class SweepForm(forms.Form):
 
 class SensitiveColumnsForm(forms.Form):
     sensitive_columns = forms.MultipleChoiceField(
-        choices=(), required=False, widget=forms.CheckboxSelectMultiple,
+        choices=(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
         help_text="Used in computations, never shown row by row.",
     )
 

@@ -25,7 +25,10 @@ class IntrospectionJob(Job):
     model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="+")
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="+")
     requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
     created_at = models.DateTimeField(default=timezone.now)
@@ -60,16 +63,28 @@ class SliceScan(IntrospectionJob):
         return reverse("introspection:scan_detail", args=[self.pk])
 
     @classmethod
-    def queue(cls, model_version, dataset, *, by=None, top_k=5, max_predicates=2,
-              min_support=None, dispatch=True):
+    def queue(
+        cls,
+        model_version,
+        dataset,
+        *,
+        by=None,
+        top_k=5,
+        max_predicates=2,
+        min_support=None,
+        dispatch=True,
+    ):
         """Store a scan request and hand it to a worker once the transaction commits."""
         # Late: introspection/scans.py imports these models.
         from .scans import scan_params
 
-        params = scan_params(dataset, top_k=top_k, max_predicates=max_predicates,
-                             min_support=min_support)
+        params = scan_params(
+            dataset, top_k=top_k, max_predicates=max_predicates, min_support=min_support
+        )
         scan = cls.objects.create(
-            model_version=model_version, dataset=dataset, params=params,
+            model_version=model_version,
+            dataset=dataset,
+            params=params,
             requested_by=by if getattr(by, "pk", None) else None,
         )
         if dispatch:
@@ -106,13 +121,25 @@ class SliceScan(IntrospectionJob):
             raise ValidationError({"candidate": "Give the candidate's number."}) from None
         if not 0 <= index < len(self.candidates):
             raise ValidationError(
-                {"candidate": f"This scan has {len(self.candidates)} candidate(s); "
-                              f"there is no candidate {index + 1}."}
+                {
+                    "candidate": f"This scan has {len(self.candidates)} candidate(s); "
+                    f"there is no candidate {index + 1}."
+                }
             )
         return self.candidates[index]
 
-    def log_finding(self, index, *, by, title="", severity="", risk_category="",
-                    summary="", error_threshold=None, margin_threshold=None):
+    def log_finding(
+        self,
+        index,
+        *,
+        by,
+        title="",
+        severity="",
+        risk_category="",
+        summary="",
+        error_threshold=None,
+        margin_threshold=None,
+    ):
         """Log candidate `index` as a finding with its two probes, in one transaction.
 
         1. The finding: the candidate's slice, its measured evidence, this scan's model
@@ -126,8 +153,14 @@ class SliceScan(IntrospectionJob):
         from .scans import log_candidate_as_finding
 
         return log_candidate_as_finding(
-            self, self.candidate(index), by=by, title=title, severity=severity,
-            risk_category=risk_category, summary=summary, error_threshold=error_threshold,
+            self,
+            self.candidate(index),
+            by=by,
+            title=title,
+            severity=severity,
+            risk_category=risk_category,
+            summary=summary,
+            error_threshold=error_threshold,
             margin_threshold=margin_threshold,
         )
 
@@ -179,19 +212,31 @@ class BoundaryMap(IntrospectionJob):
         queued = []
         for version in versions:
             m, created = cls.objects.get_or_create(
-                finding=finding, model_version=version, feature_x=feature_x,
+                finding=finding,
+                model_version=version,
+                feature_x=feature_x,
                 feature_y=feature_y,
-                defaults={"dataset": finding.dataset, "slice": finding.slice,
-                          "requested_by": by if getattr(by, "pk", None) else None},
+                defaults={
+                    "dataset": finding.dataset,
+                    "slice": finding.slice,
+                    "requested_by": by if getattr(by, "pk", None) else None,
+                },
             )
-            current = (m.dataset_id == finding.dataset_id and m.slice == finding.slice
-                       and m.status != JobStatus.ERROR)
+            current = (
+                m.dataset_id == finding.dataset_id
+                and m.slice == finding.slice
+                and m.status != JobStatus.ERROR
+            )
             if not created and current and not redraw:
                 continue
             if not created:
                 # The stored image stays until the new one replaces it (tasks.draw_map).
                 m.dataset, m.slice, m.status, m.error = (
-                    finding.dataset, finding.slice, JobStatus.QUEUED, "")
+                    finding.dataset,
+                    finding.slice,
+                    JobStatus.QUEUED,
+                    "",
+                )
                 m.finished_at = None
                 m.requested_by = by if getattr(by, "pk", None) else m.requested_by
                 m.save()
@@ -237,9 +282,13 @@ class StressSweep(IntrospectionJob):
 
         params = check_sweep(finding, kind, version, feature)
         sweep = cls.objects.create(
-            finding=finding, model_version=version, dataset=finding.dataset, kind=kind,
+            finding=finding,
+            model_version=version,
+            dataset=finding.dataset,
+            kind=kind,
             feature=feature if kind == SweepKind.COUNTERFACTUAL else "",
-            slice=finding.slice, params=params,
+            slice=finding.slice,
+            params=params,
             requested_by=by if getattr(by, "pk", None) else None,
         )
         # Late: introspection/tasks.py imports these models.
@@ -257,8 +306,10 @@ class StressSweep(IntrospectionJob):
             raise ValidationError({"point": "Give the point's number."}) from None
         if not 0 <= index < len(self.points):
             raise ValidationError(
-                {"point": f"This sweep has {len(self.points)} point(s); "
-                          f"there is no point {index + 1}."}
+                {
+                    "point": f"This sweep has {len(self.points)} point(s); "
+                    f"there is no point {index + 1}."
+                }
             )
         return self.points[index]
 

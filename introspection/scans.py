@@ -71,8 +71,7 @@ def scan_params(dataset, *, top_k=5, max_predicates=2, min_support=None):
     """The scan's parameters, checked; a ValidationError names the bad one."""
     top_k = _int(top_k, "top_k", 1, 20)
     max_predicates = _int(max_predicates, "max_predicates", 1, 3)
-    min_support = _int(min_support, "min_support", 5, max(5, dataset.row_count),
-                       allow_none=True)
+    min_support = _int(min_support, "min_support", 5, max(5, dataset.row_count), allow_none=True)
     if dataset.target_column not in dataset.column_names:
         raise ValidationError({"dataset": f"{dataset} has no target column to score against."})
     if min_support is None:  # the scan's own default, made explicit for the record
@@ -187,8 +186,10 @@ class Workbench:
         return self._predictions
 
     def lineage(self):
-        return {"artifact_sha256": self.version.artifact_sha256,
-                "dataset_sha256": self.dataset.sha256}
+        return {
+            "artifact_sha256": self.version.artifact_sha256,
+            "dataset_sha256": self.dataset.sha256,
+        }
 
 
 # --------------------------------------------------------------------------------------
@@ -222,10 +223,12 @@ def scan_columns(bench, min_support):
         if name in bench.sensitive and kinds.get(name) != "numeric":
             counts = bench.X[name].value_counts(dropna=True)
             if len(counts) and int(counts.min()) < min_support:
-                skipped.append({
-                    "column": name,
-                    "reason": f"sensitive, with values shared by fewer than {min_support} rows",
-                })
+                skipped.append(
+                    {
+                        "column": name,
+                        "reason": f"sensitive, with values shared by fewer than {min_support} rows",
+                    }
+                )
                 continue
         columns.append(name)
     return columns, skipped
@@ -245,8 +248,13 @@ def run_scan(scan, report):
     columns, skipped = scan_columns(bench, min_support)
     report(45, f"Scanning {len(columns)} columns for weak slices")
     found = find_weak_slices(
-        bench.X, y, pred.pred, top_k=params.get("top_k", 5), min_support=min_support,
-        max_predicates=params.get("max_predicates", 2), columns=columns,
+        bench.X,
+        y,
+        pred.pred,
+        top_k=params.get("top_k", 5),
+        min_support=min_support,
+        max_predicates=params.get("max_predicates", 2),
+        columns=columns,
     )
     report(85, "Measuring the candidates")
     uncertain = pred.margin < MARGIN
@@ -267,12 +275,14 @@ def run_scan(scan, report):
             "slice_error_rate": suggested_threshold(cand["error_rate"], overall["error_rate"]),
             "margin_density": suggested_threshold(density, overall["margin_density"]),
         }
-        cand["sensitive_features"] = sorted(
-            {p["feature"] for p in cand["slice"]} & bench.sensitive
-        )
+        cand["sensitive_features"] = sorted({p["feature"] for p in cand["slice"]} & bench.sensitive)
         candidates.append(cand)
-    return {"overall": overall, "candidates": candidates, "skipped_columns": skipped,
-            "lineage": dict(bench.lineage(), scanned_columns=columns)}
+    return {
+        "overall": overall,
+        "candidates": candidates,
+        "skipped_columns": skipped,
+        "lineage": dict(bench.lineage(), scanned_columns=columns),
+    }
 
 
 def suggested_severity(candidate):
@@ -324,8 +334,18 @@ def _threshold(value, field, default):
     return number
 
 
-def log_candidate_as_finding(scan, candidate, *, by, title="", severity="", risk_category="",
-                             summary="", error_threshold=None, margin_threshold=None):
+def log_candidate_as_finding(
+    scan,
+    candidate,
+    *,
+    by,
+    title="",
+    severity="",
+    risk_category="",
+    summary="",
+    error_threshold=None,
+    margin_threshold=None,
+):
     """See SliceScan.log_finding."""
 
     if not (by.has_perm("catalog.add_finding") and by.has_perm("probes.add_probe")):
@@ -337,10 +357,10 @@ def log_candidate_as_finding(scan, candidate, *, by, title="", severity="", risk
     if risk_category not in RiskCategory.values:
         raise ValidationError({"risk_category": f"Unknown risk category '{risk_category}'."})
     thresholds = candidate["suggested"]
-    error_threshold = _threshold(error_threshold, "error_threshold",
-                                 thresholds["slice_error_rate"])
-    margin_threshold = _threshold(margin_threshold, "margin_threshold",
-                                  thresholds["margin_density"])
+    error_threshold = _threshold(error_threshold, "error_threshold", thresholds["slice_error_rate"])
+    margin_threshold = _threshold(
+        margin_threshold, "margin_threshold", thresholds["margin_density"]
+    )
     version, dataset = scan.model_version, scan.dataset
     with transaction.atomic():
         locked = type(scan).objects.select_for_update().get(pk=scan.pk)
@@ -366,21 +386,41 @@ def log_candidate_as_finding(scan, candidate, *, by, title="", severity="", risk
                 f"{candidate['margin_density']:.0%} of its decisions have a margin below "
                 f"{MARGIN:g}."
             ),
-            ml_model=version.ml_model, model_version=version, dataset=dataset,
-            slice=candidate["slice"], evidence=candidate_evidence(scan, candidate),
-            severity=severity, risk_category=risk_category, owner=by, reporter=by,
+            ml_model=version.ml_model,
+            model_version=version,
+            dataset=dataset,
+            slice=candidate["slice"],
+            evidence=candidate_evidence(scan, candidate),
+            severity=severity,
+            risk_category=risk_category,
+            owner=by,
+            reporter=by,
         )
         finding.full_clean(exclude=["search_vector"])
         with acting_as(by):
             finding.save()
             finding.tags.set(Tag.from_names(["slice-scan"]))
             probes = [
-                Probe(finding=finding, dataset=dataset, kind=ProbeKind.SLICE_ERROR_RATE,
-                      slice=finding.slice, params={}, comparator="<=",
-                      threshold=error_threshold, created_by=by),
-                Probe(finding=finding, dataset=dataset, kind=ProbeKind.MARGIN_DENSITY,
-                      slice=finding.slice, params={"margin": MARGIN}, comparator="<=",
-                      threshold=margin_threshold, created_by=by),
+                Probe(
+                    finding=finding,
+                    dataset=dataset,
+                    kind=ProbeKind.SLICE_ERROR_RATE,
+                    slice=finding.slice,
+                    params={},
+                    comparator="<=",
+                    threshold=error_threshold,
+                    created_by=by,
+                ),
+                Probe(
+                    finding=finding,
+                    dataset=dataset,
+                    kind=ProbeKind.MARGIN_DENSITY,
+                    slice=finding.slice,
+                    params={"margin": MARGIN},
+                    comparator="<=",
+                    threshold=margin_threshold,
+                    created_by=by,
+                ),
             ]
             for probe in probes:
                 probe.full_clean()
@@ -389,8 +429,13 @@ def log_candidate_as_finding(scan, candidate, *, by, title="", severity="", risk
         type(scan).objects.filter(pk=scan.pk).update(candidates=locked.candidates)
         scan.candidates = locked.candidates
         # The new probes start their history on the version the problem was seen on.
-        Rerun.queue(version, trigger=Trigger.MANUAL, by=by, probes=probes,
-                    label=f"baseline of the probes of scan #{scan.pk}")
+        Rerun.queue(
+            version,
+            trigger=Trigger.MANUAL,
+            by=by,
+            probes=probes,
+            label=f"baseline of the probes of scan #{scan.pk}",
+        )
     return finding
 
 
@@ -402,8 +447,10 @@ def log_candidate_as_finding(scan, candidate, *, by, title="", severity="", risk
 def pack_grid(pred):
     """A grid of class indices as compact text (zlib + base64) for comparing versions."""
     data = np.asarray(pred, dtype=np.uint8)
-    return {"shape": list(data.shape),
-            "data": base64.b64encode(zlib.compress(data.tobytes(), 9)).decode()}
+    return {
+        "shape": list(data.shape),
+        "data": base64.b64encode(zlib.compress(data.tobytes(), 9)).decode(),
+    }
 
 
 def unpack_grid(packed):
@@ -432,15 +479,30 @@ def draw_map(boundary_map):
     slice_ = boundary_map.slice or None
     buffer = BytesIO()
     summary = maps.render_boundary_map(
-        bench.model, frame, bench.y, fx, fy, slice=slice_, margin=boundary_map.margin,
+        bench.model,
+        frame,
+        bench.y,
+        fx,
+        fy,
+        slice=slice_,
+        margin=boundary_map.margin,
         title=f"{boundary_map.model_version}: {fy} against {fx}",
-        sensitive_columns=sorted(bench.sensitive), path_or_buffer=buffer,
-        feature_columns=features, resolution=MAP_RESOLUTION,
-        max_points=2000 if points else 0, chunk_rows=settings.PREDICT_CHUNK_ROWS,
+        sensitive_columns=sorted(bench.sensitive),
+        path_or_buffer=buffer,
+        feature_columns=features,
+        resolution=MAP_RESOLUTION,
+        max_points=2000 if points else 0,
+        chunk_rows=settings.PREDICT_CHUNK_ROWS,
     )
     grid = maps.boundary_grid(
-        bench.model, frame, fx, fy, slice=slice_, margin=boundary_map.margin,
-        feature_columns=features, resolution=MAP_RESOLUTION,
+        bench.model,
+        frame,
+        fx,
+        fy,
+        slice=slice_,
+        margin=boundary_map.margin,
+        feature_columns=features,
+        resolution=MAP_RESOLUTION,
         chunk_rows=settings.PREDICT_CHUNK_ROWS,
     )
     summary = {
@@ -490,7 +552,7 @@ def counterfactual_values(frame, feature, kind, sensitive, min_count):
         integer = bool(np.all(uniq == np.round(uniq))) and s.dtype.kind in "iu"
         if len(uniq) <= COUNTERFACTUAL_POINTS and not sensitive:
             return [int(u) if integer else float(u) for u in uniq]
-        lo, hi = (np.quantile(v, [0.05, 0.95]) if sensitive else (uniq[0], uniq[-1]))
+        lo, hi = np.quantile(v, [0.05, 0.95]) if sensitive else (uniq[0], uniq[-1])
         return _nice_grid(float(lo), float(hi), COUNTERFACTUAL_POINTS, integer)
     counts = s.value_counts(dropna=True)
     if sensitive:
@@ -514,19 +576,33 @@ def run_sweep(sweep):
         kinds = sweep.dataset.schema
         noisy = [c for c in features if kinds.get(c) == "numeric"]
         points = sweeps.noise_sweep(
-            bench.model, bench.frame, features, mask, scales=params["scales"],
-            repeats=params["repeats"], seed=params["seed"], features=noisy,
+            bench.model,
+            bench.frame,
+            features,
+            mask,
+            scales=params["scales"],
+            repeats=params["repeats"],
+            seed=params["seed"],
+            features=noisy,
             chunk_rows=settings.PREDICT_CHUNK_ROWS,
         )
         params["features"] = noisy
     else:
         feature = sweep.feature
         values = counterfactual_values(
-            bench.frame, feature, sweep.dataset.schema.get(feature),
-            feature in bench.sensitive, default_min_support(len(bench.frame)),
+            bench.frame,
+            feature,
+            sweep.dataset.schema.get(feature),
+            feature in bench.sensitive,
+            default_min_support(len(bench.frame)),
         )
         points = sweeps.counterfactual_sweep(
-            bench.model, bench.frame, features, mask, feature, values=values,
+            bench.model,
+            bench.frame,
+            features,
+            mask,
+            feature,
+            values=values,
             chunk_rows=settings.PREDICT_CHUNK_ROWS,
         )
         params["values"] = values
@@ -538,23 +614,32 @@ def run_sweep(sweep):
 def probe_from_sweep_point(sweep, point, *, by, threshold=None):
     """See StressSweep.save_point_as_probe."""
 
-
     if not by.has_perm("probes.add_probe"):
         raise PermissionDenied("Saving a probe needs the contributor role.")
     threshold = _threshold(threshold, "threshold", point["suggested_threshold"])
     params = sweep.params or {}
     if sweep.kind == SweepKind.NOISE:
         kind = ProbeKind.PERTURBATION_FLIP_RATE
-        probe_params = {"scale": point["scale"], "repeats": params["repeats"],
-                        "seed": params["seed"]}
+        probe_params = {
+            "scale": point["scale"],
+            "repeats": params["repeats"],
+            "seed": params["seed"],
+        }
     else:
         kind = ProbeKind.COUNTERFACTUAL_FLIP_RATE
         probe_params = {"changes": {sweep.feature: {"set": point["value"]}}}
     finding = sweep.finding
     with transaction.atomic():
-        probe = Probe(finding=finding, dataset=sweep.dataset, kind=kind, slice=sweep.slice,
-                      params=probe_params, comparator="<=", threshold=threshold,
-                      created_by=by)
+        probe = Probe(
+            finding=finding,
+            dataset=sweep.dataset,
+            kind=kind,
+            slice=sweep.slice,
+            params=probe_params,
+            comparator="<=",
+            threshold=threshold,
+            created_by=by,
+        )
         probe.full_clean()
         with acting_as(by):
             probe.save()
@@ -599,37 +684,55 @@ def moved_problem_check(version, dataset, slice_, *, baseline=None):
         }
     elif baseline is not None and baseline.pk == version.pk and neighbour:
         # A fix on the discovery version itself: next door is as it was on the baseline.
-        before = {"version": str(baseline),
-                  "neighbour_error_rate": result["neighbour_error_rate"],
-                  "slice_error_rate": result["slice_error_rate"]}
+        before = {
+            "version": str(baseline),
+            "neighbour_error_rate": result["neighbour_error_rate"],
+            "slice_error_rate": result["slice_error_rate"],
+        }
     worse_than_before = result["neighbour_significant"] and (
-        before is None or before["neighbour_error_rate"] is None
-        or result["neighbour_ci_low"] > before["neighbour_error_rate"])
+        before is None
+        or before["neighbour_error_rate"] is None
+        or result["neighbour_ci_low"] > before["neighbour_error_rate"]
+    )
     slice_bad = result["slice_ci_low"] > result["overall_error_rate"]
     where = slices.describe(neighbour) if neighbour else ""
     rate, overall = result["neighbour_error_rate"], result["overall_error_rate"]
     if result["neighbour_significant"] and worse_than_before and not slice_bad:
         verdict = "moved"
-        text = (f"The errors moved next door: {where} (outside the slice) errs on "
-                f"{rate:.0%} against {overall:.0%} overall"
-                + (f", up from {before['neighbour_error_rate']:.0%} on {before['version']}."
-                   if before and before["neighbour_error_rate"] is not None else "."))
+        text = (
+            f"The errors moved next door: {where} (outside the slice) errs on "
+            f"{rate:.0%} against {overall:.0%} overall"
+            + (
+                f", up from {before['neighbour_error_rate']:.0%} on {before['version']}."
+                if before and before["neighbour_error_rate"] is not None
+                else "."
+            )
+        )
     elif result["neighbour_significant"] and worse_than_before:
         verdict = "spread"
-        text = (f"The slice still errs on {result['slice_error_rate']:.0%} and the errors "
-                f"reach next door: {where} (outside the slice) errs on {rate:.0%}"
-                + (f", up from {before['neighbour_error_rate']:.0%} on {before['version']}."
-                   if before and before["neighbour_error_rate"] is not None else "."))
+        text = (
+            f"The slice still errs on {result['slice_error_rate']:.0%} and the errors "
+            f"reach next door: {where} (outside the slice) errs on {rate:.0%}"
+            + (
+                f", up from {before['neighbour_error_rate']:.0%} on {before['version']}."
+                if before and before["neighbour_error_rate"] is not None
+                else "."
+            )
+        )
     elif result["neighbour_significant"] and not slice_bad:
         verdict = "nearby"
-        text = (f"The slice is no longer worse than overall. Next door, {where} errs on "
-                f"{rate:.0%} against {overall:.0%} overall, but it did so on "
-                f"{before['version']} too ({before['neighbour_error_rate']:.0%}): an older "
-                "neighbouring problem, not one the fix created.")
+        text = (
+            f"The slice is no longer worse than overall. Next door, {where} errs on "
+            f"{rate:.0%} against {overall:.0%} overall, but it did so on "
+            f"{before['version']} too ({before['neighbour_error_rate']:.0%}): an older "
+            "neighbouring problem, not one the fix created."
+        )
     elif slice_bad:
         verdict = "persists"
-        text = (f"The slice still errs on {result['slice_error_rate']:.0%} against "
-                f"{overall:.0%} overall; its neighbourhood got no worse.")
+        text = (
+            f"The slice still errs on {result['slice_error_rate']:.0%} against "
+            f"{overall:.0%} overall; its neighbourhood got no worse."
+        )
     else:
         verdict = "clear"
         text = "No neighbourhood of the slice is significantly worse than the whole dataset."

@@ -148,17 +148,22 @@ def check_moved_problem(evaluation_id):
     """Run the neighbourhood check of an evaluation's finding on its version and keep the
     summary in Evaluation.details["moved_problem"]."""
 
-    evaluation = Evaluation.objects.select_related(
-        "action__finding__dataset", "action__finding__model_version", "model_version"
-    ).filter(pk=evaluation_id).first()
+    evaluation = (
+        Evaluation.objects.select_related(
+            "action__finding__dataset", "action__finding__model_version", "model_version"
+        )
+        .filter(pk=evaluation_id)
+        .first()
+    )
     if evaluation is None:
         return None
     finding = evaluation.action.finding
     if not finding.slice or finding.dataset is None:
         return None
     try:
-        summary = scans.moved_problem_check(evaluation.model_version, finding.dataset,
-                                            finding.slice, baseline=finding.model_version)
+        summary = scans.moved_problem_check(
+            evaluation.model_version, finding.dataset, finding.slice, baseline=finding.model_version
+        )
     except Exception as exc:
         log.info("moved-problem check of evaluation %s failed: %s", evaluation.pk, exc)
         summary = {"verdict": "error", "text": f"The check could not run: {error_message(exc)}"}

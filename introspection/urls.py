@@ -10,10 +10,16 @@ urlpatterns = [
     path("scans/<int:pk>/candidates/<int:index>/log/", views.scan_log, name="scan_log"),
     path("findings/<int:finding_pk>/maps/", views.finding_maps_request, name="finding_maps"),
     path("findings/<int:finding_pk>/sweeps/", views.sweep_request, name="finding_sweeps"),
-    path("findings/<int:finding_pk>/introspection.json", views.finding_introspection_progress,
-         name="finding_introspection_progress"),
+    path(
+        "findings/<int:finding_pk>/introspection.json",
+        views.finding_introspection_progress,
+        name="finding_introspection_progress",
+    ),
     path("maps/<int:pk>.png", views.map_image, name="map_image"),
-    path("sweeps/<int:pk>/points/<int:index>/probe/", views.sweep_point_probe,
-         name="sweep_point_probe"),
+    path(
+        "sweeps/<int:pk>/points/<int:index>/probe/",
+        views.sweep_point_probe,
+        name="sweep_point_probe",
+    ),
     path("datasets/<int:pk>/sensitive/", views.dataset_sensitive, name="dataset_sensitive"),
 ]

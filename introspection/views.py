@@ -1,4 +1,3 @@
-
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -42,8 +41,12 @@ def scan_new(request, pk):
         try:
             with transaction.atomic():
                 scan = SliceScan.queue(
-                    version, data["dataset"], by=request.user, top_k=data["top_k"],
-                    max_predicates=data["max_predicates"], min_support=data["min_support"],
+                    version,
+                    data["dataset"],
+                    by=request.user,
+                    top_k=data["top_k"],
+                    max_predicates=data["max_predicates"],
+                    min_support=data["min_support"],
                 )
         except ValidationError as exc:
             copy_errors(form, exc)
@@ -62,28 +65,40 @@ def scan_detail(request, pk):
     sensitive = set(scan.dataset.sensitive_columns)
     rows = []
     for i, cand in enumerate(scan.candidates or []):
-        form = LogCandidateForm(prefix=f"c{i}", initial={
-            "title": suggested_title(cand),
-            "severity": suggested_severity(cand),
-            "risk_category": "reliability",
-            "error_threshold": cand["suggested"]["slice_error_rate"],
-            "margin_threshold": cand["suggested"]["margin_density"],
-        })
-        rows.append({
-            "index": i, "number": i + 1, "c": cand, "form": form,
-            "sensitive": sorted({p["feature"] for p in cand["slice"]} & sensitive),
-        })
+        form = LogCandidateForm(
+            prefix=f"c{i}",
+            initial={
+                "title": suggested_title(cand),
+                "severity": suggested_severity(cand),
+                "risk_category": "reliability",
+                "error_threshold": cand["suggested"]["slice_error_rate"],
+                "margin_threshold": cand["suggested"]["margin_density"],
+            },
+        )
+        rows.append(
+            {
+                "index": i,
+                "number": i + 1,
+                "c": cand,
+                "form": form,
+                "sensitive": sorted({p["feature"] for p in cand["slice"]} & sensitive),
+            }
+        )
     chart = candidates_chart_svg(scan.candidates or [], (scan.overall or {}).get("error_rate", 0))
-    return render(request, "introspection/scan_detail.html", {
-        "scan": scan,
-        "rows": rows,
-        "chart": mark_safe(chart),  # noqa: S308  (built from numbers, text escaped)
-        "can_log": request.user.has_perms(["catalog.add_finding", "probes.add_probe"]),
-        "can_scan": request.user.has_perm("probes.run_probe"),
-        # The traceback of a failure is for those who run the deployment; everyone reads
-        # the error itself.
-        "show_traceback": has_role(request.user, MAINTAINER),
-    })
+    return render(
+        request,
+        "introspection/scan_detail.html",
+        {
+            "scan": scan,
+            "rows": rows,
+            "chart": mark_safe(chart),  # noqa: S308  (built from numbers, text escaped)
+            "can_log": request.user.has_perms(["catalog.add_finding", "probes.add_probe"]),
+            "can_scan": request.user.has_perm("probes.run_probe"),
+            # The traceback of a failure is for those who run the deployment; everyone reads
+            # the error itself.
+            "show_traceback": has_role(request.user, MAINTAINER),
+        },
+    )
 
 
 @role_required("probes.view_probe")
@@ -99,8 +114,9 @@ def scan_log(request, pk, index):
     scan = get_object_or_404(SliceScan.objects.select_related("model_version", "dataset"), pk=pk)
     form = LogCandidateForm(request.POST, prefix=f"c{index}")
     if not form.is_valid():
-        errors = "; ".join(f"{form.fields[f].label or f}: {' '.join(e)}"
-                           for f, e in form.errors.items())
+        errors = "; ".join(
+            f"{form.fields[f].label or f}: {' '.join(e)}" for f, e in form.errors.items()
+        )
         messages.error(request, f"Nothing logged. {errors}")
         return redirect(scan.get_absolute_url() + f"#candidate-{index + 1}")
     try:
@@ -123,8 +139,9 @@ def scan_log(request, pk, index):
 def finding_maps_request(request, finding_pk):
     """Draw (or redraw) a finding's boundary maps over two features on every version."""
 
-    finding = get_object_or_404(Finding.objects.select_related("dataset", "ml_model"),
-                                pk=finding_pk)
+    finding = get_object_or_404(
+        Finding.objects.select_related("dataset", "ml_model"), pk=finding_pk
+    )
     features = numeric_features(finding.dataset) if finding.dataset else []
     form = BoundaryMapForm(request.POST, features=features)
     if not form.is_valid():
@@ -133,8 +150,11 @@ def finding_maps_request(request, finding_pk):
     try:
         with transaction.atomic():
             queued = BoundaryMap.request(
-                finding, form.cleaned_data["feature_x"], form.cleaned_data["feature_y"],
-                by=request.user, redraw=bool(request.POST.get("redraw")),
+                finding,
+                form.cleaned_data["feature_x"],
+                form.cleaned_data["feature_y"],
+                by=request.user,
+                redraw=bool(request.POST.get("redraw")),
             )
     except ValidationError as exc:
         messages.error(request, _first_error(exc))
@@ -150,8 +170,6 @@ def finding_maps_request(request, finding_pk):
 def map_image(request, pk):
     """A boundary map's PNG, for signed-in readers only (never a public media URL)."""
     from django.http import Http404, HttpResponse
-
-
 
     m = get_object_or_404(BoundaryMap, pk=pk)
     if m.status != JobStatus.DONE or not m.image.name:
@@ -171,34 +189,42 @@ def map_image(request, pk):
 def finding_introspection_progress(request, finding_pk):
     """Maps and sweeps of a finding still queued or running (the page reloads at zero)."""
 
-
     finding = get_object_or_404(Finding, pk=finding_pk)
     maps = BoundaryMap.objects.filter(finding=finding).exclude(status__in=FINISHED_JOB_STATUSES)
-    sweeps = StressSweep.objects.filter(finding=finding).exclude(
-        status__in=FINISHED_JOB_STATUSES)
+    sweeps = StressSweep.objects.filter(finding=finding).exclude(status__in=FINISHED_JOB_STATUSES)
     pending = maps.count() + sweeps.count()
-    return JsonResponse({
-        "pending": pending,
-        "finished": pending == 0,
-        "text": f"{pending} map(s) or sweep(s) in progress" if pending else "Done",
-    })
+    return JsonResponse(
+        {
+            "pending": pending,
+            "finished": pending == 0,
+            "text": f"{pending} map(s) or sweep(s) in progress" if pending else "Done",
+        }
+    )
 
 
 @role_required("probes.run_probe")
 @require_POST
 def sweep_request(request, finding_pk):
-    finding = get_object_or_404(Finding.objects.select_related("dataset", "ml_model"),
-                                pk=finding_pk)
+    finding = get_object_or_404(
+        Finding.objects.select_related("dataset", "ml_model"), pk=finding_pk
+    )
     form = SweepForm(request.POST, finding=finding)
     if not form.is_valid():
-        messages.error(request, "Nothing queued: " + "; ".join(
-            f"{f}: {' '.join(e)}" for f, e in form.errors.items()))
+        messages.error(
+            request,
+            "Nothing queued: " + "; ".join(f"{f}: {' '.join(e)}" for f, e in form.errors.items()),
+        )
         return redirect(finding.get_absolute_url() + "#stress-sweeps")
     data = form.cleaned_data
     try:
         with transaction.atomic():
-            sweep = StressSweep.request(finding, data["kind"], version=data["model_version"],
-                                        by=request.user, feature=data["feature"])
+            sweep = StressSweep.request(
+                finding,
+                data["kind"],
+                version=data["model_version"],
+                by=request.user,
+                feature=data["feature"],
+            )
     except ValidationError as exc:
         messages.error(request, f"Nothing queued: {_first_error(exc)}")
     else:
@@ -213,14 +239,18 @@ def sweep_point_probe(request, pk, index):
 
     sweep = get_object_or_404(StressSweep.objects.select_related("finding", "dataset"), pk=pk)
     try:
-        probe = sweep.save_point_as_probe(index, by=request.user,
-                                          threshold=request.POST.get("threshold"))
+        probe = sweep.save_point_as_probe(
+            index, by=request.user, threshold=request.POST.get("threshold")
+        )
     except ValidationError as exc:
         messages.error(request, f"No probe saved: {_first_error(exc)}")
         return redirect(sweep.finding.get_absolute_url() + f"#sweep-{sweep.pk}")
     where = Probe.first_runs_text(sweep.finding)
-    messages.success(request, f"Probe #{probe.pk} ({probe.get_kind_display().lower()}, "
-                              f"≤ {probe.threshold:g}) saved: {where}.")
+    messages.success(
+        request,
+        f"Probe #{probe.pk} ({probe.get_kind_display().lower()}, "
+        f"≤ {probe.threshold:g}) saved: {where}.",
+    )
     return redirect(sweep.finding.get_absolute_url() + f"#probe-{probe.pk}")
 
 
@@ -232,16 +262,20 @@ def dataset_sensitive(request, pk):
     dataset = get_object_or_404(Dataset, pk=pk)
     form = SensitiveColumnsForm(request.POST, dataset=dataset)
     if not form.is_valid():
-        messages.error(request, "Nothing changed: " + "; ".join(
-            " ".join(e) for e in form.errors.values()))
+        messages.error(
+            request, "Nothing changed: " + "; ".join(" ".join(e) for e in form.errors.values())
+        )
         return redirect(dataset)
     try:
-        changed = mark_sensitive(dataset, form.cleaned_data["sensitive_columns"],
-                                 by=request.user)
+        changed = mark_sensitive(dataset, form.cleaned_data["sensitive_columns"], by=request.user)
     except ValidationError as exc:
         messages.error(request, f"Nothing changed: {_first_error(exc)}")
     else:
         shown = ", ".join(dataset.sensitive_columns) or "none"
-        messages.success(request, f"Sensitive columns: {shown}." if changed
-                         else "The sensitive columns were already these.")
+        messages.success(
+            request,
+            f"Sensitive columns: {shown}."
+            if changed
+            else "The sensitive columns were already these.",
+        )
     return redirect(dataset)

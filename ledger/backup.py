@@ -50,15 +50,28 @@ LEGACY_LABELS = {
 }
 # Stored files are always under a generated name (registry/models.py); anything else in an
 # import (an absolute path, "..") is refused before anything is read or written.
-FILE_FIELDS = {"registry.dataset": ("file", "sha256"),
-               "registry.modelversion": ("artifact", "artifact_sha256")}
+FILE_FIELDS = {
+    "registry.dataset": ("file", "sha256"),
+    "registry.modelversion": ("artifact", "artifact_sha256"),
+}
 STORED_NAME = re.compile(r"(datasets|artifacts)/[0-9a-f]{32}\.[a-z]{2,8}")
 
 
 def _catalog_models():
     """The exported models, in an order where every reference points backwards."""
-    return [Tag, MLModel, Dataset, ModelVersion, Finding, Probe, Rerun, ProbeRun,
-            RemediationAction, Evaluation, AuditEvent]
+    return [
+        Tag,
+        MLModel,
+        Dataset,
+        ModelVersion,
+        Finding,
+        Probe,
+        Rerun,
+        ProbeRun,
+        RemediationAction,
+        Evaluation,
+        AuditEvent,
+    ]
 
 
 # Derived data, rebuilt where it is needed; a dataset's preview holds its rows, which an
@@ -81,16 +94,23 @@ def export_catalog():
         sections[label] = data
         for f in model._meta.concrete_fields:
             if f.is_relation and f.related_model is User:
-                user_ids.update(objects.exclude(**{f.attname: None})
-                                .values_list(f.attname, flat=True))
+                user_ids.update(
+                    objects.exclude(**{f.attname: None}).values_list(f.attname, flat=True)
+                )
     users = [
-        {"username": u.get_username(), "first_name": u.first_name, "last_name": u.last_name,
-         "email": u.email}
+        {
+            "username": u.get_username(),
+            "first_name": u.first_name,
+            "last_name": u.last_name,
+            "email": u.email,
+        }
         for u in User.objects.filter(pk__in=user_ids).order_by("username")
     ]
     files = []
-    for label, key, sha in (("registry.dataset", "file", "sha256"),
-                            ("registry.modelversion", "artifact", "artifact_sha256")):
+    for label, key, sha in (
+        ("registry.dataset", "file", "sha256"),
+        ("registry.modelversion", "artifact", "artifact_sha256"),
+    ):
         for item in sections[label]:
             files.append({"path": item["fields"][key], "sha256": item["fields"][sha]})
     return {
@@ -118,8 +138,9 @@ class _ExactEncoder(DjangoJSONEncoder):
 
 
 def catalog_json(data=None):
-    return json.dumps(export_catalog() if data is None else data, cls=_ExactEncoder,
-                      indent=1, ensure_ascii=False)
+    return json.dumps(
+        export_catalog() if data is None else data, cls=_ExactEncoder, indent=1, ensure_ascii=False
+    )
 
 
 @dataclass
@@ -163,9 +184,12 @@ def import_catalog(data):
         for entry in data.get("users", []):
             user, created = User.objects.get_or_create(
                 username=entry["username"],
-                defaults={"first_name": entry.get("first_name", ""),
-                          "last_name": entry.get("last_name", ""),
-                          "email": entry.get("email", ""), "is_active": False},
+                defaults={
+                    "first_name": entry.get("first_name", ""),
+                    "last_name": entry.get("last_name", ""),
+                    "email": entry.get("email", ""),
+                    "is_active": False,
+                },
             )
             if created:
                 user.set_unusable_password()
@@ -175,8 +199,9 @@ def import_catalog(data):
             label = model._meta.label_lower
             items = sections.get(label, [])
             try:
-                for obj in serializers.deserialize("python", items,
-                                                   handle_forward_references=False):
+                for obj in serializers.deserialize(
+                    "python", items, handle_forward_references=False
+                ):
                     if type(obj.object) is not model:  # checked already; never trusted
                         raise ValidationError(f"{label}: holds a {obj.object._meta.label}.")
                     obj.save()
@@ -197,8 +222,10 @@ def _checked_sections(data):
         raise ValidationError(f"Not a {FORMAT} file.")
     version = data.get("version")
     if version not in READABLE_VERSIONS:
-        raise ValidationError(f"Unsupported catalog format version {version!r}; "
-                              f"this instance reads versions 1 and {FORMAT_VERSION}.")
+        raise ValidationError(
+            f"Unsupported catalog format version {version!r}; "
+            f"this instance reads versions 1 and {FORMAT_VERSION}."
+        )
     try:
         hygiene.check(data)
     except hygiene.InputError as exc:
@@ -213,7 +240,8 @@ def _checked_sections(data):
         if label not in allowed:
             raise ValidationError(
                 f"'{given}' is not part of a catalog: an import writes only "
-                + ", ".join(sorted(allowed)) + "."
+                + ", ".join(sorted(allowed))
+                + "."
             )
         if not isinstance(items, list):
             raise ValidationError(f"{given}: expected a list of objects.")
@@ -233,8 +261,9 @@ def _checked_sections(data):
             if label in FILE_FIELDS:
                 name = item["fields"].get(FILE_FIELDS[label][0])
                 if not isinstance(name, str) or not STORED_NAME.fullmatch(name):
-                    raise ValidationError(f"{where}: {name!r} is not a stored file name "
-                                          "(datasets/… or artifacts/…).")
+                    raise ValidationError(
+                        f"{where}: {name!r} is not a stored file name (datasets/… or artifacts/…)."
+                    )
             if label == "core.auditevent" and version == 1:
                 # Chained after loading (_restore_chain); unique placeholders until then.
                 item["fields"]["prev_hash"] = f"import-prev-{item.get('pk')}"
@@ -249,8 +278,9 @@ def _checked_files(data):
     for entry in files:
         path = entry.get("path") if isinstance(entry, dict) else None
         if path and not (isinstance(path, str) and STORED_NAME.fullmatch(path)):
-            raise ValidationError(f"files: {path!r} is not a stored file name "
-                                  "(datasets/… or artifacts/…).")
+            raise ValidationError(
+                f"files: {path!r} is not a stored file name (datasets/… or artifacts/…)."
+            )
     return files
 
 

@@ -70,8 +70,9 @@ def ensure_users():
             user.save()
         if username in ROLES:
             user.groups.add(Group.objects.get(name=username))
-        created.append(DemoUser(username, password, "superuser" if username == "admin" else
-                                username))
+        created.append(
+            DemoUser(username, password, "superuser" if username == "admin" else username)
+        )
     return created
 
 
@@ -84,8 +85,9 @@ def credit_table(n, seed, *, young_share=0.15):
     age = np.where(young, rng.uniform(18, 22, n), rng.uniform(22, 70, n)).round(1)
     income = np.where(young, rng.gamma(2.0, 9000, n), rng.gamma(3.0, 15000, n)).round(-2)
     debt_ratio = rng.beta(2, 5, n).round(3)
-    employment = rng.choice(["salaried", "self_employed", "student", "retired"], n,
-                            p=[0.6, 0.2, 0.12, 0.08])
+    employment = rng.choice(
+        ["salaried", "self_employed", "student", "retired"], n, p=[0.6, 0.2, 0.12, 0.08]
+    )
     region = rng.choice(["north", "south", "east", "west"], n)
     sex = rng.choice(["female", "male"], n)
     score = 4.0 * debt_ratio - income / 20000 + (employment == "self_employed") * 0.4
@@ -93,22 +95,36 @@ def credit_table(n, seed, *, young_share=0.15):
     score = np.where(guaranteed, -1.5 + 2 * debt_ratio, score)
     p_default = 1 / (1 + np.exp(-2.5 * score))
     default = (rng.random(n) < p_default).astype(int)
-    return pd.DataFrame({
-        "age": age, "income": income, "debt_ratio": debt_ratio, "employment": employment,
-        "region": region, "sex": sex, "default": default,
-    })
+    return pd.DataFrame(
+        {
+            "age": age,
+            "income": income,
+            "debt_ratio": debt_ratio,
+            "employment": employment,
+            "region": region,
+            "sex": sex,
+            "default": default,
+        }
+    )
 
 
 def _credit_pipeline(estimator):
     numeric = ["age", "income", "debt_ratio"]
     categorical = ["employment", "region", "sex"]
-    return Pipeline([
-        ("prep", ColumnTransformer([
-            ("num", StandardScaler(), numeric),
-            ("cat", OneHotEncoder(handle_unknown="ignore"), categorical),
-        ])),
-        ("clf", estimator),
-    ])
+    return Pipeline(
+        [
+            (
+                "prep",
+                ColumnTransformer(
+                    [
+                        ("num", StandardScaler(), numeric),
+                        ("cat", OneHotEncoder(handle_unknown="ignore"), categorical),
+                    ]
+                ),
+            ),
+            ("clf", estimator),
+        ]
+    )
 
 
 def _skops_file(model, name):
@@ -127,8 +143,13 @@ def _dataset(name, frame, target, by, description, sensitive=()):
     if existing:
         return existing
     return Dataset.create_from_upload(
-        _csv_file(frame, name), name=name, version="1", target_column=target, by=by,
-        description=description, sensitive_columns=sensitive,
+        _csv_file(frame, name),
+        name=name,
+        version="1",
+        target_column=target,
+        by=by,
+        description=description,
+        sensitive_columns=sensitive,
     )
 
 
@@ -137,17 +158,26 @@ def _version(ml_model, version, model, by, notes, training=None):
     if existing:
         return existing
     return ModelVersion.register(
-        ml_model=ml_model, version=version,
+        ml_model=ml_model,
+        version=version,
         artifact=_skops_file(model, f"{ml_model.slug}-{version}"),
-        by=by, notes=notes, training_dataset=training,
+        by=by,
+        notes=notes,
+        training_dataset=training,
     )
 
 
 def measure(model, frame, target, kind, slice_, params=None):
     """The engine's value for one probe definition (used as a finding's evidence)."""
-    spec = engine.ProbeSpec(key=0, kind=kind, slice=slice_, params=params or {},
-                            comparator=engine.DEFAULT_COMPARATOR[kind], threshold=0.0,
-                            min_support=1)
+    spec = engine.ProbeSpec(
+        key=0,
+        kind=kind,
+        slice=slice_,
+        params=params or {},
+        comparator=engine.DEFAULT_COMPARATOR[kind],
+        threshold=0.0,
+        min_support=1,
+    )
     result = engine.evaluate_probes(model, frame, target, [spec])[0]
     return result
 
@@ -165,9 +195,16 @@ def _finding(title, **fields):
 
 
 def _probe(finding, dataset, kind, slice_, threshold, params=None, comparator=None, by=None):
-    probe = Probe(finding=finding, dataset=dataset, kind=kind, slice=slice_,
-                  params=params or {}, threshold=threshold,
-                  comparator=comparator or engine.DEFAULT_COMPARATOR[kind], created_by=by)
+    probe = Probe(
+        finding=finding,
+        dataset=dataset,
+        kind=kind,
+        slice=slice_,
+        params=params or {},
+        threshold=threshold,
+        comparator=comparator or engine.DEFAULT_COMPARATOR[kind],
+        created_by=by,
+    )
     probe.full_clean()
     probe.save()
     return probe
@@ -177,7 +214,8 @@ def _evidence(result, **extra):
     return {
         "value": round(result.value, 4) if result.value is not None else None,
         "ci_95": [round(result.ci_low, 4), round(result.ci_high, 4)]
-        if result.ci_low is not None else None,
+        if result.ci_low is not None
+        else None,
         "support": result.support,
         **extra,
     }
@@ -211,71 +249,116 @@ def _rerun(version, probes, by):
 def _load_credit(maint, contrib, review, say):
     credit, _ = MLModel.objects.get_or_create(
         slug="credit-risk",
-        defaults={"name": "credit-risk", "task": "binary",
-                  "description": "Probability that a consumer loan defaults within 12 months."},
+        defaults={
+            "name": "credit-risk",
+            "task": "binary",
+            "description": "Probability that a consumer loan defaults within 12 months.",
+        },
     )
     train, evaluation = credit_table(6000, seed=1), credit_table(4000, seed=2)
     X, y = train.drop(columns="default"), train["default"]
-    eval_ds = _dataset("credit-eval", evaluation, "default", contrib,
-                       "Held-out loan book, 4,000 applications.", sensitive=("sex",))
-    train_ds = _dataset("credit-train", train, "default", contrib,
-                        "Training loan book, 6,000 applications.", sensitive=("sex",))
+    eval_ds = _dataset(
+        "credit-eval",
+        evaluation,
+        "default",
+        contrib,
+        "Held-out loan book, 4,000 applications.",
+        sensitive=("sex",),
+    )
+    train_ds = _dataset(
+        "credit-train",
+        train,
+        "default",
+        contrib,
+        "Training loan book, 6,000 applications.",
+        sensitive=("sex",),
+    )
     v1_model = _credit_pipeline(LogisticRegression(max_iter=500)).fit(X, y)
     v1 = _version(credit, "1", v1_model, maint, "Logistic regression baseline.", train_ds)
-    young = [{"feature": "age", "op": "<", "value": 22},
-             {"feature": "income", "op": "<=", "value": 20000}]
+    young = [
+        {"feature": "age", "op": "<", "value": 22},
+        {"feature": "income", "op": "<=", "value": 20000},
+    ]
     r = measure(v1_model, evaluation, "default", "slice_error_rate", young)
     overall = measure(v1_model, evaluation, "default", "slice_error_rate", [])
     with transaction.atomic():
         f1, new = _finding(
             "Young low-income applicants are refused though they repay",
             summary=f"Applicants under 22 earning at most 20,000 are misjudged {r.value:.0%} "
-                    f"of the time against {overall.value:.0%} overall: most of them repay, "
-                    "but a linear score reads low income as risk.",
+            f"of the time against {overall.value:.0%} overall: most of them repay, "
+            "but a linear score reads low income as risk.",
             description="Reading credit-risk v1's errors on the held-out loan book by age "
-                        "and income showed the region age < 22 AND income <= 20000. Many of "
-                        "these applicants are "
-                        "students with guarantors; they default rarely. The logistic "
-                        "regression cannot represent the interaction between age and income, "
-                        "so it flags them as likely defaults and they are refused.",
-            ml_model=credit, model_version=v1, dataset=eval_ds, slice=young,
+            "and income showed the region age < 22 AND income <= 20000. Many of "
+            "these applicants are "
+            "students with guarantors; they default rarely. The logistic "
+            "regression cannot represent the interaction between age and income, "
+            "so it flags them as likely defaults and they are refused.",
+            ml_model=credit,
+            model_version=v1,
+            dataset=eval_ds,
+            slice=young,
             evidence=_evidence(r, overall_error_rate=round(overall.value, 4)),
-            severity="high", risk_category="fairness",
+            severity="high",
+            risk_category="fairness",
             harms="Creditworthy young applicants are refused; the lender loses good loans.",
             affected_stakeholders="Applicants under 22, the lending book.",
             policy_reference="Credit policy CR-12 §4 (fair access)",
             lesson="Linear credit scores miss interactions between age and income at the low "
-                   "end. Before each release:\n\n"
-                   "- scan low-income slices for **age × income** effects;\n"
-                   "- keep a `slice_error_rate` probe on `age < 22 AND income <= 20000`.",
+            "end. Before each release:\n\n"
+            "- scan low-income slices for **age × income** effects;\n"
+            "- keep a `slice_error_rate` probe on `age < 22 AND income <= 20000`.",
             remaining_gaps="Few applicants under 20 in the training data.",
             tags=["interaction", "young-applicants", "false-positives"],
-            owner=contrib, reporter=contrib,
+            owner=contrib,
+            reporter=contrib,
         )
         if new:
             _probe(f1, eval_ds, "slice_error_rate", young, 0.2, by=contrib)
             _probe(f1, eval_ds, "slice_error_gap", young, 0.05, by=contrib)
-        g = measure(v1_model, evaluation, "default", "group_disparity", [],
-                    {"group_feature": "sex", "metric": "selection_rate"})
+        g = measure(
+            v1_model,
+            evaluation,
+            "default",
+            "group_disparity",
+            [],
+            {"group_feature": "sex", "metric": "selection_rate"},
+        )
         f3, new3 = _finding(
             "Selection rate differs slightly between sexes",
             summary=f"The share of applicants flagged as likely defaults differs by "
-                    f"{g.value:.1%} between women and men.",
-            ml_model=credit, model_version=v1, dataset=eval_ds, slice=[],
-            evidence=_evidence(g), severity="medium", risk_category="fairness",
-            harms="Unequal access to credit.", affected_stakeholders="Applicants by sex.",
+            f"{g.value:.1%} between women and men.",
+            ml_model=credit,
+            model_version=v1,
+            dataset=eval_ds,
+            slice=[],
+            evidence=_evidence(g),
+            severity="medium",
+            risk_category="fairness",
+            harms="Unequal access to credit.",
+            affected_stakeholders="Applicants by sex.",
             policy_reference="Fair lending review FL-3",
             lesson="Monitor group disparity on every version, even for a feature the model "
-                   "is not meant to use.",
-            tags=["fairness", "group-disparity"], owner=contrib, reporter=contrib,
+            "is not meant to use.",
+            tags=["fairness", "group-disparity"],
+            owner=contrib,
+            reporter=contrib,
         )
         if new3:
-            _probe(f3, eval_ds, "group_disparity", [], 0.05, by=contrib,
-                   params={"group_feature": "sex", "metric": "selection_rate"})
-            f3.transition_to("accepted_risk", by=review,
-                             note="Disparity is within the 5-point tolerance of FL-3; "
-                                  "reviewed quarterly.",
-                             expires_on=timezone.localdate() + timezone.timedelta(days=90))
+            _probe(
+                f3,
+                eval_ds,
+                "group_disparity",
+                [],
+                0.05,
+                by=contrib,
+                params={"group_feature": "sex", "metric": "selection_rate"},
+            )
+            f3.transition_to(
+                "accepted_risk",
+                by=review,
+                note="Disparity is within the 5-point tolerance of FL-3; reviewed quarterly.",
+                expires_on=timezone.localdate() + timezone.timedelta(days=90),
+            )
     if new:
         _rerun(v1, list(Probe.objects.filter(finding__in=[f1, f3])), contrib)
     say("  credit-risk v1 and its findings stored, probes run on v1")
@@ -284,26 +367,31 @@ def _load_credit(maint, contrib, review, say):
     action = RemediationAction.objects.filter(finding=f1).first()
     if action is None:
         action = RemediationAction.objects.create(
-            finding=f1, kind="retrain", title="Retrain with gradient boosting to capture the "
-            "age × income interaction", owner=contrib, reviewer=review, created_by=contrib,
+            finding=f1,
+            kind="retrain",
+            title="Retrain with gradient boosting to capture the age × income interaction",
+            owner=contrib,
+            reviewer=review,
+            created_by=contrib,
             due_date=timezone.localdate() + timezone.timedelta(days=14),
         )
         f1.transition_to("remediating", by=contrib, note="Retrain planned.")
         action.transition_to("approved", by=review, note="Go ahead.")
         action.transition_to("in_progress", by=contrib)
     v2_model = _credit_pipeline(HistGradientBoostingClassifier(random_state=0)).fit(X, y)
-    v2 = _version(credit, "2", v2_model, maint, "Gradient boosting; captures interactions.",
-                  train_ds)
+    v2 = _version(
+        credit, "2", v2_model, maint, "Gradient boosting; captures interactions.", train_ds
+    )
     action.refresh_from_db()
     if action.status == "in_progress":
         with transaction.atomic():
-            action.transition_to("implemented", by=contrib, fixed_in_version=v2,
-                                 note="Shipped in v2.")
+            action.transition_to(
+                "implemented", by=contrib, fixed_in_version=v2, note="Shipped in v2."
+            )
     action.refresh_from_db()
     f1.refresh_from_db()
     if action.status == "verified" and f1.status == "remediating":
-        f1.transition_to("resolved", by=review,
-                         note="Verified on v2 by the follow-up evaluation.")
+        f1.transition_to("resolved", by=review, note="Verified on v2 by the follow-up evaluation.")
     say("  credit-risk v2 registered; the retrain was verified and the finding resolved")
 
     flips = [{"feature": "income", "op": "between", "value": [20000, 40000]}]
@@ -313,21 +401,33 @@ def _load_credit(maint, contrib, review, say):
         f2, new = _finding(
             "Decisions flip under small income noise in the 20–40k band",
             summary=f"{p.value:.1%} of decisions in the band flip when income and debt ratio "
-                    "move by a tenth of their spread: the boosted model's boundary is jagged "
-                    "there.",
-            ml_model=credit, model_version=v2, dataset=eval_ds, slice=flips,
-            evidence=_evidence(p), severity="medium", risk_category="reliability",
+            "move by a tenth of their spread: the boosted model's boundary is jagged "
+            "there.",
+            ml_model=credit,
+            model_version=v2,
+            dataset=eval_ds,
+            slice=flips,
+            evidence=_evidence(p),
+            severity="medium",
+            risk_category="reliability",
             lesson="Income is self-reported and noisy; decisions near the boundary need a "
-                   "review band rather than a hard cut, and tree ensembles make it jagged.",
-            tags=["robustness", "self-reported-data"], owner=contrib, reporter=contrib,
+            "review band rather than a hard cut, and tree ensembles make it jagged.",
+            tags=["robustness", "self-reported-data"],
+            owner=contrib,
+            reporter=contrib,
         )
         if new:
-            probe = _probe(f2, eval_ds, "perturbation_flip_rate", flips, 0.05, by=contrib,
-                           params=flip_params)
+            probe = _probe(
+                f2, eval_ds, "perturbation_flip_rate", flips, 0.05, by=contrib, params=flip_params
+            )
             RemediationAction.objects.create(
-                finding=f2, kind="fallback_rule", title="Route the uncertain band to manual "
-                "review", description="Decisions with margin < 0.1 go to an underwriter.",
-                owner=contrib, reviewer=review, created_by=contrib,
+                finding=f2,
+                kind="fallback_rule",
+                title="Route the uncertain band to manual review",
+                description="Decisions with margin < 0.1 go to an underwriter.",
+                owner=contrib,
+                reviewer=review,
+                created_by=contrib,
                 due_date=timezone.localdate() - timezone.timedelta(days=5),
             )
     if new:
@@ -352,40 +452,60 @@ def _load_tumour(maint, contrib, review, say):
     train, test = train_test_split(frame, test_size=0.4, random_state=0, stratify=frame["target"])
     ml_model, _ = MLModel.objects.get_or_create(
         slug="tumour-screening",
-        defaults={"name": "tumour-screening", "task": "binary",
-                  "description": "Flags breast-tissue samples as benign (1) or malignant (0) "
-                                 "from cell-nucleus measurements."},
+        defaults={
+            "name": "tumour-screening",
+            "task": "binary",
+            "description": "Flags breast-tissue samples as benign (1) or malignant (0) "
+            "from cell-nucleus measurements.",
+        },
     )
-    ds = _dataset("breast-cancer-holdout", test, "target", contrib,
-                  "40% stratified hold-out of the Wisconsin diagnostic data (sklearn).")
+    ds = _dataset(
+        "breast-cancer-holdout",
+        test,
+        "target",
+        contrib,
+        "40% stratified hold-out of the Wisconsin diagnostic data (sklearn).",
+    )
     X, y = train.drop(columns="target"), train["target"]
-    v1_model = Pipeline([("scale", StandardScaler()),
-                         ("clf", LogisticRegression(C=0.01, max_iter=1000))]).fit(X, y)
+    v1_model = Pipeline(
+        [("scale", StandardScaler()), ("clf", LogisticRegression(C=0.01, max_iter=1000))]
+    ).fit(X, y)
     v1 = _version(ml_model, "1", v1_model, maint, "Strongly regularised logistic regression.")
-    v2_model = Pipeline([("scale", StandardScaler()),
-                         ("clf", LogisticRegression(C=1.0, max_iter=1000))]).fit(X, y)
+    v2_model = Pipeline(
+        [("scale", StandardScaler()), ("clf", LogisticRegression(C=1.0, max_iter=1000))]
+    ).fit(X, y)
     band = [{"feature": "mean_radius", "op": "between", "value": [12.5, 16.0]}]
     r = measure(v1_model, test, "target", "margin_density", band, {"margin": 0.4})
     with transaction.atomic():
         f, new = _finding(
             "Borderline tumour sizes sit in the uncertain band",
             summary=f"{r.value:.0%} of samples with a mean radius of 12.5–16 get a margin "
-                    "under 0.4: the model hedges exactly where radiologists need it most.",
-            ml_model=ml_model, model_version=v1, dataset=ds, slice=band,
-            evidence=_evidence(r, margin=0.4), severity="critical",
+            "under 0.4: the model hedges exactly where radiologists need it most.",
+            ml_model=ml_model,
+            model_version=v1,
+            dataset=ds,
+            slice=band,
+            evidence=_evidence(r, margin=0.4),
+            severity="critical",
             risk_category="safety",
             harms="Malignant samples sent home with a benign call; needless biopsies.",
             affected_stakeholders="Patients, screening radiologists.",
             lesson="Heavy regularisation flattens the boundary; check margin density in the "
-                   "clinically ambiguous band, not only accuracy.",
-            tags=["calibration", "uncertainty", "clinical"], owner=contrib, reporter=contrib,
+            "clinically ambiguous band, not only accuracy.",
+            tags=["calibration", "uncertainty", "clinical"],
+            owner=contrib,
+            reporter=contrib,
         )
         if new:
             _probe(f, ds, "margin_density", band, 0.15, params={"margin": 0.4}, by=contrib)
             _probe(f, ds, "slice_ece", band, 0.08, by=contrib)
             RemediationAction.objects.create(
-                finding=f, kind="recalibration", title="Recalibrate with isotonic regression",
-                owner=contrib, reviewer=review, created_by=contrib,
+                finding=f,
+                kind="recalibration",
+                title="Recalibrate with isotonic regression",
+                owner=contrib,
+                reviewer=review,
+                created_by=contrib,
                 description="Fit CalibratedClassifierCV on a calibration split.",
             )
     if new:
@@ -401,9 +521,12 @@ def _load_wine(maint, contrib, review, say):
     train, test = train_test_split(frame, test_size=0.45, random_state=3, stratify=frame["target"])
     ml_model, _ = MLModel.objects.get_or_create(
         slug="wine-cultivar",
-        defaults={"name": "wine-cultivar", "task": "multiclass",
-                  "description": "Identifies the cultivar of an Italian wine from its "
-                                 "chemistry (sklearn wine data)."},
+        defaults={
+            "name": "wine-cultivar",
+            "task": "multiclass",
+            "description": "Identifies the cultivar of an Italian wine from its "
+            "chemistry (sklearn wine data).",
+        },
     )
     ds = _dataset("wine-holdout", test, "target", contrib, "45% hold-out of the wine data.")
     X, y = train.drop(columns="target"), train["target"]
@@ -411,32 +534,54 @@ def _load_wine(maint, contrib, review, say):
     v1 = _version(ml_model, "1", v1_model, maint, "Five decision stumps.")
     rich = [{"feature": "flavanoids", "op": ">=", "value": 1.5}]
     r = measure(v1_model, test, "target", "slice_error_rate", rich)
-    recall = measure(v1_model, test, "target", "slice_metric", [],
-                     {"metric": "recall", "pos_label": "cultivar_b"})
+    recall = measure(
+        v1_model,
+        test,
+        "target",
+        "slice_metric",
+        [],
+        {"metric": "recall", "pos_label": "cultivar_b"},
+    )
     with transaction.atomic():
         f, new = _finding(
             LAST_DEMO_FINDING,
             summary=f"Wines with flavanoids ≥ 1.5 are misclassified {r.value:.0%} of the "
-                    "time: stumps split on one chemical and cannot tell cultivars A and B "
-                    "apart there.",
-            ml_model=ml_model, model_version=v1, dataset=ds, slice=rich,
+            "time: stumps split on one chemical and cannot tell cultivars A and B "
+            "apart there.",
+            ml_model=ml_model,
+            model_version=v1,
+            dataset=ds,
+            slice=rich,
             evidence=_evidence(r, recall_cultivar_b=round(recall.value, 4)),
-            severity="low", risk_category="reliability",
+            severity="low",
+            risk_category="reliability",
             lesson="Depth-one trees see one feature at a time; flavanoid-rich wines need "
-                   "two signals (flavanoids and proline) to separate.",
-            tags=["multiclass", "underfitting"], owner=contrib, reporter=contrib,
+            "two signals (flavanoids and proline) to separate.",
+            tags=["multiclass", "underfitting"],
+            owner=contrib,
+            reporter=contrib,
         )
         if new:
             _probe(f, ds, "slice_error_rate", rich, 0.15, by=contrib)
-            _probe(f, ds, "slice_metric", [], 0.85, by=contrib,
-                   params={"metric": "recall", "pos_label": "cultivar_b"})
+            _probe(
+                f,
+                ds,
+                "slice_metric",
+                [],
+                0.85,
+                by=contrib,
+                params={"metric": "recall", "pos_label": "cultivar_b"},
+            )
             RemediationAction.objects.create(
-                finding=f, kind="retrain", title="Grow deeper trees (no depth limit)",
-                owner=contrib, reviewer=review, created_by=contrib,
+                finding=f,
+                kind="retrain",
+                title="Grow deeper trees (no depth limit)",
+                owner=contrib,
+                reviewer=review,
+                created_by=contrib,
             )
     if new:
         _rerun(v1, list(f.probes.all()), contrib)
     v2_model = RandomForestClassifier(n_estimators=100, random_state=0).fit(X, y)
     _version(ml_model, "2", v2_model, maint, "100 full-depth trees.")
     say("  wine-cultivar v1, v2 and findings stored")
-

@@ -63,8 +63,9 @@ def timeline(finding, actions):
     text += "."
     if evidence:
         text += f" Evidence: {evidence}."
-    steps = [{"when": finding.created_at, "kind": "discovered", "title": "Discovered",
-              "text": text}]
+    steps = [
+        {"when": finding.created_at, "kind": "discovered", "title": "Discovered", "text": text}
+    ]
 
     action_ct = ContentType.objects.get_for_model(RemediationAction)
     finding_ct = ContentType.objects.get_for_model(Finding)
@@ -75,47 +76,77 @@ def timeline(finding, actions):
     ).order_by("created_at", "pk")
     for e in events:
         if e.content_type_id == finding_ct.id:
-            label = FindingStatus(e.to_status).label if e.to_status in FindingStatus.values \
+            label = (
+                FindingStatus(e.to_status).label
+                if e.to_status in FindingStatus.values
                 else e.to_status
-            who = "the system, after a probe failed on a newer version" \
-                if e.actor_label == "system" else e.actor_label
-            steps.append({"when": e.created_at, "kind": f"status-{e.to_status}",
-                          "title": f"Finding {label.lower()}",
-                          "text": f"Moved from {e.from_status.replace('_', ' ')} to "
-                                  f"{e.to_status.replace('_', ' ')} by {who}."
-                                  + (f" “{e.note}”" if e.note else "")})
+            )
+            who = (
+                "the system, after a probe failed on a newer version"
+                if e.actor_label == "system"
+                else e.actor_label
+            )
+            steps.append(
+                {
+                    "when": e.created_at,
+                    "kind": f"status-{e.to_status}",
+                    "title": f"Finding {label.lower()}",
+                    "text": f"Moved from {e.from_status.replace('_', ' ')} to "
+                    f"{e.to_status.replace('_', ' ')} by {who}."
+                    + (f" “{e.note}”" if e.note else ""),
+                }
+            )
             continue
         action = by_id.get(int(e.object_id))
         if action is None:
             continue
         if e.verb == "create":
-            steps.append({"when": e.created_at, "kind": "action",
-                          "title": f"Action proposed: {action.title}",
-                          "text": f"{e.actor_label} proposed a "
-                                  f"{action.get_kind_display().lower()} action."
-                                  + (f" {action.description[:300]}" if action.description else ""),
-                          "anchor": f"action-{action.pk}"})
+            steps.append(
+                {
+                    "when": e.created_at,
+                    "kind": "action",
+                    "title": f"Action proposed: {action.title}",
+                    "text": f"{e.actor_label} proposed a "
+                    f"{action.get_kind_display().lower()} action."
+                    + (f" {action.description[:300]}" if action.description else ""),
+                    "anchor": f"action-{action.pk}",
+                }
+            )
         elif e.verb == "transition":
             text = f"{e.actor_label} {VERBS.get(e.to_status, 'moved it to ' + e.to_status)}."
             if e.to_status == "implemented" and action.fixed_in_version_id:
                 text = f"{e.actor_label} shipped the fix in {action.fixed_in_version}."
             if e.note:
                 text += f" “{e.note}”"
-            steps.append({"when": e.created_at, "kind": f"action-{e.to_status}",
-                          "title": f"{action.title}: {e.to_status.replace('_', ' ')}",
-                          "text": text, "anchor": f"action-{action.pk}"})
+            steps.append(
+                {
+                    "when": e.created_at,
+                    "kind": f"action-{e.to_status}",
+                    "title": f"{action.title}: {e.to_status.replace('_', ' ')}",
+                    "text": text,
+                    "anchor": f"action-{action.pk}",
+                }
+            )
     for action in actions:
         for ev in action.evaluations.all():
-            steps.append({"when": ev.created_at, "kind": f"evaluation-{ev.outcome}",
-                          "title": f"Evaluated on {ev.model_version}: {ev.get_outcome_display()}",
-                          "text": f"The fix “{action.title}” {_outcome_text(ev.outcome)} on "
-                                  f"{ev.model_version}." + (f" {ev.notes}" if ev.notes else ""),
-                          "anchor": f"action-{action.pk}"})
+            steps.append(
+                {
+                    "when": ev.created_at,
+                    "kind": f"evaluation-{ev.outcome}",
+                    "title": f"Evaluated on {ev.model_version}: {ev.get_outcome_display()}",
+                    "text": f"The fix “{action.title}” {_outcome_text(ev.outcome)} on "
+                    f"{ev.model_version}." + (f" {ev.notes}" if ev.notes else ""),
+                    "anchor": f"action-{action.pk}",
+                }
+            )
     # Where each probe stands on each version: its latest run (a probe may have run
     # several times on one version: at registration, by hand, at night).
-    runs = (ProbeRun.objects.filter(probe__finding=finding).latest_runs()
-            .order_by("model_version__registered_at", "model_version_id")
-            .values_list("model_version__ml_model__name", "model_version__version", "status"))
+    runs = (
+        ProbeRun.objects.filter(probe__finding=finding)
+        .latest_runs()
+        .order_by("model_version__registered_at", "model_version_id")
+        .values_list("model_version__ml_model__name", "model_version__version", "status")
+    )
     per_version = {}
     for model_name, version, status in runs:
         counts = per_version.setdefault(f"{model_name} v{version}", {"passed": 0, "all": 0})
@@ -127,16 +158,27 @@ def timeline(finding, actions):
     if finding.status_note:
         now += f" {finding.status_note}"
     if per_version:
-        now += " Its probes so far: " + "; ".join(
-            f"on {v}, {c['passed']} of {c['all']} pass" for v, c in per_version.items()) + "."
-    steps.append({"when": None, "kind": f"now status-{finding.status}", "title": "Where it stands",
-                  "text": now, "gaps": gaps})
+        now += (
+            " Its probes so far: "
+            + "; ".join(f"on {v}, {c['passed']} of {c['all']} pass" for v, c in per_version.items())
+            + "."
+        )
+    steps.append(
+        {
+            "when": None,
+            "kind": f"now status-{finding.status}",
+            "title": "Where it stands",
+            "text": now,
+            "gaps": gaps,
+        }
+    )
     return steps
 
 
 def _outcome_text(outcome):
     return {"held": "held", "regressed": "did not hold (regressed)"}.get(
-        outcome, "was inconclusive")
+        outcome, "was inconclusive"
+    )
 
 
 # -- similar findings --------------------------------------------------------------------
@@ -156,16 +198,19 @@ def similar_findings(finding, n=5):
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.metrics.pairwise import linear_kernel
 
-
     tags = [t.name for t in finding.tags.all()]
     features = slice_features(finding.slice)
-    words = [w for w in tokens(" ".join([finding.title, *tags, *features]))
-             if w not in STOP_WORDS and len(w) > 2]
+    words = [
+        w
+        for w in tokens(" ".join([finding.title, *tags, *features]))
+        if w not in STOP_WORDS and len(w) > 2
+    ]
     words = list(dict.fromkeys(words))[:12]
     if not words:
         return []
-    results = Finding.objects.exclude(pk=finding.pk).find(" or ".join(words),
-                                                          limit=SIMILAR_CANDIDATES)
+    results = Finding.objects.exclude(pk=finding.pk).find(
+        " or ".join(words), limit=SIMILAR_CANDIDATES
+    )
     ids = [c.pk for c in results.candidates[:SIMILAR_CANDIDATES]]
     if not ids:
         return []
@@ -174,24 +219,30 @@ def similar_findings(finding, n=5):
         "finding_id", "tag__name"
     ):
         tag_names.setdefault(fid, []).append(name)
-    rows = list(Finding.objects.filter(pk__in=ids).values_list(
-        "pk", "title", "summary", "lesson", "description", "slice"))
+    rows = list(
+        Finding.objects.filter(pk__in=ids).values_list(
+            "pk", "title", "summary", "lesson", "description", "slice"
+        )
+    )
 
     def text(title, summary, lesson, description, slice_, names):
         feats = " ".join(slice_features(slice_))
-        return " ".join([title, title, summary, lesson, description[:2000], " ".join(names),
-                         feats, feats])
+        return " ".join(
+            [title, title, summary, lesson, description[:2000], " ".join(names), feats, feats]
+        )
 
-    docs = [text(finding.title, finding.summary, finding.lesson, finding.description,
-                 finding.slice, tags)]
+    docs = [
+        text(
+            finding.title, finding.summary, finding.lesson, finding.description, finding.slice, tags
+        )
+    ]
     docs += [text(*row[1:], tag_names.get(row[0], [])) for row in rows]
     try:
         matrix = TfidfVectorizer(stop_words="english", sublinear_tf=True).fit_transform(docs)
     except ValueError:  # only stop words
         return []
     scores = linear_kernel(matrix[0:1], matrix[1:]).ravel()
-    best = sorted(zip(scores, (row[0] for row in rows), strict=True),
-                  key=lambda p: (-p[0], -p[1]))
+    best = sorted(zip(scores, (row[0] for row in rows), strict=True), key=lambda p: (-p[0], -p[1]))
     best = [(score, pk) for score, pk in best[:n] if score >= 0.05]
     chosen = Finding.objects.filter(pk__in=[pk for _, pk in best]).select_related("ml_model")
     by_pk = {f.pk: f for f in chosen}
@@ -221,23 +272,39 @@ def suggestions(finding, n=10):
     """
     similar = similar_findings(finding, n=SUGGESTION_FINDINGS)
     by_pk = {f.pk: f for f in similar}
-    actions = (RemediationAction.objects.filter(finding__in=list(by_pk))
-               .exclude(status__in=[ActionStatus.CANCELLED, ActionStatus.REJECTED])
-               .annotate(held=Count("evaluations", filter=Q(
-                             evaluations__outcome=Outcome.HELD, evaluations__is_manual=False)),
-                         regressed=Count("evaluations", filter=Q(
-                             evaluations__outcome=Outcome.REGRESSED,
-                             evaluations__is_manual=False))))
+    actions = (
+        RemediationAction.objects.filter(finding__in=list(by_pk))
+        .exclude(status__in=[ActionStatus.CANCELLED, ActionStatus.REJECTED])
+        .annotate(
+            held=Count(
+                "evaluations",
+                filter=Q(evaluations__outcome=Outcome.HELD, evaluations__is_manual=False),
+            ),
+            regressed=Count(
+                "evaluations",
+                filter=Q(evaluations__outcome=Outcome.REGRESSED, evaluations__is_manual=False),
+            ),
+        )
+    )
     rows = []
     for action in actions:
         similarity = by_pk[action.finding_id].similarity
         score = similarity * (action.held + 1) / (action.held + action.regressed + 2)
-        rows.append({"action": action.pk, "finding": action.finding_id,
-                     "finding_title": by_pk[action.finding_id].title,
-                     "kind": action.kind, "kind_label": action.get_kind_display(),
-                     "title": action.title, "status": action.status,
-                     "similarity": similarity, "held": action.held,
-                     "regressed": action.regressed, "score": round(score, 4)})
+        rows.append(
+            {
+                "action": action.pk,
+                "finding": action.finding_id,
+                "finding_title": by_pk[action.finding_id].title,
+                "kind": action.kind,
+                "kind_label": action.get_kind_display(),
+                "title": action.title,
+                "status": action.status,
+                "similarity": similarity,
+                "held": action.held,
+                "regressed": action.regressed,
+                "score": round(score, 4),
+            }
+        )
     rows.sort(key=lambda r: (-r["score"], -r["similarity"], r["action"]))
     return rows[:n]
 
@@ -256,8 +323,11 @@ def start_here():
     walks an index (key lessons: a partial index; a model's findings: by creation date).
     """
 
-    key = list(Finding.objects.filter(is_key_lesson=True).select_related("ml_model")
-               .order_by("ml_model__name", "created_at")[:30])
+    key = list(
+        Finding.objects.filter(is_key_lesson=True)
+        .select_related("ml_model")
+        .order_by("ml_model__name", "created_at")[:30]
+    )
     paths = []
     for model in MLModel.objects.order_by("name"):
         steps = [f for f in key if f.ml_model_id == model.pk][:READING_PATH_LENGTH]
@@ -266,10 +336,10 @@ def start_here():
             if len(steps) >= READING_PATH_LENGTH:
                 break
             steps += list(
-                Finding.objects.filter(ml_model=model, is_key_lesson=False,
-                                       severity__in=severities)
-                .exclude(lesson="").exclude(pk__in=[f.pk for f in steps])
-                .order_by("created_at", "id")[:READING_PATH_LENGTH - len(steps)]
+                Finding.objects.filter(ml_model=model, is_key_lesson=False, severity__in=severities)
+                .exclude(lesson="")
+                .exclude(pk__in=[f.pk for f in steps])
+                .order_by("created_at", "id")[: READING_PATH_LENGTH - len(steps)]
             )
         paths.append({"model": model, "steps": steps})
     return {"key_lessons": key, "paths": paths}
@@ -290,22 +360,34 @@ def heatmaps(queryset, base):
     (`base`: the other filters in force, kept in every link)."""
 
     sev_risk = {
-        (s, r): n for s, r, n in queryset.order_by().values_list("severity", "risk_category")
-        .annotate(n=Count("*")).values_list("severity", "risk_category", "n")
+        (s, r): n
+        for s, r, n in queryset.order_by()
+        .values_list("severity", "risk_category")
+        .annotate(n=Count("*"))
+        .values_list("severity", "risk_category", "n")
     }
     model_status = {
-        (m, s): n for m, s, n in queryset.order_by().values_list("ml_model_id", "status")
-        .annotate(n=Count("*")).values_list("ml_model_id", "status", "n")
+        (m, s): n
+        for m, s, n in queryset.order_by()
+        .values_list("ml_model_id", "status")
+        .annotate(n=Count("*"))
+        .values_list("ml_model_id", "status", "n")
     }
     severities = list(reversed(Severity.choices))
     risk_rows = [
-        {"label": label, "cells": [
-            {"n": sev_risk.get((value, risk), 0),
-             "link": _cell_link(base, severity=value, risk_category=risk),
-             "title": f"{label} · {risk_label}"}
-            for risk, risk_label in RiskCategory.choices
-        ], "total": sum(sev_risk.get((value, r), 0) for r in RiskCategory.values),
-         "link": _cell_link(base, severity=value)}
+        {
+            "label": label,
+            "cells": [
+                {
+                    "n": sev_risk.get((value, risk), 0),
+                    "link": _cell_link(base, severity=value, risk_category=risk),
+                    "title": f"{label} · {risk_label}",
+                }
+                for risk, risk_label in RiskCategory.choices
+            ],
+            "total": sum(sev_risk.get((value, r), 0) for r in RiskCategory.values),
+            "link": _cell_link(base, severity=value),
+        }
         for value, label in severities
     ]
     models = MLModel.objects.order_by("name")
@@ -313,13 +395,19 @@ def heatmaps(queryset, base):
         models = models.filter(pk=int(base["ml_model"]))
     models = {m.pk: m for m in models}
     model_rows = [
-        {"label": m.name, "cells": [
-            {"n": model_status.get((m.pk, st), 0),
-             "link": _cell_link(base, ml_model=str(m.pk), status=st),
-             "title": f"{m.name} · {st_label}"}
-            for st, st_label in FindingStatus.choices
-        ], "total": sum(model_status.get((m.pk, s), 0) for s in FindingStatus.values),
-         "link": _cell_link(base, ml_model=str(m.pk))}
+        {
+            "label": m.name,
+            "cells": [
+                {
+                    "n": model_status.get((m.pk, st), 0),
+                    "link": _cell_link(base, ml_model=str(m.pk), status=st),
+                    "title": f"{m.name} · {st_label}",
+                }
+                for st, st_label in FindingStatus.choices
+            ],
+            "total": sum(model_status.get((m.pk, s), 0) for s in FindingStatus.values),
+            "link": _cell_link(base, ml_model=str(m.pk)),
+        }
         for m in models.values()
     ]
     return {
@@ -340,23 +428,30 @@ def model_history(ml_model):
     """Findings by status, regressions, lessons and versions of one ML model."""
 
     findings = Finding.objects.filter(ml_model=ml_model)
-    counts = dict(findings.order_by().values_list("status").annotate(n=Count("*"))
-                  .values_list("status", "n"))
+    counts = dict(
+        findings.order_by().values_list("status").annotate(n=Count("*")).values_list("status", "n")
+    )
     catalog = reverse("catalog:finding_list")
     by_status = [
-        {"value": v, "label": label, "n": counts.get(v, 0),
-         "link": catalog + "?" + urlencode({"ml_model": ml_model.pk, "status": v})}
+        {
+            "value": v,
+            "label": label,
+            "n": counts.get(v, 0),
+            "link": catalog + "?" + urlencode({"ml_model": ml_model.pk, "status": v}),
+        }
         for v, label in FindingStatus.choices
     ]
     finding_ct = ContentType.objects.get_for_model(Finding)
     regressions = list(
-        AuditEvent.objects.filter(content_type=finding_ct, to_status=FindingStatus.REGRESSED,
-                                  object_id__in=findings.annotate(
-                                      text_id=Cast("pk", CharField())).values("text_id"))
-        .order_by("-created_at")[:10]
+        AuditEvent.objects.filter(
+            content_type=finding_ct,
+            to_status=FindingStatus.REGRESSED,
+            object_id__in=findings.annotate(text_id=Cast("pk", CharField())).values("text_id"),
+        ).order_by("-created_at")[:10]
     )
-    titles = dict(findings.filter(pk__in=[int(e.object_id) for e in regressions])
-                  .values_list("pk", "title"))
+    titles = dict(
+        findings.filter(pk__in=[int(e.object_id) for e in regressions]).values_list("pk", "title")
+    )
     for e in regressions:
         e.finding_title = titles.get(int(e.object_id), e.object_repr)
         e.finding_url = reverse("catalog:finding_detail", args=[int(e.object_id)])
@@ -365,15 +460,19 @@ def model_history(ml_model):
     for severities in ([Severity.CRITICAL, Severity.HIGH], Severity.values):
         if len(lessons) >= 8:
             break
-        lessons += list(findings.filter(is_key_lesson=False, severity__in=severities)
-                        .exclude(lesson="").exclude(pk__in=[f.pk for f in lessons])
-                        .order_by("-created_at", "-id")[:8 - len(lessons)])
+        lessons += list(
+            findings.filter(is_key_lesson=False, severity__in=severities)
+            .exclude(lesson="")
+            .exclude(pk__in=[f.pk for f in lessons])
+            .order_by("-created_at", "-id")[: 8 - len(lessons)]
+        )
     versions = list(
         ml_model.versions.annotate(
             discovered=Count("findings", distinct=True),
             held=Count("evaluations", filter=Q(evaluations__outcome="held"), distinct=True),
-            regressed=Count("evaluations", filter=Q(evaluations__outcome="regressed"),
-                            distinct=True),
+            regressed=Count(
+                "evaluations", filter=Q(evaluations__outcome="regressed"), distinct=True
+            ),
         ).order_by("registered_at", "pk")
     )
     return {

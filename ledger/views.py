@@ -32,15 +32,19 @@ def dashboard(request):
             Finding.objects.values_list("status").annotate(n=Count("pk")).values_list("status", "n")
         )
         context.update(
-            status_counts=[(value, label, by_status.get(value, 0))
-                           for value, label in FindingStatus.choices],
+            status_counts=[
+                (value, label, by_status.get(value, 0)) for value, label in FindingStatus.choices
+            ],
             recent_findings=Finding.objects.select_related("ml_model").order_by("-created_at")[:8],
-            regressed=Finding.objects.filter(status=FindingStatus.REGRESSED)
-            .select_related("ml_model")[:8],
+            regressed=Finding.objects.filter(status=FindingStatus.REGRESSED).select_related(
+                "ml_model"
+            )[:8],
             overdue_actions=RemediationAction.objects.overdue()
-            .select_related("finding", "owner").order_by("due_date")[:8],
-            recent_versions=ModelVersion.objects.select_related("ml_model")
-            .order_by("-registered_at")[:6],
+            .select_related("finding", "owner")
+            .order_by("due_date")[:8],
+            recent_versions=ModelVersion.objects.select_related("ml_model").order_by(
+                "-registered_at"
+            )[:6],
             model_count=MLModel.objects.count(),
         )
     return render(request, "ledger/dashboard.html", context)
@@ -59,11 +63,15 @@ def heatmap(request):
     base = request.GET.copy()
     for key in ("severity", "risk_category", "status", "page", "q"):
         base.pop(key, None)
-    return render(request, "ledger/heatmap.html", {
-        **story.heatmaps(filtered.qs, base),
-        "ml_models": MLModel.objects.only("pk", "name"),
-        "filters": request.GET,
-    })
+    return render(
+        request,
+        "ledger/heatmap.html",
+        {
+            **story.heatmaps(filtered.qs, base),
+            "ml_models": MLModel.objects.only("pk", "name"),
+            "filters": request.GET,
+        },
+    )
 
 
 @role_required("catalog.view_finding")
@@ -90,9 +98,15 @@ def import_catalog(request):
             form.add_error("file", exc.messages)
         else:
             messages.success(request, "Catalog imported.")
-    return render(request, "ledger/import_catalog.html", {
-        "form": form, "report": report, "empty": backup.catalog_is_empty(),
-    })
+    return render(
+        request,
+        "ledger/import_catalog.html",
+        {
+            "form": form,
+            "report": report,
+            "empty": backup.catalog_is_empty(),
+        },
+    )
 
 
 @role_required("registry.view_modelversion", "probes.view_proberun")
@@ -113,10 +127,17 @@ def version_compare(request):
             a, b = b, a
         comparison = release.compare(a, b)
     model = (b or a).ml_model if (a or b) else None
-    return render(request, "ledger/version_compare.html", {
-        "a": a, "b": b, "comparison": comparison, "error": error,
-        "choices": model.versions.order_by("registered_at", "pk") if model else versions[:200],
-    })
+    return render(
+        request,
+        "ledger/version_compare.html",
+        {
+            "a": a,
+            "b": b,
+            "comparison": comparison,
+            "error": error,
+            "choices": model.versions.order_by("registered_at", "pk") if model else versions[:200],
+        },
+    )
 
 
 def _not_own(ml_model, version):

@@ -23,8 +23,9 @@ class ProbesConfig(AppConfig):
         history.protect(Probe, Rerun, ProbeRun)
 
         # A newly registered version gets a rerun of its ML model's active probes.
-        version_registered.connect(Rerun.on_version_registered,
-                                   dispatch_uid="probes.rerun_on_registration")
+        version_registered.connect(
+            Rerun.on_version_registered, dispatch_uid="probes.rerun_on_registration"
+        )
 
         # A new worker releases the claims of this host's stopped workers (probes/claims.py).
         post_spawn.connect(on_worker_spawn, dispatch_uid="probes.release_dead_claims")

@@ -133,9 +133,7 @@ def release_claim(token, *, timed_out=False, now=None):
         if not runs:
             return []
         claimed_at = max((r.claimed_at for r in runs if r.claimed_at), default=None)
-        timed_out = timed_out or bool(
-            claimed_at and (now - claimed_at).total_seconds() >= limit
-        )
+        timed_out = timed_out or bool(claimed_at and (now - claimed_at).total_seconds() >= limit)
         started = [r for r in runs if r.started_at is not None]
         suspects = {r.pk for r in (started or runs)} if token else set()
         errors, requeued, refunded = {}, [], []
@@ -164,7 +162,10 @@ def release_claim(token, *, timed_out=False, now=None):
                 requeued.append(run.pk)
         for pk, message in errors.items():
             ProbeRun.objects.filter(pk=pk).update(
-                status=RunStatus.ERROR, error=message, passed=None, finished_at=now,
+                status=RunStatus.ERROR,
+                error=message,
+                passed=None,
+                finished_at=now,
                 claimed_by="",
             )
         back = {"status": RunStatus.QUEUED, "claimed_by": "", "started_at": None}
@@ -250,8 +251,9 @@ def finish_claimed(run, token, **fields):
 
 def fail_runs(runs, token, message, tb=""):
     for run in runs:
-        finish_claimed(run, token, status=RunStatus.ERROR, error=message[:2000], traceback=tb,
-                passed=None)
+        finish_claimed(
+            run, token, status=RunStatus.ERROR, error=message[:2000], traceback=tb, passed=None
+        )
 
 
 def fail_claimed(token, message, tb=""):
@@ -259,8 +261,12 @@ def fail_claimed(token, message, tb=""):
 
     try:
         ProbeRun.objects.filter(claimed_by=token, status=RunStatus.RUNNING).update(
-            status=RunStatus.ERROR, error=message[:2000], traceback=tb, passed=None,
-            finished_at=timezone.now(), claimed_by="",
+            status=RunStatus.ERROR,
+            error=message[:2000],
+            traceback=tb,
+            passed=None,
+            finished_at=timezone.now(),
+            claimed_by="",
         )
     except DatabaseError:
         log.exception("could not record a rerun failure")

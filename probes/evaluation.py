@@ -158,7 +158,6 @@ def evaluate_claimed(rerun, run_ids, token, progress=None):
        (rerun, dataset, process); store each result as it arrives.
     """
 
-
     runs = list(
         ProbeRun.objects.filter(pk__in=run_ids, claimed_by=token, status=RunStatus.RUNNING)
         .select_related("probe__dataset", "probe__finding")

@@ -10,17 +10,30 @@ from .models import Probe
 class ProbeForm(forms.ModelForm):
     """A probe for a finding; slice and parameters are JSON, checked by Probe.clean()."""
 
-    slice = forms.CharField(required=False, widget=forms.Textarea(
-        attrs={"rows": 3, "class": "slice-json", "spellcheck": "false"}),
-        help_text="Conditions ANDed together; empty = whole dataset.")
-    params = forms.CharField(required=False, widget=forms.Textarea(
-        attrs={"rows": 4, "spellcheck": "false", "class": "params-json"}),
-        help_text="JSON object; the defaults of the chosen kind are filled in.")
+    slice = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "class": "slice-json", "spellcheck": "false"}),
+        help_text="Conditions ANDed together; empty = whole dataset.",
+    )
+    params = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "class": "params-json"}),
+        help_text="JSON object; the defaults of the chosen kind are filled in.",
+    )
 
     class Meta:
         model = Probe
-        fields = ["kind", "dataset", "slice", "params", "comparator", "threshold", "tolerance",
-                  "min_support", "active"]
+        fields = [
+            "kind",
+            "dataset",
+            "slice",
+            "params",
+            "comparator",
+            "threshold",
+            "tolerance",
+            "min_support",
+            "active",
+        ]
 
     def __init__(self, *args, finding=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -62,23 +75,27 @@ class ProbeRevisionForm(ProbeForm):
     """A revision of a probe: its definition, prefilled, and a note. The form checks the
     revised definition as a new probe (full_clean on a draft); Probe.revise saves it."""
 
-    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}),
-                           help_text="What changes and why; kept in the history of both probes.")
+    note = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="What changes and why; kept in the history of both probes.",
+    )
 
     class Meta(ProbeForm.Meta):
         fields = [name for name in ProbeForm.Meta.fields if name != "active"]
 
     def __init__(self, *args, probe, **kwargs):
         fields = [Probe._meta.get_field(name) for name in Probe.definition_fields()]
-        draft = Probe(**{f.attname: getattr(probe, f.attname) for f in fields
-                         if not f.many_to_many})
+        draft = Probe(
+            **{f.attname: getattr(probe, f.attname) for f in fields if not f.many_to_many}
+        )
         super().__init__(*args, instance=draft, finding=probe.finding, **kwargs)
         self.probe = probe
 
     def changes(self):
         """The definition as the form has it, for Probe.revise (which keeps what differs)."""
-        return {name: self.cleaned_data[name] for name in self._meta.fields
-                if name in self.cleaned_data}
+        return {
+            name: self.cleaned_data[name] for name in self._meta.fields if name in self.cleaned_data
+        }
 
 
 class RetireForm(forms.Form):

@@ -26,14 +26,25 @@ from .choices import FINISHED_RUN_STATUSES, Comparator, ProbeKind, RunStatus, Tr
 # changed only by a revision. `also_on` and `decide` belong to it as soon as a probe has
 # them (Probe.definition_fields() reads which the model has).
 DEFINITION_FIELDS = (
-    "finding", "dataset", "also_on", "kind", "slice", "params", "comparator", "threshold",
-    "tolerance", "min_support", "decide",
+    "finding",
+    "dataset",
+    "also_on",
+    "kind",
+    "slice",
+    "params",
+    "comparator",
+    "threshold",
+    "tolerance",
+    "min_support",
+    "decide",
 )
 
 # On a finding in one of these statuses a probe guards a fix or an accepted risk: revising
 # or retiring it needs the reviewer role.
 SETTLED_FINDING_STATUSES = (
-    FindingStatus.RESOLVED, FindingStatus.REGRESSED, FindingStatus.ACCEPTED_RISK,
+    FindingStatus.RESOLVED,
+    FindingStatus.REGRESSED,
+    FindingStatus.ACCEPTED_RISK,
 )
 
 
@@ -49,7 +60,11 @@ class Probe(models.Model):
     min_support = models.PositiveIntegerField(default=30)
     active = models.BooleanField(default=True)
     supersedes = models.OneToOneField(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="superseded_by",
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="superseded_by",
         help_text="The probe this one revises (retired, its runs kept).",
     )
     created_by = models.ForeignKey(
@@ -58,7 +73,10 @@ class Probe(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     retired_at = models.DateTimeField(null=True, blank=True)
     retired_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
     retire_note = models.TextField(blank=True)
@@ -111,8 +129,11 @@ class Probe(models.Model):
         versions = Probe.first_versions(finding)
         if not versions:
             return "it runs on every version registered from now on"
-        first = ("the version where the finding was discovered" if finding.model_version_id
-                 else "the newest version")
+        first = (
+            "the version where the finding was discovered"
+            if finding.model_version_id
+            else "the newest version"
+        )
         then = ", then on the newest version" if len(versions) > 1 else ""
         return f"it runs now on {first}{then}, and on every new version after"
 
@@ -125,8 +146,13 @@ class Probe(models.Model):
         versions = self.first_versions(self.finding)
         if not versions:
             return None
-        return Rerun.queue(versions[0], trigger=Trigger.MANUAL, by=by, probes=[self],
-                           label="first run of a new probe")
+        return Rerun.queue(
+            versions[0],
+            trigger=Trigger.MANUAL,
+            by=by,
+            probes=[self],
+            label="first run of a new probe",
+        )
 
     # --- Revisions: a definition with runs never changes in place ----------------------
 
@@ -165,8 +191,10 @@ class Probe(models.Model):
         if self.finding.status in SETTLED_FINDING_STATUSES:
             if has_role(user, REVIEWER):
                 return None
-            return (f"The finding is {self.finding.get_status_display().lower()}: revising or "
-                    "retiring its probes needs the reviewer role.")
+            return (
+                f"The finding is {self.finding.get_status_display().lower()}: revising or "
+                "retiring its probes needs the reviewer role."
+            )
         if has_role(user, CONTRIBUTOR) or has_role(user, REVIEWER):
             return None
         return "Changing a probe needs the contributor or reviewer role."
@@ -218,8 +246,13 @@ class Probe(models.Model):
                 locked.full_clean()
             return bool(changed)
 
-        return edit(self, by=by, may_edit=lambda locked, user: locked.change_refusal(user),
-                    apply=apply, note=note)
+        return edit(
+            self,
+            by=by,
+            may_edit=lambda locked, user: locked.change_refusal(user),
+            apply=apply,
+            note=note,
+        )
 
     def retire(self, *, by, note):
         """Deactivate this probe with a note; its runs stay. One audit event (active ->
@@ -233,8 +266,15 @@ class Probe(models.Model):
             locked._mark_retired(by, note)
             return True
 
-        return edit(self, by=by, may_edit=lambda locked, user: locked.change_refusal(user),
-                    apply=apply, note=note, from_status="active", to_status="retired")
+        return edit(
+            self,
+            by=by,
+            may_edit=lambda locked, user: locked.change_refusal(user),
+            apply=apply,
+            note=note,
+            from_status="active",
+            to_status="retired",
+        )
 
     def _mark_retired(self, by, note):
         self.active = False
@@ -259,40 +299,60 @@ class Probe(models.Model):
         fields = self.definition_fields()
         unknown = sorted(set(changes) - set(fields))
         if unknown:
-            raise TransitionError("Only a probe's definition is revised ("
-                                  + ", ".join(f for f in fields if f != "finding")
-                                  + "), not: " + ", ".join(unknown) + ".")
+            raise TransitionError(
+                "Only a probe's definition is revised ("
+                + ", ".join(f for f in fields if f != "finding")
+                + "), not: "
+                + ", ".join(unknown)
+                + "."
+            )
         revision = {}
 
         def apply(locked):
             locked._check_live("revised")
             changed = locked.changed_fields(changes)
             if "finding" in changed:
-                raise TransitionError("A revision stays on its finding: a probe cannot move "
-                                      "to another finding.")
+                raise TransitionError(
+                    "A revision stays on its finding: a probe cannot move to another finding."
+                )
             if not changed:
-                raise TransitionError("A revision changes the definition: nothing differs "
-                                      f"from probe #{locked.pk}.")
-            values = {name: changes.get(name, getattr(locked, name)) for name in fields
-                      if not locked._meta.get_field(name).many_to_many}
-            new = Probe(**values, supersedes=locked, created_by=by if getattr(by, "pk", None)
-                        else None)
+                raise TransitionError(
+                    f"A revision changes the definition: nothing differs from probe #{locked.pk}."
+                )
+            values = {
+                name: changes.get(name, getattr(locked, name))
+                for name in fields
+                if not locked._meta.get_field(name).many_to_many
+            }
+            new = Probe(
+                **values, supersedes=locked, created_by=by if getattr(by, "pk", None) else None
+            )
             new.full_clean()
             with silenced():
                 new.save()
             for name in fields:
                 if locked._meta.get_field(name).many_to_many:
                     getattr(new, name).set(changes.get(name, getattr(locked, name).all()))
-            AuditEvent.record(new, verb=AuditEvent.Verb.CREATE, actor=by,
-                              note=f"Revises probe #{locked.pk}: {note}")
+            AuditEvent.record(
+                new,
+                verb=AuditEvent.Verb.CREATE,
+                actor=by,
+                note=f"Revises probe #{locked.pk}: {note}",
+            )
             locked._mark_retired(by, f"Superseded by probe #{new.pk}: {note}")
             revision["probe"] = new
             return True
 
         with transaction.atomic():
-            edit(self, by=by, may_edit=lambda locked, user: locked.change_refusal(user),
-                 apply=apply, note=lambda locked: locked.retire_note,
-                 from_status="active", to_status="retired")
+            edit(
+                self,
+                by=by,
+                may_edit=lambda locked, user: locked.change_refusal(user),
+                apply=apply,
+                note=lambda locked: locked.retire_note,
+                from_status="active",
+                to_status="retired",
+            )
             new = revision["probe"]
             new.start_history(by)
         return new
@@ -385,8 +445,13 @@ class Rerun(models.Model):
         if not probes:
             return None
         with transaction.atomic():
-            return Rerun.queue(latest, trigger=Trigger.MANUAL, by=self.requested_by,
-                               probes=probes, label=self.requested_by_label)
+            return Rerun.queue(
+                latest,
+                trigger=Trigger.MANUAL,
+                by=self.requested_by,
+                probes=probes,
+                label=self.requested_by_label,
+            )
 
     @classmethod
     def unfinished_for(cls, ml_model_id):

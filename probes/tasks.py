@@ -128,8 +128,11 @@ def nightly_versions():
     then each ML model's newest version that serves nowhere."""
 
     ordered = []
-    current = (Deployment.objects.current().select_related("model_version")
-               .order_by("environment", "since", "pk"))
+    current = (
+        Deployment.objects.current()
+        .select_related("model_version")
+        .order_by("environment", "since", "pk")
+    )
     deployed = sorted(current, key=lambda d: (d.environment != "production", d.environment))
     for deployment in deployed:
         if deployment.model_version not in ordered:
@@ -224,7 +227,6 @@ def run_chunk(rerun_id, run_ids):
     """One delivery of a chunk: claim its runs, evaluate them, finish the rerun when it
     is complete. Safe to deliver any number of times."""
     from django_q.exceptions import TimeoutException
-
 
     token = worker_token()
     try:

@@ -42,13 +42,17 @@ def probe_create(request, finding_pk):
 
 def _probe_form_page(request, form, finding, probe=None):
     defaults = {kind: engine.default_params(kind) for kind in engine.PROBE_KINDS}
-    return render(request, "probes/probe_form.html", {
-        "form": form,
-        "finding": finding,
-        "probe": probe,
-        "defaults_json": json.dumps(defaults),
-        "comparators_json": json.dumps(engine.DEFAULT_COMPARATOR),
-    })
+    return render(
+        request,
+        "probes/probe_form.html",
+        {
+            "form": form,
+            "finding": finding,
+            "probe": probe,
+            "defaults_json": json.dumps(defaults),
+            "comparators_json": json.dumps(engine.DEFAULT_COMPARATOR),
+        },
+    )
 
 
 def _changeable_probe(request, pk):
@@ -71,16 +75,18 @@ def probe_revise(request, pk):
     form = ProbeRevisionForm(request.POST or None, probe=probe)
     if request.method == "POST" and form.is_valid():
         try:
-            revision = probe.revise(form.changes(), by=request.user,
-                                    note=form.cleaned_data["note"])
+            revision = probe.revise(form.changes(), by=request.user, note=form.cleaned_data["note"])
         except TransitionError as exc:
             form.add_error(None, str(exc))
         except ValidationError as exc:
             for field, errors in exc.message_dict.items():
                 form.add_error(field if field in form.fields else None, errors)
         else:
-            messages.success(request, f"Probe #{revision.pk} revises probe #{probe.pk}, which "
-                             f"is retired with its runs: {Probe.first_runs_text(probe.finding)}.")
+            messages.success(
+                request,
+                f"Probe #{revision.pk} revises probe #{probe.pk}, which "
+                f"is retired with its runs: {Probe.first_runs_text(probe.finding)}.",
+            )
             return redirect(revision.get_absolute_url())
     return _probe_form_page(request, form, probe.finding, probe=probe)
 
@@ -94,8 +100,9 @@ def probe_retire(request, pk):
         return refused
     form = RetireForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Not retired: retiring a probe needs a note, why it no "
-                                "longer applies.")
+        messages.error(
+            request, "Not retired: retiring a probe needs a note, why it no longer applies."
+        )
         return redirect(probe.get_absolute_url())
     try:
         probe.retire(by=request.user, note=form.cleaned_data["note"])
@@ -113,8 +120,11 @@ def finding_run(request, finding_pk):
     finding = get_object_or_404(Finding.objects.select_related("ml_model"), pk=finding_pk)
     form = RunForm(request.POST, finding=finding)
     if not form.is_valid():
-        messages.error(request, "Nothing queued: " + "; ".join(
-            f"{form[f].label}: {' '.join(e)}" for f, e in form.errors.items()))
+        messages.error(
+            request,
+            "Nothing queued: "
+            + "; ".join(f"{form[f].label}: {' '.join(e)}" for f, e in form.errors.items()),
+        )
         return redirect(finding.get_absolute_url() + "#probes")
     version, probes = form.cleaned_data["model_version"], form.probes()
     if not probes:

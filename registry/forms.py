@@ -1,4 +1,3 @@
-
 from django import forms
 
 from .models import Dataset, MLModel, ModelVersion
@@ -65,10 +64,10 @@ class VersionField(forms.ModelChoiceField):
 class DeploymentForm(forms.Form):
     """Record which version of this ML model now serves in an environment."""
 
-    model_version = forms.ModelChoiceField(queryset=ModelVersion.objects.none(),
-                                           label="Version")
-    environment = forms.SlugField(max_length=40, initial="production",
-                                  help_text="e.g. production, staging, shadow")
+    model_version = forms.ModelChoiceField(queryset=ModelVersion.objects.none(), label="Version")
+    environment = forms.SlugField(
+        max_length=40, initial="production", help_text="e.g. production, staging, shadow"
+    )
     since = forms.DateTimeField(required=False, help_text="Empty: now. YYYY-MM-DD HH:MM")
     note = forms.CharField(required=False, max_length=500)
 

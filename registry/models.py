@@ -99,8 +99,10 @@ class MLModel(models.Model):
         clash = type(self).objects.filter(slug=slug).exclude(pk=self.pk).first()
         if clash is not None:
             raise ValidationError(
-                {field: f"The ML model '{clash.name}' already has the address '{slug}'; "
-                        "choose another name or slug."}
+                {
+                    field: f"The ML model '{clash.name}' already has the address '{slug}'; "
+                    "choose another name or slug."
+                }
             )
 
     @property
@@ -445,15 +447,18 @@ class Deployment(models.Model):
     same environment; rows are never deleted, so the history of what served is kept."""
 
     ml_model = models.ForeignKey(MLModel, on_delete=models.PROTECT, related_name="deployments")
-    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT,
-                                      related_name="deployments")
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, related_name="deployments"
+    )
     environment = models.SlugField(
-        max_length=40, help_text="Where it serves, e.g. production, staging, shadow.")
+        max_length=40, help_text="Where it serves, e.g. production, staging, shadow."
+    )
     since = models.DateTimeField(default=timezone.now)
     until = models.DateTimeField(null=True, blank=True, editable=False)
     note = models.TextField(blank=True)
-    recorded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
-                                    on_delete=models.SET_NULL, related_name="+")
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     recorded_at = models.DateTimeField(default=timezone.now, editable=False)
 
     objects = DeploymentQuerySet.as_manager()
@@ -462,9 +467,11 @@ class Deployment(models.Model):
         ordering = ["ml_model", "environment", "-since", "-pk"]
         constraints = [
             # At most one current deployment per ML model and environment.
-            models.UniqueConstraint(fields=["ml_model", "environment"],
-                                    condition=models.Q(until=None),
-                                    name="deployment_one_current_per_environment"),
+            models.UniqueConstraint(
+                fields=["ml_model", "environment"],
+                condition=models.Q(until=None),
+                name="deployment_one_current_per_environment",
+            ),
         ]
 
     def __str__(self):
@@ -484,20 +491,32 @@ class Deployment(models.Model):
         2. End the current deployment of the ML model in that environment at `since`.
         3. Store the new one (audited)."""
         since = since or timezone.now()
-        deployment = cls(ml_model=model_version.ml_model, model_version=model_version,
-                         environment=environment, since=since, note=note,
-                         recorded_by=by if getattr(by, "pk", None) else None)
+        deployment = cls(
+            ml_model=model_version.ml_model,
+            model_version=model_version,
+            environment=environment,
+            since=since,
+            note=note,
+            recorded_by=by if getattr(by, "pk", None) else None,
+        )
         # The one-current-per-environment constraint holds once step 2 ended the current one.
         deployment.full_clean(exclude=["recorded_by"], validate_constraints=False)
         with transaction.atomic():
-            current = (cls.objects.select_for_update()
-                       .filter(ml_model=deployment.ml_model, environment=environment,
-                               until=None).first())
+            current = (
+                cls.objects.select_for_update()
+                .filter(ml_model=deployment.ml_model, environment=environment, until=None)
+                .first()
+            )
             if current is not None:
                 if since < current.since:
-                    raise ValidationError({"since": (
-                        f"{current} started on {current.since:%Y-%m-%d %H:%M}; a deployment "
-                        "that replaces it cannot start earlier.")})
+                    raise ValidationError(
+                        {
+                            "since": (
+                                f"{current} started on {current.since:%Y-%m-%d %H:%M}; "
+                                "a deployment that replaces it cannot start earlier."
+                            )
+                        }
+                    )
                 with acting_as(by):
                     current.until = since
                     current.save(update_fields=["until"])

@@ -62,16 +62,23 @@ def deployment_create(request, slug):
             deployment = Deployment.record(
                 model_version=form.cleaned_data["model_version"],
                 environment=form.cleaned_data["environment"],
-                since=form.cleaned_data["since"], note=form.cleaned_data["note"],
-                by=request.user)
+                since=form.cleaned_data["since"],
+                note=form.cleaned_data["note"],
+                by=request.user,
+            )
         except ValidationError as exc:
             messages.error(request, " ".join(exc.messages))
         else:
             messages.success(request, f"Recorded: {deployment}.")
     else:
-        messages.error(request, "Nothing recorded: " + "; ".join(
-            f"{form.fields[f].label or f}: {' '.join(e)}" if f in form.fields else " ".join(e)
-            for f, e in form.errors.items()))
+        messages.error(
+            request,
+            "Nothing recorded: "
+            + "; ".join(
+                f"{form.fields[f].label or f}: {' '.join(e)}" if f in form.fields else " ".join(e)
+                for f, e in form.errors.items()
+            ),
+        )
     return redirect(ml_model.get_absolute_url() + "#deployments")
 
 
@@ -105,9 +112,11 @@ def version_detail(request, pk):
     )
     # Every run, newest first per probe; each probe's standing is its latest run (the
     # probe runs' own rule, reached through the reverse relation).
-    runs = list(version.runs.select_related("probe__finding", "probe__dataset").order_by(
-        "probe__finding_id", "probe_id", "-pk"
-    ))
+    runs = list(
+        version.runs.select_related("probe__finding", "probe__dataset").order_by(
+            "probe__finding_id", "probe_id", "-pk"
+        )
+    )
     latest = set(version.runs.latest_runs().values_list("pk", flat=True))
     for run in runs:
         run.is_latest = run.pk in latest

@@ -37,9 +37,11 @@ def standing_on(finding, version):
 
 # Moved-problem verdicts that keep a fix from counting as held although its probes pass:
 # the errors moved next to the slice, spread, or the slice still errs more than the rest.
-UNSETTLED_CHECKS = {"moved": "the problem moved next to the slice",
-                    "spread": "the problem is spreading beyond the slice",
-                    "persists": "the slice still errs more than the rest"}
+UNSETTLED_CHECKS = {
+    "moved": "the problem moved next to the slice",
+    "spread": "the problem is spreading beyond the slice",
+    "persists": "the slice still errs more than the rest",
+}
 
 
 def after_fix(version, fix):
@@ -64,8 +66,10 @@ def verdict(finding, runs, check=None, *, check_pending=False):
     failed = [runs[p] for p in active if p in runs and runs[p].status == RunStatus.FAILED]
     if failed:
         run = failed[0]
-        return Outcome.REGRESSED, (f"probe #{run.probe_id} failed on {run.model_version} "
-                                   f"(run #{run.pk}, value {_number(run.value)})")
+        return Outcome.REGRESSED, (
+            f"probe #{run.probe_id} failed on {run.model_version} "
+            f"(run #{run.pk}, value {_number(run.value)})"
+        )
     unsettled = [p for p in active if p not in runs or runs[p].status != RunStatus.PASSED]
     if unsettled:
         p = unsettled[0]
@@ -75,12 +79,12 @@ def verdict(finding, runs, check=None, *, check_pending=False):
         return Outcome.INCONCLUSIVE, "every probe passes; the moved-problem check is running"
     what = (check or {}).get("verdict")
     if what in UNSETTLED_CHECKS:
-        return Outcome.INCONCLUSIVE, (f"every probe passes, but {UNSETTLED_CHECKS[what]}: "
-                                      f"{(check or {}).get('text', '')}").strip()
+        return Outcome.INCONCLUSIVE, (
+            f"every probe passes, but {UNSETTLED_CHECKS[what]}: {(check or {}).get('text', '')}"
+        ).strip()
     if what == "error":
         return Outcome.INCONCLUSIVE, "every probe passes; the moved-problem check could not run"
-    return Outcome.HELD, "every probe passes" + (" and the problem did not move"
-                                                 if what else "")
+    return Outcome.HELD, "every probe passes" + (" and the problem did not move" if what else "")
 
 
 def _number(value):
@@ -95,8 +99,9 @@ def record_evaluation(action, version, runs, outcome, reason=""):
     for run in runs.values():
         counts[run.status] = counts.get(run.status, 0) + 1
     details = {"run_counts": counts, "reason": reason}
-    before = Evaluation.objects.filter(action=action, model_version=version,
-                                       is_manual=False).first()
+    before = Evaluation.objects.filter(
+        action=action, model_version=version, is_manual=False
+    ).first()
     if before is not None and before.outcome == outcome and "notified_at" in before.details:
         details["notified_at"] = before.details["notified_at"]  # told once per version
     try:
@@ -147,9 +152,13 @@ def evaluate_action(action, version):
 def after_moved_problem_check(evaluation_id):
     """The moved-problem check of an evaluation is in: decide again with it (the runs are
     the ones the evaluation judged) and settle the action."""
-    evaluation = (Evaluation.objects.select_related("action__finding", "action__fixed_in_version",
-                                                    "model_version")
-                  .filter(pk=evaluation_id, is_manual=False).first())
+    evaluation = (
+        Evaluation.objects.select_related(
+            "action__finding", "action__fixed_in_version", "model_version"
+        )
+        .filter(pk=evaluation_id, is_manual=False)
+        .first()
+    )
     if evaluation is None:
         return None
     runs = {run.probe_id: run for run in evaluation.probe_runs.select_related("probe")}
@@ -170,26 +179,31 @@ def _store_outcome(evaluation, outcome, reason):
             return
         evaluation.outcome = outcome
         evaluation.details = dict(stored.details or {}, reason=reason)
-        Evaluation.objects.filter(pk=evaluation.pk).update(outcome=outcome,
-                                                           details=evaluation.details)
+        Evaluation.objects.filter(pk=evaluation.pk).update(
+            outcome=outcome, details=evaluation.details
+        )
 
 
 def settle(evaluation):
     """Move an implemented action by its evaluation on its fix version (see above)."""
     action = RemediationAction.objects.get(pk=evaluation.action_id)
-    if action.status != ActionStatus.IMPLEMENTED or \
-            action.fixed_in_version_id != evaluation.model_version_id:
+    if (
+        action.status != ActionStatus.IMPLEMENTED
+        or action.fixed_in_version_id != evaluation.model_version_id
+    ):
         return None
-    target = {Outcome.HELD: ActionStatus.VERIFIED,
-              Outcome.REGRESSED: ActionStatus.INEFFECTIVE}.get(evaluation.outcome)
+    target = {Outcome.HELD: ActionStatus.VERIFIED, Outcome.REGRESSED: ActionStatus.INEFFECTIVE}.get(
+        evaluation.outcome
+    )
     if target is None:
         return None
     reason = (evaluation.details or {}).get("reason", "")
     try:
         return action.transition_to(
-            target, by=SYSTEM,
+            target,
+            by=SYSTEM,
             note=f"Evaluation on {evaluation.model_version}: "
-                 f"{evaluation.get_outcome_display().lower()} ({reason}).",
+            f"{evaluation.get_outcome_display().lower()} ({reason}).",
         )
     except TransitionError as exc:  # someone moved it meanwhile; theirs stands
         log.info("evaluation did not move action %s: %s", action.pk, exc)
@@ -201,7 +215,6 @@ def on_implemented(action_id):
     stored there; queue a rerun of only the probes that have no run on that version yet
     (the rerun's completion evaluates it then)."""
 
-
     action = RemediationAction.objects.select_related("finding", "fixed_in_version").get(
         pk=action_id
     )
@@ -210,14 +223,19 @@ def on_implemented(action_id):
         return None
     active = list(action.finding.probes.filter(active=True))
     have = set(
-        ProbeRun.objects.filter(model_version=version, probe__in=active)
-        .values_list("probe_id", flat=True)
+        ProbeRun.objects.filter(model_version=version, probe__in=active).values_list(
+            "probe_id", flat=True
+        )
     )
     missing = [p for p in active if p.pk not in have]
     if missing:
         with transaction.atomic():
-            Rerun.queue(version, trigger=Trigger.MANUAL, probes=missing,
-                        label=f"follow-up of action {action.pk}")
+            Rerun.queue(
+                version,
+                trigger=Trigger.MANUAL,
+                probes=missing,
+                label=f"follow-up of action {action.pk}",
+            )
         return None
     return evaluate_action(action, version)
 
@@ -235,11 +253,15 @@ def after_rerun(rerun_id):
        finding that reopened."""
     rerun = Rerun.objects.select_related("model_version").get(pk=rerun_id)
     version = rerun.model_version
-    actions = RemediationAction.objects.filter(
-        finding__ml_model_id=version.ml_model_id,
-        status__in=[ActionStatus.IMPLEMENTED, ActionStatus.VERIFIED],
-        finding__probes__isnull=False,
-    ).distinct().select_related("finding", "fixed_in_version")
+    actions = (
+        RemediationAction.objects.filter(
+            finding__ml_model_id=version.ml_model_id,
+            status__in=[ActionStatus.IMPLEMENTED, ActionStatus.VERIFIED],
+            finding__probes__isnull=False,
+        )
+        .distinct()
+        .select_related("finding", "fixed_in_version")
+    )
     regressions = {}
     for action in actions:
         evaluation = evaluate_action(action, version)
@@ -257,8 +279,9 @@ def after_rerun(rerun_id):
         if not fresh:
             continue
         finding = fresh[0].action.finding
-        failing = [r for r in standing_on(finding, version).values()
-                   if r.status == RunStatus.FAILED]
+        failing = [
+            r for r in standing_on(finding, version).values() if r.status == RunStatus.FAILED
+        ]
         if failing:
             _mark_notified(evaluations)
             transaction.on_commit(lambda f=finding.pk, r=failing[0].pk: notify_regression(f, r))
@@ -280,8 +303,10 @@ def check_regression(finding, version):
     """
 
     fix_versions = [
-        a.fixed_in_version for a in finding.actions.filter(fixed_in_version__isnull=False)
-        .select_related("fixed_in_version")
+        a.fixed_in_version
+        for a in finding.actions.filter(fixed_in_version__isnull=False).select_related(
+            "fixed_in_version"
+        )
     ]
     reference = max(
         [v for v in fix_versions if v] + ([finding.model_version] if finding.model_version else []),
@@ -289,7 +314,8 @@ def check_regression(finding, version):
         default=None,
     )
     if reference is not None and (version.registered_at, version.pk) <= (
-        reference.registered_at, reference.pk
+        reference.registered_at,
+        reference.pk,
     ):
         return None
     runs = standing_on(finding, version)
@@ -324,9 +350,13 @@ def check_regression(finding, version):
 def last_held_version(finding, *, before):
     """The newest version before `before` on which every active probe passed."""
 
-    versions = ModelVersion.objects.filter(
-        ml_model_id=finding.ml_model_id, registered_at__lte=before.registered_at
-    ).exclude(pk=before.pk).order_by("-registered_at", "-pk")
+    versions = (
+        ModelVersion.objects.filter(
+            ml_model_id=finding.ml_model_id, registered_at__lte=before.registered_at
+        )
+        .exclude(pk=before.pk)
+        .order_by("-registered_at", "-pk")
+    )
     for version in versions:
         if verdict(finding, standing_on(finding, version))[0] == Outcome.HELD:
             return version

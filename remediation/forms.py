@@ -24,8 +24,7 @@ class ActionForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.finding = finding
         self.fields["due_date"].help_text = (
-            "Defaults from the finding's severity (critical 7 days, high 30, medium 90, "
-            "low 180)."
+            "Defaults from the finding's severity (critical 7 days, high 30, medium 90, low 180)."
         )
         if finding is not None and self.instance.pk is None:
             self.initial.setdefault("due_date", RemediationAction.default_due_date(finding))
@@ -39,7 +38,8 @@ class ActionForm(forms.ModelForm):
     def _person(self, field):
         user = self.cleaned_data.get(field)
         unchanged = self.instance.pk and getattr(self.instance, f"{field}_id") == getattr(
-            user, "pk", None)
+            user, "pk", None
+        )
         if user is not None and not unchanged:
             try:
                 RemediationAction.check_person(user, field)
@@ -74,15 +74,18 @@ class ActionEditForm(ActionForm):
         pass  # the values are checked on the locked row by RemediationAction.edit
 
     def changes(self):
-        return {name: self.cleaned_data[name] for name in self.changed_data
-                if name in self.cleaned_data}
+        return {
+            name: self.cleaned_data[name] for name in self.changed_data if name in self.cleaned_data
+        }
 
 
 class EvaluationForm(forms.Form):
     model_version = VersionField()
     outcome = forms.ChoiceField(choices=Outcome.choices)
-    notes = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}),
-                            help_text="What was checked, e.g. a user study and its result.")
+    notes = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="What was checked, e.g. a user study and its result.",
+    )
 
     def __init__(self, *args, action, **kwargs):
         super().__init__(*args, **kwargs)
@@ -91,7 +94,10 @@ class EvaluationForm(forms.Form):
 
     def save(self, *, by):
         return Evaluation.objects.create(
-            action=self.action, model_version=self.cleaned_data["model_version"],
-            outcome=self.cleaned_data["outcome"], notes=self.cleaned_data["notes"],
-            is_manual=True, created_by=by,
+            action=self.action,
+            model_version=self.cleaned_data["model_version"],
+            outcome=self.cleaned_data["outcome"],
+            notes=self.cleaned_data["notes"],
+            is_manual=True,
+            created_by=by,
         )

@@ -25,8 +25,7 @@ from probes.models import Probe, ProbeRun
 from .choices import ActionStatus
 
 PASS, FAIL, PENDING = "pass", "fail", "pending"
-GUARDED_STATUSES = (FindingStatus.RESOLVED, FindingStatus.REGRESSED,
-                    FindingStatus.ACCEPTED_RISK)
+GUARDED_STATUSES = (FindingStatus.RESOLVED, FindingStatus.REGRESSED, FindingStatus.ACCEPTED_RISK)
 FIXED_ACTION_STATUSES = (ActionStatus.IMPLEMENTED, ActionStatus.VERIFIED)
 HOLDING_RUN_STATUSES = (RunStatus.PASSED, RunStatus.INCONCLUSIVE)
 UNFINISHED_RUN_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
@@ -60,8 +59,12 @@ class Decision:
             "decision": self.decision,
             "checked": len(self.checks),
             "blocking": [
-                {"probe": c.probe.pk, "finding": c.probe.finding_id,
-                 "run": c.run.pk if c.run else None, "reason": c.reason}
+                {
+                    "probe": c.probe.pk,
+                    "finding": c.probe.finding_id,
+                    "run": c.run.pk if c.run else None,
+                    "reason": c.reason,
+                }
                 for c in self.blocking
             ],
         }
@@ -70,17 +73,26 @@ class Decision:
         """JUnit XML, one test case per guarding probe (a CI server shows it as is)."""
         name = f"release gate: {self.version}"
         failures = sum(1 for c in self.checks if not c.holds and not c.pending)
-        suite = ElementTree.Element("testsuite", {
-            "name": name, "tests": str(len(self.checks)), "failures": str(failures),
-            "errors": "0", "skipped": str(sum(1 for c in self.checks if c.pending and
-                                              not c.holds)),
-        })
+        suite = ElementTree.Element(
+            "testsuite",
+            {
+                "name": name,
+                "tests": str(len(self.checks)),
+                "failures": str(failures),
+                "errors": "0",
+                "skipped": str(sum(1 for c in self.checks if c.pending and not c.holds)),
+            },
+        )
         for c in self.checks:
-            case = ElementTree.SubElement(suite, "testcase", {
-                "classname": f"finding {c.probe.finding_id}: {c.probe.finding.title}",
-                "name": f"probe {c.probe.pk}: {c.probe.get_kind_display()} "
-                        f"on {slices.describe(c.probe.slice)}",
-            })
+            case = ElementTree.SubElement(
+                suite,
+                "testcase",
+                {
+                    "classname": f"finding {c.probe.finding_id}: {c.probe.finding.title}",
+                    "name": f"probe {c.probe.pk}: {c.probe.get_kind_display()} "
+                    f"on {slices.describe(c.probe.slice)}",
+                },
+            )
             if c.holds:
                 continue
             tag = "skipped" if c.pending else "failure"
@@ -94,8 +106,10 @@ def guarding_probes(ml_model_id):
     """Active probes that guard a fix of this ML model, oldest first."""
     return (
         Probe.objects.filter(active=True, finding__ml_model_id=ml_model_id)
-        .filter(Q(finding__status__in=GUARDED_STATUSES)
-                | Q(finding__actions__status__in=FIXED_ACTION_STATUSES))
+        .filter(
+            Q(finding__status__in=GUARDED_STATUSES)
+            | Q(finding__actions__status__in=FIXED_ACTION_STATUSES)
+        )
         .select_related("finding", "dataset")
         .distinct()
         .order_by("finding_id", "pk")
@@ -105,12 +119,13 @@ def guarding_probes(ml_model_id):
 def decide(version):
     """The gate decision for `version`, with one Check per guarding probe."""
     probes = list(guarding_probes(version.ml_model_id))
-    latest = {run.probe_id: run
-              for run in ProbeRun.objects.latest_runs(probes=probes, versions=[version])}
+    latest = {
+        run.probe_id: run for run in ProbeRun.objects.latest_runs(probes=probes, versions=[version])
+    }
     unfinished = set(
-        ProbeRun.objects.filter(probe__in=probes, model_version=version,
-                                status__in=UNFINISHED_RUN_STATUSES)
-        .values_list("probe_id", flat=True)
+        ProbeRun.objects.filter(
+            probe__in=probes, model_version=version, status__in=UNFINISHED_RUN_STATUSES
+        ).values_list("probe_id", flat=True)
     )
     checks = []
     for probe in probes:

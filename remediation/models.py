@@ -59,11 +59,12 @@ EDITABLE_FIELDS = ("kind", "title", "description", "owner", "reviewer", "due_dat
 
 def action_duties(action, frm, to, by):
     if to in REVIEW_MOVES and action.created_by_id and action.created_by_id == by.pk:
-        return (f"You proposed this action, so someone else must {REVIEW_MOVES[to]} it "
-                "(separation of duties).")
+        return (
+            f"You proposed this action, so someone else must {REVIEW_MOVES[to]} it "
+            "(separation of duties)."
+        )
     if to in NAMED_REVIEWER_MOVES and action.reviewer_id and action.reviewer_id != by.pk:
-        return (f"Only {action.reviewer}, the action's named reviewer, may approve or "
-                "reject it.")
+        return f"Only {action.reviewer}, the action's named reviewer, may approve or reject it."
     return None
 
 
@@ -180,8 +181,9 @@ class RemediationAction(models.Model):
         by the field."""
         refusal = membership_refusal(user) if user is not None else None
         if refusal:
-            raise ValidationError({field: f"{refusal} An action's {field} must be an "
-                                          "active user with a role."})
+            raise ValidationError(
+                {field: f"{refusal} An action's {field} must be an active user with a role."}
+            )
 
     def clean(self):
         """The version carrying the fix is a version of the finding's ML model."""
@@ -202,8 +204,7 @@ class RemediationAction(models.Model):
             return None
         if user.pk in (self.owner_id, self.reviewer_id):
             return None
-        return ("Only the action's owner, its named reviewer or a reviewer may edit this "
-                "action.")
+        return "Only the action's owner, its named reviewer or a reviewer may edit this action."
 
     def may_edit(self, user):
         return self.edit_refusal(user) is None
@@ -217,12 +218,16 @@ class RemediationAction(models.Model):
         nothing. Returns the saved action."""
         unknown = sorted(set(changes) - set(EDITABLE_FIELDS))
         if unknown:
-            raise TransitionError("These fields of an action do not change by an edit: "
-                                  + ", ".join(unknown) + ".")
+            raise TransitionError(
+                "These fields of an action do not change by an edit: " + ", ".join(unknown) + "."
+            )
 
         def apply(locked):
-            changed = [name for name, value in changes.items()
-                       if _stored(locked, name) != _stored_value(locked, name, value)]
+            changed = [
+                name
+                for name, value in changes.items()
+                if _stored(locked, name) != _stored_value(locked, name, value)
+            ]
             frozen = [name for name in changed if name not in FREE_WHEN_FROZEN]
             if frozen and locked.is_frozen:
                 raise TransitionConflict(
@@ -235,16 +240,23 @@ class RemediationAction(models.Model):
             for name in changed:
                 setattr(locked, name, changes[name])
             if changed:
-                locked.full_clean(exclude=[f.name for f in locked._meta.fields
-                                           if f.name not in changed])
+                locked.full_clean(
+                    exclude=[f.name for f in locked._meta.fields if f.name not in changed]
+                )
             return bool(changed)
 
-        return edit(self, by=by, may_edit=lambda locked, user: locked.edit_refusal(user),
-                    apply=apply, note=note)
+        return edit(
+            self,
+            by=by,
+            may_edit=lambda locked, user: locked.edit_refusal(user),
+            apply=apply,
+            note=note,
+        )
 
     def allowed_transitions(self, user):
-        return allowed_moves(self, user, rules=ACTION_TRANSITIONS, check_actor=action_actor_may,
-                             duties=action_duties)
+        return allowed_moves(
+            self, user, rules=ACTION_TRANSITIONS, check_actor=action_actor_may, duties=action_duties
+        )
 
     def transition_to(self, new, *, by, note="", fixed_in_version=None, expected=None):
         """Move the action through its workflow (see ACTION_TRANSITIONS).

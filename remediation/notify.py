@@ -59,8 +59,12 @@ def recipients_for(finding, version=None):
     reviewers of its actions, every member of the reviewer group, and whoever registered
     the version it broke on; active users only, each once."""
     User = get_user_model()
-    who = (Q(pk=finding.owner_id) | Q(groups__name=REVIEWER)
-           | Q(reviewed_actions__finding=finding) | Q(owned_actions__finding=finding))
+    who = (
+        Q(pk=finding.owner_id)
+        | Q(groups__name=REVIEWER)
+        | Q(reviewed_actions__finding=finding)
+        | Q(owned_actions__finding=finding)
+    )
     if version is not None and version.registered_by_id:
         who |= Q(pk=version.registered_by_id)
     return list(User.objects.filter(who).filter(is_active=True).distinct())
@@ -109,8 +113,13 @@ def notify_regression(finding_id, run_id):
     people = recipients_for(finding, run.model_version)
     Notification.objects.bulk_create(
         [
-            Notification(recipient=u, finding=finding, subject=subject[:200], body=body,
-                         url=finding.get_absolute_url())
+            Notification(
+                recipient=u,
+                finding=finding,
+                subject=subject[:200],
+                body=body,
+                url=finding.get_absolute_url(),
+            )
             for u in people
         ]
     )
@@ -123,8 +132,13 @@ def notify_regression(finding_id, run_id):
     except Exception:
         log.exception("regression e-mail for finding %s could not be sent", finding_id)
     for url in settings.WEBHOOK_URLS:
-        async_task("remediation.notify.deliver_webhook", url, payload,
-                   task_name=f"webhook-{finding_id}-{run_id}", sync=settings.TASKS_SYNC)
+        async_task(
+            "remediation.notify.deliver_webhook",
+            url,
+            payload,
+            task_name=f"webhook-{finding_id}-{run_id}",
+            sync=settings.TASKS_SYNC,
+        )
 
 
 def deliver_webhook(url, payload):
@@ -134,8 +148,10 @@ def deliver_webhook(url, payload):
     task is recorded as failed.
     """
     if not settings.WEBHOOK_SECRET:
-        raise RuntimeError("WEBHOOK_SECRET is empty: webhooks are not sent unsigned "
-                           "(manage.py check --deploy says so too).")
+        raise RuntimeError(
+            "WEBHOOK_SECRET is empty: webhooks are not sent unsigned "
+            "(manage.py check --deploy says so too)."
+        )
     body = json.dumps(payload, sort_keys=True).encode()
     headers = {
         "Content-Type": "application/json",
@@ -158,8 +174,9 @@ def deliver_webhook(url, payload):
                     return response.status
                 last_error = f"HTTP {response.status}"
         except urllib.error.HTTPError as exc:
-            last_error = f"HTTP {exc.code}" + (" (redirects are not followed)"
-                                               if 300 <= exc.code < 400 else "")
+            last_error = f"HTTP {exc.code}" + (
+                " (redirects are not followed)" if 300 <= exc.code < 400 else ""
+            )
         except (urllib.error.URLError, OSError) as exc:
             last_error = str(exc)
         log.warning("webhook %s attempt %d failed: %s", url, attempt, last_error)

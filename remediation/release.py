@@ -15,8 +15,13 @@ from probes.models import Probe, ProbeRun
 from .gate import decide
 
 CATEGORIES = ("newly_failing", "failed", "newly_passing", "passed", "inconclusive")
-LABELS = {"newly_failing": "Newly failing", "failed": "Failed", "newly_passing":
-          "Newly passing", "passed": "Passed", "inconclusive": "Inconclusive or error"}
+LABELS = {
+    "newly_failing": "Newly failing",
+    "failed": "Failed",
+    "newly_passing": "Newly passing",
+    "passed": "Passed",
+    "inconclusive": "Inconclusive or error",
+}
 
 
 @dataclass
@@ -51,9 +56,12 @@ def category(before, after):
 
 
 def previous_version(version):
-    return (version.ml_model.versions
-            .filter(registered_at__lte=version.registered_at).exclude(pk=version.pk)
-            .order_by("-registered_at", "-pk").first())
+    return (
+        version.ml_model.versions.filter(registered_at__lte=version.registered_at)
+        .exclude(pk=version.pk)
+        .order_by("-registered_at", "-pk")
+        .first()
+    )
 
 
 def compare(older, newer):
@@ -61,8 +69,9 @@ def compare(older, newer):
     latest = ProbeRun.objects.latest_runs(versions=[v for v in (older, newer) if v])
     runs = {(r.probe_id, r.model_version_id): r for r in latest.select_related("probe")}
     probe_ids = sorted({probe for probe, _ in runs})
-    probes = {p.pk: p for p in Probe.objects.filter(pk__in=probe_ids)
-              .select_related("finding", "dataset")}
+    probes = {
+        p.pk: p for p in Probe.objects.filter(pk__in=probe_ids).select_related("finding", "dataset")
+    }
     rows = []
     for pk in probe_ids:
         before = runs.get((pk, older.pk)) if older else None
@@ -77,6 +86,5 @@ def release_summary(version):
     the guarded fixes that broke here (the banner)."""
     gate = decide(version)
     comparison = compare(previous_version(version), version)
-    broken = [c for c in gate.blocking if c.run is not None
-              and c.run.status == RunStatus.FAILED]
+    broken = [c for c in gate.blocking if c.run is not None and c.run.status == RunStatus.FAILED]
     return {"gate": gate, "comparison": comparison, "broken": broken}

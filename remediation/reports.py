@@ -91,7 +91,8 @@ def review_pack(start, end):
     in_range = Q(created_at__date__gte=start, created_at__date__lte=end)
     opened = Finding.objects.filter(in_range).select_related("ml_model", "owner")
     finding_type = AuditEvent.objects.filter(
-        content_type__app_label="catalog", content_type__model="finding",
+        content_type__app_label="catalog",
+        content_type__model="finding",
         verb=AuditEvent.Verb.TRANSITION,
     ).filter(in_range)
     moved = {
@@ -101,13 +102,29 @@ def review_pack(start, end):
 
     def finding_rows(qs):
         return [
-            (f.pk, f.title, f.ml_model.name, f.severity, f.risk_category, f.status,
-             f.owner.get_username() if f.owner else "", f.created_at.date().isoformat())
+            (
+                f.pk,
+                f.title,
+                f.ml_model.name,
+                f.severity,
+                f.risk_category,
+                f.status,
+                f.owner.get_username() if f.owner else "",
+                f.created_at.date().isoformat(),
+            )
             for f in qs
         ]
 
-    finding_cols = ["id", "title", "ml_model", "severity", "risk_category", "status", "owner",
-                    "logged_on"]
+    finding_cols = [
+        "id",
+        "title",
+        "ml_model",
+        "severity",
+        "risk_category",
+        "status",
+        "owner",
+        "logged_on",
+    ]
     sections = {
         "findings_opened": _frame(finding_rows(opened), finding_cols),
     }
@@ -124,22 +141,40 @@ def review_pack(start, end):
     )
     overdue = RemediationAction.objects.overdue().select_related("finding", "owner")
     sections["overdue_actions"] = _frame(
-        [(a.pk, a.title, a.finding.title, a.status, a.due_date.isoformat(),
-          a.owner.get_username() if a.owner else "") for a in overdue],
+        [
+            (
+                a.pk,
+                a.title,
+                a.finding.title,
+                a.status,
+                a.due_date.isoformat(),
+                a.owner.get_username() if a.owner else "",
+            )
+            for a in overdue
+        ],
         ["id", "title", "finding", "status", "due_date", "owner"],
     )
     evaluations = Evaluation.objects.filter(in_range).select_related(
         "action__finding", "model_version__ml_model"
     )
     sections["evaluations"] = _frame(
-        [(e.pk, e.action.title, e.action.finding.title, str(e.model_version), e.outcome,
-          "manual" if e.is_manual else "automatic", e.created_at.date().isoformat())
-         for e in evaluations],
+        [
+            (
+                e.pk,
+                e.action.title,
+                e.action.finding.title,
+                str(e.model_version),
+                e.outcome,
+                "manual" if e.is_manual else "automatic",
+                e.created_at.date().isoformat(),
+            )
+            for e in evaluations
+        ],
         ["id", "action", "finding", "model_version", "outcome", "source", "date"],
     )
     sections["probe_standing"] = _frame(
-        _standing_rows(), ["finding_id", "finding", "probe", "kind", "model_version", "status",
-                           "value", "run"],
+        _standing_rows(),
+        ["finding_id", "finding", "probe", "kind", "model_version", "status", "value", "run"],
     )
     return sections
 
@@ -157,9 +192,13 @@ def review_pack_rows(sections):
 
 
 def _standing_rows():
-    followed = Finding.objects.filter(
-        actions__status__in=[ActionStatus.IMPLEMENTED, ActionStatus.VERIFIED]
-    ).distinct().select_related("ml_model")
+    followed = (
+        Finding.objects.filter(
+            actions__status__in=[ActionStatus.IMPLEMENTED, ActionStatus.VERIFIED]
+        )
+        .distinct()
+        .select_related("ml_model")
+    )
     newest = {f.pk: f.ml_model.latest_version for f in followed}
     wanted = {(fid, v.pk) for fid, v in newest.items() if v is not None}
     if not wanted:
@@ -171,18 +210,36 @@ def _standing_rows():
         .order_by("probe__finding_id", "probe_id")
     )
     return [
-        (r.probe.finding_id, r.probe.finding.title, r.probe_id, r.probe.kind,
-         str(r.model_version), r.status, r.value, r.pk)
-        for r in runs if (r.probe.finding_id, r.model_version_id) in wanted
+        (
+            r.probe.finding_id,
+            r.probe.finding.title,
+            r.probe_id,
+            r.probe.kind,
+            str(r.model_version),
+            r.status,
+            r.value,
+            r.pk,
+        )
+        for r in runs
+        if (r.probe.finding_id, r.model_version_id) in wanted
     ]
 
 
 def effectiveness():
     """Per action kind: fixes implemented, and how their evaluations on later model
     versions came out (held / regressed / inconclusive), with the share that held."""
-    rows = {kind: {"kind": kind, "label": label, "actions": 0, "held": 0, "regressed": 0,
-                   "inconclusive": 0, "versions_checked": 0}
-            for kind, label in ActionKind.choices}
+    rows = {
+        kind: {
+            "kind": kind,
+            "label": label,
+            "actions": 0,
+            "held": 0,
+            "regressed": 0,
+            "inconclusive": 0,
+            "versions_checked": 0,
+        }
+        for kind, label in ActionKind.choices
+    }
     fixed = RemediationAction.objects.filter(fixed_in_version__isnull=False).select_related(
         "fixed_in_version"
     )
@@ -212,8 +269,18 @@ def _json_bytes(data):
     return json.dumps(data, indent=2, sort_keys=True, default=str).encode()
 
 
-STANDING_COLUMNS = ["probe", "kind", "model_version", "run", "status", "value", "ci_low",
-                    "ci_high", "support", "finished_at"]
+STANDING_COLUMNS = [
+    "probe",
+    "kind",
+    "model_version",
+    "run",
+    "status",
+    "value",
+    "ci_low",
+    "ci_high",
+    "support",
+    "finished_at",
+]
 
 
 def evidence_pack(finding):
@@ -228,7 +295,8 @@ def evidence_pack(finding):
     runs = ProbeRun.objects.filter(probe__finding=finding).select_related("model_version")
     actions = list(finding.actions.select_related("owner", "reviewer", "fixed_in_version"))
     action_events = AuditEvent.objects.filter(
-        content_type__app_label="remediation", content_type__model="remediationaction",
+        content_type__app_label="remediation",
+        content_type__model="remediationaction",
         object_id__in=[str(a.pk) for a in actions],
     ).order_by("created_at", "pk")
     data = {
@@ -237,46 +305,89 @@ def evidence_pack(finding):
         | {"tags": sorted(t.name for t in finding.tags.all())},
         "ml_model": {"id": finding.ml_model_id, "name": finding.ml_model.name},
         "versions": [
-            {"id": v.pk, "version": v.version, "artifact_sha256": v.artifact_sha256,
-             "registered_at": v.registered_at.isoformat(), "environment": v.environment}
+            {
+                "id": v.pk,
+                "version": v.version,
+                "artifact_sha256": v.artifact_sha256,
+                "registered_at": v.registered_at.isoformat(),
+                "environment": v.environment,
+            }
             for v in versions
         ],
         "probes": [p.definition() | {"dataset_sha256": p.dataset.sha256} for p in probes],
         "runs": [
-            {"id": r.pk, "probe": r.probe_id, "model_version": r.model_version.version,
-             "status": r.status, "value": r.value, "ci_low": r.ci_low, "ci_high": r.ci_high,
-             "support": r.support, "trigger": r.trigger, "error": r.error,
-             "lineage": r.lineage,
-             "finished_at": r.finished_at.isoformat() if r.finished_at else None}
+            {
+                "id": r.pk,
+                "probe": r.probe_id,
+                "model_version": r.model_version.version,
+                "status": r.status,
+                "value": r.value,
+                "ci_low": r.ci_low,
+                "ci_high": r.ci_high,
+                "support": r.support,
+                "trigger": r.trigger,
+                "error": r.error,
+                "lineage": r.lineage,
+                "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+            }
             for r in runs.order_by("model_version__registered_at", "probe_id", "pk")
         ],
         "actions": [
-            AuditEvent.snapshot(a) | {
+            AuditEvent.snapshot(a)
+            | {
                 "evaluations": [
-                    {"model_version": str(e.model_version), "outcome": e.outcome,
-                     "manual": e.is_manual, "notes": e.notes,
-                     "probe_runs": sorted(e.probe_runs.values_list("pk", flat=True))}
+                    {
+                        "model_version": str(e.model_version),
+                        "outcome": e.outcome,
+                        "manual": e.is_manual,
+                        "notes": e.notes,
+                        "probe_runs": sorted(e.probe_runs.values_list("pk", flat=True)),
+                    }
                     for e in a.evaluations.select_related("model_version")
                 ]
             }
             for a in actions
         ],
         "approvals": [
-            {"action": int(e.object_id), "by": e.actor_label, "at": e.created_at.isoformat(),
-             "from": e.from_status, "to": e.to_status, "note": e.note}
-            for e in action_events if e.verb == AuditEvent.Verb.TRANSITION
+            {
+                "action": int(e.object_id),
+                "by": e.actor_label,
+                "at": e.created_at.isoformat(),
+                "from": e.from_status,
+                "to": e.to_status,
+                "note": e.note,
+            }
+            for e in action_events
+            if e.verb == AuditEvent.Verb.TRANSITION
         ],
         "history": [
-            {"at": e.created_at.isoformat(), "by": e.actor_label, "verb": e.verb,
-             "from": e.from_status, "to": e.to_status, "note": e.note}
+            {
+                "at": e.created_at.isoformat(),
+                "by": e.actor_label,
+                "verb": e.verb,
+                "from": e.from_status,
+                "to": e.to_status,
+                "note": e.note,
+            }
             for e in AuditEvent.objects.for_object(finding).order_by("created_at", "pk")
         ],
     }
     cells = ProbeRun.objects.matrix(probes, versions)
     standing = [
-        (probe.pk, probe.kind, v.version, run.pk, run.status, run.value, run.ci_low,
-         run.ci_high, run.support, run.finished_at.isoformat() if run.finished_at else "")
-        for probe in probes for v in versions
+        (
+            probe.pk,
+            probe.kind,
+            v.version,
+            run.pk,
+            run.status,
+            run.value,
+            run.ci_low,
+            run.ci_high,
+            run.support,
+            run.finished_at.isoformat() if run.finished_at else "",
+        )
+        for probe in probes
+        for v in versions
         if (run := cells.get((probe.pk, v.pk))) is not None
     ]
     data["standing"] = [dict(zip(STANDING_COLUMNS, row, strict=True)) for row in standing]
@@ -286,12 +397,16 @@ def evidence_pack(finding):
     }
     for probe in probes:
         points = [
-            {"label": v.version, "value": getattr(cells.get((probe.pk, v.pk)), "value", None),
-             "status": getattr(cells.get((probe.pk, v.pk)), "status", None)}
+            {
+                "label": v.version,
+                "value": getattr(cells.get((probe.pk, v.pk)), "value", None),
+                "status": getattr(cells.get((probe.pk, v.pk)), "status", None),
+            }
             for v in versions
         ]
-        svg = value_chart_svg(points, threshold=probe.threshold,
-                              title=f"probe {probe.pk} {probe.kind}")
+        svg = value_chart_svg(
+            points, threshold=probe.threshold, title=f"probe {probe.pk} {probe.kind}"
+        )
         if svg:
             files[f"charts/probe-{probe.pk}.svg"] = svg.encode()
     manifest = "".join(
@@ -312,4 +427,3 @@ def open_counts():
         "overdue": RemediationAction.objects.overdue().count(),
         "regressed": Finding.objects.filter(status=FindingStatus.REGRESSED).count(),
     }
-

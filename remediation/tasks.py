@@ -32,9 +32,11 @@ def expire_accepted_risks(today=None):
         until = finding.accepted_until
         try:
             finding.transition_to(
-                FindingStatus.OPEN, by=SYSTEM, expected=FindingStatus.ACCEPTED_RISK,
+                FindingStatus.OPEN,
+                by=SYSTEM,
+                expected=FindingStatus.ACCEPTED_RISK,
                 note=f"The risk acceptance expired on {until.isoformat()}: the finding is "
-                     "open again.",
+                "open again.",
             )
         except TransitionError:
             continue  # moved by someone else since the query: theirs stands
@@ -53,14 +55,26 @@ def notify_risk_expired(finding, until):
     people = {user.pk: user for user in recipients_for(finding)}
     if finding.reporter is not None and finding.reporter.is_active:
         people.setdefault(finding.reporter.pk, finding.reporter)
-    Notification.objects.bulk_create([
-        Notification(recipient=user, finding=finding, subject=subject[:200], body=body,
-                     url=finding.get_absolute_url())
-        for user in people.values()
-    ])
+    Notification.objects.bulk_create(
+        [
+            Notification(
+                recipient=user,
+                finding=finding,
+                subject=subject[:200],
+                body=body,
+                url=finding.get_absolute_url(),
+            )
+            for user in people.values()
+        ]
+    )
     # A mail server that is down must not undo the expiry itself: logged, not raised.
     try:
-        send_mass_mail([(subject, body, settings.DEFAULT_FROM_EMAIL, [user.email])
-                        for user in people.values() if user.email])
+        send_mass_mail(
+            [
+                (subject, body, settings.DEFAULT_FROM_EMAIL, [user.email])
+                for user in people.values()
+                if user.email
+            ]
+        )
     except Exception:
         log.exception("risk-expiry e-mail for finding %s could not be sent", finding.pk)

@@ -13,6 +13,5 @@ urlpatterns = [
     path("review/effectiveness/", views.effectiveness, name="effectiveness"),
     path("audit/", views.audit_log, name="audit_log"),
     path("notifications/", views.notifications, name="notifications"),
-    path("findings/<int:finding_pk>/evidence-pack.zip", views.evidence_pack,
-         name="evidence_pack"),
+    path("findings/<int:finding_pk>/evidence-pack.zip", views.evidence_pack, name="evidence_pack"),
 ]

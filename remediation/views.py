@@ -62,8 +62,9 @@ def action_edit(request, pk):
             for field, errors in exc.message_dict.items():
                 form.add_error(field if field in form.fields else None, errors)
         else:
-            messages.success(request, f"“{action.title}” saved." if form.changed_data
-                             else "Nothing changed.")
+            messages.success(
+                request, f"“{action.title}” saved." if form.changed_data else "Nothing changed."
+            )
             return redirect(action.get_absolute_url())
     return render(request, "remediation/action_form.html", {"form": form, "action": action})
 
@@ -101,23 +102,30 @@ BOARD_PAGE_LIMIT = 200
 @role_required("remediation.view_remediationaction")
 def board(request):
     """The review board: actions by status, filtered; transitions the viewer may take."""
-    filters = ActionFilterSet(request.GET, queryset=RemediationAction.objects.select_related(
-        "finding__ml_model", "owner", "reviewer", "fixed_in_version"
-    ).order_by("due_date", "-updated_at"))
+    filters = ActionFilterSet(
+        request.GET,
+        queryset=RemediationAction.objects.select_related(
+            "finding__ml_model", "owner", "reviewer", "fixed_in_version"
+        ).order_by("due_date", "-updated_at"),
+    )
     actions = list(filters.qs[:BOARD_PAGE_LIMIT])
     users = get_user_model().objects.filter(is_active=True).order_by("username")
-    return render(request, "remediation/board.html", {
-        "columns": reports.board(actions, request.user),
-        "filters": filters.form,
-        "params": request.GET,
-        "ml_models": MLModel.objects.all(),
-        "users": users,
-        "severities": Severity.choices,
-        "truncated": len(actions) == BOARD_PAGE_LIMIT,
-        "today": timezone.localdate(),
-        "counts": reports.open_counts(),
-        "versions": ModelVersion.objects.select_related("ml_model"),
-    })
+    return render(
+        request,
+        "remediation/board.html",
+        {
+            "columns": reports.board(actions, request.user),
+            "filters": filters.form,
+            "params": request.GET,
+            "ml_models": MLModel.objects.all(),
+            "users": users,
+            "severities": Severity.choices,
+            "truncated": len(actions) == BOARD_PAGE_LIMIT,
+            "today": timezone.localdate(),
+            "counts": reports.open_counts(),
+            "versions": ModelVersion.objects.select_related("ml_model"),
+        },
+    )
 
 
 @role_required("core.view_auditevent")
@@ -130,23 +138,55 @@ def audit_log(request):
     page = Paginator(filters.qs, 50).get_page(request.GET.get("page"))
     params = request.GET.copy()
     params.pop("page", None)
-    return render(request, "remediation/audit_log.html", {
-        "page": page, "params": request.GET, "querystring": params.urlencode(),
-        "verbs": AuditEvent.Verb.choices,
-        "object_types": ["catalog.finding", "remediation.remediationaction", "probes.probe",
-                         "registry.modelversion", "registry.dataset", "registry.mlmodel",
-                         "remediation.evaluation"],
-    })
+    return render(
+        request,
+        "remediation/audit_log.html",
+        {
+            "page": page,
+            "params": request.GET,
+            "querystring": params.urlencode(),
+            "verbs": AuditEvent.Verb.choices,
+            "object_types": [
+                "catalog.finding",
+                "remediation.remediationaction",
+                "probes.probe",
+                "registry.modelversion",
+                "registry.dataset",
+                "registry.mlmodel",
+                "remediation.evaluation",
+            ],
+        },
+    )
 
 
 def _audit_csv(qs):
-    header = ["time", "actor", "verb", "object_type", "object_id", "object", "from_status",
-              "to_status", "note", "before", "after"]
+    header = [
+        "time",
+        "actor",
+        "verb",
+        "object_type",
+        "object_id",
+        "object",
+        "from_status",
+        "to_status",
+        "note",
+        "before",
+        "after",
+    ]
     rows = (
-        [e.created_at.isoformat(), e.actor_label, e.verb,
-         f"{e.content_type.app_label}.{e.content_type.model}", e.object_id, e.object_repr,
-         e.from_status, e.to_status, e.note,
-         json.dumps(e.before, sort_keys=True), json.dumps(e.after, sort_keys=True)]
+        [
+            e.created_at.isoformat(),
+            e.actor_label,
+            e.verb,
+            f"{e.content_type.app_label}.{e.content_type.model}",
+            e.object_id,
+            e.object_repr,
+            e.from_status,
+            e.to_status,
+            e.note,
+            json.dumps(e.before, sort_keys=True),
+            json.dumps(e.after, sort_keys=True),
+        ]
         for e in qs.iterator(chunk_size=2000)
     )
     return csv_response(header, rows, filename="audit-log.csv")
@@ -155,10 +195,12 @@ def _audit_csv(qs):
 def _date_range(request):
     today = timezone.localdate()
     try:
-        start = datetime.date.fromisoformat(request.GET.get("start", "")) if request.GET.get(
-            "start") else today - datetime.timedelta(days=30)
-        end = datetime.date.fromisoformat(request.GET["end"]) if request.GET.get(
-            "end") else today
+        start = (
+            datetime.date.fromisoformat(request.GET.get("start", ""))
+            if request.GET.get("start")
+            else today - datetime.timedelta(days=30)
+        )
+        end = datetime.date.fromisoformat(request.GET["end"]) if request.GET.get("end") else today
     except ValueError:
         return None, None, "Dates must look like 2026-11-26."
     if start > end:
@@ -177,13 +219,22 @@ def review_pack(request):
         header, rows = reports.review_pack_rows(sections)
         return csv_response(header, rows, filename=f"review-pack-{start}-{end}.csv")
     tables = [
-        {"name": name.replace("_", " "), "columns": list(frame.columns),
-         "rows": frame.astype(object).where(frame.notna(), "").values.tolist()}
+        {
+            "name": name.replace("_", " "),
+            "columns": list(frame.columns),
+            "rows": frame.astype(object).where(frame.notna(), "").values.tolist(),
+        }
         for name, frame in sections.items()
     ]
-    return render(request, "remediation/review_pack.html", {
-        "start": start, "end": end, "tables": tables,
-    })
+    return render(
+        request,
+        "remediation/review_pack.html",
+        {
+            "start": start,
+            "end": end,
+            "tables": tables,
+        },
+    )
 
 
 @role_required("catalog.view_finding")

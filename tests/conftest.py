@@ -66,7 +66,9 @@ def version(people, ml_model):
     from registry.models import ModelVersion
 
     return ModelVersion.register(
-        ml_model=ml_model, version="1", artifact=skops_upload(fitted_model()),
+        ml_model=ml_model,
+        version="1",
+        artifact=skops_upload(fitted_model()),
         by=people["maintainer"],
     )
 
@@ -94,8 +96,11 @@ def probe(finding, dataset, people):
     from probes.models import Probe
 
     probe = Probe(
-        finding=finding, dataset=dataset, kind="slice_error_rate",
-        slice=[{"feature": "x1", "op": ">", "value": 0.5}], threshold=0.2,
+        finding=finding,
+        dataset=dataset,
+        kind="slice_error_rate",
+        slice=[{"feature": "x1", "op": ">", "value": 0.5}],
+        threshold=0.2,
         created_by=people["contributor"],
     )
     probe.full_clean()

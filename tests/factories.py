@@ -56,13 +56,20 @@ def fitted_model(frame=None, *, flip_above=None):
     y = frame["y"].copy()
     if flip_above is not None:
         y[frame["x1"] > flip_above] = 1 - y[frame["x1"] > flip_above]
-    model = Pipeline([
-        ("prep", ColumnTransformer([
-            ("num", StandardScaler(), ["x1", "x2"]),
-            ("cat", OneHotEncoder(handle_unknown="ignore"), ["color"]),
-        ])),
-        ("clf", LogisticRegression()),
-    ])
+    model = Pipeline(
+        [
+            (
+                "prep",
+                ColumnTransformer(
+                    [
+                        ("num", StandardScaler(), ["x1", "x2"]),
+                        ("cat", OneHotEncoder(handle_unknown="ignore"), ["color"]),
+                    ]
+                ),
+            ),
+            ("clf", LogisticRegression()),
+        ]
+    )
     return model.fit(frame.drop(columns="y"), y)
 
 

@@ -14,8 +14,7 @@ from sklearn.pipeline import Pipeline
 
 
 class HangingPipeline(Pipeline):
-    def __init__(self, steps, *, hang_above=1e6, block_alarm=False, memory=None,
-                 verbose=False):
+    def __init__(self, steps, *, hang_above=1e6, block_alarm=False, memory=None, verbose=False):
         super().__init__(steps, memory=memory, verbose=verbose)
         self.hang_above = hang_above
         self.block_alarm = block_alarm

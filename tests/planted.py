@@ -7,8 +7,7 @@ import pandas as pd
 from .factories import csv_upload, skops_upload
 
 # Labels are corrupted only where x1 < 0.3 and x2 >= 0.6 (about 12% of the rows).
-REGION = [{"feature": "x1", "op": "<", "value": 0.3},
-          {"feature": "x2", "op": ">=", "value": 0.6}]
+REGION = [{"feature": "x1", "op": "<", "value": 0.3}, {"feature": "x2", "op": ">=", "value": 0.6}]
 
 
 def planted_frame(n=3000, seed=0, *, planted=True, noise=0.03, region_flip=0.6):
@@ -28,8 +27,9 @@ def planted_frame(n=3000, seed=0, *, planted=True, noise=0.03, region_flip=0.6):
         region = (x1 < 0.3) & (x2 >= 0.6)
         flip |= region & (rng.random(n) < region_flip)
     y = np.where(flip, 1 - clean, clean)
-    return pd.DataFrame({"x1": x1, "x2": x2, "color": color, "zone": zone,
-                         "salary": salary, "y": y})
+    return pd.DataFrame(
+        {"x1": x1, "x2": x2, "color": color, "zone": zone, "salary": salary, "y": y}
+    )
 
 
 def clean_model(frame=None, *, seed=1, shift=0.0):
@@ -42,13 +42,20 @@ def clean_model(frame=None, *, seed=1, shift=0.0):
 
     train = planted_frame(3000, seed=seed, planted=False, noise=0.0) if frame is None else frame
     y = (train["x1"] + train["x2"] > 1 + shift).astype(int)
-    model = Pipeline([
-        ("prep", ColumnTransformer([
-            ("num", StandardScaler(), ["x1", "x2", "salary"]),
-            ("cat", OneHotEncoder(handle_unknown="ignore"), ["color", "zone"]),
-        ])),
-        ("clf", LogisticRegression(C=100.0, max_iter=1000)),
-    ])
+    model = Pipeline(
+        [
+            (
+                "prep",
+                ColumnTransformer(
+                    [
+                        ("num", StandardScaler(), ["x1", "x2", "salary"]),
+                        ("cat", OneHotEncoder(handle_unknown="ignore"), ["color", "zone"]),
+                    ]
+                ),
+            ),
+            ("clf", LogisticRegression(C=100.0, max_iter=1000)),
+        ]
+    )
     return model.fit(train.drop(columns="y"), y)
 
 
@@ -64,10 +71,12 @@ def corner_model(x1_below, *, seed=1):
     clean = (train["x1"] + train["x2"] > 1).astype(int)
     corner = (train["x1"] < x1_below) & (train["x2"] >= 0.6)
     y = clean.where(~corner, 1 - clean)
-    model = Pipeline([
-        ("prep", ColumnTransformer([("num", "passthrough", ["x1", "x2"])])),
-        ("clf", DecisionTreeClassifier(random_state=0)),
-    ])
+    model = Pipeline(
+        [
+            ("prep", ColumnTransformer([("num", "passthrough", ["x1", "x2"])])),
+            ("clf", DecisionTreeClassifier(random_state=0)),
+        ]
+    )
     return model.fit(train.drop(columns="y"), y)
 
 
@@ -77,20 +86,29 @@ def store_planted(people, ml_model, *, n=3000, versions=1):
     from registry.models import Dataset, ModelVersion
 
     dataset = Dataset.create_from_upload(
-        csv_upload(planted_frame(n)), name="planted-eval", target_column="y",
-        sensitive_columns=["zone", "salary"], by=people["contributor"],
+        csv_upload(planted_frame(n)),
+        name="planted-eval",
+        target_column="y",
+        sensitive_columns=["zone", "salary"],
+        by=people["contributor"],
     )
     stored = []
     for k in range(versions):
-        stored.append(ModelVersion.register(
-            ml_model=ml_model, version=str(k + 1),
-            artifact=skops_upload(clean_model(shift=0.15 * k)), by=people["maintainer"],
-        ))
+        stored.append(
+            ModelVersion.register(
+                ml_model=ml_model,
+                version=str(k + 1),
+                artifact=skops_upload(clean_model(shift=0.15 * k)),
+                by=people["maintainer"],
+            )
+        )
     return dataset, stored
 
 
 def sensitive_values(frame):
     """Every value of the sensitive columns as it would be printed."""
-    return set(frame["zone"]) | {f"{v:.4f}" for v in frame["salary"]} | {
-        repr(float(v)) for v in frame["salary"]
-    }
+    return (
+        set(frame["zone"])
+        | {f"{v:.4f}" for v in frame["salary"]}
+        | {repr(float(v)) for v in frame["salary"]}
+    )

@@ -185,7 +185,12 @@ def qcluster(name: str, env: dict, log_dir: Path, *, ready_timeout: float = 120)
 
 
 def gunicorn(
-    env: dict, log_dir: Path, *, port: int | None = None, workers: int = 2, threads: int = 4,
+    env: dict,
+    log_dir: Path,
+    *,
+    port: int | None = None,
+    workers: int = 2,
+    threads: int = 4,
     ready_timeout: float = 120,
 ) -> tuple[Proc, str]:
     """Start gunicorn with the deployment's configuration file (deploy/gunicorn.conf.py);
@@ -199,7 +204,11 @@ def gunicorn(
     )
     env = {k: str(v) for k, v in env.items()}
     argv = [
-        PYTHON, "-m", "gunicorn", "-c", str(BASE_DIR / "deploy" / "gunicorn.conf.py"),
+        PYTHON,
+        "-m",
+        "gunicorn",
+        "-c",
+        str(BASE_DIR / "deploy" / "gunicorn.conf.py"),
         "config.wsgi",
     ]
     log_path = Path(log_dir) / "gunicorn.log"

@@ -6,8 +6,17 @@ import functools
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-APP_PACKAGES = ("config", "ledger", "introspection", "remediation", "probes", "catalog",
-                "registry", "core", "boundary")
+APP_PACKAGES = (
+    "config",
+    "ledger",
+    "introspection",
+    "remediation",
+    "probes",
+    "catalog",
+    "registry",
+    "core",
+    "boundary",
+)
 
 
 @functools.cache
@@ -45,5 +54,6 @@ def call_name(node):
 
 
 def string_constants(node):
-    return [n.value for n in ast.walk(node) if isinstance(n, ast.Constant)
-            and isinstance(n.value, str)]
+    return [
+        n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+    ]

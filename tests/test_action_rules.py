@@ -55,8 +55,9 @@ def action_in(finding, status, cast, **fields):
     """An action proposed by bob, who owns it, put straight into a status."""
     fields.setdefault("created_by", cast["owner"])
     fields.setdefault("owner", cast["owner"])
-    action = RemediationAction.objects.create(finding=finding, kind="retrain",
-                                              title="Retrain with more data", **fields)
+    action = RemediationAction.objects.create(
+        finding=finding, kind="retrain", title="Retrain with more data", **fields
+    )
     RemediationAction.objects.filter(pk=action.pk).update(status=status)
     action.refresh_from_db()
     return action
@@ -64,8 +65,11 @@ def action_in(finding, status, cast, **fields):
 
 def row(obj):
     fresh = type(obj).objects.get(pk=obj.pk)
-    return {f.attname: getattr(fresh, f.attname) for f in type(obj)._meta.concrete_fields
-            if f.name != "search_vector"}
+    return {
+        f.attname: getattr(fresh, f.attname)
+        for f in type(obj)._meta.concrete_fields
+        if f.name != "search_vector"
+    }
 
 
 def events(obj):
@@ -79,17 +83,21 @@ def transition_url(action):
 # --- Separation of duties, through the API and the web ---------------------------------------
 
 
-@pytest.mark.parametrize(("status", "to"), [
-    pytest.param("proposed", "approved", id="api:approve-what-you-proposed"),
-    pytest.param("proposed", "rejected", id="api:reject-what-you-proposed"),
-    pytest.param("implemented", "verified", id="api:verify-what-you-proposed"),
-    pytest.param("implemented", "ineffective", id="api:find-what-you-proposed-ineffective"),
-])
+@pytest.mark.parametrize(
+    ("status", "to"),
+    [
+        pytest.param("proposed", "approved", id="api:approve-what-you-proposed"),
+        pytest.param("proposed", "rejected", id="api:reject-what-you-proposed"),
+        pytest.param("implemented", "verified", id="api:verify-what-you-proposed"),
+        pytest.param("implemented", "ineffective", id="api:find-what-you-proposed-ineffective"),
+    ],
+)
 def test_whoever_proposed_an_action_may_not_review_it(status, to, cast, finding):
     action = action_in(finding, status, cast, created_by=cast["reviewer"])
     before, count = row(action), events(action)
-    response = api_for(cast["reviewer"]).post(transition_url(action), {"to": to, "note": "ok"},
-                                              format="json")
+    response = api_for(cast["reviewer"]).post(
+        transition_url(action), {"to": to, "note": "ok"}, format="json"
+    )
     assert response.status_code == 403
     assert "someone else" in response.json()["detail"]
     assert row(action) == before and events(action) == count
@@ -97,8 +105,15 @@ def test_whoever_proposed_an_action_may_not_review_it(status, to, cast, finding)
 
 def test_an_action_proposed_through_the_api_is_not_approved_by_its_proposer(cast, finding):
     api = api_for(cast["superuser"])
-    created = api_for(cast["owner"]).post("/api/v1/actions/", {
-        "finding": finding.pk, "kind": "relabeling", "title": "Relabel"}, format="json").json()
+    created = (
+        api_for(cast["owner"])
+        .post(
+            "/api/v1/actions/",
+            {"finding": finding.pk, "kind": "relabeling", "title": "Relabel"},
+            format="json",
+        )
+        .json()
+    )
     action = RemediationAction.objects.get(pk=created["id"])
     assert action.created_by == cast["owner"]
     # rita proposes one herself: she may not approve it; rex may.
@@ -109,16 +124,18 @@ def test_an_action_proposed_through_the_api_is_not_approved_by_its_proposer(cast
     assert api.get(f"/api/v1/actions/{action.pk}/").json()["status"] == "approved"
 
 
-@pytest.mark.parametrize(("who", "code"), [
-    pytest.param("rex", 200, id="api:the-named-reviewer-approves"),
-    pytest.param("reviewer", 403, id="api:another-reviewer-may-not"),
-    pytest.param("superuser", 200, id="api:a-superuser-may"),
-])
+@pytest.mark.parametrize(
+    ("who", "code"),
+    [
+        pytest.param("rex", 200, id="api:the-named-reviewer-approves"),
+        pytest.param("reviewer", 403, id="api:another-reviewer-may-not"),
+        pytest.param("superuser", 200, id="api:a-superuser-may"),
+    ],
+)
 def test_only_the_named_reviewer_approves(who, code, cast, finding):
     action = action_in(finding, "proposed", cast, reviewer=cast["rex"])
     before, count = row(action), events(action)
-    response = api_for(cast[who]).post(transition_url(action), {"to": "approved"},
-                                       format="json")
+    response = api_for(cast[who]).post(transition_url(action), {"to": "approved"}, format="json")
     assert response.status_code == code, response.content
     if code == 403:
         assert "rex" in response.json()["detail"]
@@ -142,11 +159,18 @@ def test_the_system_verifies_whoever_proposed(cast, finding):
     assert action.status == "verified"
 
 
-@pytest.mark.parametrize(("status", "to", "body"), [
-    pytest.param("remediating", "resolved", {}, id="api:resolve-what-you-reported"),
-    pytest.param("open", "accepted_risk", {"note": "tolerable",
-                                           "expires_on": "+30"}, id="api:accept-what-you-reported"),
-])
+@pytest.mark.parametrize(
+    ("status", "to", "body"),
+    [
+        pytest.param("remediating", "resolved", {}, id="api:resolve-what-you-reported"),
+        pytest.param(
+            "open",
+            "accepted_risk",
+            {"note": "tolerable", "expires_on": "+30"},
+            id="api:accept-what-you-reported",
+        ),
+    ],
+)
 def test_whoever_reported_a_finding_may_not_close_it(status, to, body, cast, finding):
     Finding.objects.filter(pk=finding.pk).update(status=status, reporter=cast["reviewer"])
     finding.refresh_from_db()
@@ -154,14 +178,16 @@ def test_whoever_reported_a_finding_may_not_close_it(status, to, body, cast, fin
     if body.get("expires_on") == "+30":
         body["expires_on"] = (TODAY() + datetime.timedelta(days=30)).isoformat()
     before, count = row(finding), events(finding)
-    response = api_for(cast["reviewer"]).post(f"/api/v1/findings/{finding.pk}/transition/",
-                                              {"to": to, **body}, format="json")
+    response = api_for(cast["reviewer"]).post(
+        f"/api/v1/findings/{finding.pk}/transition/", {"to": to, **body}, format="json"
+    )
     assert response.status_code == 403
     assert "reported" in response.json()["detail"]
     assert row(finding) == before and events(finding) == count
     # Another reviewer may.
-    response = api_for(cast["rex"]).post(f"/api/v1/findings/{finding.pk}/transition/",
-                                         {"to": to, **body}, format="json")
+    response = api_for(cast["rex"]).post(
+        f"/api/v1/findings/{finding.pk}/transition/", {"to": to, **body}, format="json"
+    )
     assert response.status_code == 200, response.content
 
 
@@ -169,34 +195,38 @@ def test_the_web_says_why_a_proposer_may_not_approve(cast, finding):
     action = action_in(finding, "proposed", cast, created_by=cast["reviewer"])
     response = client_for(cast["reviewer"]).post(
         reverse("remediation:action_transition", args=[action.pk]),
-        {"to": "approved", "note": "n"}, follow=True)
+        {"to": "approved", "note": "n"},
+        follow=True,
+    )
     assert "someone else must approve it" in response.content.decode()
     action.refresh_from_db()
     assert action.status == "proposed"
 
 
 def _offered(page, url):
-    forms = re.findall(rf'<form method="post" action="{re.escape(url)}"[^>]*>(.*?)</form>',
-                       page, flags=re.S)
+    forms = re.findall(
+        rf'<form method="post" action="{re.escape(url)}"[^>]*>(.*?)</form>', page, flags=re.S
+    )
     return {re.search(r'name="to" value="(\w+)"', form).group(1) for form in forms}
 
 
-@pytest.mark.parametrize(("who", "buttons"), [
-    pytest.param("reviewer", {"cancelled"}, id="buttons:proposer-reviewer"),
-    pytest.param("rex", {"approved", "rejected", "cancelled"}, id="buttons:named-reviewer"),
-    pytest.param("superuser", {"approved", "rejected", "cancelled"}, id="buttons:superuser"),
-])
+@pytest.mark.parametrize(
+    ("who", "buttons"),
+    [
+        pytest.param("reviewer", {"cancelled"}, id="buttons:proposer-reviewer"),
+        pytest.param("rex", {"approved", "rejected", "cancelled"}, id="buttons:named-reviewer"),
+        pytest.param("superuser", {"approved", "rejected", "cancelled"}, id="buttons:superuser"),
+    ],
+)
 def test_the_buttons_follow_the_separation_of_duties(who, buttons, cast, finding):
-    action = action_in(finding, "proposed", cast, created_by=cast["reviewer"],
-                       reviewer=cast["rex"])
+    action = action_in(finding, "proposed", cast, created_by=cast["reviewer"], reviewer=cast["rex"])
     page = client_for(cast[who]).get(finding.get_absolute_url()).content.decode()
     url = reverse("remediation:action_transition", args=[action.pk])
     assert _offered(page, url) == buttons
 
 
 def test_the_reporter_is_not_offered_to_close_the_finding(cast, finding):
-    Finding.objects.filter(pk=finding.pk).update(status="remediating",
-                                                 reporter=cast["reviewer"])
+    Finding.objects.filter(pk=finding.pk).update(status="remediating", reporter=cast["reviewer"])
     url = reverse("catalog:finding_transition", args=[finding.pk])
     page = client_for(cast["reviewer"]).get(finding.get_absolute_url()).content.decode()
     assert _offered(page, url) == set()
@@ -207,11 +237,11 @@ def test_the_reporter_is_not_offered_to_close_the_finding(cast, finding):
 # --- Who may edit an action: "the owner, the named reviewer or a reviewer" -------------------
 
 EDITORS = {
-    "owner": True,          # bob owns it
-    "named": True,          # carol, named as its reviewer
-    "reviewer": True,       # rita, a reviewer
+    "owner": True,  # bob owns it
+    "named": True,  # carol, named as its reviewer
+    "reviewer": True,  # rita, a reviewer
     "superuser": True,
-    "contributor": False,   # carol, when she is neither owner nor named
+    "contributor": False,  # carol, when she is neither owner nor named
     "viewer": False,
     "maintainer": False,
 }
@@ -221,15 +251,17 @@ def _editor(cast, who):
     return cast["carol"] if who in ("named", "contributor") else cast[who]
 
 
-@pytest.mark.parametrize(("who", "may"), [
-    pytest.param(who, may, id=f"api:edit:{who}") for who, may in EDITORS.items()
-])
+@pytest.mark.parametrize(
+    ("who", "may"), [pytest.param(who, may, id=f"api:edit:{who}") for who, may in EDITORS.items()]
+)
 def test_who_may_edit_an_action_through_the_api(who, may, cast, finding):
-    action = action_in(finding, "approved", cast,
-                       reviewer=cast["carol"] if who == "named" else None)
+    action = action_in(
+        finding, "approved", cast, reviewer=cast["carol"] if who == "named" else None
+    )
     before, count = row(action), events(action)
-    response = api_for(_editor(cast, who)).patch(f"/api/v1/actions/{action.pk}/",
-                                                 {"title": "Retrain on 2026 data"}, format="json")
+    response = api_for(_editor(cast, who)).patch(
+        f"/api/v1/actions/{action.pk}/", {"title": "Retrain on 2026 data"}, format="json"
+    )
     if may:
         assert response.status_code == 200, response.content
         action.refresh_from_db()
@@ -243,26 +275,33 @@ def test_who_may_edit_an_action_through_the_api(who, may, cast, finding):
         assert row(action) == before and events(action) == count
 
 
-@pytest.mark.parametrize(("who", "may"), [
-    pytest.param(who, may, id=f"web:edit:{who}") for who, may in EDITORS.items()
-])
+@pytest.mark.parametrize(
+    ("who", "may"), [pytest.param(who, may, id=f"web:edit:{who}") for who, may in EDITORS.items()]
+)
 def test_who_may_edit_an_action_through_the_web(who, may, cast, finding):
-    action = action_in(finding, "approved", cast,
-                       reviewer=cast["carol"] if who == "named" else None)
+    action = action_in(
+        finding, "approved", cast, reviewer=cast["carol"] if who == "named" else None
+    )
     before, count = row(action), events(action)
     url = reverse("remediation:action_edit", args=[action.pk])
-    response = client_for(_editor(cast, who)).post(url, {
-        "kind": "retrain", "title": "Retrain on 2026 data", "description": "",
-        "owner": action.owner_id, "reviewer": action.reviewer_id or "",
-        "due_date": action.due_date.isoformat(),
-    }, follow=True)
+    response = client_for(_editor(cast, who)).post(
+        url,
+        {
+            "kind": "retrain",
+            "title": "Retrain on 2026 data",
+            "description": "",
+            "owner": action.owner_id,
+            "reviewer": action.reviewer_id or "",
+            "due_date": action.due_date.isoformat(),
+        },
+        follow=True,
+    )
     action.refresh_from_db()
     if may:
         assert action.title == "Retrain on 2026 data"
         assert events(action) == count + 1
     else:
-        assert "its named reviewer or a reviewer may edit" in (
-            response.content.decode())
+        assert "its named reviewer or a reviewer may edit" in (response.content.decode())
         assert row(action) == before and events(action) == count
 
 
@@ -270,8 +309,9 @@ def test_who_may_edit_an_action_through_the_web(who, may, cast, finding):
 def test_a_contributor_cannot_take_over_another_users_action(field, cast, finding):
     action = action_in(finding, "proposed", cast)
     before, count = row(action), events(action)
-    response = api_for(cast["carol"]).patch(f"/api/v1/actions/{action.pk}/",
-                                            {field: cast["carol"].pk}, format="json")
+    response = api_for(cast["carol"]).patch(
+        f"/api/v1/actions/{action.pk}/", {field: cast["carol"].pk}, format="json"
+    )
     assert response.status_code == 403
     assert row(action) == before and events(action) == count
 
@@ -295,12 +335,16 @@ def nobody(people):
 
 @pytest.mark.parametrize("field", ["owner", "reviewer"])
 @pytest.mark.parametrize("person", ["idle", "nobody"], ids=["inactive", "without-a-role"])
-def test_an_action_is_not_given_to_an_inactive_user_or_one_without_a_role(field, person, cast,
-                                                                         finding):
+def test_an_action_is_not_given_to_an_inactive_user_or_one_without_a_role(
+    field, person, cast, finding
+):
     user = cast[person]
     api = api_for(cast["owner"])
-    response = api.post("/api/v1/actions/", {
-        "finding": finding.pk, "kind": "retrain", "title": "t", field: user.pk}, format="json")
+    response = api.post(
+        "/api/v1/actions/",
+        {"finding": finding.pk, "kind": "retrain", "title": "t", field: user.pk},
+        format="json",
+    )
     assert response.status_code == 400
     assert field in response.json() and user.username in response.json()[field][0]
     assert not RemediationAction.objects.exists()
@@ -315,8 +359,9 @@ def test_an_action_is_not_given_to_an_inactive_user_or_one_without_a_role(field,
 def test_the_web_form_refuses_them_at_the_field(person, cast, finding):
     response = client_for(cast["owner"]).post(
         reverse("remediation:action_create", args=[finding.pk]),
-        {"kind": "retrain", "title": "t", "owner": cast["owner"].pk,
-         "reviewer": cast[person].pk}, follow=True)
+        {"kind": "retrain", "title": "t", "owner": cast["owner"].pk, "reviewer": cast[person].pk},
+        follow=True,
+    )
     assert "reviewer:" in response.content.decode()
     assert cast[person].username in response.content.decode()
     assert not RemediationAction.objects.exists()
@@ -332,8 +377,9 @@ def test_the_web_form_offers_only_active_users_with_a_role(cast, finding):
 def test_an_owner_who_left_does_not_block_editing_the_rest(cast, finding):
     action = action_in(finding, "approved", cast)
     type(cast["owner"]).objects.filter(pk=cast["owner"].pk).update(is_active=False)
-    response = api_for(cast["reviewer"]).patch(f"/api/v1/actions/{action.pk}/",
-                                               {"title": "New title"}, format="json")
+    response = api_for(cast["reviewer"]).patch(
+        f"/api/v1/actions/{action.pk}/", {"title": "New title"}, format="json"
+    )
     assert response.status_code == 200, response.content
 
 
@@ -345,16 +391,22 @@ LIVE = ["proposed", "approved", "in_progress", "implemented"]
 
 
 @pytest.mark.parametrize("status", FROZEN)
-@pytest.mark.parametrize("change", [
-    {"title": "Another title"}, {"kind": "relabeling"}, {"due_date": "2031-01-01"},
-    {"owner": "rita"}, {"reviewer": "rita"},
-], ids=["title", "kind", "due_date", "owner", "reviewer"])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"title": "Another title"},
+        {"kind": "relabeling"},
+        {"due_date": "2031-01-01"},
+        {"owner": "rita"},
+        {"reviewer": "rita"},
+    ],
+    ids=["title", "kind", "due_date", "owner", "reviewer"],
+)
 def test_a_settled_actions_fields_are_frozen(status, change, cast, finding):
     action = action_in(finding, status, cast)
     change = {k: cast["reviewer"].pk if v == "rita" else v for k, v in change.items()}
     before, count = row(action), events(action)
-    response = api_for(cast["owner"]).patch(f"/api/v1/actions/{action.pk}/", change,
-                                            format="json")
+    response = api_for(cast["owner"]).patch(f"/api/v1/actions/{action.pk}/", change, format="json")
     assert response.status_code == 409, response.content
     assert "frozen" in response.json()["detail"]
     assert row(action) == before and events(action) == count
@@ -363,9 +415,9 @@ def test_a_settled_actions_fields_are_frozen(status, change, cast, finding):
 @pytest.mark.parametrize("status", FROZEN)
 def test_a_settled_actions_description_may_still_change(status, cast, finding):
     action = action_in(finding, status, cast)
-    response = api_for(cast["owner"]).patch(f"/api/v1/actions/{action.pk}/",
-                                            {"description": "Lessons: label drift."},
-                                            format="json")
+    response = api_for(cast["owner"]).patch(
+        f"/api/v1/actions/{action.pk}/", {"description": "Lessons: label drift."}, format="json"
+    )
     assert response.status_code == 200, response.content
     action.refresh_from_db()
     assert action.description == "Lessons: label drift."
@@ -374,8 +426,9 @@ def test_a_settled_actions_description_may_still_change(status, cast, finding):
 @pytest.mark.parametrize("status", LIVE)
 def test_a_live_actions_fields_may_change(status, cast, finding):
     action = action_in(finding, status, cast)
-    response = api_for(cast["owner"]).patch(f"/api/v1/actions/{action.pk}/",
-                                            {"title": "Another title"}, format="json")
+    response = api_for(cast["owner"]).patch(
+        f"/api/v1/actions/{action.pk}/", {"title": "Another title"}, format="json"
+    )
     assert response.status_code == 200, response.content
 
 
@@ -393,8 +446,9 @@ def test_the_web_edit_of_a_settled_action_changes_its_description_only(cast, fin
     page = client_for(cast["owner"]).get(url)
     assert page.context["form"].fields["title"].disabled
     assert not page.context["form"].fields["description"].disabled
-    client_for(cast["owner"]).post(url, {"title": "Sneaky", "kind": "other",
-                                         "description": "Dropped: data unavailable."})
+    client_for(cast["owner"]).post(
+        url, {"title": "Sneaky", "kind": "other", "description": "Dropped: data unavailable."}
+    )
     action.refresh_from_db()
     assert action.title == "Retrain with more data" and action.kind == "retrain"
     assert action.description == "Dropped: data unavailable."
@@ -405,28 +459,33 @@ def test_the_web_edit_of_a_settled_action_changes_its_description_only(cast, fin
 DUE_DAYS = {"critical": 7, "high": 30, "medium": 90, "low": 180}
 
 
-@pytest.mark.parametrize(("severity", "days"), list(DUE_DAYS.items()),
-                         ids=[f"api:{s}" for s in DUE_DAYS])
+@pytest.mark.parametrize(
+    ("severity", "days"), list(DUE_DAYS.items()), ids=[f"api:{s}" for s in DUE_DAYS]
+)
 def test_the_due_date_defaults_from_the_severity(severity, days, cast, finding):
     Finding.objects.filter(pk=finding.pk).update(severity=severity)
-    response = api_for(cast["owner"]).post("/api/v1/actions/", {
-        "finding": finding.pk, "kind": "retrain", "title": "t"}, format="json")
+    response = api_for(cast["owner"]).post(
+        "/api/v1/actions/", {"finding": finding.pk, "kind": "retrain", "title": "t"}, format="json"
+    )
     assert response.status_code == 201, response.content
     expected = TODAY() + datetime.timedelta(days=days)
     assert response.json()["due_date"] == expected.isoformat()
 
 
 def test_a_due_date_given_is_kept(cast, finding):
-    response = api_for(cast["owner"]).post("/api/v1/actions/", {
-        "finding": finding.pk, "kind": "retrain", "title": "t", "due_date": "2031-05-01"},
-        format="json")
+    response = api_for(cast["owner"]).post(
+        "/api/v1/actions/",
+        {"finding": finding.pk, "kind": "retrain", "title": "t", "due_date": "2031-05-01"},
+        format="json",
+    )
     assert response.json()["due_date"] == "2031-05-01"
 
 
 def test_the_due_days_come_from_the_settings(cast, finding, settings):
     settings.DUE_DAYS_BY_SEVERITY = {"high": 14}
-    response = api_for(cast["owner"]).post("/api/v1/actions/", {
-        "finding": finding.pk, "kind": "retrain", "title": "t"}, format="json")
+    response = api_for(cast["owner"]).post(
+        "/api/v1/actions/", {"finding": finding.pk, "kind": "retrain", "title": "t"}, format="json"
+    )
     assert response.json()["due_date"] == (TODAY() + datetime.timedelta(days=14)).isoformat()
 
 
@@ -435,8 +494,10 @@ def test_the_web_form_proposes_the_default_due_date(cast, finding):
     expected = (TODAY() + datetime.timedelta(days=30)).isoformat()  # the finding is high
     field = re.search(r'<input[^>]*id="id_due_date"[^>]*>', page).group(0)
     assert f'value="{expected}"' in field
-    client_for(cast["owner"]).post(reverse("remediation:action_create", args=[finding.pk]),
-                                   {"kind": "retrain", "title": "t", "owner": cast["owner"].pk})
+    client_for(cast["owner"]).post(
+        reverse("remediation:action_create", args=[finding.pk]),
+        {"kind": "retrain", "title": "t", "owner": cast["owner"].pk},
+    )
     assert RemediationAction.objects.get().due_date == TODAY() + datetime.timedelta(days=30)
 
 
@@ -448,14 +509,22 @@ def test_a_manual_evaluation_is_recorded_beside_an_automatic_one(cast, finding, 
     Evaluation.objects.create(action=action, model_version=version, outcome="held")
     api = api_for(cast["reviewer"])
     for notes in ("User study, 12 people.", "Second study."):
-        response = api.post("/api/v1/evaluations/", {
-            "action": action.pk, "model_version": version.pk, "outcome": "inconclusive",
-            "notes": notes}, format="json")
+        response = api.post(
+            "/api/v1/evaluations/",
+            {
+                "action": action.pk,
+                "model_version": version.pk,
+                "outcome": "inconclusive",
+                "notes": notes,
+            },
+            format="json",
+        )
         assert response.status_code == 201, response.content
         assert response.json()["is_manual"] is True
     client_for(cast["reviewer"]).post(
         reverse("remediation:evaluation_create", args=[action.pk]),
-        {"model_version": version.pk, "outcome": "held", "notes": "Third."})
+        {"model_version": version.pk, "outcome": "held", "notes": "Third."},
+    )
     assert Evaluation.objects.filter(action=action, model_version=version).count() == 4
     assert Evaluation.objects.filter(action=action, is_manual=False).count() == 1
 
@@ -464,22 +533,27 @@ def test_a_manual_evaluation_is_recorded_beside_an_automatic_one(cast, finding, 
 
 
 def _accept(api, finding, **body):
-    return api.post(f"/api/v1/findings/{finding.pk}/transition/",
-                    {"to": "accepted_risk", **body}, format="json")
+    return api.post(
+        f"/api/v1/findings/{finding.pk}/transition/", {"to": "accepted_risk", **body}, format="json"
+    )
 
 
 def test_accepting_a_risk_keeps_its_expiry(cast, finding):
     expires = TODAY() + datetime.timedelta(days=60)
-    response = _accept(api_for(cast["reviewer"]), finding, note="Within tolerance.",
-                       expires_on=expires.isoformat())
+    response = _accept(
+        api_for(cast["reviewer"]), finding, note="Within tolerance.", expires_on=expires.isoformat()
+    )
     assert response.status_code == 200, response.content
     assert response.json()["accepted_until"] == expires.isoformat()
     finding.refresh_from_db()
     assert finding.accepted_until == expires and finding.status == "accepted_risk"
 
 
-@pytest.mark.parametrize("expires_on", [None, "", "soon", "today", "yesterday", "181"],
-                         ids=["missing", "blank", "not-a-date", "today", "past", "too-far"])
+@pytest.mark.parametrize(
+    "expires_on",
+    [None, "", "soon", "today", "yesterday", "181"],
+    ids=["missing", "blank", "not-a-date", "today", "past", "too-far"],
+)
 def test_a_bad_expiry_is_refused(expires_on, cast, finding):
     days = {"today": 0, "yesterday": -1, "181": 181}
     body = {"note": "Within tolerance."}
@@ -508,8 +582,14 @@ def test_accepting_a_risk_through_the_web(cast, finding):
     assert 'name="expires_on"' in page
     response = client_for(cast["reviewer"]).post(
         reverse("catalog:finding_transition", args=[finding.pk]),
-        {"to": "accepted_risk", "from": "open", "note": "Within tolerance.",
-         "expires_on": expires.isoformat()}, follow=True)
+        {
+            "to": "accepted_risk",
+            "from": "open",
+            "note": "Within tolerance.",
+            "expires_on": expires.isoformat(),
+        },
+        follow=True,
+    )
     assert f"until {expires.isoformat()}" in response.content.decode()
     finding.refresh_from_db()
     assert finding.status == "accepted_risk" and finding.accepted_until == expires
@@ -518,7 +598,9 @@ def test_accepting_a_risk_through_the_web(cast, finding):
 def test_the_web_refuses_an_acceptance_without_an_expiry(cast, finding):
     response = client_for(cast["reviewer"]).post(
         reverse("catalog:finding_transition", args=[finding.pk]),
-        {"to": "accepted_risk", "note": "Within tolerance."}, follow=True)
+        {"to": "accepted_risk", "note": "Within tolerance."},
+        follow=True,
+    )
     assert "needs an expiry date" in response.content.decode()
     finding.refresh_from_db()
     assert finding.status == "open"
@@ -528,8 +610,12 @@ def test_the_web_refuses_an_acceptance_without_an_expiry(cast, finding):
 
 
 def _accepted(finding, cast, days):
-    finding.transition_to("accepted_risk", by=cast["reviewer"], note="Within tolerance.",
-                          expires_on=TODAY() + datetime.timedelta(days=days))
+    finding.transition_to(
+        "accepted_risk",
+        by=cast["reviewer"],
+        note="Within tolerance.",
+        expires_on=TODAY() + datetime.timedelta(days=days),
+    )
     return finding
 
 
@@ -543,10 +629,15 @@ def test_an_expired_acceptance_reopens_the_finding_and_notifies(cast, finding):
     assert finding.status == "open" and finding.accepted_until is None
     event = AuditEvent.objects.for_object(finding).latest("pk")
     assert (event.verb, event.from_status, event.to_status, event.actor) == (
-        "transition", "accepted_risk", "open", None)
+        "transition",
+        "accepted_risk",
+        "open",
+        None,
+    )
     assert "expired" in event.note
-    told = set(Notification.objects.filter(finding=finding).values_list(
-        "recipient__username", flat=True))
+    told = set(
+        Notification.objects.filter(finding=finding).values_list("recipient__username", flat=True)
+    )
     assert {"bob", "rita", "rex"} <= told  # owner and reporter; the reviewers
     assert all("expired" in n.subject for n in Notification.objects.filter(finding=finding))
     assert {m.to[0] for m in mail.outbox} >= {"bob@example.com", "rita@example.com"}

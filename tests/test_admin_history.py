@@ -11,23 +11,40 @@ from remediation.models import Evaluation, RemediationAction
 
 from .factories import client_for
 
-HISTORY = ["registry.mlmodel", "registry.dataset", "registry.modelversion", "catalog.finding",
-           "probes.probe", "probes.rerun", "probes.proberun", "remediation.remediationaction",
-           "remediation.evaluation", "core.auditevent", "core.auditchain"]
+HISTORY = [
+    "registry.mlmodel",
+    "registry.dataset",
+    "registry.modelversion",
+    "catalog.finding",
+    "probes.probe",
+    "probes.rerun",
+    "probes.proberun",
+    "remediation.remediationaction",
+    "remediation.evaluation",
+    "core.auditevent",
+    "core.auditchain",
+]
 
 
 @pytest.fixture
 def records(people, ml_model, dataset, version, finding, probe):
     rerun = Rerun.queue(version, trigger="manual", probes=[probe], dispatch=False)
-    action = RemediationAction.objects.create(finding=finding, kind="retrain", title="Retrain",
-                                              created_by=people["contributor"])
-    evaluation = Evaluation.objects.create(action=action, model_version=version,
-                                           outcome="held", is_manual=True, notes="checked")
+    action = RemediationAction.objects.create(
+        finding=finding, kind="retrain", title="Retrain", created_by=people["contributor"]
+    )
+    evaluation = Evaluation.objects.create(
+        action=action, model_version=version, outcome="held", is_manual=True, notes="checked"
+    )
     return {
-        "registry.mlmodel": ml_model, "registry.dataset": dataset,
-        "registry.modelversion": version, "catalog.finding": finding, "probes.probe": probe,
-        "probes.rerun": rerun, "probes.proberun": ProbeRun.objects.filter(rerun=rerun).first(),
-        "remediation.remediationaction": action, "remediation.evaluation": evaluation,
+        "registry.mlmodel": ml_model,
+        "registry.dataset": dataset,
+        "registry.modelversion": version,
+        "catalog.finding": finding,
+        "probes.probe": probe,
+        "probes.rerun": rerun,
+        "probes.proberun": ProbeRun.objects.filter(rerun=rerun).first(),
+        "remediation.remediationaction": action,
+        "remediation.evaluation": evaluation,
         "core.auditevent": AuditEvent.objects.first(),
         "core.auditchain": AuditChain.objects.get(pk=1),
     }
@@ -45,6 +62,7 @@ def test_the_admin_refuses_to_delete_a_record_with_history(people, records, labe
     listing = admin.get(changelist)
     assert listing.status_code == 200
     assert b"delete_selected" not in listing.content
-    admin.post(changelist, {"action": "delete_selected", "_selected_action": [obj.pk],
-                            "post": "yes"})
+    admin.post(
+        changelist, {"action": "delete_selected", "_selected_action": [obj.pk], "post": "yes"}
+    )
     assert type(obj).objects.filter(pk=obj.pk).exists()

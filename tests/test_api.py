@@ -11,17 +11,73 @@ pytestmark = pytest.mark.django_db
 CONTRACT = {
     "ml-models": ["id", "name", "slug", "description", "task"],
     "datasets": ["id", "name", "version", "target_column", "sha256", "row_count", "columns"],
-    "model-versions": ["id", "ml_model", "version", "artifact_sha256", "training_dataset",
-                       "notes", "registered_at"],
-    "findings": ["id", "title", "summary", "description", "ml_model", "model_version",
-                 "dataset", "slice", "evidence", "severity", "risk_category", "status",
-                 "accepted_until", "lesson", "remaining_gaps", "tags", "owner"],
-    "probes": ["id", "finding", "dataset", "kind", "slice", "params", "comparator",
-               "threshold", "tolerance", "min_support", "active", "supersedes"],
-    "probe-runs": ["id", "probe", "model_version", "status", "value", "ci_low", "ci_high",
-                   "support", "passed", "trigger", "error"],
-    "actions": ["id", "finding", "kind", "title", "description", "owner", "reviewer",
-                "status", "due_date", "fixed_in_version"],
+    "model-versions": [
+        "id",
+        "ml_model",
+        "version",
+        "artifact_sha256",
+        "training_dataset",
+        "notes",
+        "registered_at",
+    ],
+    "findings": [
+        "id",
+        "title",
+        "summary",
+        "description",
+        "ml_model",
+        "model_version",
+        "dataset",
+        "slice",
+        "evidence",
+        "severity",
+        "risk_category",
+        "status",
+        "accepted_until",
+        "lesson",
+        "remaining_gaps",
+        "tags",
+        "owner",
+    ],
+    "probes": [
+        "id",
+        "finding",
+        "dataset",
+        "kind",
+        "slice",
+        "params",
+        "comparator",
+        "threshold",
+        "tolerance",
+        "min_support",
+        "active",
+        "supersedes",
+    ],
+    "probe-runs": [
+        "id",
+        "probe",
+        "model_version",
+        "status",
+        "value",
+        "ci_low",
+        "ci_high",
+        "support",
+        "passed",
+        "trigger",
+        "error",
+    ],
+    "actions": [
+        "id",
+        "finding",
+        "kind",
+        "title",
+        "description",
+        "owner",
+        "reviewer",
+        "status",
+        "due_date",
+        "fixed_in_version",
+    ],
     "evaluations": ["id", "action", "model_version", "outcome", "probe_runs", "notes"],
 }
 
@@ -32,9 +88,14 @@ def test_schema_lists_every_resource(people):
     paths = response.json()["paths"]
     for resource in CONTRACT:
         assert f"/api/v1/{resource}/" in paths, resource
-    for op in ["/api/v1/probes/{id}/run/", "/api/v1/probes/{id}/revise/",
-               "/api/v1/probes/{id}/retire/", "/api/v1/actions/{id}/transition/",
-               "/api/v1/findings/{id}/transition/", "/api/v1/audit-events/"]:
+    for op in [
+        "/api/v1/probes/{id}/run/",
+        "/api/v1/probes/{id}/revise/",
+        "/api/v1/probes/{id}/retire/",
+        "/api/v1/actions/{id}/transition/",
+        "/api/v1/findings/{id}/transition/",
+        "/api/v1/audit-events/",
+    ]:
         assert op in paths
 
 
@@ -60,18 +121,28 @@ def test_resources_carry_the_contract_fields(people, finding, probe, version):
 
 def test_finding_round_trip_with_tags(people, ml_model, dataset, version):
     api = api_for(people["contributor"])
-    created = api.post("/api/v1/findings/", {
-        "title": "Borderline band", "ml_model": ml_model.pk, "model_version": version.pk,
-        "dataset": dataset.pk, "slice": [{"feature": "x1", "op": "between", "value": [0, 1]}],
-        "evidence": {"error_rate": 0.31}, "severity": "high", "risk_category": "safety",
-        "tags": ["Calibration", "band"],
-    }, format="json")
+    created = api.post(
+        "/api/v1/findings/",
+        {
+            "title": "Borderline band",
+            "ml_model": ml_model.pk,
+            "model_version": version.pk,
+            "dataset": dataset.pk,
+            "slice": [{"feature": "x1", "op": "between", "value": [0, 1]}],
+            "evidence": {"error_rate": 0.31},
+            "severity": "high",
+            "risk_category": "safety",
+            "tags": ["Calibration", "band"],
+        },
+        format="json",
+    )
     assert created.status_code == 201, created.content
     body = created.json()
     assert body["tags"] == ["band", "calibration"] and body["status"] == "open"
     assert body["reporter"] == people["contributor"].pk
-    patched = api.patch(f"/api/v1/findings/{body['id']}/", {"tags": ["band"], "status": "resolved"},
-                        format="json")
+    patched = api.patch(
+        f"/api/v1/findings/{body['id']}/", {"tags": ["band"], "status": "resolved"}, format="json"
+    )
     assert patched.status_code == 200
     assert patched.json()["tags"] == ["band"] and patched.json()["status"] == "open"
     listed = api.get("/api/v1/findings/?search=borderline&severity=high&tag=band").json()

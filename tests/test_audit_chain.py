@@ -38,25 +38,53 @@ def test_every_event_is_chained_to_the_one_before(trail):
 @pytest.mark.parametrize(
     ("tamper", "named"),
     [
-        (lambda t: _sql("UPDATE core_auditevent SET note = 'nothing to see' WHERE id = %s",
-                        t[1].pk), "Event #{1} was changed"),
-        (lambda t: _sql("UPDATE core_auditevent SET after = %s WHERE id = %s",
-                        '{"title": "rewritten"}', t[0].pk), "Event #{0} was changed"),
-        (lambda t: _sql("UPDATE core_auditevent SET actor_label = 'someone' WHERE id = %s",
-                        t[-1].pk), "Event #{-1} was changed"),
-        (lambda t: _sql("DELETE FROM core_auditevent WHERE id = %s", t[1].pk),
-         "Event #{2} does not follow the chain"),
-        (lambda t: _sql("DELETE FROM core_auditevent WHERE id = %s", t[-1].pk),
-         "were removed"),
-        (lambda t: _sql("UPDATE core_auditevent SET prev_hash = %s, hash = %s WHERE id = %s",
-                        "f" * 64, "e" * 64, t[1].pk), "Event #{1} does not follow the chain"),
+        (
+            lambda t: _sql(
+                "UPDATE core_auditevent SET note = 'nothing to see' WHERE id = %s", t[1].pk
+            ),
+            "Event #{1} was changed",
+        ),
+        (
+            lambda t: _sql(
+                "UPDATE core_auditevent SET after = %s WHERE id = %s",
+                '{"title": "rewritten"}',
+                t[0].pk,
+            ),
+            "Event #{0} was changed",
+        ),
+        (
+            lambda t: _sql(
+                "UPDATE core_auditevent SET actor_label = 'someone' WHERE id = %s", t[-1].pk
+            ),
+            "Event #{-1} was changed",
+        ),
+        (
+            lambda t: _sql("DELETE FROM core_auditevent WHERE id = %s", t[1].pk),
+            "Event #{2} does not follow the chain",
+        ),
+        (lambda t: _sql("DELETE FROM core_auditevent WHERE id = %s", t[-1].pk), "were removed"),
+        (
+            lambda t: _sql(
+                "UPDATE core_auditevent SET prev_hash = %s, hash = %s WHERE id = %s",
+                "f" * 64,
+                "e" * 64,
+                t[1].pk,
+            ),
+            "Event #{1} does not follow the chain",
+        ),
     ],
-    ids=["edited-note", "edited-after-json", "edited-last-actor", "removed-middle",
-         "removed-last", "forged-link"],
+    ids=[
+        "edited-note",
+        "edited-after-json",
+        "edited-last-actor",
+        "removed-middle",
+        "removed-last",
+        "forged-link",
+    ],
 )
 def test_verify_audit_names_the_first_broken_link(trail, tamper, named):
     tamper(trail)
-    index = named[named.index("{") + 1:named.index("}")] if "{" in named else None
+    index = named[named.index("{") + 1 : named.index("}")] if "{" in named else None
     expected = named.replace("{" + index + "}", str(trail[int(index)].pk)) if index else named
     problem = verify_chain()
     assert problem is not None and expected in problem

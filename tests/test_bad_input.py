@@ -48,8 +48,12 @@ def test_dataset_over_the_size_limit_is_refused(people, settings):
 def test_bad_dataset_upload_in_the_web_form(people):
     response = client_for(people["contributor"]).post(
         "/datasets/new/",
-        {"name": "bad", "version": "1", "target_column": "label",
-         "file": ContentFile(b"a,b\n1,2\n", name="t.csv")},
+        {
+            "name": "bad",
+            "version": "1",
+            "target_column": "label",
+            "file": ContentFile(b"a,b\n1,2\n", name="t.csv"),
+        },
     )
     assert response.status_code == 200
     assert "target column &#x27;label&#x27; is not in the file" in response.content.decode()
@@ -97,9 +101,16 @@ def _upload_lands_first(model, make_row):
 @pytest.mark.skipif("connection.vendor != 'postgresql'")
 @pytest.mark.django_db(transaction=True)
 def test_a_version_registered_at_the_same_moment_gets_the_clear_message(people, ml_model):
-    _upload_lands_first(ModelVersion, lambda: ModelVersion.register(
-        ml_model=ml_model, version="1", artifact=skops_upload(fitted_model()),
-        by=people["maintainer"], enqueue=False))
+    _upload_lands_first(
+        ModelVersion,
+        lambda: ModelVersion.register(
+            ml_model=ml_model,
+            version="1",
+            artifact=skops_upload(fitted_model()),
+            by=people["maintainer"],
+            enqueue=False,
+        ),
+    )
     response = post_version(people["maintainer"], ml_model, skops_upload(fitted_model()), "1")
     assert response.status_code == 400, response.content
     assert "toy-risk already has a version '1'" in response.content.decode()
@@ -109,8 +120,12 @@ def test_a_version_registered_at_the_same_moment_gets_the_clear_message(people, 
 @pytest.mark.skipif("connection.vendor != 'postgresql'")
 @pytest.mark.django_db(transaction=True)
 def test_a_dataset_uploaded_at_the_same_moment_gets_the_clear_message(people):
-    _upload_lands_first(Dataset, lambda: Dataset.create_from_upload(
-        csv_upload(toy_frame()), name="bad", target_column="y", by=people["contributor"]))
+    _upload_lands_first(
+        Dataset,
+        lambda: Dataset.create_from_upload(
+            csv_upload(toy_frame()), name="bad", target_column="y", by=people["contributor"]
+        ),
+    )
     response = post_dataset(people["contributor"], csv_upload(toy_frame()))
     assert response.status_code == 400, response.content
     assert "Dataset 'bad' already has a version '1'" in response.content.decode()
@@ -133,8 +148,13 @@ def test_pickle_opt_in_is_for_maintainers_only(people, ml_model, settings):
     from registry.models import MLModel
 
     other = MLModel.objects.create(name="other")
-    v = ModelVersion.register(ml_model=other, version="1", artifact=ContentFile(blob, "m.pkl"),
-                              by=people["maintainer"], enqueue=False)
+    v = ModelVersion.register(
+        ml_model=other,
+        version="1",
+        artifact=ContentFile(blob, "m.pkl"),
+        by=people["maintainer"],
+        enqueue=False,
+    )
     assert v.artifact_format == "pickle"
 
 
@@ -187,9 +207,14 @@ def test_bad_slices_are_refused_by_the_api(people, ml_model, dataset, slice_, me
 def test_bad_slice_in_the_web_form_names_the_column(people, ml_model, dataset):
     response = client_for(people["contributor"]).post(
         "/catalog/findings/new/",
-        {"title": "t", "ml_model": ml_model.pk, "dataset": dataset.pk, "severity": "low",
-         "risk_category": "other",
-         "slice": '[{"feature": "income", "op": "<", "value": 3}]'},
+        {
+            "title": "t",
+            "ml_model": ml_model.pk,
+            "dataset": dataset.pk,
+            "severity": "low",
+            "risk_category": "other",
+            "slice": '[{"feature": "income", "op": "<", "value": 3}]',
+        },
     )
     assert response.status_code == 200
     assert "income" in response.content.decode()
@@ -199,8 +224,14 @@ def test_bad_slice_in_the_web_form_names_the_column(people, ml_model, dataset):
 def test_slice_that_is_not_json_is_refused(people, ml_model, dataset):
     response = client_for(people["contributor"]).post(
         "/catalog/findings/new/",
-        {"title": "t", "ml_model": ml_model.pk, "dataset": dataset.pk, "severity": "low",
-         "risk_category": "other", "slice": "[{nope"},
+        {
+            "title": "t",
+            "ml_model": ml_model.pk,
+            "dataset": dataset.pk,
+            "severity": "low",
+            "risk_category": "other",
+            "slice": "[{nope",
+        },
     )
     assert "not valid JSON" in response.content.decode()
     assert Finding.objects.count() == 0
@@ -208,12 +239,26 @@ def test_slice_that_is_not_json_is_refused(people, ml_model, dataset):
 
 def test_nul_bytes_and_wrong_types_are_400(people, ml_model):
     api = api_for(people["contributor"])
-    assert api.post("/api/v1/findings/", {"title": "a\x00b", "ml_model": ml_model.pk},
-                    format="json").status_code == 400
-    assert api.post("/api/v1/findings/", {"title": "t", "ml_model": "x"},
-                    format="json").status_code == 400
-    assert api.post("/api/v1/findings/", {"title": "t", "ml_model": 10**30},
-                    format="json").status_code == 400
-    assert api.post("/api/v1/findings/", {"title": "t", "ml_model": ml_model.pk,
-                                          "evidence": [1, 2]}, format="json").status_code == 400
+    assert (
+        api.post(
+            "/api/v1/findings/", {"title": "a\x00b", "ml_model": ml_model.pk}, format="json"
+        ).status_code
+        == 400
+    )
+    assert (
+        api.post("/api/v1/findings/", {"title": "t", "ml_model": "x"}, format="json").status_code
+        == 400
+    )
+    assert (
+        api.post("/api/v1/findings/", {"title": "t", "ml_model": 10**30}, format="json").status_code
+        == 400
+    )
+    assert (
+        api.post(
+            "/api/v1/findings/",
+            {"title": "t", "ml_model": ml_model.pk, "evidence": [1, 2]},
+            format="json",
+        ).status_code
+        == 400
+    )
     assert Finding.objects.count() == 0

@@ -157,7 +157,9 @@ def test_the_homes_are_where_the_detectors_look():
     """The detectors recognise the one implementation, so they would see a copy of it."""
     trees = dict(project_files())
     stats, slices_, predict = (
-        trees["boundary/stats.py"], trees["boundary/slices.py"], trees["boundary/predict.py"]
+        trees["boundary/stats.py"],
+        trees["boundary/slices.py"],
+        trees["boundary/predict.py"],
     )
     assert any(_looks_like_wilson(fn) for fn in functions(stats) if fn.name == "wilson")
     assert wilson_copies("boundary/other.py", stats)
@@ -256,8 +258,10 @@ PARITY_SLICES = [
     [{"feature": "income", "op": "is_null"}],
     [{"feature": "income", "op": ">", "value": 20000}],  # missing values do not
     [{"feature": "income", "op": "not_null"}, {"feature": "age", "op": "<", "value": 40}],
-    [{"feature": "age", "op": "between", "value": [30, 50]}, {"feature": "vip", "op": "==",
-                                                              "value": "true"}],
+    [
+        {"feature": "age", "op": "between", "value": [30, 50]},
+        {"feature": "vip", "op": "==", "value": "true"},
+    ],
     slices.parse('grade == "1" AND region in ("south", "east") AND age >= 30'),
 ]
 
@@ -271,26 +275,41 @@ def test_probes_maps_sweeps_and_neighbourhoods_select_the_rows_of_slices_mask(sl
 
     # A probe: its support, and the rows its counterfactual sends to the model.
     model = RecordingModel()
-    spec = ProbeSpec("cf", "counterfactual_flip_rate", slice_, {"changes": {"age": {"add": 0}}},
-                     "<=", 1.0, min_support=0)
+    spec = ProbeSpec(
+        "cf",
+        "counterfactual_flip_rate",
+        slice_,
+        {"changes": {"age": {"add": 0}}},
+        "<=",
+        1.0,
+        min_support=0,
+    )
     (result,) = evaluate_probes(model, df, "y", [spec])
     assert result.status == "passed" and result.support == rows.size
     assert model.calls[-1].tolist() == rows.tolist()
 
     # A boundary map: its slice support, and the rows its held values come from.
     summary = render_boundary_map(
-        RecordingModel(), df, "y", "age", "income", slice=slice_ or None,
-        path_or_buffer=io.BytesIO(), feature_columns=FEATURES, resolution=4, max_points=0,
+        RecordingModel(),
+        df,
+        "y",
+        "age",
+        "income",
+        slice=slice_ or None,
+        path_or_buffer=io.BytesIO(),
+        feature_columns=FEATURES,
+        resolution=4,
+        max_points=0,
     )
     assert summary["slice_support"] == (rows.size if slice_ else None)
-    grid = boundary_grid(RecordingModel(), df, "age", "income", slice=slice_,
-                         feature_columns=FEATURES, resolution=4)
+    grid = boundary_grid(
+        RecordingModel(), df, "age", "income", slice=slice_, feature_columns=FEATURES, resolution=4
+    )
     assert grid["base_row"]["rowid"] == round(float(np.median(rows)))
 
     # Both stress sweeps: the unperturbed rows come first in their one model call.
     model = RecordingModel()
-    points = noise_sweep(model, df, FEATURES, slice_, scales=(0.1,), repeats=2,
-                         features=["age"])
+    points = noise_sweep(model, df, FEATURES, slice_, scales=(0.1,), repeats=2, features=["age"])
     assert points[0]["n"] == 2 * rows.size
     assert model.calls[0][: rows.size].tolist() == rows.tolist()
     model = RecordingModel()
@@ -308,7 +327,7 @@ def test_probes_maps_sweeps_and_neighbourhoods_select_the_rows_of_slices_mask(sl
 
 def test_the_scan_reports_the_rows_of_slices_mask():
     df = parity_table(n=3000, seed=6)
-    planted = slices.parse('grade == 1 AND income is null')
+    planted = slices.parse("grade == 1 AND income is null")
     region = slices.mask(df, planted)
     rng = np.random.default_rng(7)
     y = df["y"].to_numpy()

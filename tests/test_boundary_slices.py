@@ -66,13 +66,17 @@ def test_describe_writes_the_design_example():
         ([{"feature": "x", "op": "<", "value": 0.1 + 0.2}], "x < 0.30000000000000004"),
         ([{"feature": "x", "op": "<", "value": 1e-300}], "x < 1e-300"),
         ([{"feature": "x", "op": ">", "value": -3}], "x > -3"),
-        ([{"feature": "name", "op": "==", "value": 'say "hi" \\ bye'}],
-         'name == "say \\"hi\\" \\\\ bye"'),
+        (
+            [{"feature": "name", "op": "==", "value": 'say "hi" \\ bye'}],
+            'name == "say \\"hi\\" \\\\ bye"',
+        ),
         ([{"feature": "in", "op": "==", "value": "x"}], '`in` == "x"'),
         ([{"feature": "a`b", "op": "is_null"}], "`a\\`b` is null"),
         ([{"feature": "2nd", "op": "is_null"}], "`2nd` is null"),
-        ([{"feature": "d", "op": ">=", "value": "2024-01-31T00:00:00"}],
-         'd >= "2024-01-31T00:00:00"'),
+        (
+            [{"feature": "d", "op": ">=", "value": "2024-01-31T00:00:00"}],
+            'd >= "2024-01-31T00:00:00"',
+        ),
     ],
 )
 def test_describe_examples(predicates, text):
@@ -99,10 +103,17 @@ def test_parse_reads_the_design_example():
         ("   ", []),
         ("whole dataset", []),
         ("  Whole   Dataset ", []),
-        ("age<22 and income>=3", [{"feature": "age", "op": "<", "value": 22},
-                                  {"feature": "income", "op": ">=", "value": 3}]),
-        ("age < 22 And x is NOT null", [{"feature": "age", "op": "<", "value": 22},
-                                        {"feature": "x", "op": "not_null"}]),
+        (
+            "age<22 and income>=3",
+            [
+                {"feature": "age", "op": "<", "value": 22},
+                {"feature": "income", "op": ">=", "value": 3},
+            ],
+        ),
+        (
+            "age < 22 And x is NOT null",
+            [{"feature": "age", "op": "<", "value": 22}, {"feature": "x", "op": "not_null"}],
+        ),
         ("x = 3", [{"feature": "x", "op": "==", "value": 3}]),
         ("x BETWEEN 1 AND 2.5", [{"feature": "x", "op": "between", "value": [1, 2.5]}]),
         ("c NOT IN ('a', \"b\")", [{"feature": "c", "op": "not_in", "value": ["a", "b"]}]),
@@ -148,8 +159,26 @@ def test_parse_errors_name_the_position_and_token(text, position, token):
 
 names = st.one_of(
     st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True),
-    st.sampled_from(["and", "AND", "in", "not", "is", "null", "between", "true", "False",
-                     "mean radius", "a`b", "c\\d", "é", "x y z", "whole dataset", "1x"]),
+    st.sampled_from(
+        [
+            "and",
+            "AND",
+            "in",
+            "not",
+            "is",
+            "null",
+            "between",
+            "true",
+            "False",
+            "mean radius",
+            "a`b",
+            "c\\d",
+            "é",
+            "x y z",
+            "whole dataset",
+            "1x",
+        ]
+    ),
     st.text(min_size=1, max_size=12),
 )
 scalars = st.one_of(
@@ -228,9 +257,7 @@ def test_categorical_values_compare_as_their_text():
     """The engine's semantics: `grade == 1` on the categories "1", "2", "x", "1"."""
     df = pd.DataFrame({"grade": ["1", "2", "x", "1"]})
     assert mask(df, [{"feature": "grade", "op": "==", "value": 1}]).tolist() == [1, 0, 0, 1]
-    assert mask(df, [{"feature": "grade", "op": "in", "value": [2, "x"]}]).tolist() == [
-        0, 1, 1, 0
-    ]
+    assert mask(df, [{"feature": "grade", "op": "in", "value": [2, "x"]}]).tolist() == [0, 1, 1, 0]
     assert mask(df, parse("grade != 1")).tolist() == [0, 1, 1, 0]
 
 

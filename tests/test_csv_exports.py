@@ -22,7 +22,7 @@ from registry.models import ModelVersion
 from .factories import client_for, fitted_model, make_user, skops_upload
 from .sources import call_name, offenders
 
-PAYLOAD = "=HYPERLINK(\"http://evil.example\", \"click\")"
+PAYLOAD = '=HYPERLINK("http://evil.example", "click")'
 
 
 @pytest.mark.parametrize(
@@ -45,9 +45,24 @@ PAYLOAD = "=HYPERLINK(\"http://evil.example\", \"click\")"
         (np.int64(-3), np.int64(-3)),
         (True, True),
     ],
-    ids=["equals", "plus", "minus", "at", "tab", "carriage-return", "spaces-then-equals",
-         "newline-then-at", "plain", "equals-inside", "empty", "none", "negative-float",
-         "int", "numpy-negative-int", "bool"],
+    ids=[
+        "equals",
+        "plus",
+        "minus",
+        "at",
+        "tab",
+        "carriage-return",
+        "spaces-then-equals",
+        "newline-then-at",
+        "plain",
+        "equals-inside",
+        "empty",
+        "none",
+        "negative-float",
+        "int",
+        "numpy-negative-int",
+        "bool",
+    ],
 )
 def test_a_cell_is_safe_in_a_spreadsheet(value, written):
     assert safe_cell(value) == written
@@ -104,7 +119,8 @@ def test_review_pack_export_neutralises_formulas(people, finding):
     finding.save()
     today = timezone.localdate().isoformat()
     response = client_for(people["viewer"]).get(
-        f"/review/pack/?start={today}&end={today}&format=csv")
+        f"/review/pack/?start={today}&end={today}&format=csv"
+    )
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     rows = rows_of(response)
     opened = [r for r in rows if r["section"] == "findings_opened"]
@@ -114,13 +130,23 @@ def test_review_pack_export_neutralises_formulas(people, finding):
 
 
 def test_evidence_pack_standing_csv_neutralises_formulas(people, ml_model, finding, probe):
-    version = ModelVersion.register(ml_model=ml_model, version="=2+3",
-                                    artifact=skops_upload(fitted_model()),
-                                    by=people["maintainer"], enqueue=False)
+    version = ModelVersion.register(
+        ml_model=ml_model,
+        version="=2+3",
+        artifact=skops_upload(fitted_model()),
+        by=people["maintainer"],
+        enqueue=False,
+    )
     rerun = Rerun.objects.create(model_version=version, trigger="manual")
-    run = ProbeRun.objects.create(probe=probe, model_version=version, rerun=rerun,
-                                  trigger="manual", status="failed", value=-0.5,
-                                  finished_at=timezone.now())
+    run = ProbeRun.objects.create(
+        probe=probe,
+        model_version=version,
+        rerun=rerun,
+        trigger="manual",
+        status="failed",
+        value=-0.5,
+        finished_at=timezone.now(),
+    )
     response = client_for(people["viewer"]).get(f"/findings/{finding.pk}/evidence-pack.zip")
     archive = zipfile.ZipFile(io.BytesIO(response.content))
     rows = list(csv.DictReader(io.StringIO(archive.read("standing.csv").decode("utf-8"))))
@@ -129,10 +155,12 @@ def test_evidence_pack_standing_csv_neutralises_formulas(people, ml_model, findi
     assert row["value"] == "-0.5"  # a number stays a number
     standing = json.loads(archive.read("finding.json"))["standing"]
     assert {"run": run.pk, "model_version": "=2+3"}.items() <= next(
-        s for s in standing if s["run"] == run.pk).items()
+        s for s in standing if s["run"] == run.pk
+    ).items()
 
 
 # -- one writer -----------------------------------------------------------------------
+
 
 def csv_writers(tree):
     """Lines that write CSV: csv.writer/DictWriter, DataFrame.to_csv, or an import of the
@@ -144,8 +172,11 @@ def csv_writers(tree):
             to_csv = isinstance(node.func, ast.Attribute) and node.func.attr == "to_csv"
             if to_csv or name in ("csv.writer", "csv.DictWriter"):
                 lines.append(node.lineno)
-        elif (isinstance(node, ast.ImportFrom) and node.module == "csv"
-              and {a.name for a in node.names} & {"writer", "DictWriter"}):
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and node.module == "csv"
+            and {a.name for a in node.names} & {"writer", "DictWriter"}
+        ):
             lines.append(node.lineno)
     return lines
 
@@ -166,5 +197,6 @@ def test_only_core_csv_writes_csv():
 )
 def test_a_second_csv_writer_is_found(planted):
     assert offenders(csv_writers, [("remediation/planted.py", planted)]) == {
-        "remediation/planted.py": csv_writers(ast.parse(planted))}
+        "remediation/planted.py": csv_writers(ast.parse(planted))
+    }
     assert csv_writers(ast.parse(planted))

@@ -636,8 +636,9 @@ def test_no_worse_than_baseline_without_baseline_is_inconclusive():
 
 
 def test_no_worse_than_baseline_passes_on_the_baseline_version_itself():
-    result = run_one("slice_error_rate", comparator="no_worse_than_baseline", threshold=None,
-                     is_baseline=True)
+    result = run_one(
+        "slice_error_rate", comparator="no_worse_than_baseline", threshold=None, is_baseline=True
+    )
     assert result.status == "passed" and "is the baseline" in result.details["decision"]
 
 

@@ -48,30 +48,41 @@ needs_postgres = pytest.mark.skipif(
 # --------------------------------------------------------------------------------------
 
 
-def make_workload(people, ml_model, *, rows=20_000, cheap=30, perturbation=10, repeats=40,
-                  model=None):
+def make_workload(
+    people, ml_model, *, rows=20_000, cheap=30, perturbation=10, repeats=40, model=None
+):
     frame = toy_frame(n=rows, seed=1)
     dataset = Dataset.create_from_upload(
         csv_upload(frame), name=f"faults-{rows}", target_column="y", by=people["contributor"]
     )
     v1 = ModelVersion.register(
-        ml_model=ml_model, version="1", artifact=skops_upload(model or fitted_model()),
-        by=people["maintainer"], enqueue=False,
+        ml_model=ml_model,
+        version="1",
+        artifact=skops_upload(model or fitted_model()),
+        by=people["maintainer"],
+        enqueue=False,
     )
     finding = Finding.objects.create(
-        title="Errors near the x1 boundary", summary="The model errs where x1 is near 0.",
-        ml_model=ml_model, model_version=v1, dataset=dataset,
+        title="Errors near the x1 boundary",
+        summary="The model errs where x1 is near 0.",
+        ml_model=ml_model,
+        model_version=v1,
+        dataset=dataset,
         slice=[{"feature": "x1", "op": "between", "value": [-0.5, 0.5]}],
-        severity="high", risk_category="reliability",
-        owner=people["contributor"], reporter=people["contributor"],
+        severity="high",
+        risk_category="reliability",
+        owner=people["contributor"],
+        reporter=people["contributor"],
     )
     slices = [
         [],
         [{"feature": "x1", "op": ">", "value": 0.5}],
         [{"feature": "x1", "op": "between", "value": [-0.5, 0.5]}],
         [{"feature": "color", "op": "==", "value": "red"}],
-        [{"feature": "x2", "op": "<", "value": 0},
-         {"feature": "color", "op": "!=", "value": "blue"}],
+        [
+            {"feature": "x2", "op": "<", "value": 0},
+            {"feature": "color", "op": "!=", "value": "blue"},
+        ],
     ]
     kinds = [
         ("slice_error_rate", {}, "<=", 0.5),
@@ -84,13 +95,28 @@ def make_workload(people, ml_model, *, rows=20_000, cheap=30, perturbation=10, r
     probes = []
     for i in range(cheap):
         kind, params, comparator, threshold = kinds[i % len(kinds)]
-        probes.append(Probe(finding=finding, dataset=dataset, kind=kind, params=dict(params),
-                            slice=slices[i % len(slices)], comparator=comparator,
-                            threshold=threshold))
+        probes.append(
+            Probe(
+                finding=finding,
+                dataset=dataset,
+                kind=kind,
+                params=dict(params),
+                slice=slices[i % len(slices)],
+                comparator=comparator,
+                threshold=threshold,
+            )
+        )
     for i in range(perturbation):
-        probes.append(Probe(finding=finding, dataset=dataset, kind="perturbation_flip_rate",
-                            params={"scale": 0.05, "repeats": repeats, "seed": i},
-                            slice=slices[i % len(slices)], threshold=0.9))
+        probes.append(
+            Probe(
+                finding=finding,
+                dataset=dataset,
+                kind="perturbation_flip_rate",
+                params={"scale": 0.05, "repeats": repeats, "seed": i},
+                slice=slices[i % len(slices)],
+                threshold=0.9,
+            )
+        )
     for probe in probes:
         probe.full_clean()
         probe.save()
@@ -103,7 +129,9 @@ def reference_values(ml_model, people, version_name="reference"):
 
     with override_settings(TASKS_SYNC=True):
         version = ModelVersion.register(
-            ml_model=ml_model, version=version_name, artifact=skops_upload(fitted_model()),
+            ml_model=ml_model,
+            version=version_name,
+            artifact=skops_upload(fitted_model()),
             by=people["maintainer"],
         )
     runs = ProbeRun.objects.filter(model_version=version)
@@ -157,8 +185,12 @@ def cluster_env(settings, monkeypatch):
 
     def env(**extra):
         url = processes.database_url(connection.settings_dict)
-        values = {"Q_WORKERS": 2, "RERUN_CHUNK_SIZE": 20, "SECRET_KEY": settings.SECRET_KEY,
-                  **extra}
+        values = {
+            "Q_WORKERS": 2,
+            "RERUN_CHUNK_SIZE": 20,
+            "SECRET_KEY": settings.SECRET_KEY,
+            **extra,
+        }
         return processes.child_env(url, settings.MEDIA_ROOT, **values)
 
     return env
@@ -199,8 +231,12 @@ def redis_queue(monkeypatch):
     except redis.ConnectionError:
         pytest.skip(f"no Redis at {REDIS_TEST_URL}")
     name = f"faults-{uuid.uuid4().hex[:12]}"
-    for attribute, value in [("ORM", None), ("REDIS", REDIS_TEST_URL), ("PREFIX", name),
-                             ("CLUSTER_NAME", name)]:
+    for attribute, value in [
+        ("ORM", None),
+        ("REDIS", REDIS_TEST_URL),
+        ("PREFIX", name),
+        ("CLUSTER_NAME", name),
+    ]:
         monkeypatch.setattr(Conf, attribute, value)
     yield {"REDIS_URL": REDIS_TEST_URL, "Q_NAME": name}
     keys = list(client.scan_iter(f"django_q:{name}:*"))
@@ -223,8 +259,9 @@ def claim_pid(token):
 
 @needs_postgres
 @pytest.mark.slow
-def test_killing_workers_mid_rerun_loses_and_doubles_nothing(people, ml_model, cluster_env,
-                                                             started, broker, log_dir):
+def test_killing_workers_mid_rerun_loses_and_doubles_nothing(
+    people, ml_model, cluster_env, started, broker, log_dir
+):
     """kill -9 the worker evaluating a probe, FAULT_KILLS times, one new version each time.
 
     The worker's successor (or the task's next delivery on the ORM broker, after the short
@@ -243,7 +280,9 @@ def test_killing_workers_mid_rerun_loses_and_doubles_nothing(people, ml_model, c
     for i in range(FAULT_KILLS):
         t0 = time.monotonic()
         version = ModelVersion.register(
-            ml_model=ml_model, version=f"k{i}", artifact=skops_upload(fitted_model()),
+            ml_model=ml_model,
+            version=f"k{i}",
+            artifact=skops_upload(fitted_model()),
             by=people["maintainer"],
         )
         rerun = Rerun.objects.get(model_version=version)
@@ -260,13 +299,18 @@ def test_killing_workers_mid_rerun_loses_and_doubles_nothing(people, ml_model, c
         assert cluster.owns(pid), "the claim names a process of the test's cluster"
         os.kill(pid, signal.SIGKILL)
         killed.append(pid)
-        wait_for(lambda rerun=rerun: Rerun.objects.get(pk=rerun.pk).finished_at, 90,
-                 f"the rerun of version k{i} to finish after the kill")
+        wait_for(
+            lambda rerun=rerun: Rerun.objects.get(pk=rerun.pk).finished_at,
+            90,
+            f"the rerun of version k{i} to finish after the kill",
+        )
         runs = assert_complete(version, probes, reference)
         # The probe the worker was evaluating ran a second time; nothing ran a third time.
         assert max(r.attempts for r in runs) == 2, [r.attempts for r in runs]
-        print(f"kill {i + 1}: worker {pid} killed; rerun complete {time.monotonic() - t0:.1f}s "
-              "after the version was registered")
+        print(
+            f"kill {i + 1}: worker {pid} killed; rerun complete {time.monotonic() - t0:.1f}s "
+            "after the version was registered"
+        )
     assert cluster.alive()
     assert cluster.log().count("reincarnated worker") >= FAULT_KILLS
     print(f"{FAULT_KILLS} workers killed mid-rerun ({broker or 'orm'}), all reruns complete")
@@ -275,8 +319,9 @@ def test_killing_workers_mid_rerun_loses_and_doubles_nothing(people, ml_model, c
 @needs_postgres
 @pytest.mark.slow
 @pytest.mark.parametrize("block_alarm", [False, True], ids=["python-hang", "native-hang"])
-def test_a_hanging_probe_is_cut_at_the_time_limit(people, ml_model, cluster_env, started,
-                                                  log_dir, block_alarm):
+def test_a_hanging_probe_is_cut_at_the_time_limit(
+    people, ml_model, cluster_env, started, log_dir, block_alarm
+):
     """A counterfactual probe whose model call never returns: the chunk's time limit cuts
     it, the run is an error that says so, and the chunk's other probes still run."""
     from .hanging_model import hanging_model
@@ -285,13 +330,21 @@ def test_a_hanging_probe_is_cut_at_the_time_limit(people, ml_model, cluster_env,
     dataset, finding, probes, v1 = make_workload(
         people, ml_model, rows=2000, cheap=12, perturbation=2, repeats=2, model=model
     )
-    hang = Probe(finding=finding, dataset=dataset, kind="counterfactual_flip_rate",
-                 params={"changes": {"x2": {"set": 1e9}}}, threshold=0.5)
+    hang = Probe(
+        finding=finding,
+        dataset=dataset,
+        kind="counterfactual_flip_rate",
+        params={"changes": {"x2": {"set": 1e9}}},
+        threshold=0.5,
+    )
     hang.full_clean()
     hang.save()
     limit = 4
-    env = cluster_env(Q_TIMEOUT=limit, Q_RETRY=limit + 2,
-                      SKOPS_EXTRA_TRUSTED_TYPES="tests.hanging_model.HangingPipeline")
+    env = cluster_env(
+        Q_TIMEOUT=limit,
+        Q_RETRY=limit + 2,
+        SKOPS_EXTRA_TRUSTED_TYPES="tests.hanging_model.HangingPipeline",
+    )
     started.append(processes.qcluster("workers", env, log_dir))
     t0 = time.monotonic()
     version = ModelVersion.register(
@@ -343,8 +396,12 @@ def _pg_cluster():
 
 def restart_postgres(cluster):
     version, name = cluster
-    subprocess.run(["pg_ctlcluster", version, name, "restart", "-m", "fast"], check=True,
-                   capture_output=True, timeout=120)
+    subprocess.run(
+        ["pg_ctlcluster", version, name, "restart", "-m", "fast"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
 
 
 class Writer(threading.Thread):
@@ -366,9 +423,13 @@ class Writer(threading.Thread):
             n += 1
             body = json.dumps(dict(self.payload, title=f"{self.name} finding {n}")).encode()
             request = urllib.request.Request(
-                self.base_url + "/api/v1/findings/", data=body, method="POST",
-                headers={"Authorization": f"Token {self.token}",
-                         "Content-Type": "application/json"},
+                self.base_url + "/api/v1/findings/",
+                data=body,
+                method="POST",
+                headers={
+                    "Authorization": f"Token {self.token}",
+                    "Content-Type": "application/json",
+                },
             )
             try:
                 with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
@@ -397,41 +458,58 @@ def test_postgres_restart_during_load_loses_no_acknowledged_write(
     from rest_framework.authtoken.models import Token
 
     if not RESTART_POSTGRES:
-        pytest.skip("restarts this machine's PostgreSQL server, which other sessions share: "
-                    "runs in CI (CI=true) or with FAULTS_RESTART_POSTGRES=1 (make faults)")
+        pytest.skip(
+            "restarts this machine's PostgreSQL server, which other sessions share: "
+            "runs in CI (CI=true) or with FAULTS_RESTART_POSTGRES=1 (make faults)"
+        )
     pg = _pg_cluster()
     if pg is None:
         pytest.skip("needs root and this machine's PostgreSQL cluster (pg_ctlcluster)")
-    dataset, finding, probes, v1 = make_workload(people, ml_model, perturbation=20,
-                                                 repeats=20)
+    dataset, finding, probes, v1 = make_workload(people, ml_model, perturbation=20, repeats=20)
     reference = reference_values(ml_model, people)
-    env = cluster_env(Q_TIMEOUT=60, Q_RETRY=70, DEBUG="0", SECURE_SSL_REDIRECT="0",
-                      ALLOWED_HOSTS="127.0.0.1")
+    env = cluster_env(
+        Q_TIMEOUT=60, Q_RETRY=70, DEBUG="0", SECURE_SSL_REDIRECT="0", ALLOWED_HOSTS="127.0.0.1"
+    )
     started.append(processes.qcluster("workers", env, log_dir))
     web, url = processes.gunicorn(env, log_dir, workers=2, threads=4)
     started.append(web)
     token = Token.objects.create(user=people["contributor"]).key
-    payload = {"summary": "Written while the database restarts.", "ml_model": ml_model.pk,
-               "dataset": dataset.pk, "severity": "low", "risk_category": "other"}
+    payload = {
+        "summary": "Written while the database restarts.",
+        "ml_model": ml_model.pk,
+        "dataset": dataset.pk,
+        "severity": "low",
+        "risk_category": "other",
+    }
     stop = threading.Event()
     writers = [Writer(url, token, payload, stop) for _ in range(4)]
     for w in writers:
         w.start()
     version = ModelVersion.register(
-        ml_model=ml_model, version="during", artifact=skops_upload(fitted_model()),
+        ml_model=ml_model,
+        version="during",
+        artifact=skops_upload(fitted_model()),
         by=people["maintainer"],
     )
     rerun = Rerun.objects.get(model_version=version)
-    wait_for(lambda: ProbeRun.objects.filter(rerun=rerun, status="passed").exists()
-             or ProbeRun.objects.filter(rerun=rerun, status="failed").exists(), 60,
-             "the rerun to be under way")
+    wait_for(
+        lambda: (
+            ProbeRun.objects.filter(rerun=rerun, status="passed").exists()
+            or ProbeRun.objects.filter(rerun=rerun, status="failed").exists()
+        ),
+        60,
+        "the rerun to be under way",
+    )
     before = sum(len(w.created) for w in writers)
     restart_postgres(pg)
     connection.close()  # this process's connection died with the server
     time.sleep(3)
     after_restart = sum(len(w.created) for w in writers)
-    wait_for(lambda: sum(len(w.created) for w in writers) > after_restart + 20, 60,
-             "the API to acknowledge writes again after the restart")
+    wait_for(
+        lambda: sum(len(w.created) for w in writers) > after_restart + 20,
+        60,
+        "the API to acknowledge writes again after the restart",
+    )
     stop.set()
     for w in writers:
         w.join(timeout=15)
@@ -440,16 +518,24 @@ def test_postgres_restart_during_load_loses_no_acknowledged_write(
     stored = set(Finding.objects.filter(pk__in=created).values_list("pk", flat=True))
     assert stored == set(created), f"{len(set(created) - stored)} acknowledged writes lost"
     # The rerun that was running when the server restarted completes, with right values.
-    wait_for(lambda: Rerun.objects.get(pk=rerun.pk).finished_at, 120,
-             "the rerun under way during the restart to finish")
+    wait_for(
+        lambda: Rerun.objects.get(pk=rerun.pk).finished_at,
+        120,
+        "the rerun under way during the restart to finish",
+    )
     assert_complete(version, probes, reference)
     # The workers take new work without a restart of their own.
     fresh = ModelVersion.register(
-        ml_model=ml_model, version="after", artifact=skops_upload(fitted_model()),
+        ml_model=ml_model,
+        version="after",
+        artifact=skops_upload(fitted_model()),
         by=people["maintainer"],
     )
-    wait_for(lambda: Rerun.objects.get(model_version=fresh).finished_at, 60,
-             "a rerun queued after the restart to finish")
+    wait_for(
+        lambda: Rerun.objects.get(model_version=fresh).finished_at,
+        60,
+        "a rerun queued after the restart to finish",
+    )
     assert_complete(fresh, probes, reference)
     failures = {k: v for w in writers for k, v in w.statuses.items() if k != 201}
     print(f"writes acknowledged: {len(created)}, refused during the restart: {failures}")
@@ -485,8 +571,10 @@ def _files_under(root):
 
 
 def test_a_full_disk_on_dataset_upload_answers_507_and_saves_nothing(people, settings):
-    settings.STORAGES = {**settings.STORAGES,
-                         "default": {"BACKEND": "tests.test_faults.FullDiskStorage"}}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "tests.test_faults.FullDiskStorage"},
+    }
     big = csv_upload(toy_frame(n=5000), name="big.csv")
     response = api_for(people["contributor"]).post(
         "/api/v1/datasets/",
@@ -499,10 +587,11 @@ def test_a_full_disk_on_dataset_upload_answers_507_and_saves_nothing(people, set
     assert _files_under(settings.MEDIA_ROOT) == []
 
 
-def test_a_full_disk_on_artifact_upload_answers_507_and_saves_nothing(people, settings,
-                                                                      ml_model):
-    settings.STORAGES = {**settings.STORAGES,
-                         "default": {"BACKEND": "tests.test_faults.FullDiskStorage"}}
+def test_a_full_disk_on_artifact_upload_answers_507_and_saves_nothing(people, settings, ml_model):
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "tests.test_faults.FullDiskStorage"},
+    }
     FullDiskStorage.room = 1024
     try:
         response = api_for(people["maintainer"]).post(
@@ -522,8 +611,10 @@ def test_a_full_disk_on_artifact_upload_answers_507_and_saves_nothing(people, se
 def test_a_full_disk_on_the_upload_form_is_a_form_error(people, settings):
     from .factories import client_for
 
-    settings.STORAGES = {**settings.STORAGES,
-                         "default": {"BACKEND": "tests.test_faults.FullDiskStorage"}}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "tests.test_faults.FullDiskStorage"},
+    }
     big = csv_upload(toy_frame(n=5000), name="big.csv")
     response = client_for(people["contributor"]).post(
         "/datasets/new/", {"name": "big", "version": "1", "target_column": "y", "file": big}
@@ -541,16 +632,18 @@ def tiny_tmpfs(tmp_path):
     mount.mkdir()
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("mounting a tmpfs needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-                          capture_output=True, check=False)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+        capture_output=True,
+        check=False,
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
     yield mount
     subprocess.run(["umount", str(mount)], check=False)
 
 
-def test_a_really_full_file_system_answers_507_and_keeps_nothing(people, settings,
-                                                                 tiny_tmpfs):
+def test_a_really_full_file_system_answers_507_and_keeps_nothing(people, settings, tiny_tmpfs):
     """MEDIA_ROOT on a 1 MiB tmpfs, a 2 MB dataset: the disk really fills up."""
     settings.MEDIA_ROOT = tiny_tmpfs
     frame = toy_frame(n=40_000)
@@ -636,7 +729,8 @@ def test_a_dead_workers_claim_is_released_and_its_runs_evaluated_once(people, ml
     now = timezone.now()
     token = dead_token()
     ProbeRun.objects.filter(pk__in=[r.pk for r in runs[1:]]).update(
-        status="running", claimed_by=token, claimed_at=now, attempts=1)
+        status="running", claimed_by=token, claimed_at=now, attempts=1
+    )
     ProbeRun.objects.filter(pk=runs[1].pk).update(started_at=now)
     requeued = recover_dead_claims(local_only=True)  # what the next worker does first
     assert requeued == len(runs) - 1
@@ -657,8 +751,13 @@ def test_a_probe_whose_worker_keeps_dying_becomes_an_error(people, ml_model, set
     dataset, finding, probes, v1 = small_workload(people, ml_model)
     rerun = queue_rerun(v1, probes[:1])
     now = timezone.now()
-    rerun.runs.update(status="running", claimed_by=dead_token(), claimed_at=now,
-                      started_at=now, attempts=settings.Q_CLUSTER["max_attempts"])
+    rerun.runs.update(
+        status="running",
+        claimed_by=dead_token(),
+        claimed_at=now,
+        started_at=now,
+        attempts=settings.Q_CLUSTER["max_attempts"],
+    )
     recover_dead_claims(local_only=True)
     run = rerun.runs.get()
     assert run.status == "error"
@@ -678,8 +777,9 @@ def test_a_claim_past_the_time_limit_marks_its_probe_timed_out(people, ml_model,
     runs = list(rerun.runs.order_by("pk"))
     limit = settings.Q_CLUSTER["timeout"]
     began = timezone.now() - timedelta(seconds=limit + 5)
-    ProbeRun.objects.filter(rerun=rerun).update(status="running", claimed_by=dead_token(),
-                                                claimed_at=began, attempts=1)
+    ProbeRun.objects.filter(rerun=rerun).update(
+        status="running", claimed_by=dead_token(), claimed_at=began, attempts=1
+    )
     ProbeRun.objects.filter(pk=runs[0].pk).update(started_at=began)
     recover_dead_claims(local_only=True)
     cut = ProbeRun.objects.get(pk=runs[0].pk)
@@ -711,8 +811,7 @@ def test_claims_of_other_hosts_wait_for_their_lease(people, ml_model, settings):
     assert set(rerun.runs.values_list("status", flat=True)) <= {"passed", "failed"}
 
 
-def test_the_sweeper_requeues_lost_runs_and_finishes_complete_reruns(people, ml_model,
-                                                                    settings):
+def test_the_sweeper_requeues_lost_runs_and_finishes_complete_reruns(people, ml_model, settings):
     from datetime import timedelta
 
     from django.utils import timezone
@@ -733,8 +832,9 @@ def test_the_sweeper_requeues_lost_runs_and_finishes_complete_reruns(people, ml_
     assert set(lost.runs.values_list("status", flat=True)) <= {"passed", "failed"}
 
 
-def test_chunks_of_one_rerun_predict_once_per_dataset_in_a_process(people, ml_model,
-                                                                   settings, monkeypatch):
+def test_chunks_of_one_rerun_predict_once_per_dataset_in_a_process(
+    people, ml_model, settings, monkeypatch
+):
     from boundary import artifacts
 
     dataset, finding, probes, v1 = small_workload(people, ml_model, n=8)
@@ -754,8 +854,12 @@ def test_chunks_of_one_rerun_predict_once_per_dataset_in_a_process(people, ml_mo
             return self.model.predict_proba(X)
 
     monkeypatch.setattr(artifacts, "load_model", lambda *a, **k: Counting(real_load(*a, **k)))
-    version = ModelVersion.register(ml_model=ml_model, version="2", by=people["maintainer"],
-                                    artifact=skops_upload(fitted_model()))
+    version = ModelVersion.register(
+        ml_model=ml_model,
+        version="2",
+        by=people["maintainer"],
+        artifact=skops_upload(fitted_model()),
+    )
     runs = ProbeRun.objects.filter(model_version=version)
     assert runs.count() == 8 and not runs.exclude(status__in=["passed", "failed"]).exists()
     full = [n for n in calls if n == dataset.row_count]
@@ -763,15 +867,21 @@ def test_chunks_of_one_rerun_predict_once_per_dataset_in_a_process(people, ml_mo
     assert {r.lineage["rerun"] for r in runs} == {runs[0].rerun_id}
 
 
-def test_no_worse_than_baseline_compares_with_the_discovery_version(people, ml_model,
-                                                                    finding, dataset):
+def test_no_worse_than_baseline_compares_with_the_discovery_version(
+    people, ml_model, finding, dataset
+):
     """The baseline is the probe's value on the finding's discovery version, whatever ran
     on other versions since."""
     from .factories import fitted_model as model_of
 
-    probe = Probe(finding=finding, dataset=dataset, kind="slice_error_rate",
-                  slice=[{"feature": "x1", "op": ">", "value": 0.5}],
-                  comparator="no_worse_than_baseline", tolerance=0.01)
+    probe = Probe(
+        finding=finding,
+        dataset=dataset,
+        kind="slice_error_rate",
+        slice=[{"feature": "x1", "op": ">", "value": 0.5}],
+        comparator="no_worse_than_baseline",
+        tolerance=0.01,
+    )
     probe.full_clean()
     probe.save()
     from probes.tasks import run_rerun
@@ -779,11 +889,19 @@ def test_no_worse_than_baseline_compares_with_the_discovery_version(people, ml_m
     baseline = queue_rerun(finding.model_version, [probe])
     run_rerun(baseline.pk)
     base_value = baseline.runs.get().value
-    worse = ModelVersion.register(ml_model=ml_model, version="worse", by=people["maintainer"],
-                                  artifact=skops_upload(model_of(flip_above=0.5)))
+    worse = ModelVersion.register(
+        ml_model=ml_model,
+        version="worse",
+        by=people["maintainer"],
+        artifact=skops_upload(model_of(flip_above=0.5)),
+    )
     bad = ProbeRun.objects.get(model_version=worse, probe=probe)
     assert bad.status == "failed" and bad.lineage["baseline_value"] == base_value
-    same = ModelVersion.register(ml_model=ml_model, version="same", by=people["maintainer"],
-                                 artifact=skops_upload(model_of()))
+    same = ModelVersion.register(
+        ml_model=ml_model,
+        version="same",
+        by=people["maintainer"],
+        artifact=skops_upload(model_of()),
+    )
     good = ProbeRun.objects.get(model_version=same, probe=probe)
     assert good.status == "passed" and good.lineage["baseline_value"] == base_value

@@ -20,8 +20,10 @@ def run_on(probe, version, status, minutes=0):
     rerun = Rerun.queue(version, trigger="manual", probes=[probe], dispatch=False)
     run = ProbeRun.objects.get(rerun=rerun, probe=probe)
     ProbeRun.objects.filter(pk=run.pk).update(
-        status=status, value=0.1 if status != "error" else None,
-        finished_at=timezone.now() + datetime.timedelta(minutes=minutes))
+        status=status,
+        value=0.1 if status != "error" else None,
+        finished_at=timezone.now() + datetime.timedelta(minutes=minutes),
+    )
     return ProbeRun.objects.get(pk=run.pk)
 
 
@@ -42,9 +44,21 @@ def run_on(probe, version, status, minutes=0):
         ("error", None, "inconclusive", "did not pass"),
         (None, None, "inconclusive", "no run"),
     ],
-    ids=["failed", "failed-clear", "passed", "passed-clear", "passed-nearby", "passed-moved",
-         "passed-spread", "passed-persists", "passed-check-error", "passed-check-pending",
-         "inconclusive-run", "error-run", "no-run"],
+    ids=[
+        "failed",
+        "failed-clear",
+        "passed",
+        "passed-clear",
+        "passed-nearby",
+        "passed-moved",
+        "passed-spread",
+        "passed-persists",
+        "passed-check-error",
+        "passed-check-pending",
+        "inconclusive-run",
+        "error-run",
+        "no-run",
+    ],
 )
 def test_the_verdict_of_a_fix(finding, probe, version, status, check, outcome, reason):
     runs = {probe.pk: run_on(probe, version, status)} if status else {}
@@ -61,17 +75,26 @@ def test_no_active_probe_no_verdict(finding):
 def versions(people, ml_model, version):
     from registry.models import ModelVersion
 
-    v2 = ModelVersion.register(ml_model=ml_model, version="2",
-                               artifact=skops_upload(fitted_model()), by=people["maintainer"],
-                               enqueue=False)
+    v2 = ModelVersion.register(
+        ml_model=ml_model,
+        version="2",
+        artifact=skops_upload(fitted_model()),
+        by=people["maintainer"],
+        enqueue=False,
+    )
     return version, v2
 
 
 def test_a_fix_is_never_evaluated_on_a_version_before_it(people, finding, probe, versions):
     """The demo's defect: a fix shipped in v2 got a "regressed" evaluation on v1."""
     v1, v2 = versions
-    action = RemediationAction.objects.create(finding=finding, kind="retrain", title="Retrain",
-                                              owner=people["contributor"], fixed_in_version=v2)
+    action = RemediationAction.objects.create(
+        finding=finding,
+        kind="retrain",
+        title="Retrain",
+        owner=people["contributor"],
+        fixed_in_version=v2,
+    )
     RemediationAction.objects.filter(pk=action.pk).update(status="implemented")
     failing = run_on(probe, v1, "failed")
     after_rerun(failing.rerun_id)
@@ -84,18 +107,25 @@ def test_a_fix_is_never_evaluated_on_a_version_before_it(people, finding, probe,
 
 
 def test_a_pass_on_the_fix_version_alone_does_not_verify_when_the_slice_still_errs(
-        people, finding, probe, versions):
+    people, finding, probe, versions
+):
     """The demo's contradiction: "Verified" beside "Problem persists"."""
     _v1, v2 = versions
-    action = RemediationAction.objects.create(finding=finding, kind="recalibration",
-                                              title="Recalibrate", owner=people["contributor"],
-                                              fixed_in_version=v2)
+    action = RemediationAction.objects.create(
+        finding=finding,
+        kind="recalibration",
+        title="Recalibrate",
+        owner=people["contributor"],
+        fixed_in_version=v2,
+    )
     RemediationAction.objects.filter(pk=action.pk).update(status="implemented")
     run = run_on(probe, v2, "passed")
-    evaluation = Evaluation.objects.create(action=action, model_version=v2,
-                                           outcome="inconclusive",
-                                           details={"moved_problem": {"verdict": "persists",
-                                                                      "text": "7% vs 4%"}})
+    evaluation = Evaluation.objects.create(
+        action=action,
+        model_version=v2,
+        outcome="inconclusive",
+        details={"moved_problem": {"verdict": "persists", "text": "7% vs 4%"}},
+    )
     evaluation.probe_runs.add(run)
     from remediation.followup import after_moved_problem_check
 
@@ -105,14 +135,16 @@ def test_a_pass_on_the_fix_version_alone_does_not_verify_when_the_slice_still_er
     assert evaluation.outcome == "inconclusive" and "still errs" in evaluation.details["reason"]
     assert action.status == "implemented"  # a reviewer decides: "needs review"
     Evaluation.objects.filter(pk=evaluation.pk).update(
-        details={"moved_problem": {"verdict": "clear", "text": "-"}})
+        details={"moved_problem": {"verdict": "clear", "text": "-"}}
+    )
     after_moved_problem_check(evaluation.pk)
     action.refresh_from_db()
     assert action.status == "verified"
 
 
 def test_every_regression_is_told_once_whatever_the_findings_status(
-        people, finding, probe, versions, django_capture_on_commit_callbacks):
+    people, finding, probe, versions, django_capture_on_commit_callbacks
+):
     """A verified fix on a finding that is still remediating breaks on a later version:
     the finding keeps its status, and the action's owner and reviewer, the reviewer group
     and the maintainer who registered the breaking version hear of it, once."""
@@ -123,8 +155,13 @@ def test_every_regression_is_told_once_whatever_the_findings_status(
     v1, v2 = versions
     type(finding).objects.filter(pk=finding.pk).update(status="remediating")
     action = RemediationAction.objects.create(
-        finding=finding, kind="retrain", title="Retrain", owner=people["contributor"],
-        reviewer=people["reviewer"], fixed_in_version=v1)
+        finding=finding,
+        kind="retrain",
+        title="Retrain",
+        owner=people["contributor"],
+        reviewer=people["reviewer"],
+        fixed_in_version=v1,
+    )
     RemediationAction.objects.filter(pk=action.pk).update(status="verified")
     broken = run_on(probe, v2, "failed")
     with django_capture_on_commit_callbacks(execute=True):

@@ -98,8 +98,9 @@ def admin_token(people):
     database=None,
 )
 def test_the_api_holds_under_fuzzing(case, world, admin_token):
-    response = case.call_and_validate(headers={"Authorization": f"Token {admin_token}"},
-                                      checks=CHECKS)
+    response = case.call_and_validate(
+        headers={"Authorization": f"Token {admin_token}"}, checks=CHECKS
+    )
     CALLS[f"{case.operation.method.upper()} {case.operation.path}", response.status_code] += 1
 
 
@@ -113,49 +114,70 @@ def summary():
         per_operation[operation] += n
         statuses[str(status)] += n
     SUMMARY.parent.mkdir(parents=True, exist_ok=True)
-    SUMMARY.write_text(json.dumps({
-        "examples_setting": FUZZ_EXAMPLES,
-        "cases": sum(per_operation.values()),
-        "operations": len(per_operation),
-        "fewest_cases": min(per_operation.values(), default=0),
-        "statuses": dict(sorted(statuses.items())),
-        "per_operation": dict(sorted(per_operation.items())),
-    }, indent=2))
+    SUMMARY.write_text(
+        json.dumps(
+            {
+                "examples_setting": FUZZ_EXAMPLES,
+                "cases": sum(per_operation.values()),
+                "operations": len(per_operation),
+                "fewest_cases": min(per_operation.values(), default=0),
+                "statuses": dict(sorted(statuses.items())),
+                "per_operation": dict(sorted(per_operation.items())),
+            },
+            indent=2,
+        )
+    )
 
 
 # Inputs the fuzzer found (or that are one step away from them), kept as plain tests so
 # that they are checked on every run whatever the random search draws.
 @pytest.mark.django_db
-@pytest.mark.parametrize("method, url, body", [
-    ("GET", "/api/v1/findings/?search=a%00b", None),
-    ("GET", "/api/v1/findings/?search=%00", None),
-    ("GET", "/api/v1/findings/?tag=a%00b", None),
-    ("GET", "/api/v1/findings/99999999999999999999/", None),
-    ("GET", "/api/v1/findings/?ml_model=99999999999999999999", None),
-    ("GET", "/api/v1/probe-runs/?probe=-1", None),
-    ("GET", "/api/v1/findings/?ordering=%00", None),
-    ("POST", "/api/v1/ml-models/", {"name": "Toy Risk"}),
-    ("POST", "/api/v1/ml-models/", {"name": "other", "slug": "toy-risk"}),
-    ("POST", "/api/v1/ml-models/", {"name": "???"}),
-    ("POST", "/api/v1/tags/", {"name": "toy risk"}),
-    ("POST", "/api/v1/tags/", {"name": "toy-risk"}),
-    ("POST", "/api/v1/findings/", {"title": "t", "ml_model": 1, "tags": ["a b", "a-b", "A B"]}),
-    ("POST", "/api/v1/findings/", {"title": "t", "ml_model": 1, "evidence": {"k": "\u0000"}}),
-    ("POST", "/api/v1/findings/", {"title": "t", "ml_model": 1, "slice": [{"feature": "\u0000",
-                                                                         "op": "==", "value": 1}]}),
-    ("POST", "/api/v1/probes/", {"finding": 1, "dataset": 1, "kind": "slice_error_rate",
-                                 "threshold": 1e308, "params": {"x": 10**40}}),
-    ("PATCH", "/api/v1/findings/1/", {"owner": 10**30}),
-])
-def test_inputs_the_fuzzer_found_get_a_4xx_or_succeed(people, ml_model, dataset, finding,
-                                                      method, url, body):
+@pytest.mark.parametrize(
+    "method, url, body",
+    [
+        ("GET", "/api/v1/findings/?search=a%00b", None),
+        ("GET", "/api/v1/findings/?search=%00", None),
+        ("GET", "/api/v1/findings/?tag=a%00b", None),
+        ("GET", "/api/v1/findings/99999999999999999999/", None),
+        ("GET", "/api/v1/findings/?ml_model=99999999999999999999", None),
+        ("GET", "/api/v1/probe-runs/?probe=-1", None),
+        ("GET", "/api/v1/findings/?ordering=%00", None),
+        ("POST", "/api/v1/ml-models/", {"name": "Toy Risk"}),
+        ("POST", "/api/v1/ml-models/", {"name": "other", "slug": "toy-risk"}),
+        ("POST", "/api/v1/ml-models/", {"name": "???"}),
+        ("POST", "/api/v1/tags/", {"name": "toy risk"}),
+        ("POST", "/api/v1/tags/", {"name": "toy-risk"}),
+        ("POST", "/api/v1/findings/", {"title": "t", "ml_model": 1, "tags": ["a b", "a-b", "A B"]}),
+        ("POST", "/api/v1/findings/", {"title": "t", "ml_model": 1, "evidence": {"k": "\u0000"}}),
+        (
+            "POST",
+            "/api/v1/findings/",
+            {"title": "t", "ml_model": 1, "slice": [{"feature": "\u0000", "op": "==", "value": 1}]},
+        ),
+        (
+            "POST",
+            "/api/v1/probes/",
+            {
+                "finding": 1,
+                "dataset": 1,
+                "kind": "slice_error_rate",
+                "threshold": 1e308,
+                "params": {"x": 10**40},
+            },
+        ),
+        ("PATCH", "/api/v1/findings/1/", {"owner": 10**30}),
+    ],
+)
+def test_inputs_the_fuzzer_found_get_a_4xx_or_succeed(
+    people, ml_model, dataset, finding, method, url, body
+):
     from catalog.models import Tag
 
     from .factories import api_for
 
     Tag.objects.create(name="toy risk")
     response = api_for(people["admin"]).generic(
-        method, url, json.dumps(body) if body is not None else "",
-        content_type="application/json")
+        method, url, json.dumps(body) if body is not None else "", content_type="application/json"
+    )
     assert response.status_code < 500, response.content[:300]
     assert response["Content-Type"] == "application/json"

@@ -20,9 +20,13 @@ from .factories import fitted_model, skops_upload
 def v2(people, ml_model):
     from registry.models import ModelVersion
 
-    return ModelVersion.register(ml_model=ml_model, version="2",
-                                 artifact=skops_upload(fitted_model()), by=people["maintainer"],
-                                 enqueue=False)
+    return ModelVersion.register(
+        ml_model=ml_model,
+        version="2",
+        artifact=skops_upload(fitted_model()),
+        by=people["maintainer"],
+        enqueue=False,
+    )
 
 
 def guard(finding, how):
@@ -30,8 +34,9 @@ def guard(finding, how):
     if how in ("resolved", "regressed", "accepted_risk"):
         type(finding).objects.filter(pk=finding.pk).update(status=how)
     elif how in ("implemented", "verified"):
-        RemediationAction.objects.filter(pk=RemediationAction.objects.create(
-            finding=finding, kind="retrain", title="Retrain").pk).update(status=how)
+        RemediationAction.objects.filter(
+            pk=RemediationAction.objects.create(finding=finding, kind="retrain", title="Retrain").pk
+        ).update(status=how)
 
 
 def run_on(probe, version, status, *, minutes=0, value=0.1):
@@ -40,7 +45,8 @@ def run_on(probe, version, status, *, minutes=0, value=0.1):
     run = ProbeRun.objects.get(rerun=rerun, probe=probe)
     finished = status not in ("queued", "running")
     ProbeRun.objects.filter(pk=run.pk).update(
-        status=status, value=value if finished else None,
+        status=status,
+        value=value if finished else None,
         passed={"passed": True, "failed": False}.get(status),
         finished_at=timezone.now() + datetime.timedelta(minutes=minutes) if finished else None,
         error="artifact could not be loaded" if status == "error" else "",
@@ -110,14 +116,16 @@ def test_the_command_exits_0_1_2_and_writes_junit(finding, probe, v2, tmp_path):
     report = tmp_path / "gate.xml"
     queued = run_on(probe, v2, "queued")
     assert gate_command(v2, "--wait", "0", "--junit", str(report)) == 2
-    ProbeRun.objects.filter(pk=queued.pk).update(status="failed", value=0.4, passed=False,
-                                                 finished_at=timezone.now())
+    ProbeRun.objects.filter(pk=queued.pk).update(
+        status="failed", value=0.4, passed=False, finished_at=timezone.now()
+    )
     assert gate_command(v2, "--junit", str(report)) == 1
     suite = ElementTree.parse(report).getroot().find("testsuite")
     assert suite.get("tests") == "1" and suite.get("failures") == "1"
     failure = suite.find("testcase/failure")
-    assert "0.4" in failure.get("message") and f"probe {probe.pk}" in \
-        suite.find("testcase").get("name")
+    assert "0.4" in failure.get("message") and f"probe {probe.pk}" in suite.find("testcase").get(
+        "name"
+    )
     run_on(probe, v2, "passed", minutes=5)
     assert gate_command(v2, "--junit", str(report)) == 0
     assert ElementTree.parse(report).getroot().find("testsuite").get("failures") == "0"
@@ -139,9 +147,19 @@ def test_the_api_answers_the_gate_as_json_and_junit(people, finding, probe, v2):
     run = run_on(probe, v2, "failed", value=0.45)
     api = api_for(people["viewer"])
     body = api.get(f"/api/v1/model-versions/{v2.pk}/gate/").json()
-    assert body == {"model_version": v2.pk, "decision": "fail", "checked": 1,
-                    "blocking": [{"probe": probe.pk, "finding": finding.pk, "run": run.pk,
-                                  "reason": body["blocking"][0]["reason"]}]}
+    assert body == {
+        "model_version": v2.pk,
+        "decision": "fail",
+        "checked": 1,
+        "blocking": [
+            {
+                "probe": probe.pk,
+                "finding": finding.pk,
+                "run": run.pk,
+                "reason": body["blocking"][0]["reason"],
+            }
+        ],
+    }
     assert "0.45" in body["blocking"][0]["reason"]
     junit = api.get(f"/api/v1/model-versions/{v2.pk}/gate/?format=junit")
     assert junit.status_code == 200 and junit["Content-Type"].startswith("application/xml")

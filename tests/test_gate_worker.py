@@ -20,32 +20,62 @@ from .test_faults import cluster_env, log_dir, started  # noqa: F401
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(connection.vendor != "postgresql",
-                       reason="a real worker shares the test database: PostgreSQL only"),
+    pytest.mark.skipif(
+        connection.vendor != "postgresql",
+        reason="a real worker shares the test database: PostgreSQL only",
+    ),
 ]
 
 
 def gate(env, ml_model, version, *args):
     return subprocess.run(
         [processes.PYTHON, "manage.py", "gate", ml_model.slug, version, *args],
-        cwd=processes.BASE_DIR, env=env, capture_output=True, text=True, timeout=900)
+        cwd=processes.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def register(ml_model, people, name, **model):
-    return ModelVersion.register(ml_model=ml_model, version=name,
-                                 artifact=skops_upload(fitted_model(**model)),
-                                 by=people["maintainer"])
+    return ModelVersion.register(
+        ml_model=ml_model,
+        version=name,
+        artifact=skops_upload(fitted_model(**model)),
+        by=people["maintainer"],
+    )
 
 
 def test_a_pipeline_gates_each_version_on_its_guarded_fix(
-        people, ml_model, cluster_env, started, log_dir, tmp_path):  # noqa: F811
-    dataset = Dataset.create_from_upload(csv_upload(toy_frame(n=600, seed=3)), name="eval",
-                                         target_column="y", by=people["contributor"])
+    people,
+    ml_model,
+    cluster_env,  # noqa: F811
+    started,  # noqa: F811
+    log_dir,  # noqa: F811
+    tmp_path,
+):
+    dataset = Dataset.create_from_upload(
+        csv_upload(toy_frame(n=600, seed=3)),
+        name="eval",
+        target_column="y",
+        by=people["contributor"],
+    )
     finding = Finding.objects.create(
-        title="High x1 misjudged", ml_model=ml_model, dataset=dataset, status="resolved",
-        slice=[{"feature": "x1", "op": ">", "value": 0.5}], reporter=people["contributor"])
-    probe = Probe(finding=finding, dataset=dataset, kind="slice_error_rate",
-                  slice=finding.slice, threshold=0.2)
+        title="High x1 misjudged",
+        ml_model=ml_model,
+        dataset=dataset,
+        status="resolved",
+        slice=[{"feature": "x1", "op": ">", "value": 0.5}],
+        reporter=people["contributor"],
+    )
+    probe = Probe(
+        finding=finding,
+        dataset=dataset,
+        kind="slice_error_rate",
+        slice=finding.slice,
+        threshold=0.2,
+    )
     probe.full_clean()
     probe.save()
     env = cluster_env(Q_WORKERS=1)

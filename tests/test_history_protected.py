@@ -16,25 +16,67 @@ from remediation.models import Evaluation, RemediationAction
 @pytest.fixture
 def records(people, ml_model, dataset, version, finding, probe):
     rerun = Rerun.queue(version, trigger="manual", probes=[probe], dispatch=False)
-    action = RemediationAction.objects.create(finding=finding, kind="retrain", title="Retrain",
-                                              created_by=people["contributor"])
-    evaluation = Evaluation.objects.create(action=action, model_version=version,
-                                           outcome="held", is_manual=True, notes="checked")
+    action = RemediationAction.objects.create(
+        finding=finding, kind="retrain", title="Retrain", created_by=people["contributor"]
+    )
+    evaluation = Evaluation.objects.create(
+        action=action, model_version=version, outcome="held", is_manual=True, notes="checked"
+    )
     deployment = Deployment.record(model_version=version, environment="production")
-    return [ml_model, dataset, version, deployment, finding, probe, rerun,
-            ProbeRun.objects.get(rerun=rerun), action, evaluation,
-            AuditEvent.objects.first(), AuditChain.objects.get(pk=1)]
+    return [
+        ml_model,
+        dataset,
+        version,
+        deployment,
+        finding,
+        probe,
+        rerun,
+        ProbeRun.objects.get(rerun=rerun),
+        action,
+        evaluation,
+        AuditEvent.objects.first(),
+        AuditChain.objects.get(pk=1),
+    ]
 
 
 def _counts():
-    return [m.objects.count() for m in (MLModel, Dataset, ModelVersion, Deployment, Finding,
-                                        Probe, Rerun, ProbeRun, RemediationAction, Evaluation,
-                                        AuditEvent, AuditChain)]
+    return [
+        m.objects.count()
+        for m in (
+            MLModel,
+            Dataset,
+            ModelVersion,
+            Deployment,
+            Finding,
+            Probe,
+            Rerun,
+            ProbeRun,
+            RemediationAction,
+            Evaluation,
+            AuditEvent,
+            AuditChain,
+        )
+    ]
 
 
-@pytest.mark.parametrize("index", range(12), ids=[
-    "ml-model", "dataset", "version", "deployment", "finding", "probe", "rerun", "run",
-    "action", "evaluation", "audit-event", "audit-chain"])
+@pytest.mark.parametrize(
+    "index",
+    range(12),
+    ids=[
+        "ml-model",
+        "dataset",
+        "version",
+        "deployment",
+        "finding",
+        "probe",
+        "rerun",
+        "run",
+        "action",
+        "evaluation",
+        "audit-event",
+        "audit-chain",
+    ],
+)
 def test_a_record_with_history_is_never_deleted(records, index):
     record = records[index]
     before = _counts()
@@ -51,8 +93,10 @@ def test_a_record_with_history_is_never_deleted(records, index):
 
 def test_a_record_nothing_points_at_is_refused_as_history(people):
     lone = MLModel.objects.create(name="lone")
-    with pytest.raises(ProtectedError, match="has history and is never deleted"), \
-            transaction.atomic():
+    with (
+        pytest.raises(ProtectedError, match="has history and is never deleted"),
+        transaction.atomic(),
+    ):
         lone.delete()
     assert MLModel.objects.filter(pk=lone.pk).exists()
 

@@ -32,7 +32,7 @@ def good_rows(version, dataset):
     return (
         HEADER
         + 'High x1 rows misjudged,toy-risk,1,toy-eval,"[{""feature"": ""x1"", ""op"": "">"", '
-          '""value"": 1}]","{""error_rate"": 0.4}",high,safety,"calibration, x1",bob\n'
+        '""value"": 1}]","{""error_rate"": 0.4}",high,safety,"calibration, x1",bob\n'
         + "Colour bias,Toy-Risk,,,,,low,fairness,,\n"
     )
 
@@ -60,18 +60,24 @@ def test_every_bad_cell_is_reported_and_nothing_is_saved(people, version, datase
     text = (
         HEADER
         + "Fine row,toy-risk,,,,,medium,safety,,\n"
-        + ",toy-risk,,,,,medium,safety,,\n"                       # row 3: no title
-        + "Unknown model,ghost-model,,,,,medium,safety,,\n"       # row 4
+        + ",toy-risk,,,,,medium,safety,,\n"  # row 3: no title
+        + "Unknown model,ghost-model,,,,,medium,safety,,\n"  # row 4
         + 'Bad slice,toy-risk,1,toy-eval,"[{""feature"": ""age"", ""op"": ""<"", '
-          '""value"": 3}]",,medium,safety,,\n'                    # row 5: no column age
-        + "Bad choice,toy-risk,7,,not json,[],severe,safety,,ghost\n"  # row 6: four problems
+        '""value"": 3}]",,medium,safety,,\n'  # row 5: no column age
+         + "Bad choice,toy-risk,7,,not json,[],severe,safety,,ghost\n"  # row 6: four problems
     )
     report = import_findings_csv(csv_file(text), by=people["contributor"], commit=True)
     assert not report.committed
     got = {(e.row, e.column) for e in report.errors}
     assert got == {
-        (3, "title"), (4, "ml_model"), (5, "slice"), (6, "model_version"), (6, "slice"),
-        (6, "evidence"), (6, "severity"), (6, "owner"),
+        (3, "title"),
+        (4, "ml_model"),
+        (5, "slice"),
+        (6, "model_version"),
+        (6, "slice"),
+        (6, "evidence"),
+        (6, "severity"),
+        (6, "owner"),
     }
     slice_error = next(e for e in report.errors if e.row == 5)
     assert "age" in slice_error.message
@@ -131,18 +137,26 @@ def full_catalog(people, finding, probe, version):
     finding.lesson = "Label the high-x1 rows again."
     finding.save()
     action = RemediationAction.objects.create(
-        finding=finding, kind="relabeling", title="Relabel high x1", owner=people["contributor"],
+        finding=finding,
+        kind="relabeling",
+        title="Relabel high x1",
+        owner=people["contributor"],
         created_by=people["contributor"],
     )
     action.transition_to("approved", by=people["reviewer"], note="ok")
-    rerun = Rerun.queue(version, trigger="manual", by=people["contributor"], probes=[probe],
-                        dispatch=False)
+    rerun = Rerun.queue(
+        version, trigger="manual", by=people["contributor"], probes=[probe], dispatch=False
+    )
     run = ProbeRun.objects.get(rerun=rerun)
-    ProbeRun.objects.filter(pk=run.pk).update(status="passed", value=0.1, passed=True,
-                                              support=120)
-    evaluation = Evaluation.objects.create(action=action, model_version=version, outcome="held",
-                                           notes="held", is_manual=True,
-                                           created_by=people["reviewer"])
+    ProbeRun.objects.filter(pk=run.pk).update(status="passed", value=0.1, passed=True, support=120)
+    evaluation = Evaluation.objects.create(
+        action=action,
+        model_version=version,
+        outcome="held",
+        notes="held",
+        is_manual=True,
+        created_by=people["reviewer"],
+    )
     evaluation.probe_runs.add(run)
     return finding
 
@@ -152,10 +166,26 @@ def _wipe_catalog():
     can be deleted through the application (core/history.py)."""
     from core.models import AuditChain
 
-    tables = [m._meta.db_table for m in (
-        Notification, Evaluation.probe_runs.through, Evaluation, RemediationAction, ProbeRun,
-        Rerun, Probe, Finding.tags.through, Finding, ModelVersion, Dataset, MLModel, Tag,
-        AuditEvent, AuditChain)]
+    tables = [
+        m._meta.db_table
+        for m in (
+            Notification,
+            Evaluation.probe_runs.through,
+            Evaluation,
+            RemediationAction,
+            ProbeRun,
+            Rerun,
+            Probe,
+            Finding.tags.through,
+            Finding,
+            ModelVersion,
+            Dataset,
+            MLModel,
+            Tag,
+            AuditEvent,
+            AuditChain,
+        )
+    ]
     with connection.cursor() as cursor:
         for table in tables:
             cursor.execute(f"DELETE FROM {connection.ops.quote_name(table)}")
@@ -169,10 +199,21 @@ def _comparable(data):
 
 def test_round_trip_reproduces_the_catalog(full_catalog, people, settings):
     before = export_catalog()
-    assert all(before["objects"][label] for label in (
-        "catalog.tag", "registry.mlmodel", "registry.dataset", "registry.modelversion",
-        "catalog.finding", "probes.probe", "probes.proberun", "remediation.remediationaction",
-        "remediation.evaluation", "core.auditevent"))
+    assert all(
+        before["objects"][label]
+        for label in (
+            "catalog.tag",
+            "registry.mlmodel",
+            "registry.dataset",
+            "registry.modelversion",
+            "catalog.finding",
+            "probes.probe",
+            "probes.proberun",
+            "remediation.remediationaction",
+            "remediation.evaluation",
+            "core.auditevent",
+        )
+    )
     text = backup.catalog_json(before)
     _wipe_catalog()
     assert backup.catalog_is_empty()
@@ -182,7 +223,9 @@ def test_round_trip_reproduces_the_catalog(full_catalog, people, settings):
     assert _comparable(after) == _comparable(before)
     finding = Finding.objects.get(pk=full_catalog.pk)
     assert finding.is_key_lesson and [t.name for t in finding.tags.order_by("name")] == [
-        "calibration", "x1"]
+        "calibration",
+        "x1",
+    ]
     evaluation = Evaluation.objects.get()
     assert evaluation.probe_runs.count() == 1
     # search documents are rebuilt and new rows get fresh ids
@@ -197,8 +240,7 @@ def test_import_refuses_a_catalog_that_is_not_empty(full_catalog):
         import_catalog(data)
 
 
-def test_import_reports_missing_files_and_creates_unknown_users(full_catalog, settings,
-                                                                tmp_path):
+def test_import_reports_missing_files_and_creates_unknown_users(full_catalog, settings, tmp_path):
     data = json.loads(backup.catalog_json())
     _wipe_catalog()
     from django.contrib.auth.models import User
@@ -251,6 +293,9 @@ def test_catalog_pages_for_export_and_import(full_catalog, people):
     assert json.loads(response.content)["format"] == "boundary-ledger-catalog"
     assert client_for(people["maintainer"]).get("/catalog/backup/import/").status_code == 403
     upload = SimpleUploadedFile("c.json", response.content, "application/json")
-    html = client_for(people["admin"]).post("/catalog/backup/import/",
-                                            {"file": upload}).content.decode()
+    html = (
+        client_for(people["admin"])
+        .post("/catalog/backup/import/", {"file": upload})
+        .content.decode()
+    )
     assert "not empty" in html

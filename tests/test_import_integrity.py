@@ -33,14 +33,25 @@ def export(full_catalog):  # noqa: F811
 
 
 def superuser(pk=999):
-    return {"model": "auth.user", "pk": pk,
-            "fields": {"username": "mallory", "is_superuser": True, "is_staff": True,
-                       "is_active": True, "password": "x"}}
+    return {
+        "model": "auth.user",
+        "pk": pk,
+        "fields": {
+            "username": "mallory",
+            "is_superuser": True,
+            "is_staff": True,
+            "is_active": True,
+            "password": "x",
+        },
+    }
 
 
 def schedule():
-    return {"model": "django_q.schedule", "pk": 99,
-            "fields": {"name": "x", "func": "os.system", "args": "'id'", "schedule_type": "O"}}
+    return {
+        "model": "django_q.schedule",
+        "pk": 99,
+        "fields": {"name": "x", "func": "os.system", "args": "'id'", "schedule_type": "O"},
+    }
 
 
 def with_objects(data, label, items, at=None):
@@ -66,19 +77,29 @@ def bad_file(data, path):
 
 CASES = [
     ("section-auth-user", lambda d: with_objects(d, "auth.user", [superuser()]), "'auth.user'"),
-    ("section-django-q-schedule", lambda d: with_objects(d, "django_q.schedule", [schedule()]),
-     "'django_q.schedule'"),
-    ("user-hidden-in-tags", lambda d: with_objects(d, "catalog.tag", [superuser()], at="end"),
-     "'auth.user' object in the 'catalog.tag' section"),
-    ("schedule-hidden-in-findings",
-     lambda d: with_objects(d, "catalog.finding", [schedule()], at="end"),
-     "'django_q.schedule' object in the 'catalog.finding' section"),
+    (
+        "section-django-q-schedule",
+        lambda d: with_objects(d, "django_q.schedule", [schedule()]),
+        "'django_q.schedule'",
+    ),
+    (
+        "user-hidden-in-tags",
+        lambda d: with_objects(d, "catalog.tag", [superuser()], at="end"),
+        "'auth.user' object in the 'catalog.tag' section",
+    ),
+    (
+        "schedule-hidden-in-findings",
+        lambda d: with_objects(d, "catalog.finding", [schedule()], at="end"),
+        "'django_q.schedule' object in the 'catalog.finding' section",
+    ),
     ("session-section", lambda d: with_objects(d, "sessions.session", []), "'sessions.session'"),
     ("file-outside-media", lambda d: bad_file(d, "../../etc/passwd"), "not a stored file name"),
     ("file-absolute", lambda d: bad_file(d, "/etc/passwd"), "not a stored file name"),
-    ("file-list-outside-media",
-     lambda d: {**d, "files": {"list": [{"path": "../x", "sha256": "0"}]}},
-     "not a stored file name"),
+    (
+        "file-list-outside-media",
+        lambda d: {**d, "files": {"list": [{"path": "../x", "sha256": "0"}]}},
+        "not a stored file name",
+    ),
     ("nan-in-evidence", lambda d: _set_evidence(d, float("nan")), "not a finite number"),
     ("nul-in-title", lambda d: _set_title(d, "a\x00b"), "NUL"),
     ("edited-audit-event", tampered_event, "audit trail is not intact"),
@@ -100,9 +121,13 @@ def _set_title(data, value):
 
 
 def _nothing_written():
-    return (Finding.objects.count(), AuditEvent.objects.count(),
-            User.objects.filter(username="mallory").count(), Schedule.objects.filter(
-                func="os.system").count(), User.objects.filter(is_superuser=True).count())
+    return (
+        Finding.objects.count(),
+        AuditEvent.objects.count(),
+        User.objects.filter(username="mallory").count(),
+        Schedule.objects.filter(func="os.system").count(),
+        User.objects.filter(is_superuser=True).count(),
+    )
 
 
 @pytest.mark.parametrize(("case", "change", "message"), CASES, ids=[c[0] for c in CASES])
@@ -121,8 +146,10 @@ def test_the_web_form_refuses_a_superuser_in_the_export(export, people):
     upload = SimpleUploadedFile("catalog.json", json.dumps(data).encode(), "application/json")
     response = client_for(people["admin"]).post("/catalog/backup/import/", {"file": upload})
     assert response.status_code == 200
-    assert "&#x27;auth.user&#x27; object in the &#x27;catalog.tag&#x27; section" in \
-        response.content.decode()
+    assert (
+        "&#x27;auth.user&#x27; object in the &#x27;catalog.tag&#x27; section"
+        in response.content.decode()
+    )
     assert _nothing_written() == before
 
 
@@ -143,9 +170,12 @@ def test_an_intact_export_imports_with_its_chain(export):
 def test_a_version_1_export_is_read_and_its_trail_chained(export):
     legacy = copy.deepcopy(export)
     legacy["version"] = 1
-    renames = {"registry.mlmodel": "probes.mlmodel", "registry.dataset": "probes.dataset",
-               "registry.modelversion": "probes.modelversion",
-               "core.auditevent": "remediation.auditevent"}
+    renames = {
+        "registry.mlmodel": "probes.mlmodel",
+        "registry.dataset": "probes.dataset",
+        "registry.modelversion": "probes.modelversion",
+        "core.auditevent": "remediation.auditevent",
+    }
     for new, old in renames.items():
         items = legacy["objects"].pop(new)
         for item in items:

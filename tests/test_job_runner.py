@@ -24,8 +24,14 @@ pytestmark = pytest.mark.django_db
 def world(people, ml_model):
     dataset, (version,) = store_planted(people, ml_model)
     finding = Finding.objects.create(
-        title="Top-left corner", ml_model=ml_model, model_version=version, dataset=dataset,
-        slice=REGION, owner=people["contributor"], reporter=people["contributor"])
+        title="Top-left corner",
+        ml_model=ml_model,
+        model_version=version,
+        dataset=dataset,
+        slice=REGION,
+        owner=people["contributor"],
+        reporter=people["contributor"],
+    )
     return {"dataset": dataset, "version": version, "finding": finding}
 
 
@@ -35,14 +41,24 @@ def new_scan(world):
 
 def new_map(world):
     return BoundaryMap.objects.create(
-        finding=world["finding"], model_version=world["version"], dataset=world["dataset"],
-        feature_x="x1", feature_y="x2", slice=REGION).pk
+        finding=world["finding"],
+        model_version=world["version"],
+        dataset=world["dataset"],
+        feature_x="x1",
+        feature_y="x2",
+        slice=REGION,
+    ).pk
 
 
 def new_sweep(world):
     return StressSweep.objects.create(
-        finding=world["finding"], model_version=world["version"], dataset=world["dataset"],
-        kind="noise", slice=REGION, params={"scales": [0.1], "repeats": 2, "seed": 0}).pk
+        finding=world["finding"],
+        model_version=world["version"],
+        dataset=world["dataset"],
+        kind="noise",
+        slice=REGION,
+        params={"scales": [0.1], "repeats": 2, "seed": 0},
+    ).pk
 
 
 KINDS = {
@@ -72,7 +88,10 @@ def test_a_failing_job_keeps_its_reason_and_its_traceback(world, kind):
     assert run(pk) == "error"
     again = model.objects.get(pk=pk)
     assert (again.finished_at, again.traceback, again.error) == (
-        job.finished_at, job.traceback, job.error)
+        job.finished_at,
+        job.traceback,
+        job.error,
+    )
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=list(KINDS))
@@ -97,8 +116,13 @@ def test_a_failed_scan_shows_its_traceback_to_maintainers_only(people, world):
     tasks.run_scan(pk)
     scan = SliceScan.objects.get(pk=pk)
     assert scan.progress_text == "Failed"
-    for who, sees in [("viewer", False), ("contributor", False), ("reviewer", False),
-                      ("maintainer", True), ("admin", True)]:
+    for who, sees in [
+        ("viewer", False),
+        ("contributor", False),
+        ("reviewer", False),
+        ("maintainer", True),
+        ("admin", True),
+    ]:
         page = client_for(people[who]).get(scan.get_absolute_url()).content.decode()
         assert "The scan failed" in page and "sha256 mismatch" in page, who
         assert ("Traceback (most recent call last)" in page) is sees, who
@@ -131,31 +155,41 @@ def _defines_a_state_method(node):
 
 def _guards_on_start(node):
     test = getattr(node, "test", None)
-    return (isinstance(node, ast.If) and isinstance(test, ast.UnaryOp)
-            and isinstance(test.op, ast.Not) and isinstance(test.operand, ast.Call)
-            and isinstance(test.operand.func, ast.Attribute) and test.operand.func.attr == "start")
+    return (
+        isinstance(node, ast.If)
+        and isinstance(test, ast.UnaryOp)
+        and isinstance(test.op, ast.Not)
+        and isinstance(test.operand, ast.Call)
+        and isinstance(test.operand.func, ast.Attribute)
+        and test.operand.func.attr == "start"
+    )
 
 
 def _sets_a_job_status(node):
-    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-            and node.func.attr == "update"
-            and any(k.arg == "status" and ast.unparse(k.value).startswith("JobStatus.")
-                    for k in node.keywords))
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "update"
+        and any(
+            k.arg == "status" and ast.unparse(k.value).startswith("JobStatus.")
+            for k in node.keywords
+        )
+    )
 
 
 def job_state_wrappers(tree):
     """Lines that move a job's state by themselves: a start/fail/finish/terminate function,
     an `if not job.start()` guard, or an update that sets a JobStatus."""
     checks = (_defines_a_state_method, _guards_on_start, _sets_a_job_status)
-    return sorted({node.lineno for node in ast.walk(tree)
-                   if any(check(node) for check in checks)})
+    return sorted({node.lineno for node in ast.walk(tree) if any(check(node) for check in checks)})
 
 
 def test_only_the_job_runner_moves_a_jobs_state():
     # Job rows live in the Django apps; boundary/ (no Django) has no job to start, and its
     # slice parser's fail() is a parse error.
-    django_apps = [(path, source) for path, source in app_modules()
-                   if not path.startswith("boundary/")]
+    django_apps = [
+        (path, source) for path, source in app_modules() if not path.startswith("boundary/")
+    ]
     found = offenders(job_state_wrappers, django_apps)
     assert set(found) == {HOME}, found
 
@@ -173,5 +207,6 @@ def test_only_the_job_runner_moves_a_jobs_state():
     ids=["fail-method", "start-guard", "finish-by-update"],
 )
 def test_a_second_job_wrapper_is_found(planted):
-    assert list(offenders(job_state_wrappers, [("introspection/planted.py", planted)])) \
-        == ["introspection/planted.py"]
+    assert list(offenders(job_state_wrappers, [("introspection/planted.py", planted)])) == [
+        "introspection/planted.py"
+    ]

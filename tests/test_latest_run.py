@@ -27,8 +27,14 @@ T0 = timezone.now().replace(microsecond=0)
 def add_run(probe, version, status, *, finished=None, created=None, value=None):
     rerun = Rerun.objects.create(model_version=version, trigger="manual")
     return ProbeRun.objects.create(
-        probe=probe, model_version=version, rerun=rerun, trigger="manual", status=status,
-        value=value, finished_at=finished, created_at=created or T0,
+        probe=probe,
+        model_version=version,
+        rerun=rerun,
+        trigger="manual",
+        status=status,
+        value=value,
+        finished_at=finished,
+        created_at=created or T0,
     )
 
 
@@ -45,20 +51,34 @@ def runs(probe, version):
     f    T0 + 3m    -          queued    not finished; the newest by id and by creation
     """
     return {
-        "a": add_run(probe, version, "passed", created=T0 - timedelta(minutes=50),
-                     finished=T0 + timedelta(minutes=10), value=0.05),
-        "b": add_run(probe, version, "passed", created=T0,
-                     finished=T0 + timedelta(minutes=5), value=0.1),
-        "d": add_run(probe, version, "failed", created=T0 - timedelta(minutes=100),
-                     finished=T0 + timedelta(minutes=10), value=0.7),
+        "a": add_run(
+            probe,
+            version,
+            "passed",
+            created=T0 - timedelta(minutes=50),
+            finished=T0 + timedelta(minutes=10),
+            value=0.05,
+        ),
+        "b": add_run(
+            probe, version, "passed", created=T0, finished=T0 + timedelta(minutes=5), value=0.1
+        ),
+        "d": add_run(
+            probe,
+            version,
+            "failed",
+            created=T0 - timedelta(minutes=100),
+            finished=T0 + timedelta(minutes=10),
+            value=0.7,
+        ),
         "e": add_run(probe, version, "error", created=T0 + timedelta(minutes=1)),
         "c": add_run(probe, version, "running", created=T0 + timedelta(minutes=2)),
         "f": add_run(probe, version, "queued", created=T0 + timedelta(minutes=3)),
     }
 
 
-def test_the_queryset_method_picks_the_newest_finished_run_then_the_highest_id(runs, probe,
-                                                                               version):
+def test_the_queryset_method_picks_the_newest_finished_run_then_the_highest_id(
+    runs, probe, version
+):
     assert list(ProbeRun.objects.latest_runs()) == [runs["d"]]
     assert ProbeRun.objects.matrix([probe], [version]) == {(probe.pk, version.pk): runs["d"]}
 
@@ -79,7 +99,7 @@ def test_the_baseline_is_the_latest_run_on_the_discovery_version(runs, probe):
 
 def test_the_story_counts_the_latest_run(runs, people, finding, version):
     html = client_for(people["viewer"]).get(finding.get_absolute_url()).content.decode()
-    story = html[html.index('id="timeline"'):html.index('id="similar"')]
+    story = html[html.index('id="timeline"') : html.index('id="similar"')]
     assert f"Its probes so far: on {version}, 0 of 1 pass." in story
 
 
@@ -94,15 +114,15 @@ def test_an_error_after_a_pass_is_where_the_probe_stands(people, finding, probe,
 
 def test_the_finding_page_probes_table_shows_the_latest_run(runs, people, finding):
     html = client_for(people["viewer"]).get(finding.get_absolute_url()).content.decode()
-    table = html[html.index('id="probes"'):]
-    table = table[:table.index("</table>")]
+    table = html[html.index('id="probes"') :]
+    table = table[: table.index("</table>")]
     assert '<span class="badge run-failed"' in table and "0.7000" in table
     assert "0.0500" not in table and "0.1000" not in table
 
 
 def test_the_version_page_marks_the_latest_run(runs, people, version):
     html = client_for(people["viewer"]).get(version.get_absolute_url()).content.decode()
-    rows = html[html.index("<h2>Probe runs</h2>"):].split("<tr>")
+    rows = html[html.index("<h2>Probe runs</h2>") :].split("<tr>")
     marked = [row for row in rows if '<small class="muted">latest</small>' in row]
     assert len(marked) == 1 and "run-failed" in marked[0] and "0.7000" in marked[0]
 
@@ -117,11 +137,16 @@ def test_the_api_lists_the_latest_run(runs, people, probe):
 
 def test_the_reports_read_the_latest_run(runs, people, finding, version):
     action = RemediationAction.objects.create(
-        finding=finding, kind="retrain", title="Retrain", status="implemented",
-        fixed_in_version=version)
+        finding=finding,
+        kind="retrain",
+        title="Retrain",
+        status="implemented",
+        fixed_in_version=version,
+    )
     # the board: where the fix's probes stand on the version that carries it
-    [column] = [c for c in reports.board([action], people["reviewer"])
-                if c["status"] == "implemented"]
+    [column] = [
+        c for c in reports.board([action], people["reviewer"]) if c["status"] == "implemented"
+    ]
     assert column["actions"][0].standing == {"passed": 0, "all": 1}
     # the review pack: each followed finding's probes on the newest version
     today = timezone.localdate()
@@ -136,8 +161,12 @@ def test_the_reports_read_the_latest_run(runs, people, finding, version):
 
 def test_the_board_page_shows_the_standing_of_a_fix(runs, people, finding, version):
     RemediationAction.objects.create(
-        finding=finding, kind="retrain", title="Retrain", status="implemented",
-        fixed_in_version=version)
+        finding=finding,
+        kind="retrain",
+        title="Retrain",
+        status="implemented",
+        fixed_in_version=version,
+    )
     html = client_for(people["viewer"]).get("/review/").content.decode()
     assert "probes passing there: 0 of 1" in html
 
@@ -164,12 +193,20 @@ def runs_ordered_by_time(tree):
         if isinstance(func, ast.Attribute) and func.attr in PICKERS:
             receiver = ast.unparse(func.value)
             on_runs = "ProbeRun" in receiver or "runs" in receiver
-            keys = [s for arg in [*node.args, *(k.value for k in node.keywords)]
-                    for s in string_constants(arg) if _is_time_key(s)]
+            keys = [
+                s
+                for arg in [*node.args, *(k.value for k in node.keywords)]
+                for s in string_constants(arg)
+                if _is_time_key(s)
+            ]
             if any(key.endswith("finished_at") or on_runs or "runs__" in key for key in keys):
                 lines.append(node.lineno)
-        elif (isinstance(func, ast.Name) and func.id in ("sorted", "max", "min")
-              or isinstance(func, ast.Attribute) and func.attr == "sort"):
+        elif (
+            isinstance(func, ast.Name)
+            and func.id in ("sorted", "max", "min")
+            or isinstance(func, ast.Attribute)
+            and func.attr == "sort"
+        ):
             key = next((k.value for k in node.keywords if k.arg == "key"), None)
             if key is not None and "finished_at" in ast.unparse(key):
                 lines.append(node.lineno)
@@ -202,9 +239,16 @@ def test_only_the_probe_run_queryset_orders_runs_by_time():
         "newest = ProbeRun.objects.finished().filter(probe=OuterRef('probe'))"
         ".order_by(F('finished_at').desc(nulls_last=True), F('pk').desc())\n",
     ],
-    ids=["followup-order-by", "story-ascending", "latest-created-at", "python-max",
-         "annotate-through-runs", "copy-of-the-definition"],
+    ids=[
+        "followup-order-by",
+        "story-ascending",
+        "latest-created-at",
+        "python-max",
+        "annotate-through-runs",
+        "copy-of-the-definition",
+    ],
 )
 def test_a_second_definition_is_found(planted):
-    assert list(offenders(runs_ordered_by_time, [("ledger/planted.py", planted)])) \
-        == ["ledger/planted.py"]
+    assert list(offenders(runs_ordered_by_time, [("ledger/planted.py", planted)])) == [
+        "ledger/planted.py"
+    ]

@@ -10,8 +10,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ["config", "ledger", "introspection", "remediation", "probes", "catalog",
-            "registry", "core", "boundary"]
+PACKAGES = [
+    "config",
+    "ledger",
+    "introspection",
+    "remediation",
+    "probes",
+    "catalog",
+    "registry",
+    "core",
+    "boundary",
+]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 
@@ -26,8 +35,9 @@ def tree_copy(tmp_path_factory):
     """The project's packages and import-linter settings, copied."""
     dest = tmp_path_factory.mktemp("tree")
     for name in PACKAGES:
-        shutil.copytree(ROOT / name, dest / name,
-                        ignore=shutil.ignore_patterns("__pycache__", "migrations"))
+        shutil.copytree(
+            ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "migrations")
+        )
     shutil.copy(ROOT / "pyproject.toml", dest / "pyproject.toml")
     return dest
 
@@ -42,15 +52,26 @@ def test_the_tree_keeps_its_layers():
     ("module", "line", "contract"),
     [
         ("core/planted.py", "from ledger import views\n", "import only the layers below"),
-        ("registry/planted.py", "from probes.models import Probe\n",
-         "import only the layers below"),
-        ("catalog/planted.py", "def later():\n    from remediation import models\n",
-         "import only the layers below"),
+        (
+            "registry/planted.py",
+            "from probes.models import Probe\n",
+            "import only the layers below",
+        ),
+        (
+            "catalog/planted.py",
+            "def later():\n    from remediation import models\n",
+            "import only the layers below",
+        ),
         ("boundary/planted.py", "import django.db\n", "imports no Django"),
         ("boundary/planted2.py", "from core import roles\n", "import only the layers below"),
     ],
-    ids=["core-imports-ledger", "registry-imports-probes", "catalog-imports-remediation-late",
-         "boundary-imports-django", "boundary-imports-core"],
+    ids=[
+        "core-imports-ledger",
+        "registry-imports-probes",
+        "catalog-imports-remediation-late",
+        "boundary-imports-django",
+        "boundary-imports-core",
+    ],
 )
 def test_a_planted_upward_import_breaks_a_contract(tree_copy, module, line, contract):
     planted = tree_copy / module
@@ -98,8 +119,12 @@ def _explained(lines, index):
         text = lines[index].strip()
         if text.startswith("#"):
             return True
-        if text and not text.startswith(("from ", "import ")) and not text.endswith(
-                (",", "(")) and text != ")":
+        if (
+            text
+            and not text.startswith(("from ", "import "))
+            and not text.endswith((",", "("))
+            and text != ")"
+        ):
             return False
         index -= 1
     return False

@@ -26,10 +26,21 @@ def test_users_mixing_searches_pages_writes_and_transitions_get_no_errors(
     cluster_env, started, log_dir, tmp_path
 ):
     static = tmp_path / "static"
-    env = cluster_env(Q_WORKERS=1, DEBUG="0", SECURE_SSL_REDIRECT="0",
-                      ALLOWED_HOSTS="127.0.0.1", STATIC_ROOT=static, GUNICORN_ACCESS_LOG="")
-    subprocess.run([processes.PYTHON, "manage.py", "collectstatic", "--noinput", "-v0"],
-                   cwd=processes.BASE_DIR, env=env, check=True, timeout=300)
+    env = cluster_env(
+        Q_WORKERS=1,
+        DEBUG="0",
+        SECURE_SSL_REDIRECT="0",
+        ALLOWED_HOSTS="127.0.0.1",
+        STATIC_ROOT=static,
+        GUNICORN_ACCESS_LOG="",
+    )
+    subprocess.run(
+        [processes.PYTHON, "manage.py", "collectstatic", "--noinput", "-v0"],
+        cwd=processes.BASE_DIR,
+        env=env,
+        check=True,
+        timeout=300,
+    )
     ctx = load.prepare(users=20, findings=60)
     started.append(processes.qcluster("worker", env, log_dir))
     web, url = processes.gunicorn(env, log_dir, workers=2, threads=4)

@@ -78,8 +78,10 @@ def assert_inert(html, *, allowed_tags=None):
                 url = value.strip().lower()
                 assert not url.startswith(("javascript:", "vbscript:")), (tag, name, value)
                 if tag == "a":
-                    assert url.startswith(("http://", "https://", "mailto:", "/", "#", "?")) \
-                        or ":" not in url.split("/")[0], (tag, name, value)
+                    assert (
+                        url.startswith(("http://", "https://", "mailto:", "/", "#", "?"))
+                        or ":" not in url.split("/")[0]
+                    ), (tag, name, value)
 
 
 # -- the function ------------------------------------------------------------------------
@@ -91,8 +93,10 @@ def test_it_renders_emphasis_lists_code_and_links():
     assert "<strong>two things</strong>" in html and "<em>young applicants</em>" in html
     assert "<ul>" in html and html.count("<li>") == 2  # a list right under a line of text
     assert "<code>age</code>" in html
-    assert ('<a href="https://nb.example.com/young.ipynb" rel="noopener noreferrer nofollow">'
-            "notebook</a>") in html
+    assert (
+        '<a href="https://nb.example.com/young.ipynb" rel="noopener noreferrer nofollow">'
+        "notebook</a>"
+    ) in html
 
 
 def test_it_renders_ordered_lists_code_blocks_quotes_and_tables():
@@ -117,7 +121,8 @@ def test_it_keeps_line_breaks_and_shifts_headings_under_the_page():
 
 def test_it_shows_text_that_looks_like_html_as_text():
     assert render_markdown("age < 22 & income <= 20000") == (
-        "<p>age &lt; 22 &amp; income &lt;= 20000</p>")
+        "<p>age &lt; 22 &amp; income &lt;= 20000</p>"
+    )
     assert render_markdown("<b>bold?</b>") == "<p>&lt;b&gt;bold?&lt;/b&gt;</p>"
     assert render_markdown("`<br>`") == "<p><code>&lt;br&gt;</code></p>"
 
@@ -139,7 +144,8 @@ def test_it_leaves_every_payload_inert(payload):
 
 def test_a_dropped_link_keeps_its_text():
     assert render_markdown("[the notebook](javascript:alert(1))") == (
-        '<p><a rel="noopener noreferrer nofollow">the notebook</a></p>')
+        '<p><a rel="noopener noreferrer nofollow">the notebook</a></p>'
+    )
 
 
 # -- the pages ---------------------------------------------------------------------------
@@ -152,16 +158,30 @@ def _story(people, finding, version, text):
     finding.is_key_lesson = True
     finding.save()
     action = RemediationAction.objects.create(
-        finding=finding, kind="relabeling", title="Relabel the young slice", description=text,
-        owner=people["contributor"], reviewer=people["reviewer"],
+        finding=finding,
+        kind="relabeling",
+        title="Relabel the young slice",
+        description=text,
+        owner=people["contributor"],
+        reviewer=people["reviewer"],
         created_by=people["contributor"],
     )
     action.transition_to("approved", by=people["reviewer"], note=text)
-    Evaluation.objects.create(action=action, model_version=version, outcome="held", notes=text,
-                              is_manual=True, created_by=people["reviewer"])
+    Evaluation.objects.create(
+        action=action,
+        model_version=version,
+        outcome="held",
+        notes=text,
+        is_manual=True,
+        created_by=people["reviewer"],
+    )
     finding.transition_to("remediating", by=people["contributor"], note=text)
-    finding.transition_to("accepted_risk", by=people["reviewer"], note=text,
-                          expires_on=timezone.localdate() + datetime.timedelta(days=90))
+    finding.transition_to(
+        "accepted_risk",
+        by=people["reviewer"],
+        note=text,
+        expires_on=timezone.localdate() + datetime.timedelta(days=90),
+    )
     finding.refresh_from_db()
     assert finding.status_note == text.strip()
     return action
@@ -177,24 +197,28 @@ def _pages(finding):
 
 def _section(html, marker):
     start = html.index(marker)
-    return html[start:html.index("</section>", start)]
+    return html[start : html.index("</section>", start)]
 
 
 @pytest.mark.django_db
 def test_the_finding_page_renders_every_long_text_as_markdown(people, finding, version):
     action = _story(people, finding, version, FORMATTED)
     html = client_for(people["viewer"]).get(finding.get_absolute_url()).content.decode()
-    prose = html[html.index("What was seen"):html.index('id="timeline"')]
+    prose = html[html.index("What was seen") : html.index('id="timeline"')]
     assert prose.count("<strong>two things</strong>") == 5  # the five finding texts
     assert prose.count("<li>the <code>age</code> feature alone is not enough</li>") == 5
     for marker in ('id="timeline"', f'id="action-{action.pk}"', 'id="history"'):
-        part = _section(html, marker) if marker != f'id="action-{action.pk}"' else \
-            html[html.index(marker):html.index("</article>", html.index(marker))]
+        part = (
+            _section(html, marker)
+            if marker != f'id="action-{action.pk}"'
+            else html[html.index(marker) : html.index("</article>", html.index(marker))]
+        )
         assert "<strong>two things</strong>" in part, marker
-        assert 'href="https://nb.example.com/young.ipynb" rel="noopener noreferrer nofollow"' \
-            in part, marker
-    article = html[html.index(f'id="action-{action.pk}"'):]
-    article = article[:article.index("</article>")]
+        assert (
+            'href="https://nb.example.com/young.ipynb" rel="noopener noreferrer nofollow"' in part
+        ), marker
+    article = html[html.index(f'id="action-{action.pk}"') :]
+    article = article[: article.index("</article>")]
     assert article.count("<em>young applicants</em>") == 2  # description and evaluation
     status = _section(html, "<h2>Status</h2>")
     assert '<div class="md status-note">' in status and "<strong>two things</strong>" in status
@@ -207,8 +231,8 @@ def test_lesson_excerpts_render_as_markdown(people, finding, version):
     start = client.get(reverse("ledger:start_here")).content.decode()
     assert "<strong>two things</strong>" in _section(start, "Key lessons")
     model = client.get(finding.ml_model.get_absolute_url()).content.decode()
-    lessons = model[model.index('id="history-story"'):]
-    lessons = lessons[lessons.index("<h3>Lessons</h3>"):lessons.index("<h3>Versions</h3>")]
+    lessons = model[model.index('id="history-story"') :]
+    lessons = lessons[lessons.index("<h3>Lessons</h3>") : lessons.index("<h3>Versions</h3>")]
     assert "<strong>two things</strong>" in lessons and "<ul>" in lessons
 
 

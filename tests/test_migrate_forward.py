@@ -67,50 +67,94 @@ def old_catalog(transactional_db):
     artifact_name = default_storage.save("artifacts/old.skops", ContentFile(artifact))
     ml_model = MLModel.objects.create(name="credit-risk", slug="credit-risk", task="binary")
     dataset = Dataset.objects.create(
-        name="credit-eval", version="1", file=data_name, file_format="csv",
-        target_column="y", sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data),
-        row_count=2, columns=[{"name": "x1", "kind": "numeric"}, {"name": "y", "kind": "numeric"}],
+        name="credit-eval",
+        version="1",
+        file=data_name,
+        file_format="csv",
+        target_column="y",
+        sha256=hashlib.sha256(data).hexdigest(),
+        size_bytes=len(data),
+        row_count=2,
+        columns=[{"name": "x1", "kind": "numeric"}, {"name": "y", "kind": "numeric"}],
         uploaded_by=mona,
     )
     version = ModelVersion.objects.create(
-        ml_model=ml_model, version="1", artifact=artifact_name, artifact_format="skops",
-        artifact_sha256=hashlib.sha256(artifact).hexdigest(), training_dataset=dataset,
+        ml_model=ml_model,
+        version="1",
+        artifact=artifact_name,
+        artifact_format="skops",
+        artifact_sha256=hashlib.sha256(artifact).hexdigest(),
+        training_dataset=dataset,
         registered_by=mona,
     )
     finding = old.get_model("catalog", "Finding").objects.create(
-        title="Young applicants", ml_model=ml_model, model_version=version, dataset=dataset,
-        slice=[{"feature": "x1", "op": "<", "value": 0}], reporter=mona,
+        title="Young applicants",
+        ml_model=ml_model,
+        model_version=version,
+        dataset=dataset,
+        slice=[{"feature": "x1", "op": "<", "value": 0}],
+        reporter=mona,
     )
     probe = old.get_model("probes", "Probe").objects.create(
-        finding=finding, dataset=dataset, kind="slice_error_rate", threshold=0.2,
+        finding=finding,
+        dataset=dataset,
+        kind="slice_error_rate",
+        threshold=0.2,
         slice=finding.slice,
     )
     rerun = old.get_model("probes", "Rerun").objects.create(
-        model_version=version, trigger="registration")
+        model_version=version, trigger="registration"
+    )
     run = old.get_model("probes", "ProbeRun").objects.create(
-        probe=probe, model_version=version, rerun=rerun, trigger="registration",
-        status="failed", value=0.5, support=1, passed=False,
+        probe=probe,
+        model_version=version,
+        rerun=rerun,
+        trigger="registration",
+        status="failed",
+        value=0.5,
+        support=1,
+        passed=False,
     )
     action = old.get_model("remediation", "RemediationAction").objects.create(
-        finding=finding, kind="retrain", title="Retrain", fixed_in_version=version,
-        owner=mona, created_by=mona, status="implemented",
+        finding=finding,
+        kind="retrain",
+        title="Retrain",
+        fixed_in_version=version,
+        owner=mona,
+        created_by=mona,
+        status="implemented",
     )
     evaluation = old.get_model("remediation", "Evaluation").objects.create(
-        action=action, model_version=version, outcome="regressed")
+        action=action, model_version=version, outcome="regressed"
+    )
     evaluation.probe_runs.add(run)
     scan = old.get_model("probes", "SliceScan").objects.create(
-        model_version=version, dataset=dataset, status="done")
-    version_type = OldContentType.objects.get_or_create(app_label="probes",
-                                                       model="modelversion")[0]
+        model_version=version, dataset=dataset, status="done"
+    )
+    version_type = OldContentType.objects.get_or_create(app_label="probes", model="modelversion")[0]
     event = old.get_model("remediation", "AuditEvent").objects.create(
-        content_type=version_type, object_id=str(version.pk), object_repr="credit-risk v1",
-        verb="create", actor=mona, actor_label="mona", after={"version": "1"},
+        content_type=version_type,
+        object_id=str(version.pk),
+        object_repr="credit-risk v1",
+        verb="create",
+        actor=mona,
+        actor_label="mona",
+        after={"version": "1"},
     )
     return {
-        "ml_model": ml_model.pk, "dataset": dataset.pk, "version": version.pk,
-        "finding": finding.pk, "probe": probe.pk, "run": run.pk, "action": action.pk,
-        "evaluation": evaluation.pk, "scan": scan.pk, "event": event.pk,
-        "data": data, "data_name": data_name, "version_type": version_type.pk,
+        "ml_model": ml_model.pk,
+        "dataset": dataset.pk,
+        "version": version.pk,
+        "finding": finding.pk,
+        "probe": probe.pk,
+        "run": run.pk,
+        "action": action.pk,
+        "evaluation": evaluation.pk,
+        "scan": scan.pk,
+        "event": event.pk,
+        "data": data,
+        "data_name": data_name,
+        "version_type": version_type.pk,
     }
 
 
@@ -124,8 +168,13 @@ def test_an_old_database_migrates_forward_with_all_its_rows_and_files(old_catalo
     from remediation.models import Evaluation, RemediationAction
 
     tables = _tables()
-    assert {"registry_mlmodel", "registry_dataset", "registry_modelversion",
-            "introspection_slicescan", "core_auditevent"} <= tables
+    assert {
+        "registry_mlmodel",
+        "registry_dataset",
+        "registry_modelversion",
+        "introspection_slicescan",
+        "core_auditevent",
+    } <= tables
     assert not {"probes_mlmodel", "probes_modelversion", "remediation_auditevent"} & tables
 
     version = ModelVersion.objects.get(pk=old_catalog["version"])
@@ -136,7 +185,10 @@ def test_an_old_database_migrates_forward_with_all_its_rows_and_files(old_catalo
     assert dataset.read().shape == (2, 2)  # the file is found and its sha256 still matches
     finding = Finding.objects.get(pk=old_catalog["finding"])
     assert (finding.ml_model_id, finding.model_version_id, finding.dataset_id) == (
-        old_catalog["ml_model"], old_catalog["version"], old_catalog["dataset"])
+        old_catalog["ml_model"],
+        old_catalog["version"],
+        old_catalog["dataset"],
+    )
     probe = Probe.objects.get(pk=old_catalog["probe"])
     assert probe.dataset == dataset and probe.finding == finding
     run = ProbeRun.objects.get(pk=old_catalog["run"])
@@ -163,9 +215,14 @@ def test_an_old_database_migrates_forward_with_all_its_rows_and_files(old_catalo
     # Roles keep their permissions under the new labels.
     maintainers = Group.objects.get(name="maintainer")
     assert maintainers.permissions.filter(
-        content_type__app_label="registry", codename="add_modelversion").exists()
-    assert Permission.objects.filter(content_type__app_label="core",
-                                     codename="view_auditevent").count() == 1
+        content_type__app_label="registry", codename="add_modelversion"
+    ).exists()
+    assert (
+        Permission.objects.filter(
+            content_type__app_label="core", codename="view_auditevent"
+        ).count()
+        == 1
+    )
 
     # New rows get fresh ids after the old ones (sequences moved with their tables).
     newer = MLModel.objects.create(name="wine-cultivar")

@@ -17,8 +17,12 @@ pytestmark = pytest.mark.django_db
 def test_dataset_records_hash_rows_and_schema(dataset):
     assert len(dataset.sha256) == 64
     assert dataset.row_count == 400
-    assert dataset.schema == {"x1": "numeric", "x2": "numeric", "color": "categorical",
-                              "y": "numeric"}
+    assert dataset.schema == {
+        "x1": "numeric",
+        "x2": "numeric",
+        "color": "categorical",
+        "y": "numeric",
+    }
     assert dataset.feature_columns == ["x1", "x2", "color"]
     assert dataset.file.name.startswith("datasets/") and "toy" not in dataset.file.name
     assert dataset.read().shape == (400, 4)
@@ -31,18 +35,30 @@ def test_parquet_is_accepted_by_content(people, tmp_path):
     toy_frame().to_parquet(buffer)
     from django.core.files.base import ContentFile
 
-    ds = Dataset.create_from_upload(ContentFile(buffer.getvalue(), name="t.csv"), name="pq",
-                                    target_column="y", by=people["contributor"])
+    ds = Dataset.create_from_upload(
+        ContentFile(buffer.getvalue(), name="t.csv"),
+        name="pq",
+        target_column="y",
+        by=people["contributor"],
+    )
     assert ds.file_format == "parquet" and ds.row_count == 400
 
 
 def test_dataset_version_is_unique(dataset, people):
     with pytest.raises(ValidationError, match="already has a version"):
-        Dataset.create_from_upload(csv_upload(toy_frame()), name="toy-eval",
-                                   target_column="y", by=people["contributor"])
+        Dataset.create_from_upload(
+            csv_upload(toy_frame()), name="toy-eval", target_column="y", by=people["contributor"]
+        )
     with pytest.raises(IntegrityError), transaction.atomic():
-        Dataset.objects.create(name="toy-eval", version="1", file="x", file_format="csv",
-                               target_column="y", sha256="0" * 64, row_count=1)
+        Dataset.objects.create(
+            name="toy-eval",
+            version="1",
+            file="x",
+            file_format="csv",
+            target_column="y",
+            sha256="0" * 64,
+            row_count=1,
+        )
 
 
 def test_dataset_file_is_immutable(dataset):
@@ -66,12 +82,21 @@ def test_model_version_records_hash_and_environment(version):
 
 def test_model_version_is_unique_per_ml_model(version, ml_model, people):
     with pytest.raises(ValidationError, match="already has a version '1'"):
-        ModelVersion.register(ml_model=ml_model, version="1",
-                              artifact=skops_upload(fitted_model()), by=people["maintainer"])
+        ModelVersion.register(
+            ml_model=ml_model,
+            version="1",
+            artifact=skops_upload(fitted_model()),
+            by=people["maintainer"],
+        )
     assert ModelVersion.objects.count() == 1
     with pytest.raises(IntegrityError), transaction.atomic():
-        ModelVersion.objects.create(ml_model=ml_model, version="1", artifact="a",
-                                    artifact_format="skops", artifact_sha256="0" * 64)
+        ModelVersion.objects.create(
+            ml_model=ml_model,
+            version="1",
+            artifact="a",
+            artifact_format="skops",
+            artifact_sha256="0" * 64,
+        )
 
 
 def test_artifact_is_immutable(version):
@@ -95,20 +120,32 @@ def test_finding_version_must_belong_to_its_model(finding, people):
     from registry.models import MLModel
 
     other = MLModel.objects.create(name="other")
-    v = ModelVersion.register(ml_model=other, version="9", artifact=skops_upload(fitted_model()),
-                              by=people["maintainer"])
+    v = ModelVersion.register(
+        ml_model=other, version="9", artifact=skops_upload(fitted_model()), by=people["maintainer"]
+    )
     finding.model_version = v
     with pytest.raises(ValidationError, match="not a version of"):
         finding.full_clean()
 
 
 def test_probe_definition_is_validated(finding, dataset):
-    bad = Probe(finding=finding, dataset=dataset, kind="slice_metric",
-                params={"metric": "wobble"}, threshold=0.5, comparator=">=")
+    bad = Probe(
+        finding=finding,
+        dataset=dataset,
+        kind="slice_metric",
+        params={"metric": "wobble"},
+        threshold=0.5,
+        comparator=">=",
+    )
     with pytest.raises(ValidationError, match="wobble"):
         bad.full_clean()
-    missing = Probe(finding=finding, dataset=dataset, kind="group_disparity",
-                    params={"group_feature": "nope", "metric": "tpr"}, threshold=0.1)
+    missing = Probe(
+        finding=finding,
+        dataset=dataset,
+        kind="group_disparity",
+        params={"group_feature": "nope", "metric": "tpr"},
+        threshold=0.1,
+    )
     with pytest.raises(ValidationError, match="nope"):
         missing.full_clean()
 
@@ -117,8 +154,7 @@ def test_probe_run_is_unique_per_probe_version_and_rerun(probe, version):
     rerun = Rerun.objects.create(model_version=version, trigger="manual")
     ProbeRun.objects.create(probe=probe, model_version=version, rerun=rerun, trigger="manual")
     with pytest.raises(IntegrityError), transaction.atomic():
-        ProbeRun.objects.create(probe=probe, model_version=version, rerun=rerun,
-                                trigger="manual")
+        ProbeRun.objects.create(probe=probe, model_version=version, rerun=rerun, trigger="manual")
 
 
 def test_audit_events_are_immutable(finding):
@@ -152,10 +188,16 @@ def test_tags_are_normalised():
 
 def test_slice_text():
     assert Finding(slice=[]).slice_text == "whole dataset"
-    assert Finding(slice=[{"feature": "age", "op": "<", "value": 22},
-                          {"feature": "c", "op": "in", "value": ["a", "b"]},
-                          {"feature": "z", "op": "is_null"}]).slice_text == \
-        'age < 22 AND c in ("a", "b") AND z is null'
+    assert (
+        Finding(
+            slice=[
+                {"feature": "age", "op": "<", "value": 22},
+                {"feature": "c", "op": "in", "value": ["a", "b"]},
+                {"feature": "z", "op": "is_null"},
+            ]
+        ).slice_text
+        == 'age < 22 AND c in ("a", "b") AND z is null'
+    )
 
 
 def test_finding_defaults(finding):

@@ -45,23 +45,28 @@ def world(people, ml_model, django_capture_on_commit_callbacks):
     dataset, (v1, v2) = store_planted(people, ml_model, versions=2)
     contributor = client_for(people["contributor"])
     with django_capture_on_commit_callbacks(execute=True):
-        contributor.post(f"/versions/{v1.pk}/scan/", {"dataset": dataset.pk, "top_k": 5,
-                                                      "max_predicates": 2})
+        contributor.post(
+            f"/versions/{v1.pk}/scan/", {"dataset": dataset.pk, "top_k": 5, "max_predicates": 2}
+        )
     scan = SliceScan.objects.get()
     assert scan.status == "done" and scan.candidates
     with django_capture_on_commit_callbacks(execute=True):
         contributor.post(f"/scans/{scan.pk}/candidates/0/log/", {})
     finding = scan.model_version.findings.get()
-    for axes in ({"feature_x": "x1", "feature_y": "x2"},
-                 {"feature_x": "x1", "feature_y": "salary"}):
+    for axes in (
+        {"feature_x": "x1", "feature_y": "x2"},
+        {"feature_x": "x1", "feature_y": "salary"},
+    ):
         with django_capture_on_commit_callbacks(execute=True):
             contributor.post(f"/findings/{finding.pk}/maps/", axes)
-    for data in ({"kind": "noise"}, {"kind": "counterfactual", "feature": "salary"},
-                 {"kind": "counterfactual", "feature": "zone"},
-                 {"kind": "counterfactual", "feature": "color"}):
+    for data in (
+        {"kind": "noise"},
+        {"kind": "counterfactual", "feature": "salary"},
+        {"kind": "counterfactual", "feature": "zone"},
+        {"kind": "counterfactual", "feature": "color"},
+    ):
         with django_capture_on_commit_callbacks(execute=True):
-            contributor.post(f"/findings/{finding.pk}/sweeps/",
-                             dict(data, model_version=v2.pk))
+            contributor.post(f"/findings/{finding.pk}/sweeps/", dict(data, model_version=v2.pk))
     return {"dataset": dataset, "versions": (v1, v2), "scan": scan, "finding": finding}
 
 
@@ -79,16 +84,36 @@ def test_sensitive_values_appear_on_no_page_and_in_no_export(people, world, sala
     tried = sweeps[("counterfactual", "salary")].params["values"]
     assert all(float(v) == round(float(v), 0) for v in tried)
     urls = [
-        "/", "/catalog/", f"/catalog/findings/{finding.pk}/", "/models/",
-        f"/models/{v1.ml_model.slug}/", f"/versions/{v1.pk}/", f"/versions/{v2.pk}/",
-        "/datasets/", f"/datasets/{dataset.pk}/", f"/datasets/{dataset.pk}/columns.json",
-        f"/scans/{scan.pk}/", f"/scans/{scan.pk}/progress.json",
-        f"/findings/{finding.pk}/introspection.json", f"/findings/{finding.pk}/probes/new/",
-        "/review/", "/review/pack/", "/review/effectiveness/", "/audit/",
-        "/catalog/export.csv", "/catalog/export.json", "/catalog/backup/export/",
-        "/api/v1/datasets/", f"/api/v1/datasets/{dataset.pk}/", "/api/v1/scans/",
-        f"/api/v1/scans/{scan.pk}/", "/api/v1/findings/", "/api/v1/probes/",
-        "/api/v1/probe-runs/", "/api/v1/evaluations/", "/api/v1/reruns/",
+        "/",
+        "/catalog/",
+        f"/catalog/findings/{finding.pk}/",
+        "/models/",
+        f"/models/{v1.ml_model.slug}/",
+        f"/versions/{v1.pk}/",
+        f"/versions/{v2.pk}/",
+        "/datasets/",
+        f"/datasets/{dataset.pk}/",
+        f"/datasets/{dataset.pk}/columns.json",
+        f"/scans/{scan.pk}/",
+        f"/scans/{scan.pk}/progress.json",
+        f"/findings/{finding.pk}/introspection.json",
+        f"/findings/{finding.pk}/probes/new/",
+        "/review/",
+        "/review/pack/",
+        "/review/effectiveness/",
+        "/audit/",
+        "/catalog/export.csv",
+        "/catalog/export.json",
+        "/catalog/backup/export/",
+        "/api/v1/datasets/",
+        f"/api/v1/datasets/{dataset.pk}/",
+        "/api/v1/scans/",
+        f"/api/v1/scans/{scan.pk}/",
+        "/api/v1/findings/",
+        "/api/v1/probes/",
+        "/api/v1/probe-runs/",
+        "/api/v1/evaluations/",
+        "/api/v1/reruns/",
     ]
     checked = 0
     for who in ("admin", "viewer"):
@@ -116,8 +141,15 @@ def test_sensitive_values_appear_on_no_page_and_in_no_export(people, world, sala
     assert json.loads(exported)["format"] == "boundary-ledger-catalog"
     assert not _leaks(exported, salaries)
     out = io.StringIO()
-    call_command("scan_slices", "--model-version", str(v1.pk), "--dataset", str(dataset.pk),
-                 stdout=out, stderr=io.StringIO())
+    call_command(
+        "scan_slices",
+        "--model-version",
+        str(v1.pk),
+        "--dataset",
+        str(dataset.pk),
+        stdout=out,
+        stderr=io.StringIO(),
+    )
     assert "Left out: zone" in out.getvalue() and not _leaks(out.getvalue(), salaries)
     # The preview shows the other columns, so the check above could have seen them.
     preview = client_for(people["viewer"]).get(f"/datasets/{dataset.pk}/").content.decode()
@@ -143,7 +175,8 @@ def test_sensitive_marks_can_be_changed_on_the_dataset_page(people, world, salar
     assert re.search(r'value="salary"[^>]*checked', page)
     assert not re.search(r'value="x1"[^>]*checked', page)
     response = client_for(people["contributor"]).post(
-        url, {"sensitive_columns": ["zone", "salary", "x1"]})
+        url, {"sensitive_columns": ["zone", "salary", "x1"]}
+    )
     assert response.status_code == 302
     dataset.refresh_from_db()
     assert dataset.sensitive_columns == ["x1", "zone", "salary"]
@@ -155,8 +188,9 @@ def test_sensitive_marks_can_be_changed_on_the_dataset_page(people, world, salar
     assert f"{planted_frame()['x1'].iloc[0]:g}" not in preview
     assert "Sensitive columns are not shown row by row: salary, x1, zone." in preview
     # An unknown column is refused and nothing changes.
-    response = client_for(people["contributor"]).post(url, {"sensitive_columns": ["nope"]},
-                                                      follow=True)
+    response = client_for(people["contributor"]).post(
+        url, {"sensitive_columns": ["nope"]}, follow=True
+    )
     assert "Nothing changed" in response.content.decode()
     dataset.refresh_from_db()
     assert dataset.sensitive_columns == ["x1", "zone", "salary"]
@@ -174,8 +208,9 @@ def test_sensitive_marks_can_be_changed_on_the_dataset_page(people, world, salar
 
 def test_a_scan_of_a_newly_sensitive_column_leaves_it_out(people, world):
     dataset, (v1, _v2) = world["dataset"], world["versions"]
-    client_for(people["contributor"]).post(f"/datasets/{dataset.pk}/sensitive/",
-                                           {"sensitive_columns": ["zone", "salary", "color"]})
+    client_for(people["contributor"]).post(
+        f"/datasets/{dataset.pk}/sensitive/", {"sensitive_columns": ["zone", "salary", "color"]}
+    )
     dataset.refresh_from_db()
     scan = SliceScan.queue(v1, dataset, dispatch=False, min_support=100)
     run_scan(scan.pk)

@@ -24,39 +24,60 @@ def test_probe_form_is_prefilled_from_the_finding(people, finding):
 
 
 def test_probe_form_names_the_bad_column(people, finding, dataset):
-    response = client_for(people["contributor"]).post(f"/findings/{finding.pk}/probes/new/", {
-        "kind": "slice_error_rate", "dataset": dataset.pk, "comparator": "<=",
-        "threshold": "0.2", "min_support": "30", "tolerance": "0", "active": "on",
-        "slice": json.dumps([{"feature": "salary", "op": ">", "value": 3}]), "params": "{}",
-    })
+    response = client_for(people["contributor"]).post(
+        f"/findings/{finding.pk}/probes/new/",
+        {
+            "kind": "slice_error_rate",
+            "dataset": dataset.pk,
+            "comparator": "<=",
+            "threshold": "0.2",
+            "min_support": "30",
+            "tolerance": "0",
+            "active": "on",
+            "slice": json.dumps([{"feature": "salary", "op": ">", "value": 3}]),
+            "params": "{}",
+        },
+    )
     assert response.status_code == 200
     assert "salary" in response.content.decode()
     assert Probe.objects.count() == 0
 
 
 def test_probe_form_creates_a_probe_with_defaults(people, finding, dataset):
-    response = client_for(people["contributor"]).post(f"/findings/{finding.pk}/probes/new/", {
-        "kind": "margin_density", "dataset": dataset.pk, "comparator": "<=",
-        "threshold": "0.3", "min_support": "30", "tolerance": "0", "active": "on",
-        "slice": json.dumps(finding.slice), "params": "",
-    })
+    response = client_for(people["contributor"]).post(
+        f"/findings/{finding.pk}/probes/new/",
+        {
+            "kind": "margin_density",
+            "dataset": dataset.pk,
+            "comparator": "<=",
+            "threshold": "0.3",
+            "min_support": "30",
+            "tolerance": "0",
+            "active": "on",
+            "slice": json.dumps(finding.slice),
+            "params": "",
+        },
+    )
     assert response.status_code == 302
     probe = Probe.objects.get()
     assert probe.params == {"margin": 0.1} and probe.created_by == people["contributor"]
-    assert client_for(people["viewer"]).get(
-        f"/findings/{finding.pk}/probes/new/").status_code == 403
+    assert (
+        client_for(people["viewer"]).get(f"/findings/{finding.pk}/probes/new/").status_code == 403
+    )
 
 
 @pytest.mark.django_db(transaction=True)
-def test_finding_page_shows_runs_per_version_and_a_chart(people, ml_model, finding, probe,
-                                                         version):
+def test_finding_page_shows_runs_per_version_and_a_chart(people, ml_model, finding, probe, version):
     from probes.tasks import run_rerun
 
     rerun = Rerun.queue(version, trigger="manual", dispatch=False)
     run_rerun(rerun.pk)
-    ModelVersion.register(ml_model=ml_model, version="2",
-                          artifact=skops_upload(fitted_model(flip_above=0.5)),
-                          by=people["maintainer"])
+    ModelVersion.register(
+        ml_model=ml_model,
+        version="2",
+        artifact=skops_upload(fitted_model(flip_above=0.5)),
+        by=people["maintainer"],
+    )
     page = client_for(people["viewer"]).get(finding.get_absolute_url()).content.decode()
     assert page.count("run-passed") >= 1 and "run-failed" in page
     assert "<svg" in page and 'class="threshold"' in page
@@ -67,16 +88,20 @@ def test_finding_page_shows_runs_per_version_and_a_chart(people, ml_model, findi
 @pytest.mark.django_db(transaction=True)
 def test_run_now_from_the_finding_page(people, finding, probe, version):
     client = client_for(people["reviewer"])
-    response = client.post(f"/findings/{finding.pk}/probes/run/",
-                           {"model_version": version.pk, "probe": probe.pk})
+    response = client.post(
+        f"/findings/{finding.pk}/probes/run/", {"model_version": version.pk, "probe": probe.pk}
+    )
     assert response.status_code == 302
     run = ProbeRun.objects.get(probe=probe, model_version=version, trigger="manual")
     assert run.status == "passed"
     progress = client.get(f"/reruns/{run.rerun_id}/progress.json").json()
     assert progress["done"] == progress["total"] == 1 and progress["finished"]
-    assert client_for(people["viewer"]).post(
-        f"/findings/{finding.pk}/probes/run/", {"model_version": version.pk}
-    ).status_code == 403
+    assert (
+        client_for(people["viewer"])
+        .post(f"/findings/{finding.pk}/probes/run/", {"model_version": version.pk})
+        .status_code
+        == 403
+    )
 
 
 def test_a_rerun_in_progress_is_shown(people, finding, probe, version):
@@ -87,10 +112,13 @@ def test_a_rerun_in_progress_is_shown(people, finding, probe, version):
 
 def test_value_chart_marks_threshold_and_status():
     svg = value_chart_svg(
-        [{"label": "v1", "value": 0.3, "status": "failed", "ci_low": 0.2, "ci_high": 0.4},
-         {"label": "v2", "value": 0.1, "status": "passed"},
-         {"label": "v3", "value": None, "status": "error"}],
-        threshold=0.2, title="t <x>",
+        [
+            {"label": "v1", "value": 0.3, "status": "failed", "ci_low": 0.2, "ci_high": 0.4},
+            {"label": "v2", "value": 0.1, "status": "passed"},
+            {"label": "v3", "value": None, "status": "error"},
+        ],
+        threshold=0.2,
+        title="t <x>",
     )
     assert svg.startswith("<svg") and 'class="threshold"' in svg
     assert 'class="point failed"' in svg and 'class="point passed"' in svg
@@ -102,10 +130,17 @@ def test_value_chart_marks_threshold_and_status():
 def test_a_new_probe_runs_on_the_discovery_version(people, finding, dataset, version):
     from .factories import api_for
 
-    response = api_for(people["contributor"]).post("/api/v1/probes/", {
-        "finding": finding.pk, "dataset": dataset.pk, "kind": "slice_error_rate",
-        "slice": finding.slice, "threshold": 0.2,
-    }, format="json")
+    response = api_for(people["contributor"]).post(
+        "/api/v1/probes/",
+        {
+            "finding": finding.pk,
+            "dataset": dataset.pk,
+            "kind": "slice_error_rate",
+            "slice": finding.slice,
+            "threshold": 0.2,
+        },
+        format="json",
+    )
     assert response.status_code == 201, response.content
     run = ProbeRun.objects.get(probe_id=response.json()["id"])
     assert run.model_version == version and run.status == "passed"
@@ -113,18 +148,30 @@ def test_a_new_probe_runs_on_the_discovery_version(people, finding, dataset, ver
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_new_probe_then_runs_on_the_newest_version(people, ml_model, finding, dataset,
-                                                    version):
+def test_a_new_probe_then_runs_on_the_newest_version(people, ml_model, finding, dataset, version):
     """A finding logged against v1 while v2 exists: its new probe runs on v1 (baseline),
     then on v2, compared with the baseline's value."""
-    newest = ModelVersion.register(ml_model=ml_model, version="2", by=people["maintainer"],
-                                   artifact=skops_upload(fitted_model(flip_above=0.5)))
-    response = client_for(people["contributor"]).post(f"/findings/{finding.pk}/probes/new/", {
-        "kind": "slice_error_rate", "dataset": dataset.pk,
-        "comparator": "no_worse_than_baseline", "threshold": "", "min_support": "30",
-        "tolerance": "0.01", "active": "on", "params": "",
-        "slice": json.dumps([{"feature": "x1", "op": ">", "value": 0.5}]),
-    }, follow=True)
+    newest = ModelVersion.register(
+        ml_model=ml_model,
+        version="2",
+        by=people["maintainer"],
+        artifact=skops_upload(fitted_model(flip_above=0.5)),
+    )
+    response = client_for(people["contributor"]).post(
+        f"/findings/{finding.pk}/probes/new/",
+        {
+            "kind": "slice_error_rate",
+            "dataset": dataset.pk,
+            "comparator": "no_worse_than_baseline",
+            "threshold": "",
+            "min_support": "30",
+            "tolerance": "0.01",
+            "active": "on",
+            "params": "",
+            "slice": json.dumps([{"feature": "x1", "op": ">", "value": 0.5}]),
+        },
+        follow=True,
+    )
     assert "then on the newest version" in response.content.decode()
     probe = Probe.objects.get()
     runs = {run.model_version_id: run for run in probe.runs.all()}
@@ -135,26 +182,41 @@ def test_a_new_probe_then_runs_on_the_newest_version(people, ml_model, finding, 
     assert latest.lineage["started_by"] == "bob"
     # Running the probe again on v1 does not queue a second run on v2.
     run_now = client_for(people["reviewer"]).post(
-        f"/findings/{finding.pk}/probes/run/", {"model_version": version.pk, "probe": probe.pk})
+        f"/findings/{finding.pk}/probes/run/", {"model_version": version.pk, "probe": probe.pk}
+    )
     assert run_now.status_code == 302
     assert probe.runs.filter(model_version=version).count() == 2
     assert probe.runs.filter(model_version=newest).count() == 1
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_new_probe_of_a_finding_without_a_version_runs_on_the_newest(people, ml_model,
-                                                                      finding, dataset,
-                                                                      version):
+def test_a_new_probe_of_a_finding_without_a_version_runs_on_the_newest(
+    people, ml_model, finding, dataset, version
+):
     from catalog.models import Finding
 
     Finding.objects.filter(pk=finding.pk).update(model_version=None)
-    newest = ModelVersion.register(ml_model=ml_model, version="2", by=people["maintainer"],
-                                   artifact=skops_upload(fitted_model()))
-    response = client_for(people["contributor"]).post(f"/findings/{finding.pk}/probes/new/", {
-        "kind": "slice_error_rate", "dataset": dataset.pk, "comparator": "<=",
-        "threshold": "0.2", "min_support": "30", "tolerance": "0", "active": "on",
-        "params": "", "slice": json.dumps(finding.slice),
-    }, follow=True)
+    newest = ModelVersion.register(
+        ml_model=ml_model,
+        version="2",
+        by=people["maintainer"],
+        artifact=skops_upload(fitted_model()),
+    )
+    response = client_for(people["contributor"]).post(
+        f"/findings/{finding.pk}/probes/new/",
+        {
+            "kind": "slice_error_rate",
+            "dataset": dataset.pk,
+            "comparator": "<=",
+            "threshold": "0.2",
+            "min_support": "30",
+            "tolerance": "0",
+            "active": "on",
+            "params": "",
+            "slice": json.dumps(finding.slice),
+        },
+        follow=True,
+    )
     assert "it runs now on the newest version" in response.content.decode()
     run = ProbeRun.objects.get(probe=Probe.objects.get())
     assert run.model_version == newest and run.status == "passed"

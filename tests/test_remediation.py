@@ -53,8 +53,9 @@ class WebhookReceiver:
 
 
 def register(ml_model, user, version, **kwargs):
-    return ModelVersion.register(ml_model=ml_model, version=version,
-                                 artifact=skops_upload(fitted_model(**kwargs)), by=user)
+    return ModelVersion.register(
+        ml_model=ml_model, version=version, artifact=skops_upload(fitted_model(**kwargs)), by=user
+    )
 
 
 @pytest.mark.django_db(transaction=True)
@@ -68,20 +69,39 @@ def test_the_full_loop(people, ml_model, dataset, settings):
     bob, rita, mona = people["contributor"], people["reviewer"], people["maintainer"]
     v1 = register(ml_model, mona, "1", flip_above=0.5)
     finding = Finding.objects.create(
-        title="High x1 is misjudged", ml_model=ml_model, model_version=v1, dataset=dataset,
-        slice=[{"feature": "x1", "op": ">", "value": 0.5}], owner=bob, reporter=bob,
+        title="High x1 is misjudged",
+        ml_model=ml_model,
+        model_version=v1,
+        dataset=dataset,
+        slice=[{"feature": "x1", "op": ">", "value": 0.5}],
+        owner=bob,
+        reporter=bob,
     )
-    probe = Probe(finding=finding, dataset=dataset, kind="slice_error_rate",
-                  slice=finding.slice, threshold=0.2)
+    probe = Probe(
+        finding=finding,
+        dataset=dataset,
+        kind="slice_error_rate",
+        slice=finding.slice,
+        threshold=0.2,
+    )
     probe.full_clean()
     probe.save()
     api_for(bob).post(f"/api/v1/probes/{probe.pk}/run/", {"model_version": v1.pk})
     assert ProbeRun.objects.get(probe=probe, model_version=v1).status == "failed"
 
-    action = api_for(bob).post("/api/v1/actions/", {
-        "finding": finding.pk, "kind": "relabeling", "title": "Relabel the high-x1 rows",
-        "reviewer": rita.pk,
-    }).json()
+    action = (
+        api_for(bob)
+        .post(
+            "/api/v1/actions/",
+            {
+                "finding": finding.pk,
+                "kind": "relabeling",
+                "title": "Relabel the high-x1 rows",
+                "reviewer": rita.pk,
+            },
+        )
+        .json()
+    )
     url = f"/api/v1/actions/{action['id']}/transition/"
     assert api_for(rita).post(url, {"to": "approved"}).status_code == 200
     assert api_for(bob).post(url, {"to": "in_progress"}).status_code == 200
@@ -94,8 +114,9 @@ def test_the_full_loop(people, ml_model, dataset, settings):
     assert action.status == "verified"
     evaluation = Evaluation.objects.get(action=action, model_version=v2)
     assert evaluation.outcome == "held"
-    assert list(evaluation.probe_runs.all()) == [ProbeRun.objects.get(probe=probe,
-                                                                       model_version=v2)]
+    assert list(evaluation.probe_runs.all()) == [
+        ProbeRun.objects.get(probe=probe, model_version=v2)
+    ]
     assert ProbeRun.objects.filter(probe=probe, model_version=v2).count() == 1  # not rerun
     f_url = f"/api/v1/findings/{finding.pk}/transition/"
     assert api_for(bob).post(f_url, {"to": "remediating"}).status_code == 200
@@ -131,8 +152,9 @@ def test_the_full_loop(people, ml_model, dataset, settings):
 
 @pytest.mark.django_db(transaction=True)
 def test_an_ineffective_fix(people, ml_model, finding, probe):
-    action = RemediationAction.objects.create(finding=finding, kind="retrain", title="t",
-                                              owner=people["contributor"])
+    action = RemediationAction.objects.create(
+        finding=finding, kind="retrain", title="t", owner=people["contributor"]
+    )
     RemediationAction.objects.filter(pk=action.pk).update(status="in_progress")
     action.refresh_from_db()
     bad = register(ml_model, people["maintainer"], "2", flip_above=0.5)
@@ -144,20 +166,22 @@ def test_an_ineffective_fix(people, ml_model, finding, probe):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_implemented_before_any_run_reruns_only_the_missing_probes(people, ml_model, finding,
-                                                                  probe, version):
+def test_implemented_before_any_run_reruns_only_the_missing_probes(
+    people, ml_model, finding, probe, version
+):
     from probes.models import Probe
 
-    other = Probe(finding=finding, dataset=probe.dataset, kind="margin_density",
-                  threshold=0.9)
+    other = Probe(finding=finding, dataset=probe.dataset, kind="margin_density", threshold=0.9)
     other.full_clean()
     other.save()
     # `version` was registered before the probes existed: it has no runs at all.
     assert not ProbeRun.objects.filter(model_version=version).exists()
-    api_for(people["contributor"]).post(f"/api/v1/probes/{probe.pk}/run/",
-                                       {"model_version": version.pk})
-    action = RemediationAction.objects.create(finding=finding, kind="retrain", title="t",
-                                              owner=people["contributor"])
+    api_for(people["contributor"]).post(
+        f"/api/v1/probes/{probe.pk}/run/", {"model_version": version.pk}
+    )
+    action = RemediationAction.objects.create(
+        finding=finding, kind="retrain", title="t", owner=people["contributor"]
+    )
     RemediationAction.objects.filter(pk=action.pk).update(status="in_progress")
     action.refresh_from_db()
     action.transition_to("implemented", by=people["contributor"], fixed_in_version=version)
@@ -172,14 +196,26 @@ def test_implemented_before_any_run_reruns_only_the_missing_probes(people, ml_mo
 def test_manual_evaluation_from_the_finding_page(people, finding, version):
     action = RemediationAction.objects.create(finding=finding, kind="retrain", title="t")
     client = client_for(people["reviewer"])
-    response = client.post(f"/actions/{action.pk}/evaluations/new/", {
-        "model_version": version.pk, "outcome": "held", "notes": "User study, 12 people.",
-    })
+    response = client.post(
+        f"/actions/{action.pk}/evaluations/new/",
+        {
+            "model_version": version.pk,
+            "outcome": "held",
+            "notes": "User study, 12 people.",
+        },
+    )
     assert response.status_code == 302
     e = Evaluation.objects.get()
     assert e.is_manual and e.created_by == people["reviewer"] and e.notes.startswith("User")
-    assert client_for(people["contributor"]).post(f"/actions/{action.pk}/evaluations/new/", {
-        "model_version": version.pk, "outcome": "held", "notes": "x"}).status_code == 403
+    assert (
+        client_for(people["contributor"])
+        .post(
+            f"/actions/{action.pk}/evaluations/new/",
+            {"model_version": version.pk, "outcome": "held", "notes": "x"},
+        )
+        .status_code
+        == 403
+    )
 
 
 @pytest.mark.django_db
@@ -189,23 +225,31 @@ def test_board_groups_filters_and_offers_only_allowed_moves(people, finding):
     from django.utils import timezone
 
     late = RemediationAction.objects.create(
-        finding=finding, kind="retrain", title="Late fix", owner=people["contributor"],
-        due_date=timezone.localdate() - datetime.timedelta(days=3))
-    RemediationAction.objects.create(finding=finding, kind="relabeling", title="Other fix",
-                                     owner=people["reviewer"])
+        finding=finding,
+        kind="retrain",
+        title="Late fix",
+        owner=people["contributor"],
+        due_date=timezone.localdate() - datetime.timedelta(days=3),
+    )
+    RemediationAction.objects.create(
+        finding=finding, kind="relabeling", title="Other fix", owner=people["reviewer"]
+    )
     page = client_for(people["reviewer"]).get("/review/").content.decode()
     assert "Late fix" in page and "(overdue)" in page and 'value="approved"' in page
     page = client_for(people["viewer"]).get("/review/").content.decode()
     assert 'value="approved"' not in page
     page = client_for(people["viewer"]).get("/review/?overdue=true").content.decode()
     assert "Late fix" in page and "Other fix" not in page
-    page = client_for(people["viewer"]).get(
-        f"/review/?owner={people['reviewer'].pk}").content.decode()
+    page = (
+        client_for(people["viewer"]).get(f"/review/?owner={people['reviewer'].pk}").content.decode()
+    )
     assert "Other fix" in page and "Late fix" not in page
     page = client_for(people["viewer"]).get("/review/?changed_since=2999-01-01").content.decode()
     assert "Late fix" not in page
-    client_for(people["reviewer"]).post(f"/actions/{late.pk}/transition/",
-                                        {"to": "approved", "from": "proposed", "next": "/review/"})
+    client_for(people["reviewer"]).post(
+        f"/actions/{late.pk}/transition/",
+        {"to": "approved", "from": "proposed", "next": "/review/"},
+    )
     late.refresh_from_db()
     assert late.status == "approved"
 
@@ -215,10 +259,12 @@ def test_stale_form_is_a_conflict_message(people, finding):
     action = RemediationAction.objects.create(finding=finding, kind="retrain", title="t")
     action.transition_to("approved", by=people["reviewer"])
     response = client_for(people["reviewer"]).post(
-        f"/actions/{action.pk}/transition/", {"to": "rejected", "from": "proposed"}, follow=True)
+        f"/actions/{action.pk}/transition/", {"to": "rejected", "from": "proposed"}, follow=True
+    )
     assert "changed by someone else" in response.content.decode()
     response = api_for(people["reviewer"]).post(
-        f"/api/v1/actions/{action.pk}/transition/", {"to": "rejected", "from": "proposed"})
+        f"/api/v1/actions/{action.pk}/transition/", {"to": "rejected", "from": "proposed"}
+    )
     assert response.status_code == 409
     action.refresh_from_db()
     assert action.status == "approved"
@@ -249,8 +295,10 @@ def test_two_reviewers_race_on_postgresql(people, finding):
                 connections.close_all()
 
         before = AuditEvent.objects.for_object(action).filter(verb="transition").count()
-        threads = [threading.Thread(target=act, args=("approved", "a")),
-                   threading.Thread(target=act, args=("rejected", "b"))]
+        threads = [
+            threading.Thread(target=act, args=("approved", "a")),
+            threading.Thread(target=act, args=("rejected", "b")),
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -295,8 +343,9 @@ def test_tag_edits_are_audited(people, finding):
 def test_review_pack_and_evidence_pack(people, ml_model, finding, probe, version):
     from django.utils import timezone
 
-    api_for(people["contributor"]).post(f"/api/v1/probes/{probe.pk}/run/",
-                                       {"model_version": version.pk})
+    api_for(people["contributor"]).post(
+        f"/api/v1/probes/{probe.pk}/run/", {"model_version": version.pk}
+    )
     action = RemediationAction.objects.create(finding=finding, kind="retrain", title="Retrain")
     action.transition_to("approved", by=people["reviewer"], note="ok")
     finding.transition_to("remediating", by=people["contributor"])
@@ -325,8 +374,13 @@ def test_review_pack_and_evidence_pack(people, ml_model, finding, probe, version
 
 @pytest.mark.django_db
 def test_effectiveness_counts_fixes_by_kind(people, finding, version):
-    action = RemediationAction.objects.create(finding=finding, kind="recalibration", title="t",
-                                              fixed_in_version=version, status="verified")
+    action = RemediationAction.objects.create(
+        finding=finding,
+        kind="recalibration",
+        title="t",
+        fixed_in_version=version,
+        status="verified",
+    )
     Evaluation.objects.create(action=action, model_version=version, outcome="held")
     page = client_for(people["viewer"]).get("/review/effectiveness/")
     rows = {r["kind"]: r for r in page.context["rows"]}
@@ -345,7 +399,7 @@ def test_notifications_list_and_mark_read(people, finding):
     assert [n["subject"] for n in items] == ["Hello"]
     assert api_for(people["reviewer"]).get("/api/v1/notifications/").json()["count"] == 0
     api.post(f"/api/v1/notifications/{items[0]['id']}/read/")
-    assert 'notif-count' not in client.get("/notifications/").content.decode()
+    assert "notif-count" not in client.get("/notifications/").content.decode()
 
 
 def test_webhook_signature_and_retry(settings):

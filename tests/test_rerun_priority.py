@@ -14,30 +14,39 @@ from .factories import fitted_model, skops_upload
 
 
 def register(ml_model, name, people):
-    return ModelVersion.register(ml_model=ml_model, version=name,
-                                 artifact=skops_upload(fitted_model()), by=people["maintainer"],
-                                 enqueue=False)
+    return ModelVersion.register(
+        ml_model=ml_model,
+        version=name,
+        artifact=skops_upload(fitted_model()),
+        by=people["maintainer"],
+        enqueue=False,
+    )
 
 
 @pytest.mark.parametrize(
     ("runs", "chunks"),
     [
         ([(1, 9, "low"), (2, 9, "critical"), (3, 9, "high")], [[2], [3], [1]]),
-        ([(1, 9, "medium"), (2, 8, "medium"), (3, 9, "critical"), (4, 8, "critical")],
-         [[3], [4], [1], [2]]),
+        (
+            [(1, 9, "medium"), (2, 8, "medium"), (3, 9, "critical"), (4, 8, "critical")],
+            [[3], [4], [1], [2]],
+        ),
         ([(i, 9, "low") for i in range(1, 5)] + [(9, 9, "critical")], [[9], [1, 3], [2, 4]]),
         ([(1, 9), (2, 9), (3, 9)], [[1, 3], [2]]),
     ],
-    ids=["one-per-severity", "severity-before-dataset", "critical-jumps-the-queue",
-         "no-severity-as-before"],
+    ids=[
+        "one-per-severity",
+        "severity-before-dataset",
+        "critical-jumps-the-queue",
+        "no-severity-as-before",
+    ],
 )
 def test_chunks_go_out_critical_first(runs, chunks):
     assert plan_chunks(runs, size=2) == chunks
 
 
 def test_severities_are_ranked_as_design_says():
-    assert sorted(SEVERITY_ORDER, key=SEVERITY_ORDER.get) == ["critical", "high", "medium",
-                                                               "low"]
+    assert sorted(SEVERITY_ORDER, key=SEVERITY_ORDER.get) == ["critical", "high", "medium", "low"]
 
 
 def test_the_nightly_rerun_covers_deployed_versions_first(people, ml_model, version, probe):
@@ -54,20 +63,27 @@ def test_the_nightly_rerun_covers_deployed_versions_first(people, ml_model, vers
     assert all(r.trigger == "schedule" for r in reruns)
     # every covered version of the model with probes got a run of its active probe
     assert set(ProbeRun.objects.filter(probe=probe).values_list("model_version", flat=True)) >= {
-        v2.pk, version.pk, v3.pk}
+        v2.pk,
+        version.pk,
+        v3.pk,
+    }
 
 
-def test_a_rerun_hands_critical_probes_to_the_workers_first(people, ml_model, version,
-                                                            dataset, settings):
+def test_a_rerun_hands_critical_probes_to_the_workers_first(
+    people, ml_model, version, dataset, settings
+):
     settings.RERUN_CHUNK_SIZE = 1
     probes = {}
     for severity in ("low", "critical", "medium", "high"):
-        finding = Finding.objects.create(title=severity, ml_model=ml_model, severity=severity,
-                                         dataset=dataset)
-        probes[severity] = Probe.objects.create(finding=finding, dataset=dataset,
-                                                kind="slice_error_rate", threshold=0.5)
+        finding = Finding.objects.create(
+            title=severity, ml_model=ml_model, severity=severity, dataset=dataset
+        )
+        probes[severity] = Probe.objects.create(
+            finding=finding, dataset=dataset, kind="slice_error_rate", threshold=0.5
+        )
     rerun = Rerun.queue(version, trigger="manual", dispatch=False)
-    runs = ProbeRun.objects.filter(rerun=rerun).values_list("pk", "probe__dataset_id",
-                                                            "probe__finding__severity")
+    runs = ProbeRun.objects.filter(rerun=rerun).values_list(
+        "pk", "probe__dataset_id", "probe__finding__severity"
+    )
     order = [ProbeRun.objects.get(pk=chunk[0]).probe for chunk in plan_chunks(runs)]
     assert order == [probes[s] for s in ("critical", "high", "medium", "low")]

@@ -13,8 +13,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def register(ml_model, user, version="2", **kwargs):
-    return ModelVersion.register(ml_model=ml_model, version=version,
-                                 artifact=skops_upload(fitted_model(**kwargs)), by=user)
+    return ModelVersion.register(
+        ml_model=ml_model, version=version, artifact=skops_upload(fitted_model(**kwargs)), by=user
+    )
 
 
 def test_registration_through_the_api_stores_runs(people, ml_model, probe):
@@ -31,9 +32,11 @@ def test_registration_through_the_api_stores_runs(people, ml_model, probe):
     assert run.lineage["dataset_sha256"] == probe.dataset.sha256
     assert run.lineage["probe"]["kind"] == "slice_error_rate"
     assert {"python", "scikit-learn", "numpy", "pandas"} <= set(run.lineage)
-    listed = api_for(people["viewer"]).get(
-        f"/api/v1/probe-runs/?probe={probe.pk}&model_version={run.model_version_id}"
-    ).json()
+    listed = (
+        api_for(people["viewer"])
+        .get(f"/api/v1/probe-runs/?probe={probe.pk}&model_version={run.model_version_id}")
+        .json()
+    )
     assert [r["id"] for r in listed["results"]] == [run.pk]
 
 
@@ -55,8 +58,7 @@ def test_a_retried_rerun_never_duplicates_runs(people, ml_model, probe):
     assert ProbeRun.objects.filter(probe=probe, model_version=v2).count() == 1
 
 
-def test_an_altered_artifact_is_an_error_on_the_run_not_a_load(people, ml_model, probe,
-                                                                 version):
+def test_an_altered_artifact_is_an_error_on_the_run_not_a_load(people, ml_model, probe, version):
     with open(version.artifact.path, "ab") as handle:
         handle.write(b"tampered")
     call_command("run_probes", "--model-version", str(version.pk), "--sync")
@@ -70,8 +72,9 @@ def test_a_model_expecting_other_columns_is_an_error(people, ml_model, probe, da
 
     frame = pd.DataFrame({"a": [0.0, 1.0, 0.2, 0.9], "b": [1, 0, 1, 0]})
     other = LogisticRegression().fit(frame[["a"]], frame["b"])
-    v = ModelVersion.register(ml_model=ml_model, version="odd", artifact=skops_upload(other),
-                              by=people["maintainer"])
+    v = ModelVersion.register(
+        ml_model=ml_model, version="odd", artifact=skops_upload(other), by=people["maintainer"]
+    )
     run = ProbeRun.objects.get(model_version=v)
     assert run.status == "error" and "a" in run.error
 
@@ -83,9 +86,12 @@ def test_run_now_for_one_probe_answers_202(people, ml_model, probe, version):
     assert response.status_code == 202, response.content
     run = ProbeRun.objects.get(pk=response.json()["id"])
     assert run.trigger == "manual" and run.status == "passed"
-    assert api_for(people["viewer"]).post(
-        f"/api/v1/probes/{probe.pk}/run/", {"model_version": version.pk}, format="json"
-    ).status_code == 403
+    assert (
+        api_for(people["viewer"])
+        .post(f"/api/v1/probes/{probe.pk}/run/", {"model_version": version.pk}, format="json")
+        .status_code
+        == 403
+    )
 
 
 def test_nightly_schedule_reruns_the_latest_version(people, ml_model, probe, version):
@@ -124,15 +130,20 @@ def test_the_nightly_schedule_runs_at_night_not_when_the_first_worker_starts(db)
     assert next_night(early) == timezone.make_aware(datetime(2026, 3, 1, 2, 0))
 
 
-def test_predict_proba_once_per_version_and_dataset(people, ml_model, finding, dataset,
-                                                    monkeypatch):
+def test_predict_proba_once_per_version_and_dataset(
+    people, ml_model, finding, dataset, monkeypatch
+):
     """Several probes on one dataset share a single predict_proba call."""
     from boundary import artifacts
     from probes import evaluation
     from probes.models import Probe
 
-    for kind, threshold in [("slice_error_rate", 0.2), ("margin_density", 0.5),
-                            ("slice_ece", 0.2), ("slice_error_gap", 0.2)]:
+    for kind, threshold in [
+        ("slice_error_rate", 0.2),
+        ("margin_density", 0.5),
+        ("slice_ece", 0.2),
+        ("slice_error_gap", 0.2),
+    ]:
         p = Probe(finding=finding, dataset=dataset, kind=kind, threshold=threshold)
         p.full_clean()
         p.save()
@@ -160,8 +171,7 @@ def test_predict_proba_once_per_version_and_dataset(people, ml_model, finding, d
 
 @pytest.mark.parametrize(
     "name",
-    ["run_chunk", "nightly_rerun", "sweep_runs", "run_rerun", "enqueue_rerun",
-     "on_worker_spawn"],
+    ["run_chunk", "nightly_rerun", "sweep_runs", "run_rerun", "enqueue_rerun", "on_worker_spawn"],
 )
 def test_the_task_paths_that_queues_and_schedules_store_still_resolve(name):
     """Queued tasks and stored schedules name their function by path."""
@@ -177,8 +187,11 @@ def test_every_schedule_the_migrations_store_names_a_function_that_exists():
     from django.utils.module_loading import import_string
 
     migrations = Path(__file__).resolve().parent.parent / "probes" / "migrations"
-    funcs = {f for path in migrations.glob("*.py")
-             for f in re.findall(r"[\"'](probes\.tasks\.\w+)[\"']", path.read_text())}
+    funcs = {
+        f
+        for path in migrations.glob("*.py")
+        for f in re.findall(r"[\"'](probes\.tasks\.\w+)[\"']", path.read_text())
+    }
     assert {"probes.tasks.nightly_rerun", "probes.tasks.sweep_runs"} <= funcs
     for func in funcs:
         assert callable(import_string(func)), func

@@ -29,9 +29,12 @@ def with_member(model, name, size, *, level=9):
     """A real skops file of `model` with one more member of `size` zero bytes, deflated."""
     buffer = io.BytesIO(sio.dumps(model))
     zero = bytes(1 << 20)
-    with (zipfile.ZipFile(buffer, "a", compression=zipfile.ZIP_DEFLATED,
-                          compresslevel=level) as archive,
-          archive.open(name, "w", force_zip64=True) as member):
+    with (
+        zipfile.ZipFile(
+            buffer, "a", compression=zipfile.ZIP_DEFLATED, compresslevel=level
+        ) as archive,
+        archive.open(name, "w", force_zip64=True) as member,
+    ):
         for _ in range(size >> 20):
             member.write(zero)
     return buffer.getvalue()
@@ -56,8 +59,12 @@ def nothing_unpacked(monkeypatch):
 
 
 def register(people, ml_model, data, *, version="2"):
-    return ModelVersion.register(ml_model=ml_model, version=version, by=people["maintainer"],
-                                 artifact=ContentFile(data, name="model.skops"))
+    return ModelVersion.register(
+        ml_model=ml_model,
+        version=version,
+        by=people["maintainer"],
+        artifact=ContentFile(data, name="model.skops"),
+    )
 
 
 def refusal(people, ml_model, data):
@@ -77,17 +84,16 @@ def stored_artifacts(settings):
 
 
 def test_it_refuses_a_small_skops_that_unpacks_to_a_gigabyte_before_unpacking_it(
-        people, ml_model, settings, one_gigabyte_inside, nothing_unpacked):
+    people, ml_model, settings, one_gigabyte_inside, nothing_unpacked
+):
     assert len(one_gigabyte_inside) < 2 * 1024 * 1024
     message = refusal(people, ml_model, one_gigabyte_inside)
     assert message.startswith("Artifact unpacks to 1,073,"), message
-    assert message.endswith(
-        "bytes; the limit is 838,860,800 bytes (ARTIFACT_MAX_UNPACKED_BYTES).")
+    assert message.endswith("bytes; the limit is 838,860,800 bytes (ARTIFACT_MAX_UNPACKED_BYTES).")
     assert stored_artifacts(settings) == []
 
 
-def test_it_refuses_a_member_compressed_a_thousand_to_one(people, ml_model,
-                                                          nothing_unpacked):
+def test_it_refuses_a_member_compressed_a_thousand_to_one(people, ml_model, nothing_unpacked):
     message = refusal(people, ml_model, with_member(fitted_model(), "zeros.npy", 20 << 20))
     assert message.startswith("Artifact member zeros.npy unpacks to 20,971,520 bytes from ")
     assert message.endswith("to 1); more than 200 to 1 is refused.")
@@ -100,19 +106,31 @@ def test_it_checks_the_unpacked_size_against_the_setting(people, ml_model, setti
     settings.ARTIFACT_MAX_UNPACKED_BYTES = unpacked - 1
     assert refusal(people, ml_model, data) == (
         f"Artifact unpacks to {unpacked:,} bytes; the limit is {unpacked - 1:,} bytes "
-        "(ARTIFACT_MAX_UNPACKED_BYTES).")
+        "(ARTIFACT_MAX_UNPACKED_BYTES)."
+    )
     settings.ARTIFACT_MAX_UNPACKED_BYTES = unpacked
     assert register(people, ml_model, data).artifact_format == "skops"
 
 
 def test_the_unpacked_limit_is_four_uploads_by_default_and_read_from_the_environment():
     script = "import config.settings as s; print(s.ARTIFACT_MAX_UNPACKED_BYTES)"
-    clean = {k: v for k, v in os.environ.items()
-             if k not in ("ARTIFACT_MAX_UNPACKED_BYTES", "UPLOAD_MAX_BYTES")}
-    for env, expected in [({}, 4 * 200 * 1024 * 1024), ({"UPLOAD_MAX_BYTES": "1000"}, 4000),
-                          ({"ARTIFACT_MAX_UNPACKED_BYTES": "12345"}, 12345)]:
-        out = subprocess.run([sys.executable, "-c", script], env=dict(clean, **env),
-                             capture_output=True, text=True, check=True)
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("ARTIFACT_MAX_UNPACKED_BYTES", "UPLOAD_MAX_BYTES")
+    }
+    for env, expected in [
+        ({}, 4 * 200 * 1024 * 1024),
+        ({"UPLOAD_MAX_BYTES": "1000"}, 4000),
+        ({"ARTIFACT_MAX_UNPACKED_BYTES": "12345"}, 12345),
+    ]:
+        out = subprocess.run(
+            [sys.executable, "-c", script],
+            env=dict(clean, **env),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         assert int(out.stdout) == expected
 
 
@@ -123,15 +141,16 @@ def evil_pipeline():
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import FunctionTransformer
 
-    return Pipeline([
-        ("sys", FunctionTransformer(func=os.system, kw_args={"command": "true"})),
-        ("eval", FunctionTransformer(func=eval)),
-        ("model", fitted_model()),
-    ])
+    return Pipeline(
+        [
+            ("sys", FunctionTransformer(func=os.system, kw_args={"command": "true"})),
+            ("eval", FunctionTransformer(func=eval)),
+            ("model", fitted_model()),
+        ]
+    )
 
 
-def test_it_refuses_untrusted_types_at_registration_by_name(people, ml_model, probe,
-                                                            settings):
+def test_it_refuses_untrusted_types_at_registration_by_name(people, ml_model, probe, settings):
     message = refusal(people, ml_model, sio.dumps(evil_pipeline()))
     assert message == "Artifact contains untrusted types: builtins.eval, posix.system."
     assert stored_artifacts(settings) == [Path(probe.finding.model_version.artifact.path)]
@@ -139,13 +158,19 @@ def test_it_refuses_untrusted_types_at_registration_by_name(people, ml_model, pr
 
 
 def test_the_api_answers_400_naming_the_untrusted_types(people, ml_model, probe):
-    response = api_for(people["maintainer"]).post("/api/v1/model-versions/", {
-        "ml_model": ml_model.pk, "version": "evil",
-        "artifact": ContentFile(sio.dumps(evil_pipeline()), name="m.skops"),
-    }, format="multipart")
+    response = api_for(people["maintainer"]).post(
+        "/api/v1/model-versions/",
+        {
+            "ml_model": ml_model.pk,
+            "version": "evil",
+            "artifact": ContentFile(sio.dumps(evil_pipeline()), name="m.skops"),
+        },
+        format="multipart",
+    )
     assert response.status_code == 400
     assert response.json()["artifact"] == [
-        "Artifact contains untrusted types: builtins.eval, posix.system."]
+        "Artifact contains untrusted types: builtins.eval, posix.system."
+    ]
     assert ModelVersion.objects.count() == 1  # the probe's own version only
 
 
@@ -155,7 +180,8 @@ def test_types_a_deployment_trusts_by_name_register(people, ml_model, settings):
 
     data = sio.dumps(hanging_model(toy_frame()))
     assert refusal(people, ml_model, data) == (
-        "Artifact contains untrusted types: tests.hanging_model.HangingPipeline.")
+        "Artifact contains untrusted types: tests.hanging_model.HangingPipeline."
+    )
     settings.SKOPS_EXTRA_TRUSTED_TYPES = ["tests.hanging_model.HangingPipeline"]
     assert register(people, ml_model, data).artifact_format == "skops"
 
@@ -170,8 +196,10 @@ def ensemble(kind):
     from sklearn.preprocessing import StandardScaler
     from sklearn.tree import DecisionTreeClassifier
 
-    members = [("lr", make_pipeline(StandardScaler(), LogisticRegression())),
-               ("tree", DecisionTreeClassifier(max_depth=3, random_state=0))]
+    members = [
+        ("lr", make_pipeline(StandardScaler(), LogisticRegression())),
+        ("tree", DecisionTreeClassifier(max_depth=3, random_state=0)),
+    ]
     if kind == "voting":
         return VotingClassifier(members, voting="soft")
     return StackingClassifier(members, final_estimator=LogisticRegression())
@@ -186,15 +214,30 @@ def cancer(people, ml_model):
 
     frame = load_breast_cancer(as_frame=True).frame
     dataset = Dataset.create_from_upload(
-        ContentFile(frame.to_csv(index=False).encode(), name="cancer.csv"), name="cancer",
-        target_column="target", by=people["contributor"])
+        ContentFile(frame.to_csv(index=False).encode(), name="cancer.csv"),
+        name="cancer",
+        target_column="target",
+        by=people["contributor"],
+    )
     finding = Finding.objects.create(
-        title="Large tumours", summary="Errors on large radii.", ml_model=ml_model,
-        dataset=dataset, slice=[{"feature": "mean radius", "op": ">", "value": 15}],
-        severity="high", risk_category="safety", owner=people["contributor"],
-        reporter=people["contributor"])
-    probe = Probe(finding=finding, dataset=dataset, kind="slice_error_rate",
-                  slice=finding.slice, threshold=0.2, created_by=people["contributor"])
+        title="Large tumours",
+        summary="Errors on large radii.",
+        ml_model=ml_model,
+        dataset=dataset,
+        slice=[{"feature": "mean radius", "op": ">", "value": 15}],
+        severity="high",
+        risk_category="safety",
+        owner=people["contributor"],
+        reporter=people["contributor"],
+    )
+    probe = Probe(
+        finding=finding,
+        dataset=dataset,
+        kind="slice_error_rate",
+        slice=finding.slice,
+        threshold=0.2,
+        created_by=people["contributor"],
+    )
     probe.full_clean()
     probe.save()
     return frame, probe
@@ -206,8 +249,9 @@ def test_voting_and_stacking_ensembles_register_and_run(people, ml_model, cancer
     frame, probe = cancer
     model = ensemble(kind).fit(frame.drop(columns="target"), frame["target"])
     assert "sklearn.utils._bunch.Bunch" in sio.get_untrusted_types(data=sio.dumps(model))
-    version = ModelVersion.register(ml_model=ml_model, version=kind, by=people["maintainer"],
-                                    artifact=skops_upload(model))
+    version = ModelVersion.register(
+        ml_model=ml_model, version=kind, by=people["maintainer"], artifact=skops_upload(model)
+    )
     run = ProbeRun.objects.get(model_version=version, probe=probe)
     assert run.status in ("passed", "failed"), run.error
     rows = frame[frame["mean radius"] > 15]

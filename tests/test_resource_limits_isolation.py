@@ -35,13 +35,20 @@ def tree_pipeline(frame=None):
     from sklearn.tree import DecisionTreeClassifier
 
     frame = toy_frame() if frame is None else frame
-    model = Pipeline([
-        ("prep", ColumnTransformer([
-            ("num", StandardScaler(), ["x1", "x2"]),
-            ("cat", OneHotEncoder(handle_unknown="ignore"), ["color"]),
-        ])),
-        ("clf", DecisionTreeClassifier(max_depth=4, random_state=0)),
-    ])
+    model = Pipeline(
+        [
+            (
+                "prep",
+                ColumnTransformer(
+                    [
+                        ("num", StandardScaler(), ["x1", "x2"]),
+                        ("cat", OneHotEncoder(handle_unknown="ignore"), ["color"]),
+                    ]
+                ),
+            ),
+            ("clf", DecisionTreeClassifier(max_depth=4, random_state=0)),
+        ]
+    )
     return model.fit(frame.drop(columns="y"), frame["y"])
 
 
@@ -71,8 +78,15 @@ def probes(people, finding, dataset):
         ("perturbation_flip_rate", [], {"features": ["x1"]}, 0.5),
         ("counterfactual_flip_rate", [], {"changes": {"color": {"set": "red"}}}, 0.5),
     ]:
-        probe = Probe(finding=finding, dataset=dataset, kind=kind, slice=slice_,
-                      params=params, threshold=threshold, created_by=people["contributor"])
+        probe = Probe(
+            finding=finding,
+            dataset=dataset,
+            kind=kind,
+            slice=slice_,
+            params=params,
+            threshold=threshold,
+            created_by=people["contributor"],
+        )
         probe.full_clean()
         probe.save()
         made.append(probe)
@@ -80,12 +94,12 @@ def probes(people, finding, dataset):
 
 
 def register(people, ml_model, model, version):
-    return ModelVersion.register(ml_model=ml_model, version=version, by=people["maintainer"],
-                                 artifact=skops_upload(model))
+    return ModelVersion.register(
+        ml_model=ml_model, version=version, by=people["maintainer"], artifact=skops_upload(model)
+    )
 
 
-def test_a_model_that_crashes_while_predicting_fails_its_runs_once(people, ml_model,
-                                                                    probes):
+def test_a_model_that_crashes_while_predicting_fails_its_runs_once(people, ml_model, probes):
     me = os.getpid()
     crashing = register(people, ml_model, corrupted_tree(), "crafted")
     assert os.getpid() == me  # the test process (the inline worker) is alive
@@ -100,8 +114,7 @@ def test_a_model_that_crashes_while_predicting_fails_its_runs_once(people, ml_mo
     assert Rerun.objects.get(model_version=crashing).finished_at is not None
     # The worker goes on with the next version.
     healthy = register(people, ml_model, tree_pipeline(), "healthy")
-    statuses = set(ProbeRun.objects.filter(model_version=healthy)
-                   .values_list("status", flat=True))
+    statuses = set(ProbeRun.objects.filter(model_version=healthy).values_list("status", flat=True))
     assert statuses <= {"passed", "failed", "inconclusive"}, statuses
 
 
@@ -110,11 +123,13 @@ def test_a_crash_is_not_retried_by_another_delivery(people, ml_model, probes):
 
     crashing = register(people, ml_model, corrupted_tree(), "crafted")
     rerun = Rerun.objects.get(model_version=crashing)
-    before = list(ProbeRun.objects.filter(rerun=rerun).values_list("pk", "status", "attempts",
-                                                                   "finished_at"))
+    before = list(
+        ProbeRun.objects.filter(rerun=rerun).values_list("pk", "status", "attempts", "finished_at")
+    )
     run_chunk(rerun.pk, [pk for pk, *_ in before])
-    after = list(ProbeRun.objects.filter(rerun=rerun).values_list("pk", "status", "attempts",
-                                                                  "finished_at"))
+    after = list(
+        ProbeRun.objects.filter(rerun=rerun).values_list("pk", "status", "attempts", "finished_at")
+    )
     assert after == before
     assert {status for _, status, *_ in after} == {"error"}
 
@@ -124,8 +139,9 @@ def zygote_address_space(tmp_path):
     imported what it preloads (a first model loaded through it shows that it has)."""
     path = tmp_path / "warm-up.skops"
     artifacts.dump_skops(fitted_model(), path)
-    artifacts.load_model(path, expected_sha256=artifacts.sha256_of(path),
-                         isolate=artifacts.Isolation()).close()
+    artifacts.load_model(
+        path, expected_sha256=artifacts.sha256_of(path), isolate=artifacts.Isolation()
+    ).close()
     with open(f"/proc/{artifacts._fork_server().process.pid}/status") as status:
         kilobytes = int(re.search(r"VmSize:\s+(\d+) kB", status.read()).group(1))
     return kilobytes * 1024
@@ -136,24 +152,30 @@ def memory_hungry():
     about 150 to 1, under the refusal ratio)."""
     model = fitted_model()
     pattern = np.random.default_rng(0).integers(0, 256, size=1000, dtype=np.uint8)
-    model.named_steps["clf"].coef_ = np.frombuffer(np.tile(pattern, 100_000).tobytes(),
-                                                   dtype=np.float64).reshape(1, -1)
-    return ContentFile(sio.dumps(model, compression=zipfile.ZIP_DEFLATED, compresslevel=1),
-                       name="hungry.skops")
+    model.named_steps["clf"].coef_ = np.frombuffer(
+        np.tile(pattern, 100_000).tobytes(), dtype=np.float64
+    ).reshape(1, -1)
+    return ContentFile(
+        sio.dumps(model, compression=zipfile.ZIP_DEFLATED, compresslevel=1), name="hungry.skops"
+    )
 
 
 def test_a_model_that_exhausts_its_memory_while_loading_fails_its_runs_once(
-        people, ml_model, probes, settings, tmp_path):
+    people, ml_model, probes, settings, tmp_path
+):
     limit = zygote_address_space(tmp_path) + 64 * 1024 * 1024
     settings.ARTIFACT_MEMORY_LIMIT_BYTES = limit
     artifact = memory_hungry()
     assert artifact.size < 1024 * 1024
-    hungry = ModelVersion.register(ml_model=ml_model, version="hungry", artifact=artifact,
-                                   by=people["maintainer"])
+    hungry = ModelVersion.register(
+        ml_model=ml_model, version="hungry", artifact=artifact, by=people["maintainer"]
+    )
     runs = list(ProbeRun.objects.filter(model_version=hungry))
     assert len(runs) == len(probes)
-    message = (f"the model ran out of memory while loading (limit {limit:,} bytes, "
-               "ARTIFACT_MEMORY_LIMIT_BYTES)")
+    message = (
+        f"the model ran out of memory while loading (limit {limit:,} bytes, "
+        "ARTIFACT_MEMORY_LIMIT_BYTES)"
+    )
     assert [(r.status, r.error, r.attempts) for r in runs] == [("error", message, 1)] * len(runs)
     settings.ARTIFACT_MEMORY_LIMIT_BYTES = 4 * 1024**3
     healthy = register(people, ml_model, fitted_model(), "healthy")
@@ -161,43 +183,62 @@ def test_a_model_that_exhausts_its_memory_while_loading_fails_its_runs_once(
 
 
 @pytest.mark.parametrize("chunk_rows", [0, 57], ids=["one-call", "chunked"])
-def test_results_are_those_of_the_model_run_in_the_worker(people, ml_model, probes, dataset,
-                                                          settings, monkeypatch, chunk_rows):
+def test_results_are_those_of_the_model_run_in_the_worker(
+    people, ml_model, probes, dataset, settings, monkeypatch, chunk_rows
+):
     settings.PREDICT_CHUNK_ROWS = chunk_rows
     loaded = []
     real_load = artifacts.load_model
-    monkeypatch.setattr(artifacts, "load_model",
-                        lambda *a, **k: loaded.append(real_load(*a, **k)) or loaded[-1])
+    monkeypatch.setattr(
+        artifacts, "load_model", lambda *a, **k: loaded.append(real_load(*a, **k)) or loaded[-1]
+    )
     model = fitted_model(flip_above=0.8)
     version = register(people, ml_model, model, "v2")
     [isolated] = loaded
     assert isinstance(isolated, artifacts.IsolatedModel)
     assert isolated.pid is None  # the rerun finished: its model's process has ended
     runs = {r.probe_id: r for r in ProbeRun.objects.filter(model_version=version)}
-    specs = [engine.ProbeSpec(key=p.pk, kind=p.kind, slice=p.slice, params=p.params,
-                              comparator=p.comparator, threshold=p.threshold,
-                              min_support=p.min_support) for p in probes]
-    in_worker = engine.evaluate_probes(model, dataset.read(), "y", specs,
-                                       chunk_rows=chunk_rows)
+    specs = [
+        engine.ProbeSpec(
+            key=p.pk,
+            kind=p.kind,
+            slice=p.slice,
+            params=p.params,
+            comparator=p.comparator,
+            threshold=p.threshold,
+            min_support=p.min_support,
+        )
+        for p in probes
+    ]
+    in_worker = engine.evaluate_probes(model, dataset.read(), "y", specs, chunk_rows=chunk_rows)
     for result in in_worker:
         run = runs[result.key]
         assert (run.status, run.value, run.ci_low, run.ci_high, run.support) == (
-            result.status, result.value, result.ci_low, result.ci_high, result.support)
+            result.status,
+            result.value,
+            result.ci_low,
+            result.ci_high,
+            result.support,
+        )
 
 
 def test_the_model_runs_in_another_process_with_the_memory_limit(tmp_path):
     path = tmp_path / "model.skops"
     artifacts.dump_skops(fitted_model(), path)
-    model = artifacts.load_model(path, expected_sha256=artifacts.sha256_of(path),
-                                 isolate=artifacts.Isolation(memory_limit=3 * 1024**3))
+    model = artifacts.load_model(
+        path,
+        expected_sha256=artifacts.sha256_of(path),
+        isolate=artifacts.Isolation(memory_limit=3 * 1024**3),
+    )
     try:
         assert model.pid != os.getpid()
         with open(f"/proc/{model.pid}/limits") as limits:
             line = next(line for line in limits if line.startswith("Max address space"))
         assert line.split()[3:5] == [str(3 * 1024**3)] * 2
         frame = toy_frame().drop(columns="y")
-        np.testing.assert_array_equal(model.predict_proba(frame),
-                                      fitted_model().predict_proba(frame))
+        np.testing.assert_array_equal(
+            model.predict_proba(frame), fitted_model().predict_proba(frame)
+        )
         assert list(model.classes_) == [0, 1]
         assert list(model.feature_names_in_) == ["x1", "x2", "color"]
         with pytest.raises(ValueError, match="columns are missing"):
@@ -223,8 +264,11 @@ def test_a_time_limit_in_the_worker_ends_the_models_process(tmp_path, settings):
     path = tmp_path / "hang.skops"
     artifacts.dump_skops(hanging_model(toy_frame(), block_alarm=True), path)
     model = artifacts.load_model(
-        path, expected_sha256=artifacts.sha256_of(path), isolate=artifacts.Isolation(),
-        trusted_types=[*artifacts.DEFAULT_TRUSTED_TYPES, "tests.hanging_model.HangingPipeline"])
+        path,
+        expected_sha256=artifacts.sha256_of(path),
+        isolate=artifacts.Isolation(),
+        trusted_types=[*artifacts.DEFAULT_TRUSTED_TYPES, "tests.hanging_model.HangingPipeline"],
+    )
     pid = model.pid
 
     class TimeLimit(Exception):
@@ -251,6 +295,11 @@ def test_the_memory_limit_is_read_from_the_environment():
     script = "import config.settings as s; print(s.ARTIFACT_MEMORY_LIMIT_BYTES)"
     clean = {k: v for k, v in os.environ.items() if k != "ARTIFACT_MEMORY_LIMIT_BYTES"}
     for env, expected in [({}, 4 * 1024**3), ({"ARTIFACT_MEMORY_LIMIT_BYTES": "999"}, 999)]:
-        out = subprocess.run([sys.executable, "-c", script], env=dict(clean, **env),
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", script],
+            env=dict(clean, **env),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         assert int(out.stdout) == expected

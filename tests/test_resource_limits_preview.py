@@ -18,21 +18,31 @@ pytestmark = pytest.mark.django_db
 
 
 def upload(people, content, **kwargs):
-    return Dataset.create_from_upload(content, name="preview", target_column="y",
-                                      by=people["contributor"], **kwargs)
+    return Dataset.create_from_upload(
+        content, name="preview", target_column="y", by=people["contributor"], **kwargs
+    )
 
 
 def mixed_frame():
-    return pd.DataFrame({
-        "x": [0.1, 1e-05, np.nan, 12345.678, -0.0],
-        "n": np.array([1, 2, 3, 4, 5], dtype=np.int64),
-        "flag": [True, False, True, True, False],
-        "when": pd.to_datetime(["2024-01-02 03:04:05", "2024-02-03 00:00:00", None,
-                                "2024-03-04 00:00:00", "2024-05-06 07:08:00"]),
-        "name": ["<b>al</b>", "bo", None, "cy", "dee"],
-        "salary": [50001.5, 50002.5, 50003.5, 50004.5, 50005.5],
-        "y": [0, 1, 0, 1, 1],
-    })
+    return pd.DataFrame(
+        {
+            "x": [0.1, 1e-05, np.nan, 12345.678, -0.0],
+            "n": np.array([1, 2, 3, 4, 5], dtype=np.int64),
+            "flag": [True, False, True, True, False],
+            "when": pd.to_datetime(
+                [
+                    "2024-01-02 03:04:05",
+                    "2024-02-03 00:00:00",
+                    None,
+                    "2024-03-04 00:00:00",
+                    "2024-05-06 07:08:00",
+                ]
+            ),
+            "name": ["<b>al</b>", "bo", None, "cy", "dee"],
+            "salary": [50001.5, 50002.5, 50003.5, 50004.5, 50005.5],
+            "y": [0, 1, 0, 1, 1],
+        }
+    )
 
 
 def shown_cells(frame):
@@ -58,8 +68,7 @@ def test_the_page_shows_the_first_rows_with_the_file_gone(people):
     page = response.content.decode()
     for row in shown_cells(frame.drop(columns="salary")):
         assert row in page, row
-    assert "50001.5" not in page and "Sensitive columns are not shown row by row: salary." in (
-        page)
+    assert "50001.5" not in page and "Sensitive columns are not shown row by row: salary." in (page)
     assert "&lt;b&gt;al&lt;/b&gt;" in page and "<b>al</b>" not in page
 
 
@@ -123,7 +132,8 @@ def test_a_column_marked_sensitive_later_leaves_the_stored_rows(people):
     dataset = upload(people, csv_upload(frame))
     assert "x2" in dataset.preview["columns"]
     response = client_for(people["contributor"]).post(
-        f"/datasets/{dataset.pk}/sensitive/", {"sensitive_columns": ["x2"]})
+        f"/datasets/{dataset.pk}/sensitive/", {"sensitive_columns": ["x2"]}
+    )
     assert response.status_code == 302
     dataset.file.storage.delete(dataset.file.name)
     page = client_for(people["viewer"]).get(f"/datasets/{dataset.pk}/").content.decode()

@@ -18,9 +18,9 @@ pytestmark = pytest.mark.django_db
 
 ROLES = ["viewer", "contributor", "reviewer", "maintainer", "superuser"]
 EVERY_ROLE = set(ROLES)
-LOGS = {"contributor", "superuser"}      # "contributor (logs findings, datasets, probes,
-                                         # proposes actions)"
-REVIEWS = {"reviewer", "superuser"}      # "reviewer (approves, rejects, verifies, ...)"
+LOGS = {"contributor", "superuser"}  # "contributor (logs findings, datasets, probes,
+# proposes actions)"
+REVIEWS = {"reviewer", "superuser"}  # "reviewer (approves, rejects, verifies, ...)"
 REGISTERS = {"maintainer", "superuser"}  # "maintainer (registers model artifacts ...)"
 
 MAINTAINER_DATASETS = (
@@ -72,14 +72,25 @@ PAGES = [
 PAGE_PEOPLE = ["anonymous", "nobody", *ROLES]
 
 
-@pytest.mark.parametrize(("name", "arg", "allowed", "who", "may"), _ids(
-    "page", PAGES, lambda row: row[2], PAGE_PEOPLE,
-    not_yet_built={"page:registry:dataset_upload:maintainer"}))
-def test_each_page_checks_the_role(name, arg, allowed, who, may, person, finding, version,
-                                   dataset, ml_model):
+@pytest.mark.parametrize(
+    ("name", "arg", "allowed", "who", "may"),
+    _ids(
+        "page",
+        PAGES,
+        lambda row: row[2],
+        PAGE_PEOPLE,
+        not_yet_built={"page:registry:dataset_upload:maintainer"},
+    ),
+)
+def test_each_page_checks_the_role(
+    name, arg, allowed, who, may, person, finding, version, dataset, ml_model
+):
     args = {
-        None: [], "finding": [finding.pk], "ml_model": [ml_model.slug],
-        "version": [version.pk], "dataset": [dataset.pk],
+        None: [],
+        "finding": [finding.pk],
+        "ml_model": [ml_model.slug],
+        "version": [version.pk],
+        "dataset": [dataset.pk],
     }[arg]
     response = client_for(person[who]).get(reverse(name, args=args))
     if who == "anonymous":
@@ -113,14 +124,27 @@ def test_signing_in_and_out(people):
 
 # --- API lists: "viewer (reads everything)" -------------------------------------------------
 
-API_LISTS = [(resource,) for resource in [
-    "findings", "ml-models", "datasets", "model-versions", "probes", "probe-runs", "actions",
-    "evaluations", "audit-events", "tags", "reruns",
-]]
+API_LISTS = [
+    (resource,)
+    for resource in [
+        "findings",
+        "ml-models",
+        "datasets",
+        "model-versions",
+        "probes",
+        "probe-runs",
+        "actions",
+        "evaluations",
+        "audit-events",
+        "tags",
+        "reruns",
+    ]
+]
 
 
-@pytest.mark.parametrize(("resource", "who", "may"), _ids(
-    "api-list", API_LISTS, lambda row: EVERY_ROLE, PAGE_PEOPLE))
+@pytest.mark.parametrize(
+    ("resource", "who", "may"), _ids("api-list", API_LISTS, lambda row: EVERY_ROLE, PAGE_PEOPLE)
+)
 def test_each_api_list_checks_the_role(resource, who, may, person, finding, probe):
     response = api_for(person[who]).get(f"/api/v1/{resource}/")
     if who == "anonymous":
@@ -150,30 +174,52 @@ def _body(resource, who, finding, ml_model, dataset):
     if resource == "findings":
         return {"title": "Night-shift claims are misjudged", "ml_model": ml_model.pk}, "json"
     if resource == "datasets":
-        return {"name": f"d-{who}", "target_column": "y",
-                "file": csv_upload(toy_frame())}, "multipart"
+        return {
+            "name": f"d-{who}",
+            "target_column": "y",
+            "file": csv_upload(toy_frame()),
+        }, "multipart"
     if resource == "probes":
-        return {"finding": finding.pk, "dataset": dataset.pk, "kind": "margin_density",
-                "threshold": 0.3}, "json"
+        return {
+            "finding": finding.pk,
+            "dataset": dataset.pk,
+            "kind": "margin_density",
+            "threshold": 0.3,
+        }, "json"
     if resource == "actions":
         return {"finding": finding.pk, "kind": "retrain", "title": "Retrain"}, "json"
     if resource == "evaluations":
         action = RemediationAction.objects.create(finding=finding, kind="retrain", title="r")
         version = finding.model_version
-        return {"action": action.pk, "model_version": version.pk, "outcome": "held",
-                "notes": "user study"}, "json"
+        return {
+            "action": action.pk,
+            "model_version": version.pk,
+            "outcome": "held",
+            "notes": "user study",
+        }, "json"
     if resource == "ml-models":
         return {"name": f"m-{who}", "task": "binary"}, "json"
     assert resource == "model-versions"
-    return {"ml_model": ml_model.pk, "version": f"v-{who}",
-            "artifact": skops_upload(fitted_model())}, "multipart"
+    return {
+        "ml_model": ml_model.pk,
+        "version": f"v-{who}",
+        "artifact": skops_upload(fitted_model()),
+    }, "multipart"
 
 
-@pytest.mark.parametrize(("resource", "allowed", "who", "may"), _ids(
-    "api-create", API_WRITES, lambda row: row[1], WRITE_PEOPLE,
-    not_yet_built={"api-create:datasets:maintainer"}))
-def test_each_api_create_checks_the_role(resource, allowed, who, may, person, finding,
-                                         ml_model, dataset):
+@pytest.mark.parametrize(
+    ("resource", "allowed", "who", "may"),
+    _ids(
+        "api-create",
+        API_WRITES,
+        lambda row: row[1],
+        WRITE_PEOPLE,
+        not_yet_built={"api-create:datasets:maintainer"},
+    ),
+)
+def test_each_api_create_checks_the_role(
+    resource, allowed, who, may, person, finding, ml_model, dataset
+):
     body, fmt = _body(resource, who, finding, ml_model, dataset)
     response = api_for(person[who]).post(f"/api/v1/{resource}/", body, format=fmt)
     assert response.status_code == (201 if may else 403), response.content
@@ -182,9 +228,10 @@ def test_each_api_create_checks_the_role(resource, allowed, who, may, person, fi
 # --- Web forms ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("who", "may"), [
-    pytest.param(who, who in LOGS, id=f"web:propose-action:{who}") for who in WRITE_PEOPLE
-])
+@pytest.mark.parametrize(
+    ("who", "may"),
+    [pytest.param(who, who in LOGS, id=f"web:propose-action:{who}") for who in WRITE_PEOPLE],
+)
 def test_proposing_an_action_on_the_web_checks_the_role(who, may, person, finding):
     url = reverse("remediation:action_create", args=[finding.pk])
     response = client_for(person[who]).post(url, {"kind": "retrain", "title": "Retrain"})

@@ -38,21 +38,23 @@ WRITES = [
     ("logs datasets", "registry.add_dataset", {"contributor", "superuser"}),
     ("logs probes", "probes.add_probe", {"contributor", "superuser"}),
     ("proposes actions", "remediation.add_remediationaction", {"contributor", "superuser"}),
-    ("approves, rejects and verifies actions", "remediation.review_action",
-     {"reviewer", "superuser"}),
+    (
+        "approves, rejects and verifies actions",
+        "remediation.review_action",
+        {"reviewer", "superuser"},
+    ),
     # A manual evaluation is a reviewer verifying an action by hand.
-    ("verifies with a manual evaluation", "remediation.add_evaluation",
-     {"reviewer", "superuser"}),
+    ("verifies with a manual evaluation", "remediation.add_evaluation", {"reviewer", "superuser"}),
     ("accepts risk", "catalog.review_finding", {"reviewer", "superuser"}),
     ("registers model artifacts", "registry.add_modelversion", {"maintainer", "superuser"}),
     ("registers deployments", "registry.add_deployment", {"maintainer", "superuser"}),
 ]
 
 NOT_YET_BUILT = {
-    "logs datasets:maintainer":
-        "DESIGN.md: contributor (logs findings, datasets, probes, proposes actions), "
-        "maintainer (registers model artifacts and deployments) — not yet built "
-        "(maintainers also hold registry.add_dataset)",
+    "logs datasets:maintainer": "DESIGN.md: contributor (logs findings, datasets, probes, "
+    "proposes actions), "
+    "maintainer (registers model artifacts and deployments) — not yet built "
+    "(maintainers also hold registry.add_dataset)",
 }
 
 

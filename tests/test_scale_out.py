@@ -28,11 +28,12 @@ def redis_broker(monkeypatch):
 
 
 @pytest.mark.slow
-def test_two_clusters_share_a_rerun_and_no_probe_runs_twice(people, ml_model, cluster_env,
-                                                            started, log_dir, redis_broker,
-                                                            settings):
-    dataset, finding, probes, v1 = make_workload(people, ml_model, rows=10_000, cheap=100,
-                                                 perturbation=20, repeats=20)
+def test_two_clusters_share_a_rerun_and_no_probe_runs_twice(
+    people, ml_model, cluster_env, started, log_dir, redis_broker, settings
+):
+    dataset, finding, probes, v1 = make_workload(
+        people, ml_model, rows=10_000, cheap=100, perturbation=20, repeats=20
+    )
     reference = reference_values(ml_model, people)
     settings.RERUN_CHUNK_SIZE = 10
     clusters = []
@@ -41,8 +42,12 @@ def test_two_clusters_share_a_rerun_and_no_probe_runs_twice(people, ml_model, cl
         clusters.append(processes.qcluster(name, env, log_dir))
     started.extend(clusters)
     t0 = time.monotonic()
-    version = ModelVersion.register(ml_model=ml_model, version="2", by=people["maintainer"],
-                                    artifact=skops_upload(fitted_model()))
+    version = ModelVersion.register(
+        ml_model=ml_model,
+        version="2",
+        by=people["maintainer"],
+        artifact=skops_upload(fitted_model()),
+    )
     rerun = Rerun.objects.get(model_version=version)
     wait_for(lambda: Rerun.objects.get(pk=rerun.pk).finished_at, 120, "the rerun to finish")
     elapsed = time.monotonic() - t0

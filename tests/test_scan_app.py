@@ -32,13 +32,16 @@ def _thresholds(candidate):
     return {p["feature"]: (p["op"], p["value"]) for p in candidate["slice"]}
 
 
-def test_the_scan_finds_the_planted_region_with_its_thresholds(people, planted,
-                                                               django_capture_on_commit_callbacks):
+def test_the_scan_finds_the_planted_region_with_its_thresholds(
+    people, planted, django_capture_on_commit_callbacks
+):
     dataset, version = planted
     client = client_for(people["contributor"])
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(f"/versions/{version.pk}/scan/",
-                               {"dataset": dataset.pk, "top_k": 5, "max_predicates": 2})
+        response = client.post(
+            f"/versions/{version.pk}/scan/",
+            {"dataset": dataset.pk, "top_k": 5, "max_predicates": 2},
+        )
     scan = SliceScan.objects.get()
     assert response.status_code == 302 and response["Location"] == f"/scans/{scan.pk}/"
     assert scan.status == "done" and scan.progress == 100
@@ -72,11 +75,17 @@ def test_nothing_is_reported_when_errors_are_uniform(people, ml_model):
     from .planted import clean_model
 
     dataset = Dataset.create_from_upload(
-        csv_upload(planted_frame(3000, seed=5, planted=False, noise=0.08)), name="uniform",
-        target_column="y", by=people["contributor"])
-    version = ModelVersion.register(ml_model=ml_model, version="1",
-                                    artifact=skops_upload(clean_model()),
-                                    by=people["maintainer"])
+        csv_upload(planted_frame(3000, seed=5, planted=False, noise=0.08)),
+        name="uniform",
+        target_column="y",
+        by=people["contributor"],
+    )
+    version = ModelVersion.register(
+        ml_model=ml_model,
+        version="1",
+        artifact=skops_upload(clean_model()),
+        by=people["maintainer"],
+    )
     scan = _queue(version, dataset)
     assert run_scan(scan.pk) == "done"
     scan.refresh_from_db()
@@ -90,8 +99,14 @@ def test_progress_is_visible_while_the_scan_runs(people, planted):
     scan = _queue(version, dataset)
     client = client_for(people["viewer"])
     before = client.get(f"/scans/{scan.pk}/progress.json").json()
-    assert before == {"id": scan.pk, "status": "queued", "progress": 0,
-                      "text": "Waiting for a worker", "candidates": 0, "finished": False}
+    assert before == {
+        "id": scan.pk,
+        "status": "queued",
+        "progress": 0,
+        "text": "Waiting for a worker",
+        "candidates": 0,
+        "finished": False,
+    }
     page = client.get(scan.get_absolute_url()).content.decode()
     assert f'data-job-url="/scans/{scan.pk}/progress.json"' in page and "js/jobs.js" in page
     seen = []
@@ -109,7 +124,8 @@ def test_progress_is_visible_while_the_scan_runs(people, planted):
 
 
 def test_log_as_finding_creates_the_finding_and_its_probes_in_one_step(
-        people, planted, django_capture_on_commit_callbacks):
+    people, planted, django_capture_on_commit_callbacks
+):
     dataset, version = planted
     scan = _queue(version, dataset)
     run_scan(scan.pk)
@@ -117,17 +133,25 @@ def test_log_as_finding_creates_the_finding_and_its_probes_in_one_step(
     best = scan.candidates[0]
     client = client_for(people["contributor"])
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(f"/scans/{scan.pk}/candidates/0/log/", {
-            "c0-title": "Top-left corner is mislabelled", "c0-severity": "high",
-            "c0-risk_category": "reliability", "c0-error_threshold": "",
-            "c0-margin_threshold": "",
-        })
+        response = client.post(
+            f"/scans/{scan.pk}/candidates/0/log/",
+            {
+                "c0-title": "Top-left corner is mislabelled",
+                "c0-severity": "high",
+                "c0-risk_category": "reliability",
+                "c0-error_threshold": "",
+                "c0-margin_threshold": "",
+            },
+        )
     finding = Finding.objects.get()
     assert response.status_code == 302 and response["Location"] == finding.get_absolute_url()
     assert finding.title == "Top-left corner is mislabelled" and finding.severity == "high"
     assert finding.slice == best["slice"]
     assert (finding.model_version, finding.dataset, finding.ml_model) == (
-        version, dataset, version.ml_model)
+        version,
+        dataset,
+        version.ml_model,
+    )
     assert finding.evidence["error_rate"] == round(best["error_rate"], 4)
     assert finding.evidence["support"] == best["support"]
     assert finding.owner == finding.reporter == people["contributor"]
@@ -145,8 +169,9 @@ def test_log_as_finding_creates_the_finding_and_its_probes_in_one_step(
     page = client.get(scan.get_absolute_url()).content.decode()
     assert f"finding #{finding.pk}" in page
     # Logging the same candidate twice is refused; nothing new is stored.
-    response = client.post(f"/scans/{scan.pk}/candidates/0/log/", {"c0-title": "again"},
-                           follow=True)
+    response = client.post(
+        f"/scans/{scan.pk}/candidates/0/log/", {"c0-title": "again"}, follow=True
+    )
     assert "already logged as finding" in response.content.decode()
     assert Finding.objects.count() == 1 and Probe.objects.count() == 2
 
@@ -157,7 +182,8 @@ def test_a_finding_logged_on_an_older_version_also_runs_on_the_newest(people, ml
     scan = _queue(v1, dataset)
     run_scan(scan.pk)
     response = client_for(people["contributor"]).post(
-        f"/scans/{scan.pk}/candidates/0/log/", {"c0-title": "Found on v1"}, follow=True)
+        f"/scans/{scan.pk}/candidates/0/log/", {"c0-title": "Found on v1"}, follow=True
+    )
     assert f"they run on {v1} now, then on {v2}." in response.content.decode()
     finding = Finding.objects.get()
     for probe in Probe.objects.filter(finding=finding):
@@ -174,13 +200,15 @@ def test_bad_log_input_is_refused_with_nothing_saved(people, planted):
     response = client.post(f"/scans/{scan.pk}/candidates/0/log/", {}, follow=True)
     assert "has not finished yet" in response.content.decode()
     run_scan(scan.pk)
-    response = client.post(f"/scans/{scan.pk}/candidates/0/log/",
-                           {"c0-error_threshold": "1.5"}, follow=True)
+    response = client.post(
+        f"/scans/{scan.pk}/candidates/0/log/", {"c0-error_threshold": "1.5"}, follow=True
+    )
     assert "Error-rate threshold" in response.content.decode()
     response = client.post(f"/scans/{scan.pk}/candidates/9/log/", {}, follow=True)
     assert "there is no candidate 10" in response.content.decode()
-    response = client.post(f"/scans/{scan.pk}/candidates/0/log/",
-                           {"c0-severity": "apocalyptic"}, follow=True)
+    response = client.post(
+        f"/scans/{scan.pk}/candidates/0/log/", {"c0-severity": "apocalyptic"}, follow=True
+    )
     assert "Severity" in response.content.decode()
     assert Finding.objects.count() == 0 and Probe.objects.count() == 0
 
@@ -189,8 +217,11 @@ def test_a_failing_scan_says_why(people, ml_model, version):
     from registry.models import Dataset
 
     other = Dataset.create_from_upload(
-        csv_upload(toy_frame().rename(columns={"x2": "z"})), name="renamed", target_column="y",
-        by=people["contributor"])
+        csv_upload(toy_frame().rename(columns={"x2": "z"})),
+        name="renamed",
+        target_column="y",
+        by=people["contributor"],
+    )
     scan = _queue(version, other)
     assert run_scan(scan.pk) == "error"
     scan.refresh_from_db()
@@ -209,8 +240,9 @@ def test_an_altered_artifact_fails_the_scan_instead_of_loading(people, planted):
     assert scan.status == "error" and "sha256 mismatch" in scan.error
 
 
-def test_the_web_process_only_queues_the_scan(people, planted, settings, monkeypatch,
-                                              django_capture_on_commit_callbacks):
+def test_the_web_process_only_queues_the_scan(
+    people, planted, settings, monkeypatch, django_capture_on_commit_callbacks
+):
     from boundary import artifacts
 
     def refuse(*args, **kwargs):
@@ -221,8 +253,9 @@ def test_the_web_process_only_queues_the_scan(people, planted, settings, monkeyp
     dataset, version = planted
     with django_capture_on_commit_callbacks(execute=True):
         response = client_for(people["contributor"]).post(
-            f"/versions/{version.pk}/scan/", {"dataset": dataset.pk, "top_k": 3,
-                                              "max_predicates": 2})
+            f"/versions/{version.pk}/scan/",
+            {"dataset": dataset.pk, "top_k": 3, "max_predicates": 2},
+        )
     assert response.status_code == 302
     scan = SliceScan.objects.get()
     assert scan.status == "queued" and scan.params["top_k"] == 3
@@ -234,8 +267,8 @@ def test_the_web_process_only_queues_the_scan(people, planted, settings, monkeyp
 def test_scan_form_refuses_bad_bounds(people, planted):
     dataset, version = planted
     response = client_for(people["contributor"]).post(
-        f"/versions/{version.pk}/scan/", {"dataset": dataset.pk, "top_k": 0,
-                                          "max_predicates": 7})
+        f"/versions/{version.pk}/scan/", {"dataset": dataset.pk, "top_k": 0, "max_predicates": 7}
+    )
     assert response.status_code == 200
     errors = response.context["form"].errors
     assert set(errors) == {"top_k", "max_predicates"}
@@ -262,27 +295,33 @@ def test_who_may_scan_look_and_log(people, planted):
     }
     for who, codes in expect.items():
         client = client_for(people[who])
-        got = (client.get(urls["form"]).status_code, client.get(urls["page"]).status_code,
-               client.get(urls["progress"]).status_code,
-               client.post(urls["log"], {}).status_code)
+        got = (
+            client.get(urls["form"]).status_code,
+            client.get(urls["page"]).status_code,
+            client.get(urls["progress"]).status_code,
+            client.post(urls["log"], {}).status_code,
+        )
         assert got == codes, who
     anonymous = client_for(None).get(urls["page"])
     assert anonymous.status_code == 302 and anonymous["Location"].startswith("/login/")
-    assert client_for(people["viewer"]).post(urls["form"], {"dataset": dataset.pk}
-                                             ).status_code == 403
+    assert (
+        client_for(people["viewer"]).post(urls["form"], {"dataset": dataset.pk}).status_code == 403
+    )
     version_page = client_for(people["viewer"]).get(version.get_absolute_url()).content.decode()
     assert f"/scans/{scan.pk}/" in version_page and "Scan for weak slices" not in version_page
     version_page = client_for(people["maintainer"]).get(version.get_absolute_url()).content
     assert b"Scan for weak slices" in version_page
 
 
-def test_api_scan_answers_202_then_the_candidates(people, planted,
-                                                 django_capture_on_commit_callbacks):
+def test_api_scan_answers_202_then_the_candidates(
+    people, planted, django_capture_on_commit_callbacks
+):
     dataset, version = planted
     api = api_for(people["contributor"])
     with django_capture_on_commit_callbacks(execute=True):
-        response = api.post(f"/api/v1/model-versions/{version.pk}/scan/",
-                            {"dataset": dataset.pk}, format="json")
+        response = api.post(
+            f"/api/v1/model-versions/{version.pk}/scan/", {"dataset": dataset.pk}, format="json"
+        )
     assert response.status_code == 202, response.content
     body = response.json()
     assert body["status"] == "queued" and body["dataset"] == dataset.pk
@@ -301,22 +340,28 @@ def test_api_scan_answers_202_then_the_candidates(people, planted,
 def test_api_scan_refuses_bad_input_and_roles(people, planted):
     dataset, version = planted
     api = api_for(people["contributor"])
-    response = api.post(f"/api/v1/model-versions/{version.pk}/scan/", {"dataset": 999999},
-                        format="json")
+    response = api.post(
+        f"/api/v1/model-versions/{version.pk}/scan/", {"dataset": 999999}, format="json"
+    )
     assert response.status_code == 400 and "dataset" in response.json()
-    response = api.post(f"/api/v1/model-versions/{version.pk}/scan/",
-                        {"dataset": dataset.pk, "max_predicates": 9}, format="json")
+    response = api.post(
+        f"/api/v1/model-versions/{version.pk}/scan/",
+        {"dataset": dataset.pk, "max_predicates": 9},
+        format="json",
+    )
     assert response.status_code == 400 and "max_predicates" in response.json()
     assert SliceScan.objects.count() == 0
     for who in ("viewer", "nobody"):
-        response = api_for(people[who]).post(f"/api/v1/model-versions/{version.pk}/scan/",
-                                             {"dataset": dataset.pk}, format="json")
+        response = api_for(people[who]).post(
+            f"/api/v1/model-versions/{version.pk}/scan/", {"dataset": dataset.pk}, format="json"
+        )
         assert response.status_code == 403, who
     assert api_for(None).get("/api/v1/scans/").status_code == 401
     assert api_for(people["nobody"]).get("/api/v1/scans/").status_code == 403
     scan = _queue(version, dataset)
-    response = api_for(people["reviewer"]).post(f"/api/v1/scans/{scan.pk}/log/",
-                                                {"candidate": 1}, format="json")
+    response = api_for(people["reviewer"]).post(
+        f"/api/v1/scans/{scan.pk}/log/", {"candidate": 1}, format="json"
+    )
     assert response.status_code == 403
     response = api.post(f"/api/v1/scans/{scan.pk}/log/", {"candidate": 1}, format="json")
     assert response.status_code == 400 and "not finished" in str(response.json())
@@ -325,8 +370,15 @@ def test_api_scan_refuses_bad_input_and_roles(people, planted):
 def test_scan_slices_command_prints_the_candidates(people, planted):
     dataset, version = planted
     out, err = io.StringIO(), io.StringIO()
-    call_command("scan_slices", "--model-version", str(version.pk), "--dataset",
-                 str(dataset.pk), stdout=out, stderr=err)
+    call_command(
+        "scan_slices",
+        "--model-version",
+        str(version.pk),
+        "--dataset",
+        str(dataset.pk),
+        stdout=out,
+        stderr=err,
+    )
     scan = SliceScan.objects.get()
     text = out.getvalue()
     assert f"Scan {scan.pk}: {version} on {dataset}" in text
@@ -338,5 +390,12 @@ def test_scan_slices_command_prints_the_candidates(people, planted):
     with pytest.raises(CommandError, match="No model version with id 999999"):
         call_command("scan_slices", "--model-version", "999999", "--dataset", str(dataset.pk))
     with pytest.raises(CommandError, match="top_k must be between 1 and 20"):
-        call_command("scan_slices", "--model-version", str(version.pk), "--dataset",
-                     str(dataset.pk), "--top-k", "0")
+        call_command(
+            "scan_slices",
+            "--model-version",
+            str(version.pk),
+            "--dataset",
+            str(dataset.pk),
+            "--top-k",
+            "0",
+        )

@@ -24,8 +24,10 @@ postgres_only = pytest.mark.skipif(
 def make(ml_model, title, *, days_ago=0, tags=(), **fields):
     fields.setdefault("severity", "medium")
     finding = Finding.objects.create(
-        title=title, ml_model=ml_model,
-        created_at=timezone.now() - datetime.timedelta(days=days_ago), **fields,
+        title=title,
+        ml_model=ml_model,
+        created_at=timezone.now() - datetime.timedelta(days=days_ago),
+        **fields,
     )
     if tags:
         finding.tags.set(Tag.from_names(tags))
@@ -40,20 +42,45 @@ def corpus(people, ml_model):
     a correct ranking."""
     other = MLModel.objects.create(name="loan-approval", task="binary")
     return {
-        "title": make(ml_model, "Calibration drifts for young applicants", days_ago=9,
-                      severity="high", summary="Scores are too confident."),
-        "summary": make(ml_model, "Scores too confident near the cut-off", days_ago=8,
-                        summary="Poor calibration close to the threshold."),
-        "description": make(other, "Borderline refusals", days_ago=7, severity="high",
-                            description="We traced the refusals to calibration of the "
-                                        "second stage."),
+        "title": make(
+            ml_model,
+            "Calibration drifts for young applicants",
+            days_ago=9,
+            severity="high",
+            summary="Scores are too confident.",
+        ),
+        "summary": make(
+            ml_model,
+            "Scores too confident near the cut-off",
+            days_ago=8,
+            summary="Poor calibration close to the threshold.",
+        ),
+        "description": make(
+            other,
+            "Borderline refusals",
+            days_ago=7,
+            severity="high",
+            description="We traced the refusals to calibration of the second stage.",
+        ),
         "tag": make(other, "Overconfident ensemble", days_ago=6, tags=["calibration"]),
-        "phrase": make(ml_model, "Sharp decision boundary around income 20k", days_ago=5,
-                       description="The decision boundary flips for incomes near 20,000."),
-        "apart": make(other, "Boundary of the approval region", days_ago=4,
-                      description="A decision made on the boundary of two regions."),
-        "stemmed": make(ml_model, "Misjudged applicants with thin files", days_ago=3,
-                        lesson="Thin credit files are misjudged; collect more data."),
+        "phrase": make(
+            ml_model,
+            "Sharp decision boundary around income 20k",
+            days_ago=5,
+            description="The decision boundary flips for incomes near 20,000.",
+        ),
+        "apart": make(
+            other,
+            "Boundary of the approval region",
+            days_ago=4,
+            description="A decision made on the boundary of two regions.",
+        ),
+        "stemmed": make(
+            ml_model,
+            "Misjudged applicants with thin files",
+            days_ago=3,
+            lesson="Thin credit files are misjudged; collect more data.",
+        ),
     }
 
 
@@ -71,7 +98,9 @@ def titles_for(q, queryset=None):
 
 def test_ranking_follows_the_weights_not_the_dates(corpus):
     assert titles_for("calibration") == [
-        corpus["title"].title, corpus["summary"].title, corpus["description"].title,
+        corpus["title"].title,
+        corpus["summary"].title,
+        corpus["description"].title,
         corpus["tag"].title,
     ]
 
@@ -104,20 +133,21 @@ def test_excluded_words_and_phrases(corpus):
 
 def test_or_between_alternatives(corpus):
     assert set(titles_for("misjudged or overconfident")) == {
-        corpus["stemmed"].title, corpus["tag"].title,
+        corpus["stemmed"].title,
+        corpus["tag"].title,
     }
 
 
 def test_ml_model_name_and_tags_are_searched(corpus):
     assert set(titles_for("loan approval calibration")) == {
-        corpus["description"].title, corpus["tag"].title,
+        corpus["description"].title,
+        corpus["tag"].title,
     }
 
 
 def test_filters_combine_with_search(corpus):
     high = Finding.objects.filter(severity="high")
-    assert titles_for("calibration", high) == [corpus["title"].title,
-                                               corpus["description"].title]
+    assert titles_for("calibration", high) == [corpus["title"].title, corpus["description"].title]
 
 
 def test_api_search_uses_the_same_ranking_and_filters(corpus, people):
@@ -164,9 +194,14 @@ def test_vector_follows_tag_edits_through_the_form(corpus, people):
     finding = corpus["apart"]
     client = client_for(people["contributor"])
     data = {
-        "title": finding.title, "ml_model": finding.ml_model_id, "severity": "medium",
-        "risk_category": "reliability", "slice": "", "evidence": "",
-        "tag_names": "giraffe, boundary-care", "description": finding.description,
+        "title": finding.title,
+        "ml_model": finding.ml_model_id,
+        "severity": "medium",
+        "risk_category": "reliability",
+        "slice": "",
+        "evidence": "",
+        "tag_names": "giraffe, boundary-care",
+        "description": finding.description,
     }
     response = client.post(f"/catalog/findings/{finding.pk}/edit/", data)
     assert response.status_code == 302, response.content
@@ -180,7 +215,9 @@ def test_vector_follows_actions(corpus, people):
     finding = corpus["phrase"]
     assert titles_for("isotonic") == []
     action = RemediationAction.objects.create(
-        finding=finding, kind="recalibration", title="Isotonic recalibration of the scores",
+        finding=finding,
+        kind="recalibration",
+        title="Isotonic recalibration of the scores",
     )
     assert titles_for("isotonic") == [finding.title]
     action.title = "Platt scaling"
@@ -232,8 +269,7 @@ def test_facets_count_the_matches(corpus):
     results = Finding.objects.all().find("calibration")
     facets = results.facet_counts()
     assert facets["severity"] == {"high": 2, "medium": 2}
-    assert facets["ml_model_id"] == {corpus["title"].ml_model_id: 2,
-                                     corpus["tag"].ml_model_id: 2}
+    assert facets["ml_model_id"] == {corpus["title"].ml_model_id: 2, corpus["tag"].ml_model_id: 2}
     assert results.tag_counts() == [("calibration", 1)]
 
 

@@ -74,8 +74,9 @@ def test_usernames_are_counted_case_insensitively_and_per_address(people, fresh_
         client.post("/login/", {"username": name, "password": "wrong"})
     assert client.post("/login/", {"username": "alice", "password": "pw-alice"}).status_code == 429
     elsewhere = client_for(None)
-    response = elsewhere.post("/login/", {"username": "alice", "password": "pw-alice"},
-                              REMOTE_ADDR="10.9.8.7")
+    response = elsewhere.post(
+        "/login/", {"username": "alice", "password": "pw-alice"}, REMOTE_ADDR="10.9.8.7"
+    )
     assert response.status_code == 302
 
 
@@ -89,8 +90,7 @@ def test_one_address_cannot_spray_many_usernames(people, fresh_cache, settings):
 
 
 @pytest.mark.django_db
-def test_behind_a_proxy_the_throttle_counts_by_the_forwarded_client(people, fresh_cache,
-                                                                    settings):
+def test_behind_a_proxy_the_throttle_counts_by_the_forwarded_client(people, fresh_cache, settings):
     """Every request comes from nginx (127.0.0.1): without TRUSTED_PROXIES one client's
     failures would lock everyone out; with it, each client is counted on its own, and a
     client cannot escape its count by sending its own X-Forwarded-For."""
@@ -99,8 +99,12 @@ def test_behind_a_proxy_the_throttle_counts_by_the_forwarded_client(people, fres
     client = client_for(None)
 
     def attempt(forwarded, password="wrong"):
-        return client.post("/login/", {"username": "alice", "password": password},
-                           REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR=forwarded)
+        return client.post(
+            "/login/",
+            {"username": "alice", "password": password},
+            REMOTE_ADDR="127.0.0.1",
+            HTTP_X_FORWARDED_FOR=forwarded,
+        )
 
     for i in range(5):
         attempt(f"{i}.6.6.6, 203.0.113.9")  # spoofed left part, same real client
@@ -108,8 +112,12 @@ def test_behind_a_proxy_the_throttle_counts_by_the_forwarded_client(people, fres
     assert attempt("198.51.100.4", "pw-alice").status_code == 302
     client.post("/logout/")
     for i in range(6):
-        client.post("/login/", {"username": f"guess{i}", "password": "wrong"},
-                    REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.50")
+        client.post(
+            "/login/",
+            {"username": f"guess{i}", "password": "wrong"},
+            REMOTE_ADDR="127.0.0.1",
+            HTTP_X_FORWARDED_FOR="203.0.113.50",
+        )
     assert attempt("203.0.113.51", "pw-alice").status_code == 302
 
 
@@ -117,23 +125,28 @@ def test_behind_a_proxy_the_throttle_counts_by_the_forwarded_client(people, fres
 def test_the_admin_sign_in_is_throttled_too(people, fresh_cache):
     client = client_for(None)
     for _ in range(5):
-        assert client.post("/admin/login/", {"username": "admin", "password": "no"}).status_code \
-            == 200
+        assert (
+            client.post("/admin/login/", {"username": "admin", "password": "no"}).status_code == 200
+        )
     response = client.post("/admin/login/", {"username": "admin", "password": "pw-admin"})
     assert response.status_code == 429
 
 
 def test_redis_url_puts_the_throttle_counters_in_redis():
-    code = ("import os; os.environ['DJANGO_SETTINGS_MODULE']='config.settings';"
-            "from django.conf import settings; c=settings.CACHES['default'];"
-            "print(c['BACKEND'], c.get('LOCATION'))")
+    code = (
+        "import os; os.environ['DJANGO_SETTINGS_MODULE']='config.settings';"
+        "from django.conf import settings; c=settings.CACHES['default'];"
+        "print(c['BACKEND'], c.get('LOCATION'))"
+    )
     env = {**os.environ, "REDIS_URL": "redis://127.0.0.1:6379/5"}
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=60).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    ).stdout.split()
     assert out == ["django.core.cache.backends.redis.RedisCache", "redis://127.0.0.1:6379/5"]
     env["REDIS_URL"] = ""
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=60).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    ).stdout.split()
     assert out[0] == "django.core.cache.backends.locmem.LocMemCache"
 
 
@@ -159,60 +172,106 @@ def build_world(people, text="plain"):
     for user in people.values():
         user.first_name, user.last_name = text[:150], text[:150]
         user.save()
-    ml_model = MLModel.objects.create(name=f"m {text}"[:120], slug="world-model",
-                                      description=text)
+    ml_model = MLModel.objects.create(name=f"m {text}"[:120], slug="world-model", description=text)
     frame = toy_frame()
     frame[text] = frame["x2"]  # a column named with the text: shown in schema and preview
     dataset = Dataset.create_from_upload(
         ContentFile(frame.to_csv(index=False).encode(), name=f"{text}.csv"),
-        name=f"d {text}"[:120], version=text[:40], target_column="y", description=text,
+        name=f"d {text}"[:120],
+        version=text[:40],
+        target_column="y",
+        description=text,
         by=contributor,
     )
     plain = Dataset.create_from_upload(
         ContentFile(toy_frame().to_csv(index=False).encode(), name="plain.csv"),
-        name="plain", target_column="y", by=contributor,
+        name="plain",
+        target_column="y",
+        by=contributor,
     )
     version = ModelVersion.register(
-        ml_model=ml_model, version=text[:40], artifact=skops_upload(fitted_model(), name=text),
-        notes=text, by=people["maintainer"], training_dataset=plain,
+        ml_model=ml_model,
+        version=text[:40],
+        artifact=skops_upload(fitted_model(), name=text),
+        notes=text,
+        by=people["maintainer"],
+        training_dataset=plain,
     )
     finding = Finding(
-        title=text[:200], summary=text[:500], description=text, ml_model=ml_model,
-        model_version=version, dataset=dataset,
+        title=text[:200],
+        summary=text[:500],
+        description=text,
+        ml_model=ml_model,
+        model_version=version,
+        dataset=dataset,
         slice=[{"feature": "color", "op": "in", "value": [text, "red"]}],
-        evidence={text: text}, harms=text, affected_stakeholders=text,
-        policy_reference=text[:200], lesson=text, remaining_gaps=text, owner=contributor,
-        reporter=contributor, status_note=text,
+        evidence={text: text},
+        harms=text,
+        affected_stakeholders=text,
+        policy_reference=text[:200],
+        lesson=text,
+        remaining_gaps=text,
+        owner=contributor,
+        reporter=contributor,
+        status_note=text,
     )
     finding.full_clean()
     finding.save()
     finding.tags.set(Tag.from_names([text[:60], "calibration"]))
-    probe = Probe(finding=finding, dataset=plain, kind="counterfactual_flip_rate",
-                  slice=[{"feature": "color", "op": "==", "value": text}],
-                  params={"changes": {"color": {"set": text}}}, threshold=0.5,
-                  created_by=contributor)
+    probe = Probe(
+        finding=finding,
+        dataset=plain,
+        kind="counterfactual_flip_rate",
+        slice=[{"feature": "color", "op": "==", "value": text}],
+        params={"changes": {"color": {"set": text}}},
+        threshold=0.5,
+        created_by=contributor,
+    )
     probe.full_clean()
     probe.save()
-    rerun = Rerun.queue(version, trigger="manual", by=contributor, probes=[probe],
-                        dispatch=False)
-    ProbeRun.objects.filter(rerun=rerun).update(status="error", error=text,
-                                                finished_at=rerun.created_at)
+    rerun = Rerun.queue(version, trigger="manual", by=contributor, probes=[probe], dispatch=False)
+    ProbeRun.objects.filter(rerun=rerun).update(
+        status="error", error=text, finished_at=rerun.created_at
+    )
     action = RemediationAction.objects.create(
-        finding=finding, kind="relabeling", title=text[:200], description=text,
-        owner=contributor, reviewer=reviewer, created_by=contributor,
+        finding=finding,
+        kind="relabeling",
+        title=text[:200],
+        description=text,
+        owner=contributor,
+        reviewer=reviewer,
+        created_by=contributor,
     )
     action.transition_to("approved", by=reviewer, note=text)
-    evaluation = Evaluation.objects.create(action=action, model_version=version, outcome="held",
-                                           notes=text, is_manual=True, created_by=reviewer)
+    evaluation = Evaluation.objects.create(
+        action=action,
+        model_version=version,
+        outcome="held",
+        notes=text,
+        is_manual=True,
+        created_by=reviewer,
+    )
     for user in people.values():
-        Notification.objects.create(recipient=user, finding=finding, subject=text[:200],
-                                    body=text, url=finding.get_absolute_url())
+        Notification.objects.create(
+            recipient=user,
+            finding=finding,
+            subject=text[:200],
+            body=text,
+            url=finding.get_absolute_url(),
+        )
     finding.transition_to("remediating", by=contributor, note=text)
     return {
-        "ml_model": ml_model, "dataset": dataset, "version": version, "finding": finding,
-        "probe": probe, "rerun": rerun, "action": action, "evaluation": evaluation,
+        "ml_model": ml_model,
+        "dataset": dataset,
+        "version": version,
+        "finding": finding,
+        "probe": probe,
+        "rerun": rerun,
+        "action": action,
+        "evaluation": evaluation,
         "tag": Tag.objects.get(name=text[:60].strip().lower()) if text.strip() else None,
-        "people": people, "frame": pd.DataFrame(),
+        "people": people,
+        "frame": pd.DataFrame(),
     }
 
 
@@ -249,8 +308,12 @@ def _boundary_map(w):
     from introspection.models import BoundaryMap
 
     m, created = BoundaryMap.objects.get_or_create(
-        finding=w["finding"], model_version=w["version"], feature_x="x1", feature_y="x2",
-        defaults={"dataset": w["finding"].dataset, "status": "done"})
+        finding=w["finding"],
+        model_version=w["version"],
+        feature_x="x1",
+        feature_y="x2",
+        defaults={"dataset": w["finding"].dataset, "status": "done"},
+    )
     if created:
         m.image.save("map.png", ContentFile(b"\x89PNG\r\n\x1a\n"))
     return [m.pk]
@@ -286,17 +349,21 @@ PAGES = {
     "registry:mlmodel_list": Page(READERS),
     "registry:mlmodel_create": Page({"maintainer", "admin"}, ("GET", "POST")),
     "registry:mlmodel_detail": Page(READERS, args=lambda w: [w["ml_model"].slug]),
-    "registry:version_register": Page({"maintainer", "admin"}, ("GET", "POST"),
-                                    lambda w: [w["ml_model"].slug]),
-    "registry:deployment_create": Page({"maintainer", "admin"}, ("POST",),
-                                       lambda w: [w["ml_model"].slug]),
+    "registry:version_register": Page(
+        {"maintainer", "admin"}, ("GET", "POST"), lambda w: [w["ml_model"].slug]
+    ),
+    "registry:deployment_create": Page(
+        {"maintainer", "admin"}, ("POST",), lambda w: [w["ml_model"].slug]
+    ),
     "registry:version_detail": Page(READERS, args=_pk("version")),
     "ledger:version_compare": Page(READERS),
-    "probes:version_run": Page({"contributor", "reviewer", "maintainer", "admin"}, ("POST",),
-                               _pk("version")),
+    "probes:version_run": Page(
+        {"contributor", "reviewer", "maintainer", "admin"}, ("POST",), _pk("version")
+    ),
     "probes:probe_create": Page({"contributor", "admin"}, ("GET", "POST"), _pk("finding")),
-    "probes:finding_run": Page({"contributor", "reviewer", "maintainer", "admin"}, ("POST",),
-                               _pk("finding")),
+    "probes:finding_run": Page(
+        {"contributor", "reviewer", "maintainer", "admin"}, ("POST",), _pk("finding")
+    ),
     "probes:rerun_progress": Page(READERS, args=_pk("rerun")),
     # Who may revise or retire depends on the finding's status (Probe.change_refusal).
     "probes:probe_revise": Page(READERS, ("GET", "POST"), _pk("probe")),
@@ -305,21 +372,24 @@ PAGES = {
     "registry:dataset_upload": Page({"contributor", "maintainer", "admin"}, ("GET", "POST")),
     "registry:dataset_detail": Page(READERS, args=_pk("dataset")),
     "registry:dataset_columns": Page(READERS, args=_pk("dataset")),
-    "introspection:scan_new": Page({"contributor", "reviewer", "maintainer", "admin"},
-                                   ("GET", "POST"), _pk("version")),
+    "introspection:scan_new": Page(
+        {"contributor", "reviewer", "maintainer", "admin"}, ("GET", "POST"), _pk("version")
+    ),
     "introspection:scan_detail": Page(READERS, args=_scan),
     "introspection:scan_progress": Page(READERS, args=_scan),
-    "introspection:scan_log": Page({"contributor", "admin"}, ("POST",),
-                                   lambda w: [_scan(w)[0], 0]),
-    "introspection:finding_maps": Page({"contributor", "reviewer", "maintainer", "admin"},
-                                       ("POST",), _pk("finding")),
-    "introspection:finding_sweeps": Page({"contributor", "reviewer", "maintainer", "admin"},
-                                  ("POST",), _pk("finding")),
+    "introspection:scan_log": Page({"contributor", "admin"}, ("POST",), lambda w: [_scan(w)[0], 0]),
+    "introspection:finding_maps": Page(
+        {"contributor", "reviewer", "maintainer", "admin"}, ("POST",), _pk("finding")
+    ),
+    "introspection:finding_sweeps": Page(
+        {"contributor", "reviewer", "maintainer", "admin"}, ("POST",), _pk("finding")
+    ),
     "introspection:finding_introspection_progress": Page(READERS, args=_pk("finding")),
     "introspection:map_image": Page(READERS, args=_boundary_map),
     "introspection:sweep_point_probe": Page({"contributor", "admin"}, ("POST",), lambda w: [1, 0]),
-    "introspection:dataset_sensitive": Page({"contributor", "maintainer", "admin"}, ("POST",),
-                                     _pk("dataset")),
+    "introspection:dataset_sensitive": Page(
+        {"contributor", "maintainer", "admin"}, ("POST",), _pk("dataset")
+    ),
     "remediation:action_create": Page({"contributor", "admin"}, ("POST",), _pk("finding")),
     "remediation:action_transition": Page(READERS, ("POST",), _pk("action")),
     # Its owner, its named reviewer or a reviewer (RemediationAction.edit_refusal).
@@ -369,8 +439,7 @@ def site_pages():
 
 
 def test_every_page_is_classified():
-    unclassified = [f"{route} (name={name!r})" for route, name in site_pages()
-                    if name not in PAGES]
+    unclassified = [f"{route} (name={name!r})" for route, name in site_pages() if name not in PAGES]
     assert not unclassified, (
         "Pages missing from PAGES in tests/test_security.py (say who may reach them): "
         + ", ".join(unclassified)
@@ -509,7 +578,8 @@ def api_access(method, operation_id):
 def test_every_api_operation_is_classified():
     missing = [f"{m} {p} ({op})" for m, p, op in api_operations() if api_access(m, op) is None]
     assert not missing, "Operations missing from API in tests/test_security.py: " + ", ".join(
-        missing)
+        missing
+    )
 
 
 def test_every_api_route_is_in_the_schema():
@@ -584,8 +654,9 @@ def test_a_post_with_the_token_passes_the_csrf_check(people, fresh_cache):
     client = _client("anonymous", people, enforce_csrf_checks=True)
     client.get("/login/")
     token = client.cookies["csrftoken"].value
-    response = client.post("/login/", {"username": "alice", "password": "pw-alice",
-                                       "csrfmiddlewaretoken": token})
+    response = client.post(
+        "/login/", {"username": "alice", "password": "pw-alice", "csrfmiddlewaretoken": token}
+    )
     assert response.status_code == 302
 
 
@@ -596,14 +667,16 @@ def test_the_api_needs_the_csrf_token_with_a_session_but_not_with_a_token(people
 
     client = APIClient(enforce_csrf_checks=True)
     client.force_login(people["contributor"])
-    response = client.post("/api/v1/findings/", {"title": "t", "ml_model": ml_model.pk},
-                           format="json")
+    response = client.post(
+        "/api/v1/findings/", {"title": "t", "ml_model": ml_model.pk}, format="json"
+    )
     assert response.status_code == 403 and "CSRF" in response.json()["detail"]
     token = Token.objects.create(user=people["contributor"])
     client = APIClient(enforce_csrf_checks=True)
     client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
-    response = client.post("/api/v1/findings/", {"title": "t", "ml_model": ml_model.pk},
-                           format="json")
+    response = client.post(
+        "/api/v1/findings/", {"title": "t", "ml_model": ml_model.pk}, format="json"
+    )
     assert response.status_code == 201, response.content
 
 
@@ -624,7 +697,11 @@ def test_deploy_check_is_clean_with_production_settings(tmp_path):
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set by the browser tests for their run only
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
@@ -632,7 +709,11 @@ def test_deploy_check_is_clean_with_production_settings(tmp_path):
     env["DEBUG"] = "1"
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode != 0 and "DEBUG" in result.stdout + result.stderr
 
@@ -685,7 +766,7 @@ def test_every_page_sends_the_security_headers_and_nothing_the_policy_would_bloc
             body = response.content.decode()
             for pattern, what in INLINE:
                 match = re.search(pattern, body, re.IGNORECASE)
-                assert match is None, f"{url} has {what}: {body[match.start():][:120]!r}"
+                assert match is None, f"{url} has {what}: {body[match.start() :][:120]!r}"
 
 
 # --- user text is escaped everywhere it is shown -----------------------------------------
@@ -696,8 +777,10 @@ def test_script_in_every_text_field_is_shown_as_text_on_every_page(people, fresh
     world = build_world(people, text=XSS)
     escaped_on = set()
     # Search results highlight the matched words inside the user's text.
-    searches = [("catalog:finding_list", f"/catalog/?q={q}") for q in ("alert", "script xss",
-                                                                        "onerror", '"img src"')]
+    searches = [
+        ("catalog:finding_list", f"/catalog/?q={q}")
+        for q in ("alert", "script xss", "onerror", '"img src"')
+    ]
     for who in ("admin", "viewer", "contributor", "reviewer"):
         client = _client(who, people)
         for name, url in [*_html_pages(world), *searches]:
@@ -714,9 +797,16 @@ def test_script_in_every_text_field_is_shown_as_text_on_every_page(people, fresh
                     escaped_on.add(name)
             else:
                 assert not kind.startswith(("text/html", "image/svg")), (url, kind)
-    must_show = {"catalog:finding_list", "catalog:finding_detail", "registry:mlmodel_detail",
-                 "registry:dataset_detail", "registry:version_detail", "remediation:board",
-                 "remediation:notifications", "dashboard"}
+    must_show = {
+        "catalog:finding_list",
+        "catalog:finding_detail",
+        "registry:mlmodel_detail",
+        "registry:dataset_detail",
+        "registry:version_detail",
+        "remediation:board",
+        "remediation:notifications",
+        "dashboard",
+    }
     present = {name for name in must_show if name in PAGES}
     assert present - escaped_on == set(), present - escaped_on
 
@@ -746,21 +836,37 @@ def test_uploads_are_stored_under_generated_names(people, ml_model, settings):
     from .factories import api_for, fitted_model, skops_upload, toy_frame
 
     api = api_for(people["maintainer"])
-    for i, name in enumerate(["../../../etc/passwd.csv", "<script>x</script>.csv",
-                              "C:\\Windows\\evil.csv", "a" * 300 + ".csv"]):
-        response = api.post("/api/v1/datasets/", {
-            "name": f"n{i}", "target_column": "y",
-            "file": ContentFile(toy_frame().to_csv(index=False).encode(), name=name),
-        }, format="multipart")
+    for i, name in enumerate(
+        [
+            "../../../etc/passwd.csv",
+            "<script>x</script>.csv",
+            "C:\\Windows\\evil.csv",
+            "a" * 300 + ".csv",
+        ]
+    ):
+        response = api.post(
+            "/api/v1/datasets/",
+            {
+                "name": f"n{i}",
+                "target_column": "y",
+                "file": ContentFile(toy_frame().to_csv(index=False).encode(), name=name),
+            },
+            format="multipart",
+        )
         assert response.status_code == 201, response.content
         stored = Dataset.objects.get(pk=response.json()["id"])
         assert re.fullmatch(r"datasets/[0-9a-f]{32}\.csv", stored.file.name), stored.file.name
         assert Path(stored.file.path).resolve().is_relative_to(Path(settings.MEDIA_ROOT).resolve())
         assert "/" not in stored.original_filename and stored.original_filename[:2] != ".."
-    response = api.post("/api/v1/model-versions/", {
-        "ml_model": ml_model.pk, "version": "1",
-        "artifact": skops_upload(fitted_model(), name="../../model.pkl"),
-    }, format="multipart")
+    response = api.post(
+        "/api/v1/model-versions/",
+        {
+            "ml_model": ml_model.pk,
+            "version": "1",
+            "artifact": skops_upload(fitted_model(), name="../../model.pkl"),
+        },
+        format="multipart",
+    )
     assert response.status_code == 201, response.content
     stored = ModelVersion.objects.get(pk=response.json()["id"])
     assert re.fullmatch(r"artifacts/[0-9a-f]{32}\.skops", stored.artifact.name)
@@ -780,15 +886,26 @@ def test_uploads_are_judged_by_content_not_by_name(people):
     api = api_for(people["contributor"])
     buffer = io.BytesIO()
     toy_frame().to_parquet(buffer)
-    response = api.post("/api/v1/datasets/", {
-        "name": "parquet-named-csv", "target_column": "y",
-        "file": ContentFile(buffer.getvalue(), name="table.csv"),
-    }, format="multipart")
+    response = api.post(
+        "/api/v1/datasets/",
+        {
+            "name": "parquet-named-csv",
+            "target_column": "y",
+            "file": ContentFile(buffer.getvalue(), name="table.csv"),
+        },
+        format="multipart",
+    )
     assert response.status_code == 201 and response.json()["file_format"] == "parquet"
     png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(64)
-    response = api.post("/api/v1/datasets/", {
-        "name": "png-named-csv", "target_column": "y", "file": ContentFile(png, name="t.csv"),
-    }, format="multipart")
+    response = api.post(
+        "/api/v1/datasets/",
+        {
+            "name": "png-named-csv",
+            "target_column": "y",
+            "file": ContentFile(png, name="t.csv"),
+        },
+        format="multipart",
+    )
     assert response.status_code == 400 and "neither CSV nor Parquet" in response.content.decode()
     assert Dataset.objects.filter(name="png-named-csv").count() == 0
 
@@ -800,9 +917,15 @@ def test_an_artifact_over_the_limit_is_refused(people, ml_model, settings):
     from .factories import api_for, fitted_model, skops_upload
 
     settings.UPLOAD_MAX_BYTES = 1000
-    response = api_for(people["maintainer"]).post("/api/v1/model-versions/", {
-        "ml_model": ml_model.pk, "version": "1", "artifact": skops_upload(fitted_model()),
-    }, format="multipart")
+    response = api_for(people["maintainer"]).post(
+        "/api/v1/model-versions/",
+        {
+            "ml_model": ml_model.pk,
+            "version": "1",
+            "artifact": skops_upload(fitted_model()),
+        },
+        format="multipart",
+    )
     assert response.status_code in (400, 413)
     assert "limit is" in response.content.decode()
     assert ModelVersion.objects.count() == 0
@@ -819,12 +942,15 @@ def test_an_oversized_body_gets_413_before_it_is_read(people, ml_model, settings
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
     body = json.dumps({"title": "t" * 20_000, "ml_model": ml_model.pk})
     response = api_for(people["contributor"]).generic(
-        "POST", "/api/v1/findings/", body, content_type="application/json")
+        "POST", "/api/v1/findings/", body, content_type="application/json"
+    )
     assert response.status_code == 413
     assert response.json()["detail"].endswith("the limit is 10000 bytes.")
     page = client_for(people["contributor"]).post(
-        "/catalog/findings/new/", "title=" + "t" * 20_000,
-        content_type="application/x-www-form-urlencoded")
+        "/catalog/findings/new/",
+        "title=" + "t" * 20_000,
+        content_type="application/x-www-form-urlencoded",
+    )
     assert page.status_code == 413 and b"limit is 10000 bytes" in page.content
     # Text fields of a multipart form are held to the same limit by Django itself.
     page = client_for(people["contributor"]).post("/catalog/findings/new/", {"title": "t" * 20_000})
@@ -832,8 +958,11 @@ def test_an_oversized_body_gets_413_before_it_is_read(people, ml_model, settings
     assert Finding.objects.count() == 0
     settings.UPLOAD_MAX_BYTES = 1000
     response = api_for(people["contributor"]).generic(
-        "POST", "/api/v1/datasets/", b"x" * (1024 * 1024 + 2000),
-        content_type="multipart/form-data; boundary=zzz")
+        "POST",
+        "/api/v1/datasets/",
+        b"x" * (1024 * 1024 + 2000),
+        content_type="multipart/form-data; boundary=zzz",
+    )
     assert response.status_code == 413
 
 
@@ -876,10 +1005,15 @@ def test_a_pickle_upload_is_refused_and_never_unpickled(people, ml_model, sentin
 
     blob = pickle.dumps(Booby())
     for name in ("model.skops", "model.pkl", "model.joblib"):
-        response = api_for(people["maintainer"]).post("/api/v1/model-versions/", {
-            "ml_model": ml_model.pk, "version": name,
-            "artifact": ContentFile(blob, name=name),
-        }, format="multipart")
+        response = api_for(people["maintainer"]).post(
+            "/api/v1/model-versions/",
+            {
+                "ml_model": ml_model.pk,
+                "version": name,
+                "artifact": ContentFile(blob, name=name),
+            },
+            format="multipart",
+        )
         assert response.status_code == 400
         assert "Pickle/joblib artifacts are refused" in response.content.decode()
     assert ModelVersion.objects.count() == 0
@@ -897,8 +1031,12 @@ def store_unchecked(ml_model, blob, version):
     from probes.models import Rerun
     from registry.models import ModelVersion
 
-    mv = ModelVersion(ml_model=ml_model, version=version, artifact_format="skops",
-                      artifact_sha256=hashlib.sha256(blob).hexdigest())
+    mv = ModelVersion(
+        ml_model=ml_model,
+        version=version,
+        artifact_format="skops",
+        artifact_sha256=hashlib.sha256(blob).hexdigest(),
+    )
     store_upload(mv.artifact, ContentFile(blob, name="m.skops"))
     mv.save()
     Rerun.queue(mv, trigger="registration")
@@ -911,11 +1049,13 @@ def evil_pipeline(command="true"):
 
     from .factories import fitted_model
 
-    return Pipeline([
-        ("boom", FunctionTransformer(func=touch_sentinel)),
-        ("sys", FunctionTransformer(func=os.system, kw_args={"command": command})),
-        ("model", fitted_model()),
-    ])
+    return Pipeline(
+        [
+            ("boom", FunctionTransformer(func=touch_sentinel)),
+            ("sys", FunctionTransformer(func=os.system, kw_args={"command": command})),
+            ("model", fitted_model()),
+        ]
+    )
 
 
 def test_a_skops_artifact_with_untrusted_code_is_refused_at_registration(
@@ -931,10 +1071,15 @@ def test_a_skops_artifact_with_untrusted_code_is_refused_at_registration(
 
     from .factories import api_for
 
-    response = api_for(people["maintainer"]).post("/api/v1/model-versions/", {
-        "ml_model": ml_model.pk, "version": "evil",
-        "artifact": ContentFile(sio.dumps(evil_pipeline()), name="m.skops"),
-    }, format="multipart")
+    response = api_for(people["maintainer"]).post(
+        "/api/v1/model-versions/",
+        {
+            "ml_model": ml_model.pk,
+            "version": "evil",
+            "artifact": ContentFile(sio.dumps(evil_pipeline()), name="m.skops"),
+        },
+        format="multipart",
+    )
     assert response.status_code == 400, response.content
     message = response.json()["artifact"][0]
     assert "untrusted types" in message and "touch_sentinel" in message

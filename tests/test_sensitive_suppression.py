@@ -21,10 +21,24 @@ def world():
 
 def run(world, slice_, kind="slice_error_rate", params=None, sensitive=("sex",), min_rows=10):
     frame, model = world
-    spec = ProbeSpec(key=1, kind=kind, slice=slice_, params=params or {}, comparator="<=",
-                     threshold=0.5, min_support=1)
-    [result] = evaluate_probes(model, frame, "y", [spec], ignored_columns=["sex"],
-                               sensitive_columns=sensitive, sensitive_min_rows=min_rows)
+    spec = ProbeSpec(
+        key=1,
+        kind=kind,
+        slice=slice_,
+        params=params or {},
+        comparator="<=",
+        threshold=0.5,
+        min_support=1,
+    )
+    [result] = evaluate_probes(
+        model,
+        frame,
+        "y",
+        [spec],
+        ignored_columns=["sex"],
+        sensitive_columns=sensitive,
+        sensitive_min_rows=min_rows,
+    )
     return result
 
 
@@ -32,21 +46,30 @@ def pin_row(world, index, sex):
     """A slice that pins one row by all its other columns, plus a guess of its sex."""
     frame, _ = world
     row = frame.iloc[index]
-    return [{"feature": "x1", "op": "==", "value": float(row.x1)},
-            {"feature": "x2", "op": "==", "value": float(row.x2)},
-            {"feature": "sex", "op": "==", "value": sex}]
+    return [
+        {"feature": "x1", "op": "==", "value": float(row.x1)},
+        {"feature": "x2", "op": "==", "value": float(row.x2)},
+        {"feature": "sex", "op": "==", "value": sex},
+    ]
 
 
 def shown(result):
-    return (result.status, result.value, result.support, result.ci_low, result.ci_high,
-            result.error)
+    return (
+        result.status,
+        result.value,
+        result.support,
+        result.ci_low,
+        result.ci_high,
+        result.error,
+    )
 
 
 def test_two_guesses_of_one_rows_sex_look_the_same(world):
     """The attack of the issue: support 1 against "slice is empty" told the row's sex."""
     right, wrong = run(world, pin_row(world, 0, "female")), run(world, pin_row(world, 0, "male"))
-    assert shown(right) == shown(wrong) == ("inconclusive", None, None, None, None,
-                                            SENSITIVE_MESSAGE)
+    assert (
+        shown(right) == shown(wrong) == ("inconclusive", None, None, None, None, SENSITIVE_MESSAGE)
+    )
 
 
 @pytest.mark.parametrize("rows", [0, 1, 5, 9], ids=lambda n: f"{n}-rows")
@@ -54,17 +77,20 @@ def test_sensitive_slices_below_the_minimum_are_suppressed(world, rows):
     frame, _ = world
     females = frame.index[frame.sex == "female"]
     cut = float(np.sort(frame.loc[females, "x1"].to_numpy())[rows - 1]) if rows else -99.0
-    slice_ = [{"feature": "sex", "op": "==", "value": "female"},
-              {"feature": "x1", "op": "<=", "value": cut}]
-    assert shown(run(world, slice_)) == ("inconclusive", None, None, None, None,
-                                         SENSITIVE_MESSAGE)
+    slice_ = [
+        {"feature": "sex", "op": "==", "value": "female"},
+        {"feature": "x1", "op": "<=", "value": cut},
+    ]
+    assert shown(run(world, slice_)) == ("inconclusive", None, None, None, None, SENSITIVE_MESSAGE)
 
 
 def test_at_the_minimum_a_sensitive_slice_is_reported(world):
     frame, _ = world
     females = np.sort(frame.loc[frame.sex == "female", "x1"].to_numpy())
-    slice_ = [{"feature": "sex", "op": "==", "value": "female"},
-              {"feature": "x1", "op": "<=", "value": float(females[9])}]
+    slice_ = [
+        {"feature": "sex", "op": "==", "value": "female"},
+        {"feature": "x1", "op": "<=", "value": float(females[9])},
+    ]
     result = run(world, slice_)
     assert result.support == 10 and result.value is not None
 
@@ -81,17 +107,41 @@ def test_groups_of_a_sensitive_column_count_only_from_the_minimum_up(world):
     tiny = frame.copy()
     tiny.loc[tiny.index[:3], "sex"] = "other"  # a group of three people
     result = evaluate_probes(
-        world[1], tiny, "y",
-        [ProbeSpec(key=1, kind="group_disparity", slice=[],
-                   params={"group_feature": "sex", "metric": "error_rate", "min_support": 1},
-                   comparator="<=", threshold=0.5, min_support=1)],
-        ignored_columns=["sex"], sensitive_columns=["sex"], sensitive_min_rows=10)[0]
+        world[1],
+        tiny,
+        "y",
+        [
+            ProbeSpec(
+                key=1,
+                kind="group_disparity",
+                slice=[],
+                params={"group_feature": "sex", "metric": "error_rate", "min_support": 1},
+                comparator="<=",
+                threshold=0.5,
+                min_support=1,
+            )
+        ],
+        ignored_columns=["sex"],
+        sensitive_columns=["sex"],
+        sensitive_min_rows=10,
+    )[0]
     groups = [g["group"] for g in result.details["groups"]]
     assert "other" not in groups and sorted(groups) == ["female", "male"]
     unprotected = evaluate_probes(
-        world[1], tiny, "y",
-        [ProbeSpec(key=1, kind="group_disparity", slice=[],
-                   params={"group_feature": "sex", "metric": "error_rate", "min_support": 1},
-                   comparator="<=", threshold=0.5, min_support=1)],
-        ignored_columns=["sex"])[0]
+        world[1],
+        tiny,
+        "y",
+        [
+            ProbeSpec(
+                key=1,
+                kind="group_disparity",
+                slice=[],
+                params={"group_feature": "sex", "metric": "error_rate", "min_support": 1},
+                comparator="<=",
+                threshold=0.5,
+                min_support=1,
+            )
+        ],
+        ignored_columns=["sex"],
+    )[0]
     assert "other" in [g["group"] for g in unprotected.details["groups"]]

@@ -17,18 +17,31 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def run_python(code, **env):
     full_env = {**os.environ, **env}
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=full_env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_production_refuses_the_default_secret_key():
-    result = run_python("import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE',"
-                        " 'config.settings'); django.setup()", DEBUG="0", SECRET_KEY="")
+    result = run_python(
+        "import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE',"
+        " 'config.settings'); django.setup()",
+        DEBUG="0",
+        SECRET_KEY="",
+    )
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr
-    result = run_python("import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE',"
-                        " 'config.settings'); django.setup()", DEBUG="0",
-                        SECRET_KEY="x" * 60)
+    result = run_python(
+        "import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE',"
+        " 'config.settings'); django.setup()",
+        DEBUG="0",
+        SECRET_KEY="x" * 60,
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -45,11 +58,15 @@ def test_database_url_parsing():
 
 
 def test_redis_url_switches_the_broker():
-    code = ("import os; os.environ['DJANGO_SETTINGS_MODULE']='config.settings';"
-            "from django.conf import settings; q=settings.Q_CLUSTER;"
-            "print(q.get('redis'), q.get('orm'))")
+    code = (
+        "import os; os.environ['DJANGO_SETTINGS_MODULE']='config.settings';"
+        "from django.conf import settings; q=settings.Q_CLUSTER;"
+        "print(q.get('redis'), q.get('orm'))"
+    )
     assert run_python(code, REDIS_URL="redis://127.0.0.1:6379/3").stdout.split() == [
-        "redis://127.0.0.1:6379/3", "None"]
+        "redis://127.0.0.1:6379/3",
+        "None",
+    ]
     assert run_python(code, REDIS_URL="").stdout.split() == ["None", "default"]
 
 
@@ -73,34 +90,48 @@ def test_demo_loader_is_idempotent_and_believable(capsys):
     out = capsys.readouterr().out
     for name in ("viewer", "contributor", "reviewer", "maintainer"):
         assert f"{name}-demo-pass" in out
-    counts = (Finding.objects.count(), ModelVersion.objects.count(), ProbeRun.objects.count(),
-              RemediationAction.objects.count())
+    counts = (
+        Finding.objects.count(),
+        ModelVersion.objects.count(),
+        ProbeRun.objects.count(),
+        RemediationAction.objects.count(),
+    )
     assert counts[0] >= 5 and counts[1] >= 6
     for ml_model in {v.ml_model for v in ModelVersion.objects.all()}:
         assert ml_model.versions.count() >= 2
         assert set(ml_model.versions.values_list("artifact_format", flat=True)) == {"skops"}
     statuses = set(RemediationAction.objects.values_list("status", flat=True))
     assert {"proposed", "verified"} <= statuses
-    assert set(Finding.objects.values_list("status", flat=True)) >= {"open", "resolved",
-                                                                      "accepted_risk"}
+    assert set(Finding.objects.values_list("status", flat=True)) >= {
+        "open",
+        "resolved",
+        "accepted_risk",
+    }
     # evidence comes from the engine on real slices, not typed in
     young = Finding.objects.get(title__startswith="Young low-income")
     assert young.evidence["support"] > 30 and 0 < young.evidence["value"] < 1
-    first = ProbeRun.objects.get(probe__finding=young, probe__kind="slice_error_rate",
-                                 model_version__version="1")
+    first = ProbeRun.objects.get(
+        probe__finding=young, probe__kind="slice_error_rate", model_version__version="1"
+    )
     assert abs(first.value - young.evidence["value"]) < 1e-3 and first.status == "failed"
     call_command("load_demo")
-    assert counts == (Finding.objects.count(), ModelVersion.objects.count(),
-                      ProbeRun.objects.count(), RemediationAction.objects.count())
+    assert counts == (
+        Finding.objects.count(),
+        ModelVersion.objects.count(),
+        ProbeRun.objects.count(),
+        RemediationAction.objects.count(),
+    )
 
 
 def test_make_run_migrates_loads_and_serves():
-    plan = subprocess.run(["make", "-n", "run"], cwd=ROOT, capture_output=True, text=True,
-                          check=True).stdout
+    plan = subprocess.run(
+        ["make", "-n", "run"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
     steps = [line for line in plan.splitlines() if "manage.py" in line or "serve" in line]
     assert "migrate" in steps[0] and "load_demo" in steps[1] and "serve.sh" in steps[2]
-    plan = subprocess.run(["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True,
-                          check=True).stdout
+    plan = subprocess.run(
+        ["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
     assert "pytest" in plan
 
 
@@ -130,15 +161,28 @@ def wait_for(condition, timeout):
 
 def test_serve_script_starts_web_and_worker_and_stops_both(tmp_path):
     db = tmp_path / "serve.sqlite3"
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{db}", "PORT": str(free_port()),
-           "PY": sys.executable, "MEDIA_ROOT": str(tmp_path / "media")}
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env,
-                   check=True, timeout=300)
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{db}",
+        "PORT": str(free_port()),
+        "PY": sys.executable,
+        "MEDIA_ROOT": str(tmp_path / "media"),
+    }
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=300
+    )
     # Output to a file, not a pipe nobody reads: a full pipe blocks the servers' logging,
     # and with it their shutdown.
     log = open(tmp_path / "serve.log", "w")  # noqa: SIM115 (closed in finally)
-    proc = subprocess.Popen(["./scripts/serve.sh"], cwd=ROOT, env=env, start_new_session=True,
-                            stdout=log, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        ["./scripts/serve.sh"],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         url = f"http://127.0.0.1:{env['PORT']}/healthz"
         deadline = time.time() + 120
@@ -153,7 +197,8 @@ def test_serve_script_starts_web_and_worker_and_stops_both(tmp_path):
         # The worker starts beside the web server: wait for it to be there (a busy
         # machine starts it later), then for every process to be gone after Ctrl-C.
         assert wait_for(lambda: _group(proc.pid, "qcluster"), 120), (
-            "no qcluster worker is running beside the web server")
+            "no qcluster worker is running beside the web server"
+        )
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         proc.wait(timeout=180)
         assert wait_for(lambda: not _group(proc.pid), 60), "a process outlived Ctrl-C"
@@ -171,8 +216,15 @@ def test_every_model_of_the_app_has_an_admin_page():
     derived = {"catalog.SearchWord"}
     missing = [
         model._meta.label
-        for app in ("core", "registry", "catalog", "probes", "remediation", "introspection",
-                    "ledger")
+        for app in (
+            "core",
+            "registry",
+            "catalog",
+            "probes",
+            "remediation",
+            "introspection",
+            "ledger",
+        )
         for model in apps.get_app_config(app).get_models()
         if model not in admin.site._registry and model._meta.label not in derived
     ]

@@ -23,9 +23,13 @@ from .sources import offenders
 @pytest.fixture
 def other_version(people):
     other = MLModel.objects.create(name="other-model", task="binary")
-    return ModelVersion.register(ml_model=other, version="1",
-                                 artifact=skops_upload(fitted_model()),
-                                 by=people["maintainer"], enqueue=False)
+    return ModelVersion.register(
+        ml_model=other,
+        version="1",
+        artifact=skops_upload(fitted_model()),
+        by=people["maintainer"],
+        enqueue=False,
+    )
 
 
 @pytest.fixture
@@ -36,16 +40,22 @@ def message(other_version, ml_model):
 @pytest.fixture
 def action(finding, people):
     return RemediationAction.objects.create(
-        finding=finding, kind="retrain", title="Retrain", status="in_progress",
-        owner=people["contributor"], created_by=people["contributor"])
+        finding=finding,
+        kind="retrain",
+        title="Retrain",
+        status="in_progress",
+        owner=people["contributor"],
+        created_by=people["contributor"],
+    )
 
 
 def flashed(response):
     return [str(m) for m in get_messages(response.wsgi_request)]
 
 
-def test_the_rule_names_the_field_and_passes_own_versions(ml_model, version, other_version,
-                                                         message):
+def test_the_rule_names_the_field_and_passes_own_versions(
+    ml_model, version, other_version, message
+):
     ml_model.check_owns(version)
     ml_model.check_owns(None)
     with pytest.raises(ValidationError) as caught:
@@ -56,21 +66,23 @@ def test_the_rule_names_the_field_and_passes_own_versions(ml_model, version, oth
 # -- the API: 400, keyed by the field -----------------------------------------------------
 
 
-def test_api_refuses_a_probe_run_on_another_models_version(people, probe, other_version,
-                                                           message):
+def test_api_refuses_a_probe_run_on_another_models_version(people, probe, other_version, message):
     reruns = Rerun.objects.count()
     response = api_for(people["contributor"]).post(
-        f"/api/v1/probes/{probe.pk}/run/", {"model_version": other_version.pk})
+        f"/api/v1/probes/{probe.pk}/run/", {"model_version": other_version.pk}
+    )
     assert response.status_code == 400
     assert response.json() == {"model_version": [message]}
     assert Rerun.objects.count() == reruns
 
 
-def test_api_refuses_an_evaluation_on_another_models_version(people, action, other_version,
-                                                            message):
+def test_api_refuses_an_evaluation_on_another_models_version(
+    people, action, other_version, message
+):
     response = api_for(people["reviewer"]).post(
         "/api/v1/evaluations/",
-        {"action": action.pk, "model_version": other_version.pk, "outcome": "held"})
+        {"action": action.pk, "model_version": other_version.pk, "outcome": "held"},
+    )
     assert response.status_code == 400
     assert response.json() == {"model_version": [message]}
     assert not Evaluation.objects.exists()
@@ -79,18 +91,19 @@ def test_api_refuses_an_evaluation_on_another_models_version(people, action, oth
 def test_api_refuses_a_fix_in_another_models_version(people, action, other_version, message):
     response = api_for(people["contributor"]).post(
         f"/api/v1/actions/{action.pk}/transition/",
-        {"to": "implemented", "fixed_in_version": other_version.pk})
+        {"to": "implemented", "fixed_in_version": other_version.pk},
+    )
     assert response.status_code == 400
     assert response.json() == {"fixed_in_version": [message]}
     action.refresh_from_db()
     assert action.status == "in_progress" and action.fixed_in_version is None
 
 
-def test_api_refuses_a_finding_on_another_models_version(people, ml_model, other_version,
-                                                         message):
+def test_api_refuses_a_finding_on_another_models_version(people, ml_model, other_version, message):
     response = api_for(people["contributor"]).post(
         "/api/v1/findings/",
-        {"title": "t", "ml_model": ml_model.pk, "model_version": other_version.pk})
+        {"title": "t", "ml_model": ml_model.pk, "model_version": other_version.pk},
+    )
     assert response.status_code == 400
     assert response.json() == {"model_version": [message]}
 
@@ -98,21 +111,25 @@ def test_api_refuses_a_finding_on_another_models_version(people, ml_model, other
 # -- the web: the message on the field ----------------------------------------------------
 
 
-def test_web_refuses_a_probe_run_on_another_models_version(people, finding, probe,
-                                                           other_version, message):
+def test_web_refuses_a_probe_run_on_another_models_version(
+    people, finding, probe, other_version, message
+):
     reruns = Rerun.objects.count()
     response = client_for(people["contributor"]).post(
-        reverse("probes:finding_run", args=[finding.pk]), {"model_version": other_version.pk})
+        reverse("probes:finding_run", args=[finding.pk]), {"model_version": other_version.pk}
+    )
     assert response.status_code == 302  # was a 404 before: now the reason is shown
     assert flashed(response) == [f"Nothing queued: Model version: {message}"]
     assert Rerun.objects.count() == reruns
 
 
-def test_web_refuses_a_manual_evaluation_on_another_models_version(people, action,
-                                                                  other_version, message):
+def test_web_refuses_a_manual_evaluation_on_another_models_version(
+    people, action, other_version, message
+):
     response = client_for(people["reviewer"]).post(
         reverse("remediation:evaluation_create", args=[action.pk]),
-        {"model_version": other_version.pk, "outcome": "held", "notes": "a user study"})
+        {"model_version": other_version.pk, "outcome": "held", "notes": "a user study"},
+    )
     assert response.status_code == 302
     assert flashed(response) == [f"The evaluation was not saved — model_version: {message}"]
     assert not Evaluation.objects.exists()
@@ -121,29 +138,38 @@ def test_web_refuses_a_manual_evaluation_on_another_models_version(people, actio
 def test_web_refuses_a_fix_in_another_models_version(people, action, other_version, message):
     response = client_for(people["contributor"]).post(
         reverse("remediation:action_transition", args=[action.pk]),
-        {"to": "implemented", "fixed_in_version": other_version.pk})
+        {"to": "implemented", "fixed_in_version": other_version.pk},
+    )
     assert response.status_code == 302
     assert flashed(response) == [message]
     action.refresh_from_db()
     assert action.status == "in_progress" and action.fixed_in_version is None
 
 
-def test_web_refuses_a_sweep_on_another_models_version(people, finding, other_version,
-                                                       message):
+def test_web_refuses_a_sweep_on_another_models_version(people, finding, other_version, message):
     response = client_for(people["contributor"]).post(
         reverse("introspection:finding_sweeps", args=[finding.pk]),
-        {"kind": "noise", "model_version": other_version.pk})
+        {"kind": "noise", "model_version": other_version.pk},
+    )
     assert response.status_code == 302
     assert flashed(response) == [f"Nothing queued: model_version: {message}"]
     assert not StressSweep.objects.exists()
 
 
-def test_web_finding_form_shows_the_message_on_the_field(people, ml_model, dataset,
-                                                         other_version, message):
+def test_web_finding_form_shows_the_message_on_the_field(
+    people, ml_model, dataset, other_version, message
+):
     response = client_for(people["contributor"]).post(
         reverse("catalog:finding_create"),
-        {"title": "t", "ml_model": ml_model.pk, "model_version": other_version.pk,
-         "dataset": dataset.pk, "severity": "low", "risk_category": "other"})
+        {
+            "title": "t",
+            "ml_model": ml_model.pk,
+            "model_version": other_version.pk,
+            "dataset": dataset.pk,
+            "severity": "low",
+            "risk_category": "other",
+        },
+    )
     assert response.status_code == 200
     assert response.context["form"].errors["model_version"] == [message]
 
@@ -151,16 +177,18 @@ def test_web_finding_form_shows_the_message_on_the_field(people, ml_model, datas
 def test_sweep_form_offers_only_the_models_versions(finding, version, other_version):
     from introspection.forms import SweepForm
 
-    offered = [value for value, _ in SweepForm(finding=finding)["model_version"]
-               .field.widget.choices if value]
+    offered = [
+        value
+        for value, _ in SweepForm(finding=finding)["model_version"].field.widget.choices
+        if value
+    ]
     assert offered == [version.pk]
 
 
 # -- the model layer (the admin's forms, any caller) --------------------------------------
 
 
-def test_an_evaluation_and_an_action_refuse_another_models_version(action, other_version,
-                                                                   message):
+def test_an_evaluation_and_an_action_refuse_another_models_version(action, other_version, message):
     with pytest.raises(ValidationError) as caught:
         Evaluation(action=action, model_version=other_version, outcome="held").full_clean()
     assert caught.value.message_dict["model_version"] == [message]
@@ -184,20 +212,29 @@ def _is_model_ref(node):
 
 
 def _compares_ml_models(node):
-    return isinstance(node, ast.Compare) and sum(
-        _is_model_ref(side) for side in [node.left, *node.comparators]) >= 2
+    return (
+        isinstance(node, ast.Compare)
+        and sum(_is_model_ref(side) for side in [node.left, *node.comparators]) >= 2
+    )
 
 
 def _says_the_rule(node):  # also a part of an f-string
-    return (isinstance(node, ast.Constant) and isinstance(node.value, str)
-            and "is not a version of" in node.value)
+    return (
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and "is not a version of" in node.value
+    )
 
 
 def _looks_up_a_version_of_one_model(node):
-    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-            and node.func.id == "get_object_or_404" and bool(node.args)
-            and ast.unparse(node.args[0]).startswith("ModelVersion")
-            and any(k.arg and k.arg.startswith("ml_model") for k in node.keywords))
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "get_object_or_404"
+        and bool(node.args)
+        and ast.unparse(node.args[0]).startswith("ModelVersion")
+        and any(k.arg and k.arg.startswith("ml_model") for k in node.keywords)
+    )
 
 
 def version_ownership_checks(tree):
@@ -205,8 +242,7 @@ def version_ownership_checks(tree):
     `.ml_model_id` / `.ml_model` values, the rule's message, or a 404 lookup of a version
     narrowed to an ML model."""
     checks = (_compares_ml_models, _says_the_rule, _looks_up_a_version_of_one_model)
-    return sorted({node.lineno for node in ast.walk(tree)
-                   if any(check(node) for check in checks)})
+    return sorted({node.lineno for node in ast.walk(tree) if any(check(node) for check in checks)})
 
 
 def test_only_the_ml_model_decides_which_versions_are_its_own():
@@ -228,5 +264,6 @@ def test_only_the_ml_model_decides_which_versions_are_its_own():
     ids=["compare-ids", "compare-models", "the-message", "not-found-lookup"],
 )
 def test_a_second_check_is_found(planted):
-    assert list(offenders(version_ownership_checks, [("probes/planted.py", planted)])) \
-        == ["probes/planted.py"]
+    assert list(offenders(version_ownership_checks, [("probes/planted.py", planted)])) == [
+        "probes/planted.py"
+    ]

@@ -55,12 +55,19 @@ FINDING_MOVES = {
 
 # --- Remediation actions --------------------------------------------------------------------
 
-ACTION_STATUSES = ["proposed", "approved", "rejected", "in_progress", "implemented", "verified",
-                   "ineffective", "cancelled"]
+ACTION_STATUSES = [
+    "proposed",
+    "approved",
+    "rejected",
+    "in_progress",
+    "implemented",
+    "verified",
+    "ineffective",
+    "cancelled",
+]
 # owner: bob, a contributor who owns the action (and created it); contributor: carol, a
 # contributor who does not own it.
-ACTION_ACTORS = ["viewer", "contributor", "owner", "reviewer", "maintainer", "superuser",
-                 "system"]
+ACTION_ACTORS = ["viewer", "contributor", "owner", "reviewer", "maintainer", "superuser", "system"]
 
 # DESIGN.md, "Workflows": every move an action may make and who may make it. Every other
 # (from, to) pair, the same status included, is refused for everyone.
@@ -110,10 +117,10 @@ def _cases(kind, statuses, actors, moves, *, allowed):
 def cast(people):
     """The conftest people under the names the tables use, plus carol and the system."""
     return {
-        "viewer": people["viewer"],            # alice
+        "viewer": people["viewer"],  # alice
         "contributor": people["contributor"],  # bob
-        "reviewer": people["reviewer"],        # rita
-        "maintainer": people["maintainer"],    # mona
+        "reviewer": people["reviewer"],  # rita
+        "maintainer": people["maintainer"],  # mona
         "superuser": people["admin"],
         "system": SYSTEM,
         "carol": make_user("carol", CONTRIBUTOR),
@@ -127,8 +134,10 @@ def finding_in(cast, ml_model):
     def make(status, **fields):
         fields.setdefault("reporter", cast["contributor"])
         finding = Finding.objects.create(
-            title="Young applicants are misjudged", ml_model=ml_model,
-            owner=cast["contributor"], **fields,
+            title="Young applicants are misjudged",
+            ml_model=ml_model,
+            owner=cast["contributor"],
+            **fields,
         )
         Finding.objects.filter(pk=finding.pk).update(status=status)
         finding.refresh_from_db()
@@ -144,8 +153,11 @@ def action_in(cast, finding_in):
     def make(status, **fields):
         fields.setdefault("created_by", cast["contributor"])
         action = RemediationAction.objects.create(
-            finding=finding_in("remediating"), kind="retrain", title="Retrain with more data",
-            owner=cast["contributor"], **fields,
+            finding=finding_in("remediating"),
+            kind="retrain",
+            title="Retrain with more data",
+            owner=cast["contributor"],
+            **fields,
         )
         RemediationAction.objects.filter(pk=action.pk).update(status=status)
         action.refresh_from_db()
@@ -165,8 +177,10 @@ def accept_risk_fields(days=90):
     """A complete request to accept a risk: a justification and (DESIGN.md: `expires_on`) an
     expiry date. The expiry itself is checked by the accept-risk ids below; here it only
     keeps the request complete."""
-    return {"note": "Within tolerance until the spring retrain.",
-            "expires_on": timezone.localdate() + datetime.timedelta(days=days)}
+    return {
+        "note": "Within tolerance until the spring retrain.",
+        "expires_on": timezone.localdate() + datetime.timedelta(days=days),
+    }
 
 
 def finding_fields(to):
@@ -194,7 +208,11 @@ def assert_moves(obj, to, by, **fields):
     assert obj.status == to
     event = AuditEvent.objects.for_object(obj).exclude(pk__in=earlier).get()
     assert (event.verb, event.from_status, event.to_status, event.note) == (
-        "transition", frm, to, fields["note"])
+        "transition",
+        frm,
+        to,
+        fields["note"],
+    )
     assert event.actor == (None if by == SYSTEM else by)
     return event
 
@@ -214,14 +232,18 @@ def assert_refused(obj, to, by, errors=TransitionError, **fields):
 # --- The finding table ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("frm", "to", "actor"), _cases(
-    "finding", FINDING_STATUSES, FINDING_ACTORS, FINDING_MOVES, allowed=True))
+@pytest.mark.parametrize(
+    ("frm", "to", "actor"),
+    _cases("finding", FINDING_STATUSES, FINDING_ACTORS, FINDING_MOVES, allowed=True),
+)
 def test_a_finding_moves(frm, to, actor, cast, finding_in):
     assert_moves(finding_in(frm), to, cast[actor], **finding_fields(to))
 
 
-@pytest.mark.parametrize(("frm", "to", "actor"), _cases(
-    "finding", FINDING_STATUSES, FINDING_ACTORS, FINDING_MOVES, allowed=False))
+@pytest.mark.parametrize(
+    ("frm", "to", "actor"),
+    _cases("finding", FINDING_STATUSES, FINDING_ACTORS, FINDING_MOVES, allowed=False),
+)
 def test_a_finding_move_is_refused(frm, to, actor, cast, finding_in):
     assert_refused(finding_in(frm), to, cast[actor], **finding_fields(to))
 
@@ -229,14 +251,18 @@ def test_a_finding_move_is_refused(frm, to, actor, cast, finding_in):
 # --- The action table -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("frm", "to", "actor"), _cases(
-    "action", ACTION_STATUSES, ACTION_ACTORS, ACTION_MOVES, allowed=True))
+@pytest.mark.parametrize(
+    ("frm", "to", "actor"),
+    _cases("action", ACTION_STATUSES, ACTION_ACTORS, ACTION_MOVES, allowed=True),
+)
 def test_an_action_moves(frm, to, actor, cast, action_in, request):
     assert_moves(action_in(frm), to, action_actor(cast, actor), **action_fields(to, request))
 
 
-@pytest.mark.parametrize(("frm", "to", "actor"), _cases(
-    "action", ACTION_STATUSES, ACTION_ACTORS, ACTION_MOVES, allowed=False))
+@pytest.mark.parametrize(
+    ("frm", "to", "actor"),
+    _cases("action", ACTION_STATUSES, ACTION_ACTORS, ACTION_MOVES, allowed=False),
+)
 def test_an_action_move_is_refused(frm, to, actor, cast, action_in, request):
     assert_refused(action_in(frm), to, action_actor(cast, actor), **action_fields(to, request))
 
@@ -263,32 +289,49 @@ def test_accepting_a_risk_with_a_blank_justification_is_refused(cast, finding_in
 
 
 def test_the_justification_is_the_audit_note(cast, finding_in):
-    event = assert_moves(finding_in("open"), "accepted_risk", cast["reviewer"],
-                         **accept_risk_fields())
+    event = assert_moves(
+        finding_in("open"), "accepted_risk", cast["reviewer"], **accept_risk_fields()
+    )
     assert event.note == "Within tolerance until the spring retrain."
 
 
 def test_accepting_a_risk_without_an_expiry_is_refused(cast, finding_in):
-    assert_refused(finding_in("open"), "accepted_risk", cast["reviewer"],
-                   note="Within tolerance until the spring retrain.")
+    assert_refused(
+        finding_in("open"),
+        "accepted_risk",
+        cast["reviewer"],
+        note="Within tolerance until the spring retrain.",
+    )
 
 
 def test_a_risk_may_be_accepted_for_the_longest_allowed_time(cast, finding_in):
-    assert_moves(finding_in("open"), "accepted_risk", cast["reviewer"],
-                 note="Within tolerance until the spring retrain.", expires_on=_expiry(MAX_DAYS))
+    assert_moves(
+        finding_in("open"),
+        "accepted_risk",
+        cast["reviewer"],
+        note="Within tolerance until the spring retrain.",
+        expires_on=_expiry(MAX_DAYS),
+    )
 
 
 def test_a_risk_accepted_for_longer_than_allowed_is_refused(cast, finding_in):
-    assert_refused(finding_in("open"), "accepted_risk", cast["reviewer"],
-                   note="Within tolerance until the spring retrain.",
-                   expires_on=_expiry(MAX_DAYS + 1))
+    assert_refused(
+        finding_in("open"),
+        "accepted_risk",
+        cast["reviewer"],
+        note="Within tolerance until the spring retrain.",
+        expires_on=_expiry(MAX_DAYS + 1),
+    )
 
 
 def test_the_expiry_is_kept_as_accepted_until(cast, finding_in):
     finding = finding_in("open")
-    finding.transition_to("accepted_risk", by=cast["reviewer"],
-                          note="Within tolerance until the spring retrain.",
-                          expires_on=_expiry(90))
+    finding.transition_to(
+        "accepted_risk",
+        by=cast["reviewer"],
+        note="Within tolerance until the spring retrain.",
+        expires_on=_expiry(90),
+    )
     finding.refresh_from_db()
     assert finding.accepted_until == _expiry(90)
 
@@ -307,18 +350,29 @@ def test_implementing_with_a_version_of_another_ml_model_is_refused(cast, action
     from .factories import fitted_model, skops_upload
 
     other = MLModel.objects.create(name="fraud-screen", task="binary")
-    elsewhere = ModelVersion.register(ml_model=other, version="3",
-                                      artifact=skops_upload(fitted_model()),
-                                      by=cast["maintainer"], enqueue=False)
+    elsewhere = ModelVersion.register(
+        ml_model=other,
+        version="3",
+        artifact=skops_upload(fitted_model()),
+        by=cast["maintainer"],
+        enqueue=False,
+    )
     # Refused as a bad move or as a field error keyed `fixed_in_version`: either is clear.
-    assert_refused(action_in("in_progress"), "implemented", cast["contributor"], note="done",
-                   fixed_in_version=elsewhere, errors=(TransitionError, ValidationError))
+    assert_refused(
+        action_in("in_progress"),
+        "implemented",
+        cast["contributor"],
+        note="done",
+        fixed_in_version=elsewhere,
+        errors=(TransitionError, ValidationError),
+    )
 
 
 def test_the_fix_version_is_kept_on_the_action(cast, action_in, version):
     action = action_in("in_progress")
-    action.transition_to("implemented", by=cast["contributor"], note="done",
-                         fixed_in_version=version)
+    action.transition_to(
+        "implemented", by=cast["contributor"], note="done", fixed_in_version=version
+    )
     action.refresh_from_db()
     assert action.fixed_in_version == version
 
@@ -334,27 +388,41 @@ def rex(people):
     return make_user("rex", REVIEWER)
 
 
-@pytest.mark.parametrize(("frm", "to"), [
-    pytest.param("proposed", "approved", id="action:proposed->approved:reviewer-who-created-it"),
-    pytest.param("proposed", "rejected", id="action:proposed->rejected:reviewer-who-created-it"),
-    pytest.param("implemented", "verified",
-                 id="action:implemented->verified:reviewer-who-created-it"),
-])
+@pytest.mark.parametrize(
+    ("frm", "to"),
+    [
+        pytest.param(
+            "proposed", "approved", id="action:proposed->approved:reviewer-who-created-it"
+        ),
+        pytest.param(
+            "proposed", "rejected", id="action:proposed->rejected:reviewer-who-created-it"
+        ),
+        pytest.param(
+            "implemented", "verified", id="action:implemented->verified:reviewer-who-created-it"
+        ),
+    ],
+)
 def test_the_creator_of_an_action_may_not_review_it(frm, to, cast, action_in):
     action = action_in(frm, created_by=cast["reviewer"])
     assert_refused(action, to, cast["reviewer"], note="looks good")
 
 
-@pytest.mark.parametrize(("to", "actor", "allowed"), [
-    pytest.param("approved", "rex", True, id="action:proposed->approved:the-named-reviewer"),
-    pytest.param("rejected", "rex", True, id="action:proposed->rejected:the-named-reviewer"),
-    pytest.param("approved", "reviewer", False,
-                 id="action:proposed->approved:a-reviewer-not-named"),
-    pytest.param("rejected", "reviewer", False,
-                 id="action:proposed->rejected:a-reviewer-not-named"),
-    pytest.param("approved", "superuser", True,
-                 id="action:proposed->approved:a-superuser-not-named"),
-])
+@pytest.mark.parametrize(
+    ("to", "actor", "allowed"),
+    [
+        pytest.param("approved", "rex", True, id="action:proposed->approved:the-named-reviewer"),
+        pytest.param("rejected", "rex", True, id="action:proposed->rejected:the-named-reviewer"),
+        pytest.param(
+            "approved", "reviewer", False, id="action:proposed->approved:a-reviewer-not-named"
+        ),
+        pytest.param(
+            "rejected", "reviewer", False, id="action:proposed->rejected:a-reviewer-not-named"
+        ),
+        pytest.param(
+            "approved", "superuser", True, id="action:proposed->approved:a-superuser-not-named"
+        ),
+    ],
+)
 def test_a_named_reviewer_decides_alone(to, actor, allowed, cast, action_in, rex):
     action = action_in("proposed", reviewer=rex)
     by = rex if actor == "rex" else cast[actor]
@@ -364,12 +432,17 @@ def test_a_named_reviewer_decides_alone(to, actor, allowed, cast, action_in, rex
         assert_refused(action, to, by, note="decided")
 
 
-@pytest.mark.parametrize(("frm", "to"), [
-    pytest.param("remediating", "resolved",
-                 id="finding:remediating->resolved:reviewer-who-reported-it"),
-    pytest.param("open", "accepted_risk",
-                 id="finding:open->accepted_risk:reviewer-who-reported-it"),
-])
+@pytest.mark.parametrize(
+    ("frm", "to"),
+    [
+        pytest.param(
+            "remediating", "resolved", id="finding:remediating->resolved:reviewer-who-reported-it"
+        ),
+        pytest.param(
+            "open", "accepted_risk", id="finding:open->accepted_risk:reviewer-who-reported-it"
+        ),
+    ],
+)
 def test_the_reporter_of_a_finding_may_not_close_it(frm, to, cast, finding_in):
     finding = finding_in(frm, reporter=cast["reviewer"])
     assert_refused(finding, to, cast["reviewer"], **finding_fields(to))

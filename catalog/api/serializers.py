@@ -25,14 +25,39 @@ class FindingSerializer(ModelCleanMixin, serializers.ModelSerializer):
     class Meta:
         model = Finding
         fields = [
-            "id", "title", "summary", "description", "ml_model", "model_version", "dataset",
-            "slice", "evidence", "severity", "risk_category", "status", "status_note",
-            "harms", "affected_stakeholders", "policy_reference", "lesson", "remaining_gaps",
-            "accepted_until", "tags", "owner", "reporter", "is_key_lesson", "created_at",
+            "id",
+            "title",
+            "summary",
+            "description",
+            "ml_model",
+            "model_version",
+            "dataset",
+            "slice",
+            "evidence",
+            "severity",
+            "risk_category",
+            "status",
+            "status_note",
+            "harms",
+            "affected_stakeholders",
+            "policy_reference",
+            "lesson",
+            "remaining_gaps",
+            "accepted_until",
+            "tags",
+            "owner",
+            "reporter",
+            "is_key_lesson",
+            "created_at",
             "updated_at",
         ]
         read_only_fields = [
-            "status", "status_note", "accepted_until", "reporter", "is_key_lesson", "created_at",
+            "status",
+            "status_note",
+            "accepted_until",
+            "reporter",
+            "is_key_lesson",
+            "created_at",
             "updated_at",
         ]
 
@@ -71,9 +96,10 @@ class TagSerializer(serializers.ModelSerializer):
 
 class FindingTransitionSerializer(TransitionSerializer):
     expires_on = serializers.DateField(
-        required=False, allow_null=True,
+        required=False,
+        allow_null=True,
         help_text="Accepting a risk: the date the acceptance expires (YYYY-MM-DD), at most "
-                  "RISK_ACCEPTANCE_MAX_DAYS (default 180) days ahead.",
+        "RISK_ACCEPTANCE_MAX_DAYS (default 180) days ahead.",
     )
 
 

@@ -19,7 +19,8 @@ from .serializers import (
     list=extend_schema(
         parameters=[
             OpenApiParameter(
-                "search", str,
+                "search",
+                str,
                 description='Web-search syntax: words (all must match), "a phrase", or, '
                 "-excluded. Results are ranked (best first) among the newest 250 matches "
                 "unless `ordering` is given, which lists every match in that order.",
@@ -69,10 +70,13 @@ class FindingViewSet(viewsets.ModelViewSet):
         finding = self.get_object()
         body = FindingTransitionSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        finding.transition_to(body.validated_data["to"], by=request.user,
-                              note=body.validated_data["note"],
-                              expected=body.validated_data.get("from_status") or None,
-                              expires_on=body.validated_data.get("expires_on"))
+        finding.transition_to(
+            body.validated_data["to"],
+            by=request.user,
+            note=body.validated_data["note"],
+            expected=body.validated_data.get("from_status") or None,
+            expires_on=body.validated_data.get("expires_on"),
+        )
         return Response(self.get_serializer(finding).data)
 
 

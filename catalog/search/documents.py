@@ -19,8 +19,9 @@ def slice_features(predicates):
     return [str(p.get("feature")) for p in predicates if isinstance(p, dict) and p.get("feature")]
 
 
-def document_parts(*, title, summary, lesson, description, harms, action_titles, tag_names,
-                   slice, ml_model_name):
+def document_parts(
+    *, title, summary, lesson, description, harms, action_titles, tag_names, slice, ml_model_name
+):
     """The text of each weight of a finding's search document (the one definition)."""
     return {
         "A": title or "",
@@ -44,8 +45,10 @@ def _collect(finding_model, ids):
         "finding_id", "tag__name"
     ):
         tags.setdefault(fid, []).append(name)
-    for fid, title in action_model.objects.filter(finding_id__in=ids).order_by("pk").values_list(
-        "finding_id", "title"
+    for fid, title in (
+        action_model.objects.filter(finding_id__in=ids)
+        .order_by("pk")
+        .values_list("finding_id", "title")
     ):
         actions.setdefault(fid, []).append(title)
     rows = finding_model.objects.filter(pk__in=ids).values_list(
@@ -53,17 +56,27 @@ def _collect(finding_model, ids):
     )
     return {
         pk: document_parts(
-            title=title, summary=summary, lesson=lesson, description=description, harms=harms,
-            action_titles=actions.get(pk, []), tag_names=sorted(tags.get(pk, [])),
-            slice=slice_, ml_model_name=model_name,
+            title=title,
+            summary=summary,
+            lesson=lesson,
+            description=description,
+            harms=harms,
+            action_titles=actions.get(pk, []),
+            tag_names=sorted(tags.get(pk, [])),
+            slice=slice_,
+            ml_model_name=model_name,
         )
         for pk, title, summary, lesson, description, harms, slice_, model_name in rows
     }
 
 
 def suggestable_words(parts):
-    return {w for text in parts.values() for w in tokens(text)
-            if w not in STOP_WORDS and _SUGGESTABLE.match(w)}
+    return {
+        w
+        for text in parts.values()
+        for w in tokens(text)
+        if w not in STOP_WORDS and _SUGGESTABLE.match(w)
+    }
 
 
 def refresh(ids=None, *, finding_model=None, word_model=None, using="default"):
@@ -83,7 +96,7 @@ def refresh(ids=None, *, finding_model=None, word_model=None, using="default"):
     conn = connections[using]
     table = conn.ops.quote_name(finding_model._meta.db_table)
     for start in range(0, len(ids), REFRESH_BATCH):
-        docs = _collect(finding_model, ids[start:start + REFRESH_BATCH])
+        docs = _collect(finding_model, ids[start : start + REFRESH_BATCH])
         if not docs:
             continue
         with conn.cursor() as cursor:
@@ -107,10 +120,10 @@ def refresh(ids=None, *, finding_model=None, word_model=None, using="default"):
         if word_model is not None:
             words = set().union(*(suggestable_words(p) for p in docs.values()))
             word_model.objects.bulk_create(
-                [word_model(word=w) for w in sorted(words)], ignore_conflicts=True,
+                [word_model(word=w) for w in sorted(words)],
+                ignore_conflicts=True,
                 batch_size=1000,
             )
-
 
 
 # -- keeping the documents current ---------------------------------------------------------
@@ -192,15 +205,12 @@ def follow_actions(action_model):
     from django.db.models.signals import post_delete, post_save
 
     post_save.connect(_action_changed, sender=action_model, dispatch_uid="search-action")
-    post_delete.connect(_action_changed, sender=action_model,
-                        dispatch_uid="search-action-deleted")
+    post_delete.connect(_action_changed, sender=action_model, dispatch_uid="search-action-deleted")
 
 
 def connect():
     """Keep the search documents current on every change that affects them."""
     from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete
-
-
 
     post_save.connect(_finding_saved, sender=Finding, dispatch_uid="search-finding")
     m2m_changed.connect(_tags_changed, sender=Finding.tags.through, dispatch_uid="search-tags")

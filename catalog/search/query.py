@@ -64,8 +64,9 @@ def parse(q):
         kept = [w for w in words if w not in STOP_WORDS]
         if not kept:
             continue
-        current.append(Clause(tuple(kept), tuple(stem(w) for w in kept), negated,
-                              phrase and len(kept) > 1))
+        current.append(
+            Clause(tuple(kept), tuple(stem(w) for w in kept), negated, phrase and len(kept) > 1)
+        )
     if current:
         alternatives.append(current)
     return ParsedQuery(alternatives)
@@ -117,8 +118,11 @@ def headline_python(text, parsed, *, words=30):
     if not matches:
         return ""
     wanted = parsed.positive_stems
-    hits = [i for i, m in enumerate(matches)
-            if m.group().lower() not in STOP_WORDS and stem(m.group().lower()) in wanted]
+    hits = [
+        i
+        for i, m in enumerate(matches)
+        if m.group().lower() not in STOP_WORDS and stem(m.group().lower()) in wanted
+    ]
     first = max(0, (hits[0] - 5) if hits else 0)
     last = min(len(matches), first + words)
     begin = 0 if first == 0 else matches[first].start()
@@ -127,7 +131,7 @@ def headline_python(text, parsed, *, words=30):
     for i in hits:
         if first <= i < last:
             m = matches[i]
-            out += [escape(text[pos:m.start()]), "<mark>", escape(m.group()), "</mark>"]
+            out += [escape(text[pos : m.start()]), "<mark>", escape(m.group()), "</mark>"]
             pos = m.end()
     out.append(escape(text[pos:end]))
     prefix = "… " if begin > 0 else ""

@@ -166,8 +166,9 @@ class SearchResults:
         if self._walk_created_at(matches, limit, connection):
             ordered = matches.order_by("-created_at", "-pk")
         else:
-            recency = ExpressionWrapper(F("created_at") + Value(datetime.timedelta(0)),
-                                        output_field=DateTimeField())
+            recency = ExpressionWrapper(
+                F("created_at") + Value(datetime.timedelta(0)), output_field=DateTimeField()
+            )
             ordered = matches.order_by(recency.desc(), "-pk")
         inner = ordered.values("pk", "created_at", *_FACET_COLUMNS)[:limit]
         sql, params = inner.query.sql_with_params()
@@ -183,8 +184,10 @@ class SearchResults:
         # uses the (ml_model, created_at) or (status, created_at) index. Sent with the
         # query as one statement list, which PostgreSQL runs as one transaction.
         with connection.cursor() as cursor:
-            cursor.execute(f"SET LOCAL random_page_cost = {float(RANDOM_PAGE_COST)}; {outer}",
-                           [SEARCH_CONFIG, self.q, *params])
+            cursor.execute(
+                f"SET LOCAL random_page_cost = {float(RANDOM_PAGE_COST)}; {outer}",
+                [SEARCH_CONFIG, self.q, *params],
+            )
             return [Candidate(*row) for row in cursor.fetchall()]
 
     # Measured per-row costs (microseconds) at 200,000 findings: checking `@@` on a row met
@@ -238,10 +241,10 @@ class SearchResults:
         number = max(1, int(number))
         offset = (number - 1) * size
         if self.ranked:
-            ids = [c.pk for c in self.candidates[: self.limit][offset:offset + size]]
+            ids = [c.pk for c in self.candidates[: self.limit][offset : offset + size]]
             has_next = offset + size < self.count
         else:
-            ids = list(self.matches.values_list("pk", flat=True)[offset:offset + size + 1])
+            ids = list(self.matches.values_list("pk", flat=True)[offset : offset + size + 1])
             has_next = len(ids) > size
             ids = ids[:size]
         rows = self.queryset.model.objects.filter(pk__in=ids).prefetch_related("tags")
@@ -255,11 +258,22 @@ class SearchResults:
 
             rows = rows.annotate(
                 headline_raw=SearchHeadline(
-                    Concat("summary", Value(" "), "description", Value(" "), "lesson",
-                           output_field=TextField()),
+                    Concat(
+                        "summary",
+                        Value(" "),
+                        "description",
+                        Value(" "),
+                        "lesson",
+                        output_field=TextField(),
+                    ),
                     SearchQuery(self.q, search_type="websearch", config=SEARCH_CONFIG),
-                    config=SEARCH_CONFIG, start_sel=_START, stop_sel=_STOP,
-                    max_words=35, min_words=15, max_fragments=2, fragment_delimiter=" … ",
+                    config=SEARCH_CONFIG,
+                    start_sel=_START,
+                    stop_sel=_STOP,
+                    max_words=35,
+                    min_words=15,
+                    max_fragments=2,
+                    fragment_delimiter=" … ",
                 )
             )
         by_pk = {f.pk: f for f in rows}
@@ -357,9 +371,7 @@ class SearchResults:
                     fixes[w] = close[0]
         if not fixes:
             return None
-        corrected = re.sub(
-            r"[^\W_]+", lambda m: fixes.get(m.group().lower(), m.group()), self.q
-        )
+        corrected = re.sub(r"[^\W_]+", lambda m: fixes.get(m.group().lower(), m.group()), self.q)
         if corrected == self.q or not self.queryset.search(corrected).exists():
             return None
         return corrected

@@ -12,8 +12,7 @@ RANDOM_PAGE_COST = getattr(settings, "SEARCH_RANDOM_PAGE_COST", 1.1)
 MAX_QUERY_LENGTH = 300
 
 # PostgreSQL's english.stop, so that both databases ignore the same words.
-_STOP_TEXT = (
-    """i me my myself we our ours ourselves you your yours yourself yourselves he him his
+_STOP_TEXT = """i me my myself we our ours ourselves you your yours yourself yourselves he him his
     himself she her hers herself it its itself they them their theirs themselves what which
     who whom this that these those am is are was were be been being have has had having do
     does did doing a an the and but if or because as until while of at by for with about
@@ -21,7 +20,6 @@ _STOP_TEXT = (
     off over under again further then once here there when where why how all any both each
     few more most other some such no nor not only own same so than too very s t can will
     just don should now"""
-)
 STOP_WORDS = frozenset(_STOP_TEXT.split())
 
 _TOKEN = re.compile(r"\d+\.\d+|[^\W_]+")

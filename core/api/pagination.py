@@ -23,21 +23,26 @@ class FindingPagination(PageNumberPagination):
     def get_paginated_response(self, data):
         page = self.search_page
         url = self.request.build_absolute_uri()
-        next_url = replace_query_param(url, self.page_query_param, page.number + 1) \
-            if page.has_next() else None
+        next_url = (
+            replace_query_param(url, self.page_query_param, page.number + 1)
+            if page.has_next()
+            else None
+        )
         if not page.has_previous():
             prev_url = None
         elif page.number == 2:
             prev_url = remove_query_param(url, self.page_query_param)
         else:
             prev_url = replace_query_param(url, self.page_query_param, page.number - 1)
-        return Response({
-            "count": page.count,
-            "count_capped": page.capped,
-            "next": next_url,
-            "previous": prev_url,
-            "results": data,
-        })
+        return Response(
+            {
+                "count": page.count,
+                "count_capped": page.capped,
+                "next": next_url,
+                "previous": prev_url,
+                "results": data,
+            }
+        )
 
     def get_paginated_response_schema(self, schema):
         base = super().get_paginated_response_schema(schema)

@@ -23,9 +23,5 @@ class RolePermissions(DjangoModelPermissions):
         extra = getattr(view, "action_permissions", {}).get(getattr(view, "action", None))
         if extra is not None:
             user = request.user
-            return bool(
-                user
-                and user.is_authenticated
-                and all(user.has_perm(p) for p in extra)
-            )
+            return bool(user and user.is_authenticated and all(user.has_perm(p) for p in extra))
         return super().has_permission(request, view)

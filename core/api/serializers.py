@@ -23,9 +23,12 @@ class ModelCleanMixin(_SerializerBase):
         concrete = {f.name for f in model._meta.concrete_fields}
         data = {k: v for k, v in attrs.items() if k in concrete and k not in self.clean_exclude}
         if self.instance is not None:
-            candidate = model(**{
-                f.attname: getattr(self.instance, f.attname) for f in model._meta.concrete_fields
-            })
+            candidate = model(
+                **{
+                    f.attname: getattr(self.instance, f.attname)
+                    for f in model._meta.concrete_fields
+                }
+            )
             for key, value in data.items():
                 setattr(candidate, key, value)
         else:
@@ -50,7 +53,10 @@ class TransitionSerializer(serializers.Serializer):
         required=False, allow_null=True, min_value=1, max_value=2**63 - 1
     )
     expected = serializers.CharField(
-        required=False, allow_blank=True, max_length=30, source="from_status",
+        required=False,
+        allow_blank=True,
+        max_length=30,
+        source="from_status",
         help_text="The status you saw; if it changed meanwhile the answer is 409 Conflict.",
     )
 

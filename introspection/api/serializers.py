@@ -9,8 +9,9 @@ class ScanRequestSerializer(serializers.Serializer):
     dataset = serializers.PrimaryKeyRelatedField(queryset=Dataset.objects.all())
     top_k = serializers.IntegerField(min_value=1, max_value=20, default=5)
     max_predicates = serializers.IntegerField(min_value=1, max_value=3, default=2)
-    min_support = serializers.IntegerField(min_value=5, required=False, allow_null=True,
-                                           default=None)
+    min_support = serializers.IntegerField(
+        min_value=5, required=False, allow_null=True, default=None
+    )
 
 
 class SliceScanSerializer(serializers.ModelSerializer):
@@ -41,13 +42,14 @@ class SliceScanSerializer(serializers.ModelSerializer):
 class LogCandidateSerializer(serializers.Serializer):
     candidate = serializers.IntegerField(min_value=1, help_text="1 for the first candidate.")
     title = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
-    summary = serializers.CharField(max_length=500, required=False, allow_blank=True,
-                                    default="")
-    severity = serializers.CharField(max_length=10, required=False, allow_blank=True,
-                                     default="")
-    risk_category = serializers.CharField(max_length=20, required=False, allow_blank=True,
-                                          default="")
-    error_threshold = serializers.FloatField(min_value=0, max_value=1, required=False,
-                                             allow_null=True, default=None)
-    margin_threshold = serializers.FloatField(min_value=0, max_value=1, required=False,
-                                              allow_null=True, default=None)
+    summary = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+    severity = serializers.CharField(max_length=10, required=False, allow_blank=True, default="")
+    risk_category = serializers.CharField(
+        max_length=20, required=False, allow_blank=True, default=""
+    )
+    error_threshold = serializers.FloatField(
+        min_value=0, max_value=1, required=False, allow_null=True, default=None
+    )
+    margin_threshold = serializers.FloatField(
+        min_value=0, max_value=1, required=False, allow_null=True, default=None
+    )

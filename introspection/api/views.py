@@ -36,8 +36,10 @@ class ScanViewSet(viewsets.ReadOnlyModelViewSet):
         data = dict(body.validated_data)
         index = data.pop("candidate") - 1
         finding = scan.log_finding(index, by=request.user, **data)
-        return Response(FindingSerializer(finding, context={"request": request}).data,
-                        status=status.HTTP_201_CREATED)
+        return Response(
+            FindingSerializer(finding, context={"request": request}).data,
+            status=status.HTTP_201_CREATED,
+        )
 
 
 class VersionScanViewSet(viewsets.GenericViewSet):
@@ -58,8 +60,12 @@ class VersionScanViewSet(viewsets.GenericViewSet):
         data = body.validated_data
         with transaction.atomic():
             scan = SliceScan.queue(
-                version, data["dataset"], by=request.user, top_k=data["top_k"],
-                max_predicates=data["max_predicates"], min_support=data["min_support"],
+                version,
+                data["dataset"],
+                by=request.user,
+                top_k=data["top_k"],
+                max_predicates=data["max_predicates"],
+                min_support=data["min_support"],
             )
         scan.refresh_from_db()
         return Response(s.SliceScanSerializer(scan).data, status=status.HTTP_202_ACCEPTED)

@@ -43,12 +43,19 @@ def _sweep_items(finding):
     for sweep in finding.sweeps.select_related("model_version")[:SWEEPS_SHOWN]:
         x_key = "scale" if sweep.kind == SweepKind.NOISE else "value"
         xlabel = "noise (× std)" if sweep.kind == SweepKind.NOISE else sweep.feature
-        chart = sweep_chart_svg(sweep.points or [], x_key, xlabel=xlabel,
-                                title=f"{sweep}: share of decisions that flip")
-        points = [dict(p, index=i, number=i + 1, x=p.get(x_key))
-                  for i, p in enumerate(sweep.points or [])]
-        items.append({"sweep": sweep, "chart": mark_safe(chart),  # noqa: S308
-                      "points": points})
+        chart = sweep_chart_svg(
+            sweep.points or [], x_key, xlabel=xlabel, title=f"{sweep}: share of decisions that flip"
+        )
+        points = [
+            dict(p, index=i, number=i + 1, x=p.get(x_key)) for i, p in enumerate(sweep.points or [])
+        ]
+        items.append(
+            {
+                "sweep": sweep,
+                "chart": mark_safe(chart),  # noqa: S308
+                "points": points,
+            }
+        )
     return items
 
 
@@ -61,18 +68,27 @@ def finding_maps(context, finding):
     versions = list(finding.ml_model.versions.order_by("registered_at", "pk"))
     features = numeric_features(finding.dataset) if finding.dataset else []
     axes = default_map_axes(finding)
-    map_form = BoundaryMapForm(features=features, auto_id="map_%s", initial={
-        "feature_x": axes[0] if axes else "", "feature_y": axes[1] if axes else ""})
+    map_form = BoundaryMapForm(
+        features=features,
+        auto_id="map_%s",
+        initial={"feature_x": axes[0] if axes else "", "feature_y": axes[1] if axes else ""},
+    )
     sweep_form = None
     if finding.dataset is not None:
-        sweep_form = SweepForm(finding=finding, auto_id="sweep_%s", initial={
-            "kind": SweepKind.NOISE,
-            "model_version": versions[-1].pk if versions else None,
-        })
+        sweep_form = SweepForm(
+            finding=finding,
+            auto_id="sweep_%s",
+            initial={
+                "kind": SweepKind.NOISE,
+                "model_version": versions[-1].pk if versions else None,
+            },
+        )
     pending = (
-        BoundaryMap.objects.filter(finding=finding).exclude(status__in=FINISHED_JOB_STATUSES)
+        BoundaryMap.objects.filter(finding=finding)
+        .exclude(status__in=FINISHED_JOB_STATUSES)
         .exists()
-        or StressSweep.objects.filter(finding=finding).exclude(status__in=FINISHED_JOB_STATUSES)
+        or StressSweep.objects.filter(finding=finding)
+        .exclude(status__in=FINISHED_JOB_STATUSES)
         .exists()
     )
     return {
@@ -109,7 +125,8 @@ def dataset_sensitivity(context, dataset):
         "dataset": dataset,
         "form": SensitiveColumnsForm(dataset=dataset) if can_edit else None,
         "scans": SliceScan.objects.filter(dataset=dataset).select_related(
-            "model_version__ml_model")[:10],
+            "model_version__ml_model"
+        )[:10],
         "csrf_token": context.get("csrf_token"),
     }
 

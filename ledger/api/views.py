@@ -25,8 +25,9 @@ class FindingSuggestionsViewSet(viewsets.GenericViewSet):
     serializer_class = SuggestionSerializer
     pagination_class = None  # a short ranked list, not a page of a collection
     filter_backends: list = []
-    action_permissions = {"suggestions": ["catalog.view_finding",
-                                          "remediation.view_remediationaction"]}
+    action_permissions = {
+        "suggestions": ["catalog.view_finding", "remediation.view_remediationaction"]
+    }
 
     @extend_schema(responses={200: SuggestionSerializer(many=True)})
     @action(detail=True, methods=["get"])

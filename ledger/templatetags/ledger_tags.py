@@ -35,5 +35,9 @@ def similar_findings(finding):
 @register.inclusion_tag("ledger/_suggestions.html", takes_context=True)
 def fix_suggestions(context, finding):
     """Fixes that held (or not) on similar findings, with one click to propose the same."""
-    return {"finding": finding, "suggestions": story.suggestions(finding, n=5),
-            "perms": context.get("perms"), "csrf_token": context.get("csrf_token")}
+    return {
+        "finding": finding,
+        "suggestions": story.suggestions(finding, n=5),
+        "perms": context.get("perms"),
+        "csrf_token": context.get("csrf_token"),
+    }

@@ -31,8 +31,14 @@ class ProbeSerializer(ModelCleanMixin, serializers.ModelSerializer):
             "retired_by",
             "retire_note",
         ]
-        read_only_fields = ["supersedes", "created_by", "created_at", "retired_at", "retired_by",
-                            "retire_note"]
+        read_only_fields = [
+            "supersedes",
+            "created_by",
+            "created_at",
+            "retired_at",
+            "retired_by",
+            "retire_note",
+        ]
 
     def validate(self, attrs):
         # A definition with runs does not change in place, whatever the new values: 409
@@ -56,13 +62,24 @@ class ProbeRevisionSerializer(ModelCleanMixin, serializers.ModelSerializer):
     the revised probe (this probe's definition with the changes) by Probe.clean()."""
 
     kind = RevisedKindField(required=False)
-    note = serializers.CharField(max_length=5000, write_only=True,
-                                 help_text="What changes and why (kept in the history).")
+    note = serializers.CharField(
+        max_length=5000, write_only=True, help_text="What changes and why (kept in the history)."
+    )
 
     class Meta:
         model = Probe
-        fields = ["finding", "dataset", "kind", "slice", "params", "comparator", "threshold",
-                  "tolerance", "min_support", "note"]
+        fields = [
+            "finding",
+            "dataset",
+            "kind",
+            "slice",
+            "params",
+            "comparator",
+            "threshold",
+            "tolerance",
+            "min_support",
+            "note",
+        ]
 
     def get_fields(self):
         fields = super().get_fields()

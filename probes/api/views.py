@@ -51,8 +51,7 @@ class ProbeViewSet(viewsets.ModelViewSet):
         probe = self.get_object()
         body = s.ProbeRevisionSerializer(probe, data=request.data)
         body.is_valid(raise_exception=True)
-        revision = probe.revise(body.changes(), by=request.user,
-                                note=body.validated_data["note"])
+        revision = probe.revise(body.changes(), by=request.user, note=body.validated_data["note"])
         return Response(s.ProbeSerializer(revision).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=s.RetireSerializer, responses={200: s.ProbeSerializer})
@@ -82,7 +81,7 @@ class ProbeRunFilterSet(django_filters.FilterSet):
     latest = django_filters.BooleanFilter(
         method="filter_latest",
         label="Only the latest run of each probe on each model version (its newest "
-              "finished run), as the finding page and the follow-up read them.",
+        "finished run), as the finding page and the follow-up read them.",
     )
 
     class Meta:

@@ -23,15 +23,26 @@ def finding_probes(context, finding):
     for probe in probes:
         row_cells = [cells.get((probe.pk, v.pk)) for v in versions]
         points = [
-            {"label": v.version, "value": getattr(run, "value", None),
-             "status": getattr(run, "status", None), "ci_low": getattr(run, "ci_low", None),
-             "ci_high": getattr(run, "ci_high", None)}
+            {
+                "label": v.version,
+                "value": getattr(run, "value", None),
+                "status": getattr(run, "status", None),
+                "ci_low": getattr(run, "ci_low", None),
+                "ci_high": getattr(run, "ci_high", None),
+            }
             for v, run in zip(versions, row_cells, strict=True)
         ]
-        chart = value_chart_svg(points, threshold=probe.threshold,
-                                title=f"{probe.get_kind_display()} across versions")
-        rows.append({"probe": probe, "cells": row_cells, "chart": mark_safe(chart),  # noqa: S308
-                     "changeable": probe.may_change(user)})
+        chart = value_chart_svg(
+            points, threshold=probe.threshold, title=f"{probe.get_kind_display()} across versions"
+        )
+        rows.append(
+            {
+                "probe": probe,
+                "cells": row_cells,
+                "chart": mark_safe(chart),  # noqa: S308
+                "changeable": probe.may_change(user),
+            }
+        )
     running = [
         {"rerun": r, "progress": r.progress()}
         for r in Rerun.unfinished_for(finding.ml_model_id).select_related("model_version")

@@ -137,8 +137,17 @@ class DeploymentSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Deployment
-        fields = ["id", "ml_model", "model_version", "environment", "since", "until", "note",
-                  "recorded_by", "recorded_at"]
+        fields = [
+            "id",
+            "ml_model",
+            "model_version",
+            "environment",
+            "since",
+            "until",
+            "note",
+            "recorded_by",
+            "recorded_at",
+        ]
         read_only_fields = ["ml_model", "until", "recorded_by", "recorded_at"]
         validators = []  # one current deployment per environment: Deployment.record ends it
 

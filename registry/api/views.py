@@ -60,5 +60,9 @@ class DeploymentViewSet(
 
     queryset = Deployment.objects.select_related("model_version", "ml_model")
     serializer_class = s.DeploymentSerializer
-    filterset_fields = {"ml_model": ["exact"], "model_version": ["exact"],
-                        "environment": ["exact"], "until": ["isnull"]}
+    filterset_fields = {
+        "ml_model": ["exact"],
+        "model_version": ["exact"],
+        "environment": ["exact"],
+        "until": ["isnull"],
+    }

@@ -21,11 +21,21 @@ class ActionSerializer(serializers.ModelSerializer):
     class Meta:
         model = RemediationAction
         fields = [
-            "id", "finding", "kind", "title", "description", "owner", "reviewer", "status",
-            "due_date", "fixed_in_version", "created_by", "created_at", "updated_at",
+            "id",
+            "finding",
+            "kind",
+            "title",
+            "description",
+            "owner",
+            "reviewer",
+            "status",
+            "due_date",
+            "fixed_in_version",
+            "created_by",
+            "created_at",
+            "updated_at",
         ]
-        read_only_fields = ["status", "fixed_in_version", "created_by", "created_at",
-                            "updated_at"]
+        read_only_fields = ["status", "fixed_in_version", "created_by", "created_at", "updated_at"]
 
     def validate_owner(self, user):
         return self._person(user, "owner")
@@ -37,7 +47,8 @@ class ActionSerializer(serializers.ModelSerializer):
         """Owners and reviewers are active users with a role (RemediationAction.
         check_person); on an edit, only a change of the person is checked."""
         if self.instance is not None and getattr(self.instance, f"{field}_id") == getattr(
-                user, "pk", None):
+            user, "pk", None
+        ):
             return user
         try:
             RemediationAction.check_person(user, field)
@@ -47,10 +58,14 @@ class ActionSerializer(serializers.ModelSerializer):
 
     def validate(self, attrs):
         finding = attrs.get("finding") or getattr(self.instance, "finding", None)
-        if self.instance is not None and "finding" in attrs and attrs["finding"] != \
-                self.instance.finding:
-            raise serializers.ValidationError({"finding": "An action cannot move to another "
-                                                          "finding."})
+        if (
+            self.instance is not None
+            and "finding" in attrs
+            and attrs["finding"] != self.instance.finding
+        ):
+            raise serializers.ValidationError(
+                {"finding": "An action cannot move to another finding."}
+            )
         if finding is None:
             raise serializers.ValidationError({"finding": "This field is required."})
         return attrs
@@ -64,8 +79,16 @@ class EvaluationSerializer(serializers.ModelSerializer):
     class Meta:
         model = Evaluation
         fields = [
-            "id", "action", "model_version", "outcome", "probe_runs", "notes", "is_manual",
-            "details", "created_by", "created_at",
+            "id",
+            "action",
+            "model_version",
+            "outcome",
+            "probe_runs",
+            "notes",
+            "is_manual",
+            "details",
+            "created_by",
+            "created_at",
         ]
         read_only_fields = ["is_manual", "details", "created_by", "created_at"]
         # Manual evaluations are free: the one-automatic-per-version constraint is not the
@@ -81,8 +104,10 @@ class EvaluationSerializer(serializers.ModelSerializer):
         for run in attrs.get("probe_runs", []):
             if run.model_version_id != version.pk or run.probe.finding_id != action.finding_id:
                 raise serializers.ValidationError(
-                    {"probe_runs": f"Run {run.pk} is not a run of this finding's probes on "
-                                   f"{version}."}
+                    {
+                        "probe_runs": f"Run {run.pk} is not a run of this finding's probes on "
+                        f"{version}."
+                    }
                 )
         return attrs
 
@@ -93,8 +118,19 @@ class AuditEventSerializer(serializers.ModelSerializer):
     class Meta:
         model = AuditEvent
         fields = [
-            "id", "object_type", "object_id", "object_repr", "verb", "actor", "actor_label",
-            "before", "after", "from_status", "to_status", "note", "created_at",
+            "id",
+            "object_type",
+            "object_id",
+            "object_repr",
+            "verb",
+            "actor",
+            "actor_label",
+            "before",
+            "after",
+            "from_status",
+            "to_status",
+            "note",
+            "created_at",
         ]
         read_only_fields = fields
 

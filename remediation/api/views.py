@@ -72,7 +72,9 @@ class ActionViewSet(viewsets.ModelViewSet):
 
 
 class EvaluationViewSet(
-    mixins.CreateModelMixin, mixins.RetrieveModelMixin, mixins.ListModelMixin,
+    mixins.CreateModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.ListModelMixin,
     viewsets.GenericViewSet,
 ):
     queryset = Evaluation.objects.select_related("action", "model_version").prefetch_related(
@@ -127,8 +129,9 @@ class GateSerializer(serializers.Serializer):
     model_version = serializers.IntegerField()
     decision = serializers.ChoiceField(choices=["pass", "fail", "pending"])
     checked = serializers.IntegerField(help_text="guarding probes checked")
-    blocking = serializers.ListField(child=serializers.DictField(),
-                                     help_text="[{probe, finding, run, reason}]")
+    blocking = serializers.ListField(
+        child=serializers.DictField(), help_text="[{probe, finding, run, reason}]"
+    )
 
 
 class VersionGateViewSet(viewsets.GenericViewSet):

@@ -27,8 +27,14 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "e2e"
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 TIMEOUT_MS = 20_000
 
@@ -109,8 +115,11 @@ class Watched:
         # Subresources (CSS, JS, JSON the scripts fetch) must load; pages may be 4xx on
         # purpose, so only non-document requests are held to this.
         request = response.request
-        if (response.url.startswith(self.base_url) and response.status >= 400
-                and request.resource_type != "document"):
+        if (
+            response.url.startswith(self.base_url)
+            and response.status >= 400
+            and request.resource_type != "document"
+        ):
             self.failed_requests.append(f"{request.method} {response.url}: {response.status}")
 
     def problems(self):
@@ -127,8 +136,7 @@ class Watched:
 def watched(browser, live_server, request):
     """A fresh browser context on the live server; fails the test on CSP violations,
     script errors and broken subresources; keeps a screenshot of the last page."""
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280,
-                                                                      "height": 900})
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
     watch = Watched(page, live_server.url)
@@ -162,8 +170,10 @@ class Worker:
         else:
             from urllib.parse import quote
 
-            url = (f"postgres://{quote(db['USER'], safe='')}:{quote(db['PASSWORD'], safe='')}"
-                   f"@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}")
+            url = (
+                f"postgres://{quote(db['USER'], safe='')}:{quote(db['PASSWORD'], safe='')}"
+                f"@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+            )
         return {
             **os.environ,
             "DATABASE_URL": url,
@@ -181,11 +191,20 @@ class Worker:
         self.queue_tasks()
         self.log = open(self.log_path, "w")  # noqa: SIM115 (open while the worker runs)
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=self.environment(),
-            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            [sys.executable, "manage.py", "qcluster"],
+            cwd=ROOT,
+            env=self.environment(),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
-        wait_for(lambda: "ready for work" in self.log_path.read_text()
-                 or self.process.poll() is not None, 60, "the worker to start")
+        wait_for(
+            lambda: (
+                "ready for work" in self.log_path.read_text() or self.process.poll() is not None
+            ),
+            60,
+            "the worker to start",
+        )
         assert self.process.poll() is None, self.log_path.read_text()
         return self
 

@@ -20,11 +20,15 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def choose(page, selector, label):
     """Pick an <option> by its visible text (what a person reads), by regex."""
-    page.select_option(selector, label=page.eval_on_selector(
+    page.select_option(
         selector,
-        "(el, re) => Array.from(el.options).map(o => o.label).find(l => new RegExp(re).test(l))",
-        label,
-    ))
+        label=page.eval_on_selector(
+            selector,
+            "(el, re) => Array.from(el.options).map(o => o.label)"
+            ".find(l => new RegExp(re).test(l))",
+            label,
+        ),
+    )
 
 
 def test_a_contributor_logs_a_finding_attaches_a_probe_and_proposes_an_action(
@@ -119,16 +123,28 @@ def _lesson_with_history(people, ml_model, version, dataset, finding, probe):
     finding.tags.set([])
     Rerun.queue(version, trigger="manual", by=people["contributor"], probes=[probe])
     action = RemediationAction.objects.create(
-        finding=finding, kind="recalibration", title="Isotonic recalibration",
-        owner=people["contributor"], reviewer=people["reviewer"])
+        finding=finding,
+        kind="recalibration",
+        title="Isotonic recalibration",
+        owner=people["contributor"],
+        reviewer=people["reviewer"],
+    )
     action.transition_to("approved", by=people["reviewer"])
     action.transition_to("in_progress", by=people["contributor"])
     finding.transition_to("remediating", by=people["contributor"])
-    v2 = ModelVersion.register(ml_model=ml_model, version="2",
-                               artifact=skops_upload(fitted_model()), by=people["maintainer"])
+    v2 = ModelVersion.register(
+        ml_model=ml_model,
+        version="2",
+        artifact=skops_upload(fitted_model()),
+        by=people["maintainer"],
+    )
     action.transition_to("implemented", by=people["contributor"], fixed_in_version=v2)
-    Finding.objects.create(title="Unrelated: slow batch scoring", ml_model=ml_model,
-                           lesson="Cache the encoder.", owner=people["contributor"])
+    Finding.objects.create(
+        title="Unrelated: slow batch scoring",
+        ml_model=ml_model,
+        lesson="Cache the encoder.",
+        owner=people["contributor"],
+    )
     return action
 
 
@@ -183,11 +199,20 @@ def test_a_reviewer_approves_and_verifies_then_sees_a_regression_and_its_notice(
 
     Rerun.queue(version, trigger="manual", by=people["contributor"], probes=[probe])
     finding.transition_to("remediating", by=people["contributor"])
-    fix = ModelVersion.register(ml_model=ml_model, version="2", enqueue=False,
-                                artifact=skops_upload(fitted_model()), by=people["maintainer"])
+    fix = ModelVersion.register(
+        ml_model=ml_model,
+        version="2",
+        enqueue=False,
+        artifact=skops_upload(fitted_model()),
+        by=people["maintainer"],
+    )
     action = RemediationAction.objects.create(
-        finding=finding, kind="retrain", title="Retrain with the upper tail reweighted",
-        owner=people["contributor"], reviewer=people["reviewer"])
+        finding=finding,
+        kind="retrain",
+        title="Retrain with the upper tail reweighted",
+        owner=people["contributor"],
+        reviewer=people["reviewer"],
+    )
 
     page = watched.page
     sign_in(page, "rita")
@@ -202,8 +227,12 @@ def test_a_reviewer_approves_and_verifies_then_sees_a_regression_and_its_notice(
     worker.queue_tasks()
     bob = {"Authorization": f"Token {Token.objects.create(user=people['contributor']).key}"}
     for body in ({"to": "in_progress"}, {"to": "implemented", "fixed_in_version": fix.pk}):
-        answer = requests.post(f"{live_server.url}/api/v1/actions/{action.pk}/transition/",
-                               json=body, headers=bob, timeout=30)
+        answer = requests.post(
+            f"{live_server.url}/api/v1/actions/{action.pk}/transition/",
+            json=body,
+            headers=bob,
+            timeout=30,
+        )
         assert answer.status_code == 200, answer.text
     page.reload()
     implemented = page.locator("section.col-implemented")
@@ -221,14 +250,22 @@ def test_a_reviewer_approves_and_verifies_then_sees_a_regression_and_its_notice(
     worker.start()
     mona = {"Authorization": f"Token {Token.objects.create(user=people['maintainer']).key}"}
     bad = skops_upload(fitted_model(flip_above=0.5)).read()
-    answer = requests.post(f"{live_server.url}/api/v1/model-versions/", headers=mona,
-                           data={"ml_model": ml_model.pk, "version": "3"},
-                           files={"artifact": ("model.skops", bad)}, timeout=60)
+    answer = requests.post(
+        f"{live_server.url}/api/v1/model-versions/",
+        headers=mona,
+        data={"ml_model": ml_model.pk, "version": "3"},
+        files={"artifact": ("model.skops", bad)},
+        timeout=60,
+    )
     assert answer.status_code == 201, answer.text
     v3 = answer.json()["id"]
 
-    reload_until(page, lambda p: p.locator(".badge.status-regressed").count() > 0, 120,
-                 "the worker to rerun the probes on v3 (worker log in test-artifacts/e2e)")
+    reload_until(
+        page,
+        lambda p: p.locator(".badge.status-regressed").count() > 0,
+        120,
+        "the worker to rerun the probes on v3 (worker log in test-artifacts/e2e)",
+    )
     run = ProbeRun.objects.get(model_version_id=v3, probe=probe)
     assert run.status == "failed", worker.output()
     expect(page.locator("#timeline")).to_contain_text("Finding regressed")
@@ -246,8 +283,7 @@ def test_a_reviewer_approves_and_verifies_then_sees_a_regression_and_its_notice(
     assert Notification.objects.filter(recipient=people["contributor"]).count() == 1
     action.refresh_from_db()
     assert action.status == "verified"
-    assert action.evaluations.filter(model_version=fix, outcome="held").exists(), \
-        worker.output()
+    assert action.evaluations.filter(model_version=fix, outcome="held").exists(), worker.output()
 
 
 def test_the_watch_catches_what_the_policy_blocks(watched, people):

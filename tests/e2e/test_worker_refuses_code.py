@@ -28,9 +28,13 @@ def test_a_worker_refuses_artifacts_that_would_run_code(
     headers = {"Authorization": f"Token {Token.objects.create(user=people['maintainer']).key}"}
 
     def upload(version, blob, name):
-        return requests.post(f"{live_server.url}/api/v1/model-versions/", headers=headers,
-                             data={"ml_model": ml_model.pk, "version": version},
-                             files={"artifact": (name, blob)}, timeout=60)
+        return requests.post(
+            f"{live_server.url}/api/v1/model-versions/",
+            headers=headers,
+            data={"ml_model": ml_model.pk, "version": version},
+            files={"artifact": (name, blob)},
+            timeout=60,
+        )
 
     # A pickle never gets as far as the worker.
     refused = upload("pickled", pickle.dumps(Booby()), "model.skops")
@@ -47,8 +51,11 @@ def test_a_worker_refuses_artifacts_that_would_run_code(
     # One that got past registration: the worker refuses to load it.
     stored = store_unchecked(ml_model, sio.dumps(evil), "evil-stored")
     run = ProbeRun.objects.get(model_version=stored, probe=probe)
-    wait_for(lambda: ProbeRun.objects.get(pk=run.pk).status not in ("queued", "running"), 90,
-             "the worker to finish the run")
+    wait_for(
+        lambda: ProbeRun.objects.get(pk=run.pk).status not in ("queued", "running"),
+        90,
+        "the worker to finish the run",
+    )
     run.refresh_from_db()
     assert run.status == "error", worker.output()
     assert "untrusted types" in run.error and "touch_sentinel" in run.error

@@ -10,20 +10,26 @@ from ...tasks import run_scan
 
 
 class Command(BaseCommand):
-    help = ("Scan a model version for weak slices on a dataset, here and now, and print the "
-            "candidates (the scan is stored; open it in the web UI to log one as a finding).")
+    help = (
+        "Scan a model version for weak slices on a dataset, here and now, and print the "
+        "candidates (the scan is stored; open it in the web UI to log one as a finding)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--model-version", type=int, required=True)
         parser.add_argument("--dataset", type=int, required=True)
         parser.add_argument("--top-k", type=int, default=5, help="Candidates at most.")
-        parser.add_argument("--max-predicates", type=int, default=2,
-                            help="Conditions per slice at most (1-3).")
-        parser.add_argument("--min-support", type=int, default=None,
-                            help="Rows per slice at least (default: 30 or 0.5%%).")
+        parser.add_argument(
+            "--max-predicates", type=int, default=2, help="Conditions per slice at most (1-3)."
+        )
+        parser.add_argument(
+            "--min-support",
+            type=int,
+            default=None,
+            help="Rows per slice at least (default: 30 or 0.5%%).",
+        )
 
-    def handle(self, *args, model_version, dataset, top_k, max_predicates, min_support,
-               **options):
+    def handle(self, *args, model_version, dataset, top_k, max_predicates, min_support, **options):
         version = ModelVersion.objects.select_related("ml_model").filter(pk=model_version).first()
         if version is None:
             raise CommandError(f"No model version with id {model_version}.")
@@ -32,9 +38,14 @@ class Command(BaseCommand):
             raise CommandError(f"No dataset with id {dataset}.")
         try:
             with transaction.atomic():
-                scan = SliceScan.queue(version, table, top_k=top_k,
-                                       max_predicates=max_predicates, min_support=min_support,
-                                       dispatch=False)
+                scan = SliceScan.queue(
+                    version,
+                    table,
+                    top_k=top_k,
+                    max_predicates=max_predicates,
+                    min_support=min_support,
+                    dispatch=False,
+                )
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from exc
         self.stdout.write(f"Scan {scan.pk}: {version} on {table} ({table.row_count} rows).")

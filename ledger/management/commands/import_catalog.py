@@ -31,8 +31,9 @@ class Command(BaseCommand):
         for label, n in report.counts.items():
             self.stdout.write(f"{label}: {n}")
         if report.users_created:
-            self.stdout.write("users created (inactive, no password): "
-                              + ", ".join(report.users_created))
+            self.stdout.write(
+                "users created (inactive, no password): " + ", ".join(report.users_created)
+            )
         for problem in report.missing_files:
             self.stdout.write(self.style.WARNING(f"file to copy: {problem}"))
         self.stdout.write(self.style.SUCCESS("Catalog imported."))

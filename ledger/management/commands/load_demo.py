@@ -10,8 +10,9 @@ class Command(BaseCommand):
     help = "Load the demo catalog and one user per role (safe to run twice)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--quiet-users", action="store_true",
-                            help="Do not print the demo users and passwords.")
+        parser.add_argument(
+            "--quiet-users", action="store_true", help="Do not print the demo users and passwords."
+        )
 
     def handle(self, *args, quiet_users=False, **options):
         users = demo.load(stdout=self.stdout)

@@ -16,8 +16,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--model-version", type=int, required=True)
         parser.add_argument("--probe", type=int, help="Only this probe.")
-        parser.add_argument("--sync", action="store_true",
-                            help="Run here and now instead of queuing for a worker.")
+        parser.add_argument(
+            "--sync", action="store_true", help="Run here and now instead of queuing for a worker."
+        )
 
     def handle(self, *args, model_version, probe=None, sync=False, **options):
         version = ModelVersion.objects.filter(pk=model_version).first()
@@ -30,8 +31,13 @@ class Command(BaseCommand):
                 raise CommandError(f"Probe {probe} is not a probe of {version.ml_model}.")
         with transaction.atomic():
             # With --sync the runs are created but the work stays in this process.
-            rerun = Rerun.queue(version, trigger=Trigger.MANUAL, probes=probes,
-                                label="run_probes", dispatch=not sync)
+            rerun = Rerun.queue(
+                version,
+                trigger=Trigger.MANUAL,
+                probes=probes,
+                label="run_probes",
+                dispatch=not sync,
+            )
         total = rerun.runs.count()
         self.stdout.write(f"Rerun {rerun.pk}: {total} probe(s) on {version}.")
         if not sync:

@@ -22,8 +22,9 @@ class Command(BaseCommand):
         parser.add_argument("--notes", default="")
         parser.add_argument("--user", help="Register as this user (for the audit trail).")
 
-    def handle(self, *args, ml_model, version, artifact, dataset=None, notes="", user=None,
-               **options):
+    def handle(
+        self, *args, ml_model, version, artifact, dataset=None, notes="", user=None, **options
+    ):
         from django.contrib.auth import get_user_model
 
         model = MLModel.objects.filter(Q(slug=ml_model) | Q(name=ml_model)).first()
@@ -45,9 +46,14 @@ class Command(BaseCommand):
             raise CommandError(f"No file at {path}.")
         try:
             with path.open("rb") as handle:
-                mv = ModelVersion.register(ml_model=model, version=version,
-                                           artifact=File(handle, name=path.name),
-                                           training_dataset=training, notes=notes, by=by)
+                mv = ModelVersion.register(
+                    ml_model=model,
+                    version=version,
+                    artifact=File(handle, name=path.name),
+                    training_dataset=training,
+                    notes=notes,
+                    by=by,
+                )
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from None
         runs = mv.runs.count()

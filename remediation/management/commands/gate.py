@@ -25,13 +25,20 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("ml_model", help="the ML model's slug or name, e.g. credit-risk")
         parser.add_argument("version", help="the version's name, e.g. 7")
-        parser.add_argument("--wait", type=float, default=0, metavar="SECONDS",
-                            help="wait up to this long while the decision is pending")
+        parser.add_argument(
+            "--wait",
+            type=float,
+            default=0,
+            metavar="SECONDS",
+            help="wait up to this long while the decision is pending",
+        )
         parser.add_argument("--junit", metavar="FILE", help="write a JUnit XML report here")
 
     def handle(self, *args, ml_model, version, wait, junit, **options):
-        model = (MLModel.objects.filter(slug=ml_model).first()
-                 or MLModel.objects.filter(name=ml_model).first())
+        model = (
+            MLModel.objects.filter(slug=ml_model).first()
+            or MLModel.objects.filter(name=ml_model).first()
+        )
         if model is None:
             raise CommandError(f"No ML model '{ml_model}'.")
         mv = ModelVersion.objects.filter(ml_model=model, version=str(version)).first()
@@ -46,11 +53,14 @@ class Command(BaseCommand):
         if junit:
             with open(junit, "w", encoding="utf-8") as fh:
                 fh.write(result.junit())
-        self.stdout.write(f"{mv}: {result.decision} ({len(result.checks)} guarding probe(s) "
-                          f"checked, {len(result.blocking)} blocking)")
+        self.stdout.write(
+            f"{mv}: {result.decision} ({len(result.checks)} guarding probe(s) "
+            f"checked, {len(result.blocking)} blocking)"
+        )
         for check in result.blocking:
-            self.stdout.write(f"  probe {check.probe.pk} (finding {check.probe.finding_id}): "
-                              f"{check.reason}")
+            self.stdout.write(
+                f"  probe {check.probe.pk} (finding {check.probe.finding_id}): {check.reason}"
+            )
         code = EXIT[result.decision]
         if code:
             raise SystemExit(code)
