@@ -272,6 +272,11 @@ RERUN_CHUNK_SIZE = envint("RERUN_CHUNK_SIZE", 50)
 # working memory grows with the rows of a call: memory-bound workers can bound it here,
 # every row is still predicted once (probes/engine.py, evaluate_probes).
 PREDICT_CHUNK_ROWS = envint("PREDICT_CHUNK_ROWS", 0)
+# A probe or scan result whose slice or grouping involves a sensitive column and covers
+# fewer rows than this (none included) is reported as inconclusive with no figures.
+SENSITIVE_MIN_ROWS = envint("SENSITIVE_MIN_ROWS", 10)
+# JSON nested deeper than this is refused (core/hygiene.py).
+JSON_MAX_DEPTH = envint("JSON_MAX_DEPTH", 32)
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:

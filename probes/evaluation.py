@@ -292,6 +292,8 @@ def _run_on_dataset(model, version, runs, lineage, token, tick):
             on_result=store,
             # The model's process splits each request by PREDICT_CHUNK_ROWS itself.
             chunk_rows=0,
+            sensitive_columns=dataset.sensitive_columns,
+            sensitive_min_rows=settings.SENSITIVE_MIN_ROWS,
         )
     except DATABASE_GONE:
         raise

@@ -145,3 +145,60 @@ def test_groups_of_a_sensitive_column_count_only_from_the_minimum_up(world):
         ignored_columns=["sex"],
     )[0]
     assert "other" in [g["group"] for g in unprotected.details["groups"]]
+
+
+def test_a_rerun_suppresses_what_a_sensitive_slice_would_tell(people, ml_model, settings):
+    """Through the whole rerun path: the dataset's sensitive marks reach the engine."""
+    from probes.models import Probe, ProbeRun
+    from registry.models import Dataset, ModelVersion
+
+    from .factories import csv_upload, skops_upload
+
+    frame = toy_frame(n=400)
+    frame["sex"] = np.where(np.arange(len(frame)) % 2 == 0, "female", "male")
+    dataset = Dataset.create_from_upload(
+        csv_upload(frame),
+        name="with-sex",
+        target_column="y",
+        sensitive_columns=["sex"],
+        ignored_columns=["sex"],
+        by=people["contributor"],
+    )
+    version = ModelVersion.register(
+        ml_model=ml_model,
+        version="1",
+        artifact=skops_upload(fitted_model(toy_frame(n=400))),
+        by=people["maintainer"],
+        enqueue=False,
+    )
+    from catalog.models import Finding
+
+    finding = Finding.objects.create(
+        title="Pinned", ml_model=ml_model, dataset=dataset, model_version=version
+    )
+    probes = []
+    for sex in ("female", "male"):
+        probe = Probe(
+            finding=finding,
+            dataset=dataset,
+            kind="slice_error_rate",
+            slice=pin_row((frame, None), 0, sex),
+            threshold=0.5,
+            min_support=1,
+        )
+        probe.full_clean()
+        probe.save()
+        probes.append(probe)
+    from django.db import transaction
+
+    from probes.models import Rerun
+
+    with transaction.atomic():
+        rerun = Rerun.queue(version, trigger="manual", probes=probes, dispatch=False)
+    from probes.tasks import run_rerun
+
+    run_rerun(rerun.pk)
+    runs = [ProbeRun.objects.get(probe=p, rerun=rerun) for p in probes]
+    assert [(r.status, r.value, r.support, r.error) for r in runs] == [
+        ("inconclusive", None, None, SENSITIVE_MESSAGE)
+    ] * 2
