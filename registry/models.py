@@ -199,8 +199,9 @@ class Dataset(ImmutableFileMixin, models.Model):
            its first view; so has one whose sensitive mark was lifted from a column the
            stored preview leaves out (the preview never holds a sensitive column).
         2. A column marked sensitive since is dropped from the stored preview.
-        3. A changed preview is stored with an update (not a save: the audit trail keeps no
-           rows); later views never read the file.
+        3. A changed preview is stored with an update (derived data, not an edit: no audit
+           event; the audit trail never copies the rows, see audit_exclude); later views
+           never read the file.
         """
         preview = self.preview
         sensitive = set(self.sensitive_columns)
@@ -279,9 +280,9 @@ class Dataset(ImmutableFileMixin, models.Model):
             size_bytes=info.size_bytes,
             row_count=info.row_count,
             columns=info.columns,
+            preview=_as_shown(info.preview),
             uploaded_by=by,
         )
-        preview = _as_shown(info.preview)
         taken = cls.objects.filter(name=name, version=version)
         with refuse_duplicate(taken, duplicate), transaction.atomic():
             upload.seek(0)
@@ -289,9 +290,6 @@ class Dataset(ImmutableFileMixin, models.Model):
             try:
                 with acting_as(by):
                     dataset.save()
-                # Stored apart from the save: the audit trail records no rows of the table.
-                cls.objects.filter(pk=dataset.pk).update(preview=preview)
-                dataset.preview = preview
             except Exception:
                 dataset.file.delete(save=False)
                 raise
