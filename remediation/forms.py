@@ -24,7 +24,8 @@ class ActionForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.finding = finding
         self.fields["due_date"].help_text = (
-            "Defaults from the finding's severity (critical 7 days, high 30, medium 90, low 180)."
+            "Defaults from the finding's severity "
+            "(critical 7 days, high 30, medium 90, low 180)."
         )
         if finding is not None and self.instance.pk is None:
             self.initial.setdefault("due_date", RemediationAction.default_due_date(finding))
