@@ -9,6 +9,10 @@ from registry.forms import VersionField
 from .choices import Outcome
 from .models import FREE_WHEN_FROZEN, Evaluation, RemediationAction
 
+DUE_DATE_HELP = (
+    "Defaults from the finding's severity: critical 7 days, high 30, medium 90, low 180."
+)
+
 
 class ActionForm(forms.ModelForm):
     class Meta:
@@ -23,10 +27,7 @@ class ActionForm(forms.ModelForm):
     def __init__(self, *args, finding=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.finding = finding
-        self.fields["due_date"].help_text = (
-            "Defaults from the finding's severity "
-            "(critical 7 days, high 30, medium 90, low 180)."
-        )
+        self.fields["due_date"].help_text = DUE_DATE_HELP
         if finding is not None and self.instance.pk is None:
             self.initial.setdefault("due_date", RemediationAction.default_due_date(finding))
         # Offered: active users with a role. Any user is looked up, so that someone else
