@@ -320,12 +320,15 @@ def test_killing_workers_mid_rerun_loses_and_doubles_nothing(
 @pytest.mark.slow
 @pytest.mark.parametrize("block_alarm", [False, True], ids=["python-hang", "native-hang"])
 def test_a_hanging_probe_is_cut_at_the_time_limit(
-    people, ml_model, cluster_env, started, log_dir, block_alarm
+    people, ml_model, cluster_env, started, log_dir, block_alarm, settings
 ):
     """A counterfactual probe whose model call never returns: the chunk's time limit cuts
     it, the run is an error that says so, and the chunk's other probes still run."""
     from .hanging_model import hanging_model
 
+    # Registration checks the artifact's types: the test's own model type is trusted here
+    # as it is in the workers' environment below.
+    settings.SKOPS_EXTRA_TRUSTED_TYPES = ["tests.hanging_model.HangingPipeline"]
     model = hanging_model(toy_frame(), block_alarm=block_alarm)
     dataset, finding, probes, v1 = make_workload(
         people, ml_model, rows=2000, cheap=12, perturbation=2, repeats=2, model=model
