@@ -275,6 +275,8 @@ PREDICT_CHUNK_ROWS = envint("PREDICT_CHUNK_ROWS", 0)
 # A probe or scan result whose slice or grouping involves a sensitive column and covers
 # fewer rows than this (none included) is reported as inconclusive with no figures.
 SENSITIVE_MIN_ROWS = envint("SENSITIVE_MIN_ROWS", 10)
+# The longest an accepted risk may run before the system reopens its finding.
+RISK_ACCEPTANCE_MAX_DAYS = envint("RISK_ACCEPTANCE_MAX_DAYS", 180)
 # JSON nested deeper than this is refused (core/hygiene.py).
 JSON_MAX_DEPTH = envint("JSON_MAX_DEPTH", 32)
 if REDIS_URL:
