@@ -81,6 +81,9 @@ def test_a_contributor_logs_a_finding_attaches_a_probe_and_proposes_an_action(
     # A probe that demonstrates it, pre-filled from the finding's slice.
     page.click("a:has-text('Add a probe')")
     expect(page.locator("h1")).to_have_text("Add a probe")
+    # The form's script attaches its handlers once the page has loaded; a busy machine
+    # shows the heading well before that.
+    page.wait_for_load_state("load")
     expect(page.locator("#slice-builder .slice-row")).to_have_count(2)
     page.select_option("select[name=kind]", "margin_density")
     assert '"margin"' in page.input_value("textarea[name=params]")
