@@ -209,7 +209,12 @@ def prepare(users: int, findings: int) -> dict:
         )
         probe.full_clean()
         probe.save()
+    # Whoever reports a finding may not resolve it (separation of duties): a reviewer of
+    # its own resolves what the users log.
+    resolver = User.objects.create_user("load-resolver", "resolver@example.com", "load-resolver")
+    resolver.groups.add(*groups)
     return {
+        "resolver_token": Token.objects.create(user=resolver).key,
         "people": people,
         "findings": ids,
         "version_id": version.pk,
@@ -271,10 +276,10 @@ class User(threading.Thread):
         self.mine = []  # (finding id, status) created by this user
         self.conn = None
 
-    def request(self, kind, method, path, body=None, auth="token"):
+    def request(self, kind, method, path, body=None, auth="token", token=None):
         headers = {"Accept": "application/json" if auth == "token" else "text/html"}
         if auth == "token":
-            headers["Authorization"] = f"Token {self.person['token']}"
+            headers["Authorization"] = f"Token {token or self.person['token']}"
         elif auth == "session":
             headers["Cookie"] = f"sessionid={self.person['session']}"
         if body is not None:
@@ -350,6 +355,7 @@ class User(threading.Thread):
             "POST",
             f"/api/v1/findings/{pk}/transition/",
             {"to": target, "note": "load test"},
+            token=self.ctx["resolver_token"] if target == "resolved" else None,
         )
         if data is not None:
             self.mine[index] = (pk, target)
