@@ -86,6 +86,9 @@ DEFAULT_COMPARATOR = {
 }
 
 COMPARATORS = ("<=", ">=", "no_worse_than_baseline")
+# How a value is decided (DESIGN.md): `point` compares the value with the limit;
+# `confident` needs the whole interval on one side and is inconclusive while it straddles.
+DECISIONS = ("point", "confident")
 SLICE_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
 DISPARITY_METRICS = ("selection_rate", "tpr", "fpr", "error_rate")
 
@@ -288,6 +291,7 @@ class ProbeSpec:
     # True on the version the probe's baseline comes from: there, no_worse_than_baseline
     # compares the value with itself and passes.
     is_baseline: bool = False
+    decide: str = "point"
 
 
 @dataclass
@@ -310,27 +314,55 @@ class ProbeResult:
         return self.status == "passed"
 
 
-def _decide(spec: ProbeSpec, value: float) -> tuple[str, str, str]:
-    """(status, reason, decision text) of a defined value under the spec's comparator."""
+def _limit(spec: ProbeSpec) -> tuple[float, str, str]:
+    """(limit, op, what the limit is called) that a value of this probe must meet."""
+    if spec.comparator == "no_worse_than_baseline":
+        baseline = float(spec.baseline_value)  # type: ignore[arg-type]
+        tolerance = float(spec.tolerance or 0.0)
+        if not math.isfinite(tolerance) or tolerance < 0:
+            raise _err(f"tolerance must be a finite number >= 0, not {spec.tolerance!r}")
+        name = f"baseline {baseline:.6g} with tolerance {tolerance:.6g}"
+        if DEFAULT_COMPARATOR[spec.kind] == "<=":
+            return baseline + tolerance, "<=", name
+        return baseline - tolerance, ">=", name
+    threshold = float(number(spec.threshold, "threshold"))
+    return threshold, spec.comparator, f"{threshold:.6g}"
+
+
+def _meets(value: float, op: str, limit: float) -> bool:
+    return value <= limit if op == "<=" else value >= limit
+
+
+def _decide(
+    spec: ProbeSpec, value: float, ci_low: float | None = None, ci_high: float | None = None
+) -> tuple[str, str, str]:
+    """(status, reason, decision text) of a defined value under the spec's comparator and
+    its decision rule (DECISIONS): `point` compares the value; `confident` passes only when
+    the whole interval meets the limit, fails only when none of it does, and is
+    inconclusive in between (or without an interval)."""
+    if spec.decide not in DECISIONS:
+        raise _err(f"decide must be one of {', '.join(DECISIONS)}, not {spec.decide!r}")
     if spec.comparator == "no_worse_than_baseline":
         if spec.is_baseline:
             return "passed", "", f"{value:.6g} is the baseline (the discovery version)"
         if spec.baseline_value is None:
             reason = "no baseline value recorded for comparator no_worse_than_baseline"
             return "inconclusive", reason, ""
-        baseline = float(spec.baseline_value)
-        tolerance = float(spec.tolerance or 0.0)
-        if not math.isfinite(tolerance) or tolerance < 0:
-            raise _err(f"tolerance must be a finite number >= 0, not {spec.tolerance!r}")
-        if DEFAULT_COMPARATOR[spec.kind] == "<=":
-            ok, op = value <= baseline + tolerance, "<="
-        else:
-            ok, op = value >= baseline - tolerance, ">="
-        text = f"{value:.6g} {op} baseline {baseline:.6g} with tolerance {tolerance:.6g}"
-        return ("passed" if ok else "failed"), "", (text if ok else "not " + text)
-    threshold = float(number(spec.threshold, "threshold"))
-    ok = value <= threshold if spec.comparator == "<=" else value >= threshold
-    text = f"{value:.6g} {spec.comparator} {threshold:.6g}"
+    limit, op, name = _limit(spec)
+    if spec.decide == "confident":
+        if ci_low is None or ci_high is None:
+            return "inconclusive", "no interval to decide with confidence", ""
+        interval = f"interval [{ci_low:.6g}, {ci_high:.6g}]"
+        # The interval's worst and best ends for this direction.
+        worst, best = (ci_high, ci_low) if op == "<=" else (ci_low, ci_high)
+        if _meets(worst, op, limit):
+            return "passed", "", f"the whole {interval} {op} {name}"
+        if not _meets(best, op, limit):
+            return "failed", "", f"none of the {interval} {op} {name}"
+        reason = f"the {interval} straddles {name}: not confident either way"
+        return "inconclusive", reason, ""
+    ok = _meets(value, op, limit)
+    text = f"{value:.6g} {op} {name}"
     return ("passed" if ok else "failed"), "", (text if ok else "not " + text)
 
 
@@ -415,7 +447,7 @@ def _evaluate_one(
     elif value is None:
         status, reason, decision = "inconclusive", outcome.undefined or "value is undefined", ""
     else:
-        status, reason, decision = _decide(spec, value)
+        status, reason, decision = _decide(spec, value, outcome.ci_low, outcome.ci_high)
     if decision:
         details["decision"] = decision
     return ProbeResult(

@@ -18,6 +18,11 @@ class Comparator(models.TextChoices):
     NO_WORSE = "no_worse_than_baseline", "no worse than the baseline version"
 
 
+class Decide(models.TextChoices):
+    POINT = "point", "on the value"
+    CONFIDENT = "confident", "on the whole interval (inconclusive while it straddles)"
+
+
 class RunStatus(models.TextChoices):
     QUEUED = "queued", "Queued"
     RUNNING = "running", "Running"

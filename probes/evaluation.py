@@ -237,6 +237,7 @@ def _run_on_dataset(model, version, runs, lineage, token, tick):
             baseline_value=baselines.get(run.probe_id),
             tolerance=run.probe.tolerance,
             is_baseline=run.pk in at_baseline,
+            decide=run.probe.decide,
         )
         for run in runs
     ]

@@ -32,6 +32,7 @@ class ProbeForm(forms.ModelForm):
             "threshold",
             "tolerance",
             "min_support",
+            "decide",
             "active",
         ]
 
@@ -40,6 +41,7 @@ class ProbeForm(forms.ModelForm):
         self.finding = finding
         self.fields["dataset"].widget.attrs["data-slice-dataset"] = "1"
         self.fields["kind"].widget.attrs["data-probe-kind"] = "1"
+        self.fields["decide"].required = False
         for name in ("slice", "params"):
             value = self.initial.get(name, getattr(self.instance, name, None))
             if isinstance(value, (list, dict)):
@@ -61,6 +63,10 @@ class ProbeForm(forms.ModelForm):
 
     def clean_slice(self):
         return self._json("slice", list)
+
+    def clean_decide(self):
+        # Left out, a probe decides as it did (a new probe: on the value).
+        return self.cleaned_data.get("decide") or self.instance.decide
 
     def clean_params(self):
         return self._json("params", dict)

@@ -20,7 +20,14 @@ from core.roles import CONTRIBUTOR, REVIEWER, has_role
 from core.workflow import TransitionConflict, TransitionError, edit
 from registry.models import Dataset, ModelVersion
 
-from .choices import FINISHED_RUN_STATUSES, Comparator, ProbeKind, RunStatus, Trigger
+from .choices import (
+    FINISHED_RUN_STATUSES,
+    Comparator,
+    Decide,
+    ProbeKind,
+    RunStatus,
+    Trigger,
+)
 
 # A probe's definition (DESIGN.md, "Probe kinds"): immutable once the probe has a run, then
 # changed only by a revision. `also_on` and `decide` belong to it as soon as a probe has
@@ -58,6 +65,13 @@ class Probe(models.Model):
     threshold = models.FloatField(null=True, blank=True)
     tolerance = models.FloatField(default=0.0, validators=[MinValueValidator(0.0)])
     min_support = models.PositiveIntegerField(default=30)
+    decide = models.CharField(
+        max_length=12,
+        choices=Decide.choices,
+        default=Decide.POINT,
+        help_text="Decide on the value, or only when the whole interval is on one side "
+        "(so that a small slice does not flip between versions).",
+    )
     active = models.BooleanField(default=True)
     supersedes = models.OneToOneField(
         "self",
@@ -369,6 +383,7 @@ class Probe(models.Model):
             "threshold": self.threshold,
             "tolerance": self.tolerance,
             "min_support": self.min_support,
+            "decide": self.decide,
         }
 
 

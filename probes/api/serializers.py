@@ -23,6 +23,7 @@ class ProbeSerializer(ModelCleanMixin, serializers.ModelSerializer):
             "threshold",
             "tolerance",
             "min_support",
+            "decide",
             "active",
             "supersedes",
             "created_by",
@@ -78,6 +79,7 @@ class ProbeRevisionSerializer(ModelCleanMixin, serializers.ModelSerializer):
             "threshold",
             "tolerance",
             "min_support",
+            "decide",
             "note",
         ]
 
