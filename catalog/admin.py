@@ -25,6 +25,21 @@ class FindingAdmin(HistoryAdmin):
     list_filter = ["status", "severity", "risk_category", "ml_model", "is_key_lesson"]
     search_fields = ["title", "summary", "description", "lesson"]
     autocomplete_fields = ["tags"]
-    raw_id_fields = ["model_version", "dataset", "owner", "reporter"]
-    # Status moves only through the workflow, which checks roles and writes the audit trail.
-    readonly_fields = ["status", "created_at", "updated_at"]
+    raw_id_fields = ["model_version", "dataset", "owner"]
+    # Status moves only through the workflow (Finding.transition_to), which checks roles and
+    # the separation of duties and writes the audit trail; the justification and expiry of
+    # an accepted risk are part of that move, and the reporter is whoever logged it. Other
+    # edits are audited like the app's (core.audit).
+    readonly_fields = [
+        "status",
+        "status_note",
+        "accepted_until",
+        "reporter",
+        "created_at",
+        "updated_at",
+    ]
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.reporter = request.user
+        super().save_model(request, obj, form, change)

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from core.admin import HistoryAdmin
+from core.admin import HistoryAdmin, RuledAdmin
 
 from .models import Dataset, Deployment, MLModel, ModelVersion
 
@@ -62,7 +62,40 @@ class DatasetAdmin(HistoryAdmin):
 
 
 @admin.register(Deployment)
-class DeploymentAdmin(HistoryAdmin):
+class DeploymentAdmin(RuledAdmin):
+    """A deployment is recorded by Deployment.record, which ends the one it replaces; what
+    served where and since when is history, so only the note changes afterwards."""
+
     list_display = ["ml_model", "environment", "model_version", "since", "until"]
     list_filter = ["environment", "ml_model"]
-    readonly_fields = ["until", "recorded_by", "recorded_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            # The ML model is the version's (Deployment.record).
+            return ["ml_model", "until", "recorded_by", "recorded_at"]
+        return [
+            "ml_model",
+            "model_version",
+            "environment",
+            "since",
+            "until",
+            "recorded_by",
+            "recorded_at",
+        ]
+
+    def save_ruled(self, request, obj, form, change):
+        if change:
+            # The note alone: a deployment recorded meanwhile may have ended this one.
+            obj.save(update_fields=["note"])
+            return
+        recorded = Deployment.record(
+            model_version=obj.model_version,
+            environment=obj.environment,
+            since=obj.since,
+            note=obj.note,
+            by=request.user,
+        )
+        obj.__dict__.update(
+            {f.attname: getattr(recorded, f.attname) for f in Deployment._meta.concrete_fields}
+        )
+        obj._state.adding = False
