@@ -127,8 +127,9 @@ def evaluate_action(action, version):
     2. The verdict without the moved-problem check; when every probe passes and
        introspection says it checks (a receiver of evaluation_recorded answered True),
        the evaluation waits for it as inconclusive, and after_moved_problem_check settles.
-    3. settle(): implemented -> verified only on held on the fix version, -> ineffective on
-       regressed there; anything else leaves it implemented ("needs review").
+    3. conclude(): implemented -> verified only on held on the fix version, -> ineffective
+       on regressed there; anything else leaves it implemented ("needs review"); a
+       verified fix that regresses on a later version records broke_on_version.
     """
     fix = action.fixed_in_version
     if fix is None or not after_fix(version, fix):
@@ -145,7 +146,7 @@ def evaluate_action(action, version):
         check = (evaluation.details or {}).get("moved_problem")
         outcome, reason = verdict(action.finding, runs, check, check_pending=check is None)
         _store_outcome(evaluation, outcome, reason)
-    settle(evaluation)
+    conclude(evaluation)
     return evaluation
 
 
@@ -166,7 +167,7 @@ def after_moved_problem_check(evaluation_id):
     outcome, reason = verdict(evaluation.action.finding, runs, check)
     if outcome is not None:
         _store_outcome(evaluation, outcome, reason)
-        settle(evaluation)
+        conclude(evaluation)
     return evaluation
 
 
@@ -182,6 +183,16 @@ def _store_outcome(evaluation, outcome, reason):
         Evaluation.objects.filter(pk=evaluation.pk).update(
             outcome=outcome, details=evaluation.details
         )
+
+
+def conclude(evaluation):
+    """What an evaluation's outcome does to its action: settle() it on its fix version, and
+    keep a verified fix's broke_on_version (RemediationAction.record_break)."""
+    settle(evaluation)
+    action = RemediationAction.objects.select_related("fixed_in_version").get(
+        pk=evaluation.action_id
+    )
+    action.record_break()
 
 
 def settle(evaluation):

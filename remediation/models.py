@@ -5,9 +5,11 @@ import datetime
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
+from django.db.models import Count, Q
 from django.urls import reverse
 from django.utils import timezone
 
+from catalog.choices import FindingStatus
 from core.roles import CONTRIBUTOR, REVIEWER, has_role, membership_refusal
 from core.workflow import (
     SYSTEM,
@@ -128,6 +130,15 @@ class RemediationAction(models.Model):
         blank=True,
         on_delete=models.PROTECT,
         related_name="fixes",
+    )
+    broke_on_version = models.ForeignKey(
+        "registry.ModelVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="broken_fixes",
+        help_text="The first version after the fix on which a verified fix regressed "
+        "(set by the evaluations; the action keeps its status).",
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -253,6 +264,43 @@ class RemediationAction(models.Model):
             note=note,
         )
 
+    def first_break(self):
+        """The earliest version, from the fix version on, whose automatic evaluation of
+        this verified fix says regressed (None for an action not verified, or unbroken)."""
+        if self.status != ActionStatus.VERIFIED or self.fixed_in_version_id is None:
+            return None
+        fix = self.fixed_in_version
+        broken = (
+            self.evaluations.filter(is_manual=False, outcome=Outcome.REGRESSED)
+            .select_related("model_version")
+            .order_by("model_version__registered_at", "model_version__pk")
+        )
+        for evaluation in broken:
+            version = evaluation.model_version
+            if (version.registered_at, version.pk) >= (fix.registered_at, fix.pk):
+                return version
+        return None
+
+    def record_break(self):
+        """Keep `broke_on_version` equal to first_break() (DESIGN.md: a verified action
+        that later regresses keeps its status and records broke_on_version); an audit
+        event by the system when it changes. Returns the version it broke on, or None."""
+        version = self.first_break()
+        if self.broke_on_version_id == getattr(version, "pk", None):
+            return version
+
+        def apply(locked):
+            locked.broke_on_version = version
+            return True
+
+        note = (
+            f"The fix broke on {version}: its evaluation there says regressed."
+            if version is not None
+            else "The fix no longer counts as broken: no evaluation after it says regressed."
+        )
+        edit(self, by=SYSTEM, may_edit=lambda locked, user: None, apply=apply, note=note)
+        return version
+
     def allowed_transitions(self, user):
         return allowed_moves(
             self, user, rules=ACTION_TRANSITIONS, check_actor=action_actor_may, duties=action_duties
@@ -306,6 +354,36 @@ def _stored_value(obj, name, value):
     if obj._meta.get_field(name).is_relation:
         return getattr(value, "pk", value)
     return value
+
+
+# Actions that no longer take part in their finding's remediation.
+DROPPED_ACTION_STATUSES = (ActionStatus.CANCELLED, ActionStatus.REJECTED)
+
+
+def ready_to_resolve(findings):
+    """The findings of `findings` that show as "ready to resolve" (DESIGN.md: a finding
+    whose every live action, not cancelled or rejected, is verified; resolving stays a
+    reviewer's decision). A verified fix that broke on a later version (broke_on_version)
+    is history: it keeps no finding ready and does not count as a fix that holds. So a
+    finding is ready when it is neither resolved nor an accepted risk, has at least one
+    live unbroken action, and all of those are verified."""
+    live = ~Q(actions__status__in=DROPPED_ACTION_STATUSES) & Q(
+        actions__broke_on_version__isnull=True
+    )
+    return (
+        findings.exclude(status__in=[FindingStatus.RESOLVED, FindingStatus.ACCEPTED_RISK])
+        .annotate(
+            live_actions=Count("actions", filter=live),
+            unverified_actions=Count(
+                "actions", filter=live & ~Q(actions__status=ActionStatus.VERIFIED)
+            ),
+        )
+        .filter(live_actions__gt=0, unverified_actions=0)
+    )
+
+
+def is_ready_to_resolve(finding):
+    return ready_to_resolve(type(finding).objects.filter(pk=finding.pk)).exists()
 
 
 class Evaluation(models.Model):

@@ -2,6 +2,7 @@
 pack of a finding, and which kinds of fix last. Pure queries and pandas; the views only
 render what these return."""
 
+import datetime
 import hashlib
 import io
 import json
@@ -13,26 +14,57 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from boundary.charts import value_chart_svg
-from catalog.choices import FindingStatus
+from catalog.choices import FindingStatus, Severity
 from catalog.models import Finding
 from core.csv import write_csv
 from core.models import AuditEvent
 from probes.choices import RunStatus
 from probes.models import ProbeRun
 
-from .choices import OPEN_ACTION_STATUSES, ActionKind, ActionStatus
-from .models import Evaluation, RemediationAction
+from .choices import OPEN_ACTION_STATUSES, ActionKind, ActionStatus, Outcome
+from .models import Evaluation, RemediationAction, ready_to_resolve
 
-BOARD_COLUMNS = [
-    ActionStatus.PROPOSED,
-    ActionStatus.APPROVED,
-    ActionStatus.IN_PROGRESS,
-    ActionStatus.IMPLEMENTED,
-    ActionStatus.VERIFIED,
-    ActionStatus.INEFFECTIVE,
-    ActionStatus.REJECTED,
-    ActionStatus.CANCELLED,
+# The board's lanes, in order: one per status, with "implemented" and "verified" split by
+# what their evaluations say (board_lane).
+NEEDS_REVIEW = "needs_review"
+READY_TO_RESOLVE = "ready_to_resolve"
+REGRESSED = "regressed"
+BOARD_LANES = [
+    (ActionStatus.PROPOSED, ActionStatus.PROPOSED.label),
+    (ActionStatus.APPROVED, ActionStatus.APPROVED.label),
+    (ActionStatus.IN_PROGRESS, ActionStatus.IN_PROGRESS.label),
+    (ActionStatus.IMPLEMENTED, "Implemented, awaiting evaluation"),
+    (NEEDS_REVIEW, "Needs review"),
+    (ActionStatus.VERIFIED, ActionStatus.VERIFIED.label),
+    (READY_TO_RESOLVE, "Ready to resolve"),
+    (REGRESSED, "Regressed"),
+    (ActionStatus.INEFFECTIVE, ActionStatus.INEFFECTIVE.label),
+    (ActionStatus.REJECTED, ActionStatus.REJECTED.label),
+    (ActionStatus.CANCELLED, ActionStatus.CANCELLED.label),
 ]
+
+
+def board_lane(action, fix_evaluation, ready_findings):
+    """The lane of one action (DESIGN.md, Workflows):
+
+    - implemented, and its evaluation on the fix version neither held nor regressed
+      (inconclusive, narrow): "needs review" — a reviewer decides;
+    - verified, and broke on a later version (broke_on_version): "regressed";
+    - verified, on a finding that is ready to resolve: "ready to resolve";
+    - otherwise its status.
+    """
+    if (
+        action.status == ActionStatus.IMPLEMENTED
+        and fix_evaluation is not None
+        and fix_evaluation.outcome not in (Outcome.HELD, Outcome.REGRESSED)
+    ):
+        return NEEDS_REVIEW
+    if action.status == ActionStatus.VERIFIED:
+        if action.broke_on_version_id:
+            return REGRESSED
+        if action.finding_id in ready_findings:
+            return READY_TO_RESOLVE
+    return action.status
 
 
 def standing_counts(pairs):
@@ -57,20 +89,41 @@ def standing_counts(pairs):
 
 
 def board(actions, user):
-    """Actions grouped by status, each with the transitions `user` may take and, for a
-    fix, where its finding's probes stand on the version that carries it."""
-    columns = {status: [] for status in BOARD_COLUMNS}
-    standing = standing_counts(
-        (a.finding_id, a.fixed_in_version_id) for a in actions if a.fixed_in_version_id
+    """Actions in the board's lanes (board_lane), each with the transitions `user` may take;
+    for a fix, where its finding's probes stand on the version that carries it and its
+    evaluation there; for a broken fix, the version it broke on and the failing run."""
+    fixes = [a for a in actions if a.fixed_in_version_id]
+    standing = standing_counts((a.finding_id, a.fixed_in_version_id) for a in fixes)
+    wanted = {(a.pk, a.fixed_in_version_id) for a in fixes} | {
+        (a.pk, a.broke_on_version_id) for a in fixes if a.broke_on_version_id
+    }
+    evaluations = {
+        (e.action_id, e.model_version_id): e
+        for e in Evaluation.objects.filter(
+            is_manual=False,
+            action_id__in={a for a, _ in wanted},
+            model_version_id__in={v for _, v in wanted},
+        ).prefetch_related("probe_runs")
+    }
+    ready = set(
+        ready_to_resolve(
+            Finding.objects.filter(
+                pk__in={a.finding_id for a in actions if a.status == ActionStatus.VERIFIED}
+            )
+        ).values_list("pk", flat=True)
     )
+    lanes = {lane: [] for lane, _ in BOARD_LANES}
     for action in actions:
         action.transitions = action.allowed_transitions(user)
         action.standing = standing.get((action.finding_id, action.fixed_in_version_id))
-        columns[action.status].append(action)
-    return [
-        {"status": status, "label": ActionStatus(status).label, "actions": items}
-        for status, items in columns.items()
-    ]
+        action.fix_evaluation = evaluations.get((action.pk, action.fixed_in_version_id))
+        if action.broke_on_version_id:
+            broke = evaluations.get((action.pk, action.broke_on_version_id))
+            runs = broke.probe_runs.all() if broke is not None else []
+            failed = [r for r in runs if r.status == RunStatus.FAILED]
+            action.failing_run = min(failed, key=lambda r: r.pk) if failed else None
+        lanes[board_lane(action, action.fix_evaluation, ready)].append(action)
+    return [{"status": lane, "label": label, "actions": lanes[lane]} for lane, label in BOARD_LANES]
 
 
 def _frame(rows, columns):
@@ -176,7 +229,154 @@ def review_pack(start, end):
         _standing_rows(),
         ["finding_id", "finding", "probe", "kind", "model_version", "status", "value", "run"],
     )
+    sections["time_to_remediate"] = time_to_remediate(start, end)
+    sections["overdue_by_owner"] = overdue_by_owner()
+    sections["fix_survival"] = fix_survival()
+    sections["risks_expiring"] = risks_expiring()
     return sections
+
+
+def _days(delta):
+    return delta.total_seconds() / 86400
+
+
+def time_to_remediate(start=None, end=None):
+    """Per severity: how many findings were resolved (first resolution, within [start, end]
+    when given) and the days from logging to that resolution, median and 90th percentile."""
+    first_resolved = {}
+    events = AuditEvent.objects.filter(
+        content_type__app_label="catalog",
+        content_type__model="finding",
+        verb=AuditEvent.Verb.TRANSITION,
+        to_status=FindingStatus.RESOLVED,
+    ).order_by("created_at", "pk")
+    for object_id, at in events.values_list("object_id", "created_at"):
+        first_resolved.setdefault(int(object_id), at)
+    if start is not None:
+        first_resolved = {pk: at for pk, at in first_resolved.items() if start <= at.date() <= end}
+    days = defaultdict(list)
+    for pk, severity, created in Finding.objects.filter(pk__in=first_resolved).values_list(
+        "pk", "severity", "created_at"
+    ):
+        days[severity].append(max(0.0, _days(first_resolved[pk] - created)))
+    rows = []
+    for severity, label in Severity.choices:
+        values = pd.Series(days.get(severity, []), dtype=float)
+        rows.append(
+            (
+                label,
+                len(values),
+                round(values.median(), 1) if len(values) else None,
+                round(values.quantile(0.9), 1) if len(values) else None,
+            )
+        )
+    return _frame(rows, ["severity", "resolved", "median_days", "p90_days"])
+
+
+def overdue_by_owner(today=None):
+    """Open actions past their due date, per owner: how many, the oldest due date and the
+    most days overdue, worst first."""
+    today = today or timezone.localdate()
+    per_owner = defaultdict(list)
+    for owner, due in RemediationAction.objects.overdue(today).values_list(
+        "owner__username", "due_date"
+    ):
+        per_owner[owner or "(no owner)"].append(due)
+    rows = [
+        (owner, len(dues), min(dues).isoformat(), (today - min(dues)).days)
+        for owner, dues in per_owner.items()
+    ]
+    rows.sort(key=lambda r: (-r[1], -r[3], r[0]))
+    return _frame(rows, ["owner", "overdue_actions", "oldest_due", "most_days_overdue"])
+
+
+def fix_survival():
+    """Per fix (an action that names the version carrying it, verified or implemented):
+    on how many of its ML model's versions registered after the fix version its
+    automatic evaluation held, of how many were evaluated, and where it broke."""
+    fixes = list(
+        RemediationAction.objects.filter(
+            fixed_in_version__isnull=False,
+            status__in=[ActionStatus.IMPLEMENTED, ActionStatus.VERIFIED],
+        )
+        .select_related("finding", "fixed_in_version", "broke_on_version")
+        .order_by("finding_id", "pk")
+    )
+    evaluations = defaultdict(list)
+    for e in Evaluation.objects.filter(action__in=fixes, is_manual=False).select_related(
+        "model_version"
+    ):
+        evaluations[e.action_id].append(e)
+    rows = []
+    for action in fixes:
+        fix = action.fixed_in_version
+        later = [
+            e
+            for e in evaluations[action.pk]
+            if (e.model_version.registered_at, e.model_version.pk) > (fix.registered_at, fix.pk)
+        ]
+        held = sum(e.outcome == Outcome.HELD for e in later)
+        rows.append(
+            (
+                action.pk,
+                action.title,
+                action.finding.title,
+                action.status,
+                str(fix),
+                held,
+                len(later),
+                f"held on {held} of {len(later)} later versions",
+                str(action.broke_on_version) if action.broke_on_version else "",
+            )
+        )
+    return _frame(
+        rows,
+        [
+            "id",
+            "action",
+            "finding",
+            "status",
+            "fixed_in",
+            "held_later",
+            "evaluated_later",
+            "survival",
+            "broke_on",
+        ],
+    )
+
+
+RISK_EXPIRY_HORIZON_DAYS = 30
+
+
+def risks_expiring(today=None, days=RISK_EXPIRY_HORIZON_DAYS):
+    """Accepted risks whose acceptance runs out within `days` (30) from today, soonest
+    first; at expiry the finding reopens."""
+    today = today or timezone.localdate()
+    horizon = today + datetime.timedelta(days=days)
+    findings = (
+        Finding.objects.filter(
+            status=FindingStatus.ACCEPTED_RISK,
+            accepted_until__isnull=False,
+            accepted_until__lte=horizon,
+        )
+        .select_related("ml_model", "owner")
+        .order_by("accepted_until", "pk")
+    )
+    rows = [
+        (
+            f.pk,
+            f.title,
+            f.ml_model.name,
+            f.severity,
+            f.accepted_until.isoformat(),
+            (f.accepted_until - today).days,
+            f.owner.get_username() if f.owner else "",
+        )
+        for f in findings
+    ]
+    return _frame(
+        rows, ["id", "title", "ml_model", "severity", "accepted_until", "days_left", "owner"]
+    )
 
 
 def review_pack_rows(sections):

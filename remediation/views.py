@@ -105,7 +105,7 @@ def board(request):
     filters = ActionFilterSet(
         request.GET,
         queryset=RemediationAction.objects.select_related(
-            "finding__ml_model", "owner", "reviewer", "fixed_in_version"
+            "finding__ml_model", "owner", "reviewer", "fixed_in_version", "broke_on_version"
         ).order_by("due_date", "-updated_at"),
     )
     actions = list(filters.qs[:BOARD_PAGE_LIMIT])
@@ -208,6 +208,18 @@ def _date_range(request):
     return start, end, ""
 
 
+def _tables(sections):
+    """DataFrames by section name, as the pages' tables show them."""
+    return [
+        {
+            "name": name.replace("_", " "),
+            "columns": [str(c).replace("_", " ") for c in frame.columns],
+            "rows": frame.astype(object).where(frame.notna(), "").values.tolist(),
+        }
+        for name, frame in sections.items()
+    ]
+
+
 @role_required("remediation.view_remediationaction")
 def review_pack(request):
     start, end, error = _date_range(request)
@@ -218,14 +230,7 @@ def review_pack(request):
     if request.GET.get("format") == "csv":
         header, rows = reports.review_pack_rows(sections)
         return csv_response(header, rows, filename=f"review-pack-{start}-{end}.csv")
-    tables = [
-        {
-            "name": name.replace("_", " "),
-            "columns": list(frame.columns),
-            "rows": frame.astype(object).where(frame.notna(), "").values.tolist(),
-        }
-        for name, frame in sections.items()
-    ]
+    tables = _tables(sections)
     return render(
         request,
         "remediation/review_pack.html",
@@ -247,7 +252,16 @@ def evidence_pack(request, finding_pk):
 
 @role_required("remediation.view_evaluation")
 def effectiveness(request):
-    return render(request, "remediation/effectiveness.html", {"rows": reports.effectiveness()})
+    governance = {
+        "time_to_remediate": reports.time_to_remediate(),
+        "fix_survival": reports.fix_survival(),
+        "risks_expiring": reports.risks_expiring(),
+    }
+    return render(
+        request,
+        "remediation/effectiveness.html",
+        {"rows": reports.effectiveness(), "tables": _tables(governance)},
+    )
 
 
 @login_required

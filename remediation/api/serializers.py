@@ -31,11 +31,19 @@ class ActionSerializer(serializers.ModelSerializer):
             "status",
             "due_date",
             "fixed_in_version",
+            "broke_on_version",
             "created_by",
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["status", "fixed_in_version", "created_by", "created_at", "updated_at"]
+        read_only_fields = [
+            "status",
+            "fixed_in_version",
+            "broke_on_version",
+            "created_by",
+            "created_at",
+            "updated_at",
+        ]
 
     def validate_owner(self, user):
         return self._person(user, "owner")

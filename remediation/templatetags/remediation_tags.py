@@ -4,6 +4,7 @@ the reader may make and the form to propose one."""
 from django import template
 
 from ..forms import ActionForm
+from ..models import is_ready_to_resolve
 
 register = template.Library()
 
@@ -28,3 +29,9 @@ def finding_actions(context, finding):
         "action_form": ActionForm(finding=finding, initial={"owner": user}),
         "can_add_action": user.has_perm("remediation.add_remediationaction"),
     }
+
+
+@register.simple_tag
+def ready_to_resolve(finding):
+    """Does the finding show as "ready to resolve" (remediation.models.ready_to_resolve)?"""
+    return is_ready_to_resolve(finding)
