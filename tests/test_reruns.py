@@ -1,7 +1,9 @@
 """Registering a version reruns the stored probes (inline here; real workers elsewhere)."""
 
+import io
+
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from probes.models import ProbeRun, Rerun
 from probes.tasks import run_rerun
@@ -61,9 +63,24 @@ def test_a_retried_rerun_never_duplicates_runs(people, ml_model, probe):
 def test_an_altered_artifact_is_an_error_on_the_run_not_a_load(people, ml_model, probe, version):
     with open(version.artifact.path, "ab") as handle:
         handle.write(b"tampered")
-    call_command("run_probes", "--model-version", str(version.pk), "--sync")
+    with pytest.raises(CommandError, match="1 of 1 probe") as refused:
+        call_command("run_probes", "--model-version", str(version.pk), "--sync")
+    assert refused.value.returncode == 1
     run = ProbeRun.objects.filter(model_version=version).latest("pk")
     assert run.status == "error" and "sha256 mismatch" in run.error
+
+
+def test_run_probes_sync_exits_by_the_result(people, ml_model, probe, version):
+    """A pipeline reads the exit status: 0 when every probe passed (or was inconclusive),
+    1 when one failed, with the failing run named on stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    call_command("run_probes", "--model-version", str(version.pk), "--sync", stdout=out)
+    assert "passed: 1" in out.getvalue()
+    bad = register(ml_model, people["maintainer"], flip_above=0.5)
+    with pytest.raises(CommandError) as refused:
+        call_command("run_probes", "--model-version", str(bad.pk), "--sync", stderr=err)
+    assert refused.value.returncode == 1
+    assert f"probe #{probe.pk} (Slice error rate) failed on {bad}" in err.getvalue()
 
 
 def test_a_model_expecting_other_columns_is_an_error(people, ml_model, probe, dataset):

@@ -5,13 +5,17 @@ from django.db import transaction
 
 from registry.models import ModelVersion
 
-from ...choices import Trigger
+from ...choices import RunStatus, Trigger
 from ...models import Probe, Rerun
 from ...tasks import run_rerun
 
 
 class Command(BaseCommand):
-    help = "Rerun the active probes of a model version (or one probe) and show progress."
+    help = (
+        "Rerun the active probes of a model version (or one probe) and show progress. "
+        "With --sync the exit status tells a pipeline the result: 0 when no probe failed "
+        "or ended in error, 1 otherwise (each such run is listed)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--model-version", type=int, required=True)
@@ -47,6 +51,20 @@ class Command(BaseCommand):
         counts = rerun.progress()["counts"]
         self.stdout.write("")
         self.stdout.write(", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+        bad = rerun.runs.filter(status__in=[RunStatus.FAILED, RunStatus.ERROR]).select_related(
+            "probe"
+        )
+        for run in bad.order_by("probe_id"):
+            self.stderr.write(
+                f"probe #{run.probe_id} ({run.probe.get_kind_display()}) {run.status} on "
+                f"{version}: run #{run.pk}, "
+                + (f"value {run.value:.6g}" if run.value is not None else run.error or "no value")
+            )
+        if bad:
+            raise CommandError(
+                f"{len(bad)} of {total} probe(s) failed or ended in error on {version}.",
+                returncode=1,
+            )
 
     def _progress(self, done, total):
         sys.stdout.write(f"\r{done} of {total} probes done")
