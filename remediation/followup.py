@@ -20,6 +20,7 @@ from registry.models import ModelVersion
 from .choices import ActionStatus, Outcome
 from .models import Evaluation, RemediationAction
 from .notify import notify_regression
+from .release import category, previous_version
 from .signals import evaluation_recorded
 
 log = logging.getLogger(__name__)
@@ -259,9 +260,11 @@ def on_rerun_finished(sender, rerun_id, **kwargs):
 def after_rerun(rerun_id):
     """1. Evaluate every implemented/verified action of the version's ML model.
     2. Reopen each resolved finding whose probe failed on this (newer) version.
-    3. Tell people of every regression (DESIGN.md: whatever the finding's status), once
-       per finding and version: a fix's evaluation that says regressed, or a resolved
-       finding that reopened."""
+    3. An accepted risk that gets worse (a probe newly failing against the previous
+       version) keeps its status and is told (check_accepted_risk).
+    4. Tell people of every regression (DESIGN.md: whatever the finding's status), once
+       per finding and version: a fix's evaluation that says regressed, a resolved
+       finding that reopened, or an accepted risk that got worse."""
     rerun = Rerun.objects.select_related("model_version").get(pk=rerun_id)
     version = rerun.model_version
     actions = (
@@ -283,6 +286,12 @@ def after_rerun(rerun_id):
     )
     for finding in resolved:
         run = check_regression(finding, version)
+        if run is not None:
+            _mark_notified(regressions.pop(finding.pk, []))
+    for finding in Finding.objects.filter(
+        ml_model_id=version.ml_model_id, status=FindingStatus.ACCEPTED_RISK
+    ):
+        run = check_accepted_risk(finding, version)
         if run is not None:
             _mark_notified(regressions.pop(finding.pk, []))
     for evaluations in regressions.values():
@@ -352,6 +361,36 @@ def check_regression(finding, version):
             "broke_on_version": version.pk,
             "last_held_version": last_held.pk if last_held else None,
         },
+    )
+    type(finding).objects.filter(pk=finding.pk).update(evidence=finding.evidence)
+    transaction.on_commit(lambda: notify_regression(finding.pk, run.pk))
+    return run
+
+
+def check_accepted_risk(finding, version):
+    """An accepted risk gets worse on `version` when one of its probes fails there and did
+    not fail on the previous version (release.category: "newly failing"). The finding keeps
+    its status (only a resolved finding changes, DESIGN.md); the people who hear of a
+    regression are told, once per version (kept in the finding's evidence). Returns the
+    failing run that was told, or None."""
+    if (finding.evidence or {}).get("risk_worse", {}).get("version") == version.pk:
+        return None
+    older = previous_version(version)
+    if older is None:
+        return None
+    now = standing_on(finding, version)
+    before = standing_on(finding, older)
+    worse = [
+        run
+        for probe_id, run in sorted(now.items())
+        if category(before.get(probe_id), run) == "newly_failing"
+    ]
+    if not worse:
+        return None
+    run = worse[0]
+    finding.evidence = dict(
+        finding.evidence or {},
+        risk_worse={"version": version.pk, "failing_run": run.pk, "was_passing_on": older.pk},
     )
     type(finding).objects.filter(pk=finding.pk).update(evidence=finding.evidence)
     transaction.on_commit(lambda: notify_regression(finding.pk, run.pk))

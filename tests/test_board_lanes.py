@@ -208,3 +208,46 @@ def test_readiness_is_counted_per_finding(people, finding, versions):
     assert list(ready_to_resolve(Finding.objects.all()).values_list("pk", flat=True)) == [
         finding.pk
     ]
+
+
+# --- accepted risks that get worse -----------------------------------------------------------
+
+
+def test_an_accepted_risk_that_gets_worse_is_told_once_and_keeps_its_status(
+    people, finding, probe, versions, django_capture_on_commit_callbacks
+):
+    from remediation.models import Notification
+
+    v1, v2, v3, _v4 = versions
+    Finding.objects.filter(pk=finding.pk).update(
+        status="accepted_risk", accepted_until=timezone.localdate() + datetime.timedelta(days=60)
+    )
+    run_on(probe, v1, "passed")
+    with django_capture_on_commit_callbacks(execute=True):
+        after_rerun(run_on(probe, v2, "passed", minutes=1).rerun_id)
+    assert not Notification.objects.exists()
+    failing = run_on(probe, v3, "failed", minutes=2)
+    with django_capture_on_commit_callbacks(execute=True):
+        after_rerun(failing.rerun_id)
+        after_rerun(failing.rerun_id)  # a second delivery tells nobody again
+    finding.refresh_from_db()
+    assert finding.status == "accepted_risk"
+    assert finding.evidence["risk_worse"]["failing_run"] == failing.pk
+    told = set(Notification.objects.values_list("recipient__username", flat=True))
+    assert {"bob", "rita", "mona"} <= told  # owner, reviewers, who registered v3
+    assert Notification.objects.filter(recipient=people["contributor"]).count() == 1
+    page = client_for(people["viewer"]).get(finding.get_absolute_url()).content.decode()
+    assert "This accepted risk got worse" in page and f"#run-{failing.pk}" in page
+
+
+def test_an_accepted_risk_that_already_failed_is_not_news(
+    people, finding, probe, versions, django_capture_on_commit_callbacks
+):
+    from remediation.models import Notification
+
+    v1, v2, _v3, _v4 = versions
+    Finding.objects.filter(pk=finding.pk).update(status="accepted_risk")
+    run_on(probe, v1, "failed")
+    with django_capture_on_commit_callbacks(execute=True):
+        after_rerun(run_on(probe, v2, "failed", minutes=1).rerun_id)
+    assert not Notification.objects.exists()
