@@ -5,15 +5,19 @@
 2. A new team member searches the catalog, opens a lesson and reads its timeline and charts.
 3. A reviewer walks the review board, approves and verifies an action, and, after a new
    version is registered through the API with a real worker running, sees the regression
-   and its notification.
+   and its notification, the fix under "regressed" on the board with its failing run, the
+   version page's banner and failing gate; the pipeline's gate command exits 1.
 """
 
 import re
+import subprocess
+import sys
 
 import pytest
 from playwright.sync_api import expect
 
 from .browser import reload_until, sign_in
+from .conftest import ROOT
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -241,7 +245,8 @@ def test_a_reviewer_approves_and_verifies_then_sees_a_regression_and_its_notice(
     implemented = page.locator("section.col-implemented")
     expect(implemented).to_contain_text(action.title)
     page.locator(f"#action-{action.pk} button:has-text('Verify')").click()
-    expect(page.locator("section.col-verified")).to_contain_text(action.title)
+    # Its finding's only action is verified: the board shows it ready to resolve.
+    expect(page.locator("section.col-ready_to_resolve")).to_contain_text(action.title)
 
     # The finding is resolved...
     page.click(f"#action-{action.pk} a:has-text('{finding.title[:30]}')")
@@ -287,6 +292,38 @@ def test_a_reviewer_approves_and_verifies_then_sees_a_regression_and_its_notice(
     action.refresh_from_db()
     assert action.status == "verified"
     assert action.evaluations.filter(model_version=fix, outcome="held").exists(), worker.output()
+
+    # The same story everywhere a reviewer looks. The board lists the fix under
+    # "regressed", with the version it broke on and the failing run, which the finding page
+    # shows.
+    assert action.broke_on_version_id == v3
+    page.click("nav >> text=Review board")
+    lane = page.locator("section.col-regressed")
+    expect(lane).to_contain_text(action.title)
+    expect(lane).to_contain_text("Broke on toy-risk v3")
+    lane.locator(f"a:has-text('run #{run.pk}')").click()
+    expect(page.locator(f"#run-{run.pk}")).to_contain_text("failed")
+    # The version page: a banner, and the gate fails.
+    page.goto(ModelVersion.objects.get(pk=v3).get_absolute_url())
+    expect(page.locator("#broken-fixes")).to_contain_text(f"{finding.title}: probe #{probe.pk}")
+    expect(page.locator("#release .badge.gate-fail")).to_be_visible()
+    # The maintainer who registered the breaking version was told.
+    assert Notification.objects.filter(recipient=people["maintainer"], finding=finding).count() == 1
+    # The pipeline's question gets the same answer: the API and the command's exit status.
+    gate = requests.get(
+        f"{live_server.url}/api/v1/model-versions/{v3}/gate/", headers=mona, timeout=30
+    )
+    assert gate.json()["decision"] == "fail", gate.text
+    command = subprocess.run(
+        [sys.executable, "manage.py", "gate", ml_model.slug, "3", "--wait", "0"],
+        cwd=ROOT,
+        env=worker.environment(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert command.returncode == 1, command.stdout + command.stderr
+    assert f"probe {probe.pk} (finding {finding.pk}): failed" in command.stdout
 
 
 def test_the_watch_catches_what_the_policy_blocks(watched, people):
