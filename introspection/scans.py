@@ -6,15 +6,22 @@ The numbers come from ``boundary`` (plain functions, no Django): ``scan``, ``map
 from ``slices.describe`` and every prediction from ``predict`` (in chunks of
 ``settings.PREDICT_CHUNK_ROWS`` rows when that is set). This module checks requests before
 they are queued (in the web process: no artifact is ever loaded there), does the work inside
-the background tasks (``introspection.tasks``: load the artifact once, hash checked; read
-the dataset once, hash checked; predict once) and turns results into findings and probes.
+the background tasks (``introspection.tasks``: load the artifact once, hash checked, in a
+child process of the worker as reruns do; read the dataset once, hash checked; predict once)
+and turns results into findings and probes.
+
+A crafted artifact that crashes or exhausts memory while loading or predicting ends its
+model's process, not the worker: the job fails with ModelCrashed's reason (the signal, or
+the memory limit) and the worker goes on to the next one.
 
 Sensitive columns (``Dataset.columns[*]["sensitive"]``) take part in every computation
 but never appear row by row: a scan leaves out a sensitive categorical column that has
-values shared by fewer rows than the scan's minimum support (a slice on it could name
-single people); a boundary map over a sensitive axis draws no points, and the values it
-holds constant withhold the sensitive ones; a counterfactual sweep of a sensitive column
-uses its frequent categories or its 5th-95th percentile range only.
+values shared by fewer rows than the scan's minimum support or SENSITIVE_MIN_ROWS,
+whichever is larger (a slice on it could name single people), and never reports a candidate
+whose slice involves a sensitive column and covers fewer than SENSITIVE_MIN_ROWS rows,
+whatever minimum support it was asked for; a boundary map over a sensitive axis draws no
+points, and the values it holds constant withhold the sensitive ones; a counterfactual sweep
+of a sensitive column uses its frequent categories or its 5th-95th percentile range only.
 """
 
 from __future__ import annotations
@@ -30,15 +37,15 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
 from boundary import maps, neighbourhood, predict, slices, sweeps
-from boundary.artifacts import check_feature_columns, load_model
+from boundary.artifacts import check_feature_columns
 from boundary.frames import py_scalar
 from boundary.scan import find_weak_slices
 from catalog.choices import RiskCategory, Severity
 from catalog.models import Finding, Tag
 from core.audit import acting_as
 from probes.choices import ProbeKind, Trigger
+from probes.evaluation import load_isolated_model
 from probes.models import Probe, Rerun
-from probes.tasks import trusted_types
 
 from .models import SweepKind
 
@@ -151,9 +158,14 @@ def check_sweep(finding, kind, version, feature):
 
 
 class Workbench:
-    """One model version's artifact and one dataset, loaded once for a task.
+    """One model version's artifact and one dataset, loaded once for a task; a context
+    manager: leaving it ends the model's process (the bench's data stays readable).
 
-    1. The artifact is loaded with the skops allow-list after its sha256 is checked.
+    1. The artifact is loaded in a child process of the worker, as for reruns
+       (``probes.evaluation.load_isolated_model``: sha256 checked before the load, skops
+       allow-list, ``ARTIFACT_MEMORY_LIMIT_BYTES``); ``model`` stands for it, and every
+       prediction (of the dataset, a map's grid or a sweep's changed copies) is made there.
+       A child that crashes or runs out of memory raises ModelCrashed, saying which.
     2. The dataset is read after its sha256 is checked; its columns must match the model's.
     3. ``X`` holds the model's feature columns (``predict.model_features``: in the model's
        order); ``predict()`` predicts once (``predict.predict``, in chunks of
@@ -162,21 +174,30 @@ class Workbench:
 
     def __init__(self, version, dataset, *, frame=None):
         self.version, self.dataset = version, dataset
-        self.model = load_model(
-            version.artifact.path,
-            expected_sha256=version.artifact_sha256,
-            trusted_types=trusted_types(),
-            allow_pickle=settings.ALLOW_PICKLE_ARTIFACTS,
-        )
-        # Another bench's frame (same dataset, already hash-checked) saves a second read.
-        self.frame = dataset.read() if frame is None else frame
-        check_feature_columns(self.model, dataset.feature_columns)
-        self.X = predict.model_features(
-            self.model, self.frame, dataset.target_column, dataset.ignored_columns
-        )
+        self.model = load_isolated_model(version)
+        try:
+            # Another bench's frame (same dataset, already hash-checked) saves a second read.
+            self.frame = dataset.read() if frame is None else frame
+            check_feature_columns(self.model, dataset.feature_columns)
+            self.X = predict.model_features(
+                self.model, self.frame, dataset.target_column, dataset.ignored_columns
+            )
+        except BaseException:
+            self.close()
+            raise
         self.y = self.frame[dataset.target_column]
         self.sensitive = set(dataset.sensitive_columns)
         self._predictions = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def close(self):
+        """End the model's process."""
+        self.model.close()
 
     def predict(self):
         if self._predictions is None:
@@ -215,18 +236,25 @@ def suggested_threshold(slice_value, overall_value):
     return _ceil3(overall_value)
 
 
+def sensitive_floor(min_support):
+    """The fewest rows a reported slice on a sensitive column covers: the scan's minimum
+    support, and never fewer than SENSITIVE_MIN_ROWS (DESIGN.md, "Sensitive columns")."""
+    return max(int(min_support), int(settings.SENSITIVE_MIN_ROWS))
+
+
 def scan_columns(bench, min_support):
     """The columns to scan and the ones left out (with the reason)."""
     kinds = bench.dataset.schema
+    floor = sensitive_floor(min_support)
     columns, skipped = [], []
     for name in bench.X.columns:
         if name in bench.sensitive and kinds.get(name) != "numeric":
             counts = bench.X[name].value_counts(dropna=True)
-            if len(counts) and int(counts.min()) < min_support:
+            if len(counts) and int(counts.min()) < floor:
                 skipped.append(
                     {
                         "column": name,
-                        "reason": f"sensitive, with values shared by fewer than {min_support} rows",
+                        "reason": f"sensitive, with values shared by fewer than {floor} rows",
                     }
                 )
                 continue
@@ -234,13 +262,21 @@ def scan_columns(bench, min_support):
     return columns, skipped
 
 
+def reportable(candidate, sensitive, min_support):
+    """False for a candidate whose slice involves a sensitive column and covers fewer rows
+    than sensitive_floor: a scan leaves it out without a trace, as if it had not been
+    found (a small slice on a sensitive column could single people out)."""
+    involved = {p["feature"] for p in candidate["slice"]} & set(sensitive)
+    return not involved or candidate["support"] >= sensitive_floor(min_support)
+
+
 def run_scan(scan, report):
     """Compute a scan's candidates (worker). `report(percent, text)` shows progress."""
     report(5, "Loading the model artifact")
-    bench = Workbench(scan.model_version, scan.dataset)
-    n = len(bench.X)
-    report(25, f"Predicting on {n} rows")
-    pred = bench.predict()
+    with Workbench(scan.model_version, scan.dataset) as bench:
+        n = len(bench.X)
+        report(25, f"Predicting on {n} rows")
+        pred = bench.predict()
     y = bench.y.to_numpy()
     wrong = np.asarray(pred.pred != y, dtype=bool)
     params = scan.params or {}
@@ -268,6 +304,8 @@ def run_scan(scan, report):
     candidates = []
     cache = {}  # slices.mask's encoded columns of bench.X, shared by the candidates
     for cand in found:
+        if not reportable(cand, bench.sensitive, min_support):
+            continue
         mask = slices.mask(bench.X, cand["slice"], cache)
         density = float(uncertain[mask].mean()) if mask.any() else 0.0
         cand = dict(cand, margin_density=density)
@@ -470,41 +508,41 @@ def changed_share(a, b):
 
 def draw_map(boundary_map):
     """Render a map (worker): the PNG bytes and its summary numbers."""
-    bench = Workbench(boundary_map.model_version, boundary_map.dataset)
-    fx, fy = boundary_map.feature_x, boundary_map.feature_y
-    # Points are rows: over a sensitive axis they would show its values one by one.
-    points = not ({fx, fy} & bench.sensitive)
-    features = list(bench.X.columns)
-    frame = bench.frame
-    slice_ = boundary_map.slice or None
-    buffer = BytesIO()
-    summary = maps.render_boundary_map(
-        bench.model,
-        frame,
-        bench.y,
-        fx,
-        fy,
-        slice=slice_,
-        margin=boundary_map.margin,
-        title=f"{boundary_map.model_version}: {fy} against {fx}",
-        sensitive_columns=sorted(bench.sensitive),
-        path_or_buffer=buffer,
-        feature_columns=features,
-        resolution=MAP_RESOLUTION,
-        max_points=2000 if points else 0,
-        chunk_rows=settings.PREDICT_CHUNK_ROWS,
-    )
-    grid = maps.boundary_grid(
-        bench.model,
-        frame,
-        fx,
-        fy,
-        slice=slice_,
-        margin=boundary_map.margin,
-        feature_columns=features,
-        resolution=MAP_RESOLUTION,
-        chunk_rows=settings.PREDICT_CHUNK_ROWS,
-    )
+    with Workbench(boundary_map.model_version, boundary_map.dataset) as bench:
+        fx, fy = boundary_map.feature_x, boundary_map.feature_y
+        # Points are rows: over a sensitive axis they would show its values one by one.
+        points = not ({fx, fy} & bench.sensitive)
+        features = list(bench.X.columns)
+        frame = bench.frame
+        slice_ = boundary_map.slice or None
+        buffer = BytesIO()
+        summary = maps.render_boundary_map(
+            bench.model,
+            frame,
+            bench.y,
+            fx,
+            fy,
+            slice=slice_,
+            margin=boundary_map.margin,
+            title=f"{boundary_map.model_version}: {fy} against {fx}",
+            sensitive_columns=sorted(bench.sensitive),
+            path_or_buffer=buffer,
+            feature_columns=features,
+            resolution=MAP_RESOLUTION,
+            max_points=2000 if points else 0,
+            chunk_rows=settings.PREDICT_CHUNK_ROWS,
+        )
+        grid = maps.boundary_grid(
+            bench.model,
+            frame,
+            fx,
+            fy,
+            slice=slice_,
+            margin=boundary_map.margin,
+            feature_columns=features,
+            resolution=MAP_RESOLUTION,
+            chunk_rows=settings.PREDICT_CHUNK_ROWS,
+        )
     summary = {
         "uncertain_share": summary["uncertain_share"],
         "positive_share": summary["positive_share"],
@@ -566,46 +604,46 @@ def counterfactual_values(frame, feature, kind, sensitive, min_count):
 def run_sweep(sweep):
     """Compute a sweep's points (worker), each with a suggested probe threshold."""
 
-    bench = Workbench(sweep.model_version, sweep.dataset)
-    features = list(bench.X.columns)
-    mask = slices.mask(bench.frame, sweep.slice or [])
-    if not mask.any():
-        raise ValueError("slice is empty")
-    params = dict(sweep.params or {})
-    if sweep.kind == SweepKind.NOISE:
-        kinds = sweep.dataset.schema
-        noisy = [c for c in features if kinds.get(c) == "numeric"]
-        points = sweeps.noise_sweep(
-            bench.model,
-            bench.frame,
-            features,
-            mask,
-            scales=params["scales"],
-            repeats=params["repeats"],
-            seed=params["seed"],
-            features=noisy,
-            chunk_rows=settings.PREDICT_CHUNK_ROWS,
-        )
-        params["features"] = noisy
-    else:
-        feature = sweep.feature
-        values = counterfactual_values(
-            bench.frame,
-            feature,
-            sweep.dataset.schema.get(feature),
-            feature in bench.sensitive,
-            default_min_support(len(bench.frame)),
-        )
-        points = sweeps.counterfactual_sweep(
-            bench.model,
-            bench.frame,
-            features,
-            mask,
-            feature,
-            values=values,
-            chunk_rows=settings.PREDICT_CHUNK_ROWS,
-        )
-        params["values"] = values
+    with Workbench(sweep.model_version, sweep.dataset) as bench:
+        features = list(bench.X.columns)
+        mask = slices.mask(bench.frame, sweep.slice or [])
+        if not mask.any():
+            raise ValueError("slice is empty")
+        params = dict(sweep.params or {})
+        if sweep.kind == SweepKind.NOISE:
+            kinds = sweep.dataset.schema
+            noisy = [c for c in features if kinds.get(c) == "numeric"]
+            points = sweeps.noise_sweep(
+                bench.model,
+                bench.frame,
+                features,
+                mask,
+                scales=params["scales"],
+                repeats=params["repeats"],
+                seed=params["seed"],
+                features=noisy,
+                chunk_rows=settings.PREDICT_CHUNK_ROWS,
+            )
+            params["features"] = noisy
+        else:
+            feature = sweep.feature
+            values = counterfactual_values(
+                bench.frame,
+                feature,
+                sweep.dataset.schema.get(feature),
+                feature in bench.sensitive,
+                default_min_support(len(bench.frame)),
+            )
+            points = sweeps.counterfactual_sweep(
+                bench.model,
+                bench.frame,
+                features,
+                mask,
+                feature,
+                values=values,
+                chunk_rows=settings.PREDICT_CHUNK_ROWS,
+            )
+            params["values"] = values
     for point in points:
         point["suggested_threshold"] = max(0.01, _floor3(point["flip_rate"] / 2))
     return params, points
@@ -664,16 +702,19 @@ def moved_problem_check(version, dataset, slice_, *, baseline=None):
     3. The verdict: moved (slice fixed, neighbour worse than before), spread (slice still
        bad, neighbour worse than before), nearby (slice fixed, neighbour bad as before),
        persists (slice still significantly worse than overall), or clear.
+
+    Each version's model runs in its own child process (Workbench), one at a time; a crash
+    raises ModelCrashed (tasks.check_moved_problem records it as a check that could not run).
     """
-    bench = Workbench(version, dataset)
-    pred = bench.predict()
+    with Workbench(version, dataset) as bench:
+        pred = bench.predict()
     y = bench.y.to_numpy()
     result = neighbourhood.neighbourhood_check(bench.frame, y, pred.pred, slice_)
     neighbour = result["neighbour_slice"]
     before = None
     if baseline is not None and baseline.pk != version.pk and neighbour:
-        base = Workbench(baseline, dataset, frame=bench.frame)
-        wrong = np.asarray(base.predict().pred != y, dtype=bool)
+        with Workbench(baseline, dataset, frame=bench.frame) as base:
+            wrong = np.asarray(base.predict().pred != y, dtype=bool)
         cache = {}  # slices.mask's encoded columns of bench.frame
         inside = slices.mask(bench.frame, slice_, cache)
         ring = slices.mask(bench.frame, neighbour, cache) & ~inside

@@ -2,9 +2,11 @@
 stress sweeps and the moved-problem check.
 
 Plain functions taking primary keys, queued after the transaction commits. Each loads the
-model artifact (hash checked, skops allow-list) in the worker only. Scans, maps and sweeps
-are jobs run by core.jobs' one runner: a duplicated delivery of a finished job does
-nothing; a failure is kept on the row with its reason and its traceback.
+model artifact (hash checked, skops allow-list) in a worker only, and there in a child
+process with a memory limit (scans.Workbench). Scans, maps and sweeps are jobs run by
+core.jobs' one runner: a duplicated delivery of a finished job does nothing; a failure is
+kept on the row with its reason and its traceback. A model whose process crashes or runs out
+of memory fails its job once with that reason (ModelCrashed); the worker goes on.
 """
 
 import logging
@@ -164,7 +166,7 @@ def check_moved_problem(evaluation_id):
         summary = scans.moved_problem_check(
             evaluation.model_version, finding.dataset, finding.slice, baseline=finding.model_version
         )
-    except Exception as exc:
+    except Exception as exc:  # a model that crashed included: the check could not run
         log.info("moved-problem check of evaluation %s failed: %s", evaluation.pk, exc)
         summary = {"verdict": "error", "text": f"The check could not run: {error_message(exc)}"}
     summary["checked_at"] = timezone.now().isoformat()

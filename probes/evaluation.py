@@ -68,6 +68,29 @@ def trusted_types():
     return trusted_artifact_types()
 
 
+def load_isolated_model(version):
+    """The model of `version`, loaded and run in a child process of this one (an
+    IsolatedModel; close() ends it): the hash checked before the load, the unpacked size and
+    the skops allow-list applied, at most ARTIFACT_MEMORY_LIMIT_BYTES of memory, each
+    request split there by PREDICT_CHUNK_ROWS. A child that dies while loading raises
+    ModelCrashed; one that dies later, while predicting, raises it from predict_proba.
+
+    Every worker-side load goes through here (reruns, scans, maps, sweeps and the
+    moved-problem check); load_model is looked up at call time.
+    """
+    return artifacts.load_model(
+        version.artifact.path,
+        expected_sha256=version.artifact_sha256,
+        trusted_types=trusted_types(),
+        allow_pickle=settings.ALLOW_PICKLE_ARTIFACTS,
+        max_unpacked_bytes=settings.ARTIFACT_MAX_UNPACKED_BYTES,
+        isolate=Isolation(
+            memory_limit=settings.ARTIFACT_MEMORY_LIMIT_BYTES,
+            chunk_rows=settings.PREDICT_CHUNK_ROWS,
+        ),
+    )
+
+
 def _cached_model(rerun):
     version = rerun.model_version
     key = (rerun.pk, rerun.created_at, version.artifact_sha256)
@@ -77,20 +100,8 @@ def _cached_model(rerun):
     if _cache["crash"] is not None:
         raise _cache["crash"]
     if _cache["model"] is None:
-        # Looked up at call time: in a child process with a memory limit, the hash checked
-        # before the load, the unpacked size and the skops allow-list applied.
         try:
-            _cache["model"] = artifacts.load_model(
-                version.artifact.path,
-                expected_sha256=version.artifact_sha256,
-                trusted_types=trusted_types(),
-                allow_pickle=settings.ALLOW_PICKLE_ARTIFACTS,
-                max_unpacked_bytes=settings.ARTIFACT_MAX_UNPACKED_BYTES,
-                isolate=Isolation(
-                    memory_limit=settings.ARTIFACT_MEMORY_LIMIT_BYTES,
-                    chunk_rows=settings.PREDICT_CHUNK_ROWS,
-                ),
-            )
+            _cache["model"] = load_isolated_model(version)
         except ModelCrashed as exc:
             _cache["crash"] = exc
             raise

@@ -303,3 +303,142 @@ def test_the_memory_limit_is_read_from_the_environment():
             check=True,
         )
         assert int(out.stdout) == expected
+
+
+# --- the offline introspection: scans, maps, sweeps and the moved-problem check -------------
+
+
+def _job(kind):
+    """(make a queued job of `kind` for a finding on a version, the task a worker runs)."""
+    from introspection import tasks
+    from introspection.models import BoundaryMap, SliceScan, StressSweep
+    from introspection.scans import check_sweep
+
+    def row(model, finding, version, **fields):
+        return model.objects.create(
+            finding=finding,
+            model_version=version,
+            dataset=finding.dataset,
+            slice=finding.slice,
+            **fields,
+        )
+
+    return {
+        "scan": (lambda f, v: SliceScan.queue(v, f.dataset, dispatch=False), tasks.run_scan),
+        "map": (
+            lambda f, v: row(BoundaryMap, f, v, feature_x="x1", feature_y="x2"),
+            tasks.draw_map,
+        ),
+        "sweep": (
+            lambda f, v: row(
+                StressSweep, f, v, kind="noise", params=check_sweep(f, "noise", v, "")
+            ),
+            tasks.run_sweep,
+        ),
+    }[kind]
+
+
+def _evaluation(people, finding, version):
+    from remediation.models import Evaluation, RemediationAction
+
+    action, _ = RemediationAction.objects.get_or_create(
+        finding=finding,
+        defaults={
+            "kind": "retrain",
+            "title": "Retrain with more high-x1 rows",
+            "owner": people["contributor"],
+            "created_by": people["contributor"],
+        },
+    )
+    return Evaluation.objects.create(action=action, model_version=version, outcome="inconclusive")
+
+
+@pytest.mark.parametrize("kind", ["scan", "map", "sweep"])
+def test_a_job_whose_model_crashes_while_predicting_fails_once_and_the_worker_goes_on(
+    people, ml_model, finding, kind
+):
+    make, run = _job(kind)
+    me = os.getpid()
+    crashing = register(people, ml_model, corrupted_tree(), "crafted")
+    job = make(finding, crashing)
+    assert run(job.pk) == "error"
+    assert os.getpid() == me  # the test process (the inline worker) is alive
+    job.refresh_from_db()
+    assert (job.status, job.finished_at is not None) == ("error", True)
+    crash = CRASH.match(job.error)
+    assert crash, job.error
+    assert int(crash.group(1)) in (signal.SIGSEGV, signal.SIGBUS)
+    assert "ModelCrashed" in job.traceback
+    # Another delivery of the same job does not run the model again.
+    assert run(job.pk) == "error"
+    # The worker goes on: the next job, on a sound model, is done.
+    healthy = make(finding, finding.model_version)
+    assert run(healthy.pk) == "done"
+    healthy.refresh_from_db()
+    assert (healthy.status, healthy.error) == ("done", "")
+
+
+def test_a_scan_whose_model_exhausts_its_memory_while_loading_fails_with_the_limit(
+    people, ml_model, finding, settings, tmp_path
+):
+    make, run = _job("scan")
+    limit = zygote_address_space(tmp_path) + 64 * 1024 * 1024
+    settings.ARTIFACT_MEMORY_LIMIT_BYTES = limit
+    hungry = ModelVersion.register(
+        ml_model=ml_model, version="hungry", artifact=memory_hungry(), by=people["maintainer"]
+    )
+    scan = make(finding, hungry)
+    assert run(scan.pk) == "error"
+    scan.refresh_from_db()
+    assert (scan.status, scan.error, scan.progress_text) == (
+        "error",
+        f"the model ran out of memory while loading (limit {limit:,} bytes, "
+        "ARTIFACT_MEMORY_LIMIT_BYTES)",
+        "Failed",
+    )
+    healthy = make(finding, finding.model_version)
+    assert run(healthy.pk) == "done"
+
+
+def test_a_moved_problem_check_on_a_model_that_crashes_records_that_it_could_not_run(
+    people, ml_model, finding
+):
+    from introspection.tasks import check_moved_problem
+
+    crashing = register(people, ml_model, corrupted_tree(), "crafted")
+    evaluation = _evaluation(people, finding, crashing)
+    assert check_moved_problem(evaluation.pk) == "error"
+    evaluation.refresh_from_db()
+    check = evaluation.details["moved_problem"]
+    assert check["verdict"] == "error"
+    crash = re.fullmatch(
+        r"The check could not run: the model crashed while predicting \(signal (\d+)\)",
+        check["text"],
+    )
+    assert crash, check["text"]
+    assert int(crash.group(1)) in (signal.SIGSEGV, signal.SIGBUS)
+    assert evaluation.outcome == "inconclusive"
+    # The next check, of a sound model, runs.
+    healthy = _evaluation(people, finding, finding.model_version)
+    assert check_moved_problem(healthy.pk) in {"clear", "persists", "nearby", "moved", "spread"}
+
+
+def test_introspection_runs_each_model_in_a_child_process_and_ends_it(
+    people, ml_model, finding, monkeypatch
+):
+    from introspection.tasks import check_moved_problem
+
+    loaded = []
+    real_load = artifacts.load_model
+    monkeypatch.setattr(
+        artifacts, "load_model", lambda *a, **k: loaded.append(real_load(*a, **k)) or loaded[-1]
+    )
+    version = finding.model_version
+    for kind in ("scan", "map", "sweep"):
+        make, run = _job(kind)
+        assert run(make(finding, version).pk) == "done", kind
+    assert check_moved_problem(_evaluation(people, finding, version).pk) != "error"
+    assert len(loaded) == 4
+    for model in loaded:
+        assert isinstance(model, artifacts.IsolatedModel)
+        assert model.pid is None  # the job finished: its model's process has ended

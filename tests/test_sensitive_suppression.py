@@ -3,6 +3,8 @@ grouping involves a sensitive column and covers fewer than SENSITIVE_MIN_ROWS ro
 included, is inconclusive with no value, support or interval and one fixed message, so a
 1-row slice and an empty one look the same; above that, results are reported as usual."""
 
+from functools import partial
+
 import numpy as np
 import pytest
 
@@ -202,3 +204,100 @@ def test_a_rerun_suppresses_what_a_sensitive_slice_would_tell(people, ml_model, 
     assert [(r.status, r.value, r.support, r.error) for r in runs] == [
         ("inconclusive", None, None, SENSITIVE_MESSAGE)
     ] * 2
+
+
+# --- slice scans ------------------------------------------------------------------------------
+
+
+def _scan(people, version, frame, *, sensitive, min_support):
+    """A finished scan of `version` on `frame`, stored with the `sensitive` columns."""
+    from introspection.models import SliceScan
+    from introspection.tasks import run_scan
+    from registry.models import Dataset
+
+    from .factories import csv_upload
+
+    dataset = Dataset.create_from_upload(
+        csv_upload(frame),
+        name="scanned-" + "-".join(sensitive),
+        target_column="y",
+        sensitive_columns=sensitive,
+        by=people["contributor"],
+    )
+    scan = SliceScan.queue(version, dataset, min_support=min_support, dispatch=False)
+    assert run_scan(scan.pk) == "done"
+    scan.refresh_from_db()
+    return scan
+
+
+def _salary_scan(people, version, *, flipped, sensitive, min_support):
+    """{description: support} of a scan on 1000 rows whose `flipped` best paid have their
+    labels flipped (the model errs on them), with `salary` marked sensitive or not; `zone`,
+    a sensitive column of rare tokens, is left out of every scan."""
+    from .planted import planted_frame
+
+    frame = planted_frame(n=1000, planted=False, noise=0.0)
+    best_paid = frame["salary"].rank(ascending=False) <= flipped
+    frame.loc[best_paid, "y"] = 1 - frame.loc[best_paid, "y"]
+    marked = ["zone", "salary"] if sensitive else ["zone"]
+    scan = _scan(people, version, frame, sensitive=marked, min_support=min_support)
+    return {c["description"]: c["support"] for c in scan.candidates}
+
+
+@pytest.fixture
+def clean_version(people, ml_model):
+    from registry.models import ModelVersion
+
+    from .factories import skops_upload
+    from .planted import clean_model
+
+    return ModelVersion.register(
+        ml_model=ml_model,
+        version="1",
+        artifact=skops_upload(clean_model()),
+        by=people["maintainer"],
+        enqueue=False,
+    )
+
+
+@pytest.mark.parametrize(
+    "min_support, floor, found",
+    [
+        (5, 10, {"salary >= 89740.0": 7}),
+        (None, 40, {"salary >= 87900.0": 30}),
+    ],
+    ids=["scan-asked-for-5-rows-floor-10", "scan-default-30-rows-floor-40"],
+)
+@pytest.mark.django_db
+def test_a_scan_never_reports_a_slice_on_a_sensitive_column_below_the_minimum(
+    people, clean_version, settings, min_support, floor, found
+):
+    settings.SENSITIVE_MIN_ROWS = floor
+    scan = partial(_salary_scan, people, clean_version, flipped=7, min_support=min_support)
+    assert scan(sensitive=False) == found  # where salary is not sensitive, it is reported
+    assert scan(sensitive=True) == {}
+
+
+@pytest.mark.django_db
+def test_a_scan_reports_a_slice_on_a_sensitive_column_from_the_minimum_up(
+    people, clean_version, settings
+):
+    settings.SENSITIVE_MIN_ROWS = 11
+    scan = partial(_salary_scan, people, clean_version, flipped=12, min_support=5)
+    assert scan(sensitive=True) == {"salary >= 89300.0": 11}
+
+
+@pytest.mark.django_db
+def test_a_scan_leaves_out_a_sensitive_category_rarer_than_the_minimum(
+    people, clean_version, settings
+):
+    from .planted import planted_frame
+
+    settings.SENSITIVE_MIN_ROWS = 10
+    frame = planted_frame(n=1000, planted=False, noise=0.0)
+    frame.loc[frame.index[:7], "color"] = "purple"  # seven people share this colour
+    scan = _scan(people, clean_version, frame, sensitive=["zone", "color"], min_support=5)
+    assert {"column": "color", "reason": "sensitive, with values shared by fewer than 10 rows"} in (
+        scan.skipped_columns
+    )
+    assert "color" not in scan.lineage["scanned_columns"]
