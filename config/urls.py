@@ -1,12 +1,22 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from ledger import views as ledger_views
 
 from .auth import login_view, throttled_login
 from .health import healthz
+
+
+class FaviconView(RedirectView):
+    """/favicon.ico, which browsers and feed readers ask for by habit: the site's icon."""
+
+    def get_redirect_url(self, *args, **kwargs):
+        return static("favicon.svg")
+
 
 api_v1 = [
     path("", include("registry.api.urls")),
@@ -22,6 +32,7 @@ api_v1 = [
 urlpatterns = [
     path("", ledger_views.dashboard, name="dashboard"),
     path("healthz", healthz, name="healthz"),
+    path("favicon.ico", FaviconView.as_view(), name="favicon"),
     path("login/", login_view, name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("ledger.urls")),
