@@ -5,6 +5,7 @@ from . import views
 app_name = "catalog"
 urlpatterns = [
     path("", views.finding_list, name="finding_list"),
+    path("bulk/", views.finding_bulk, name="finding_bulk"),
     re_path(r"^export\.(?P<fmt>csv|json)$", views.export_findings, name="export_findings"),
     path("import/", views.import_findings, name="import_findings"),
     path("findings/new/", views.finding_create, name="finding_create"),

@@ -1,50 +1,51 @@
 from django.contrib import messages
 from django.db import transaction
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from core import hygiene
 from core.csv import CONTENT_TYPE as CSV_CONTENT_TYPE
 from core.decorators import role_required
 from core.models import AuditEvent
 from core.workflow import TransitionError
 from registry.models import MLModel
 
-from . import importexport
+from . import importexport, table
 from .choices import FindingStatus, RiskCategory, Severity
 from .filtersets import FindingFilterSet
 from .forms import FindingForm, ImportFindingsForm
 from .models import Finding
+from .search import sorting
 
 PAGE_SIZES = (10, 25, 50, 100)
-SORTS = {"relevance": None, "newest": ("-created_at", "-pk"), "oldest": ("created_at", "pk")}
 FACET_LABELS = {"severity": Severity, "status": FindingStatus, "risk_category": RiskCategory}
+# The fields the catalog's search form shows itself; the rest of the state rides along hidden.
+SEARCH_FORM_FIELDS = (
+    "q",
+    "ml_model",
+    "severity",
+    "status",
+    "risk_category",
+    "tag",
+    "sort",
+    "per_page",
+)
 
 
 def catalog_search(request):
-    """The catalog's state from the URL: (results, filterset, q, sort, page size)."""
+    """The catalog's state from the URL: (results, filterset, q, sort).
+
+    A search is ranked by relevance unless the user chose another order
+    (catalog.search.sorting.choose)."""
     q = request.GET.get("q", "").strip()
-    sort = request.GET.get("sort") or ("relevance" if q else "newest")
-    if sort not in SORTS or (sort == "relevance" and not q):
-        sort = "newest"
+    sort = sorting.choose(q, request.GET.get("sort"))
     filtered = FindingFilterSet(request.GET, queryset=Finding.objects.all())
     qs = filtered.qs
-    if SORTS[sort]:
-        qs = qs.order_by(*SORTS[sort])
-    return qs.find(q, ranked=sort == "relevance"), filtered, q, sort
-
-
-def _link(params, **changes):
-    """The current URL's query string with `changes` applied (None removes a key)."""
-    p = params.copy()
-    p.pop("page", None)
-    for key, value in changes.items():
-        if value is None:
-            p.pop(key, None)
-        else:
-            p[key] = value
-    return p.urlencode()
+    if sort != sorting.RELEVANCE:
+        qs = sorting.order(qs, sort)
+    return qs.find(q, ranked=sort == sorting.RELEVANCE), filtered, q, sort
 
 
 def _facets(results, params, ml_models):
@@ -57,7 +58,7 @@ def _facets(results, params, ml_models):
                 "label": label,
                 "count": counts[key].get(value, 0),
                 "active": active == value,
-                "link": _link(params, **{key: None if active == value else value}),
+                "link": table.link(params, **{key: None if active == value else value}),
             }
             for value, label in choices.choices
         ]
@@ -78,7 +79,7 @@ def _facets(results, params, ml_models):
                     "label": m.name,
                     "count": counts["ml_model_id"].get(m.pk, 0),
                     "active": active == str(m.pk),
-                    "link": _link(params, ml_model=None if active == str(m.pk) else str(m.pk)),
+                    "link": table.link(params, ml_model=None if active == str(m.pk) else str(m.pk)),
                 }
                 for m in ml_models
                 if counts["ml_model_id"].get(m.pk) or active == str(m.pk)
@@ -103,6 +104,8 @@ def _facets(results, params, ml_models):
 
 @role_required("catalog.view_finding")
 def finding_list(request):
+    """The catalog: cards (the default) or a table (`view=table`), the whole state in the
+    URL."""
     results, filtered, q, sort = catalog_search(request)
     try:
         per_page = int(request.GET.get("per_page", 25))
@@ -113,11 +116,16 @@ def finding_list(request):
         number = max(1, int(request.GET.get("page", 1)))
     except ValueError:
         number = 1
-    page = results.page(number, per_page, select_related=("ml_model", "owner"), headline=True)
+    as_table = table.is_table(request.GET)
+    page = results.page(
+        number, per_page, select_related=("ml_model", "owner"), headline=not as_table
+    )
     ml_models = list(MLModel.objects.only("pk", "name", "slug"))
     params = request.GET.copy()
     params.pop("page", None)
     suggestion = results.suggestion() if q and not page.object_list else None
+    sorts, sort_selected = table.sort_options(q, sort)
+    extra = table.context(request, page, sort) if as_table else {}
     return render(
         request,
         "catalog/finding_list.html",
@@ -126,23 +134,57 @@ def finding_list(request):
             "results": results,
             "q": q,
             "sort": sort,
-            "sorts": [s for s in SORTS if s != "relevance" or q],
+            "sorts": sorts,
+            "sort_selected": sort_selected,
             "per_page": per_page,
             "page_sizes": PAGE_SIZES,
             "filters": request.GET,
             "filter_errors": filtered.errors,
             "querystring": params.urlencode(),
+            "search_form_state": table.hidden_state(request.GET, leave_out=SEARCH_FORM_FIELDS),
+            "as_table": as_table,
+            "view_links": table.view_links(request.GET),
             "facets": _facets(results, request.GET, ml_models),
             "suggestion": suggestion,
-            "suggestion_link": _link(request.GET, q=suggestion) if suggestion else "",
+            "suggestion_link": table.link(request.GET, q=suggestion) if suggestion else "",
             "ml_models": ml_models,
             "severities": Severity.choices,
             "statuses": FindingStatus.choices,
             "risk_categories": RiskCategory.choices,
             "chosen_tags": [t for t in request.GET.getlist("tag") if t.strip()],
             "limit": results.limit,
+            **extra,
         },
     )
+
+
+@role_required("catalog.view_finding")
+@require_POST
+def finding_bulk(request):
+    """Assign an owner to, or add a tag to, the findings ticked in the catalog's table.
+
+    Each finding is changed through the domain's edit path, under the rule of its edit page;
+    the ones refused are listed by title with the reason. Ids that are not whole numbers
+    are a 400 and change nothing. Back to the same list, its state kept."""
+    back = table.back_url(request.POST.get("state", ""))
+    try:
+        change = table.BulkChange.from_post(request.POST)
+    except hygiene.InputError as exc:
+        return HttpResponseBadRequest(
+            f"Nothing was changed: {exc}", content_type="text/plain; charset=utf-8"
+        )
+    if change.missing:
+        messages.error(request, change.missing)
+        return redirect(back)
+    change.apply(by=request.user)
+    if change.summary():
+        messages.success(request, change.summary())
+    if change.unchanged:
+        n = len(change.unchanged)
+        messages.info(request, f"{n} finding{'s' if n != 1 else ''} already had it.")
+    for title, reason in change.refused:
+        messages.error(request, f"“{title}” was not changed: {reason}")
+    return redirect(back)
 
 
 @role_required("catalog.add_finding")
