@@ -23,8 +23,8 @@ parameters and the slice's row count, and returns the value with its interval an
   order), and its noise is row ``r * n + i`` of
   ``np.random.default_rng(seed).standard_normal((repeats * n, len(features)))``, column j
   scaled for ``features[j]``.
-* ``slice_ece``: bins ``[b/B, (b+1)/B)`` with the edges of ``np.linspace(0, 1, B + 1)``,
-  a confidence of exactly 1.0 in the last bin.
+* ``slice_ece``: bins ``[b/B, (b+1)/B)`` with the edges ``np.arange(B + 1) / B`` (so 0.6
+  and 0.7 open their own bins), a confidence of exactly 1.0 in the last bin.
 
 Intervals come from ``boundary.stats``: Wilson for proportions (error rate, margin density,
 flip rates, accuracy, precision, recall; flip-rate pairs are treated as independent) and

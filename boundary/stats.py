@@ -31,7 +31,12 @@ _ECE_SUB_BINS = 32
 
 
 def wilson(k: float, n: float, z: float = Z95) -> tuple[float | None, float | None]:
-    """Wilson score interval of the proportion k / n; (None, None) when n is 0."""
+    """Wilson score interval of the proportion k / n; (None, None) when n is 0.
+
+    The bounds are clamped to [0, 1] and hold the proportion itself; they are exactly 0
+    when k is 0 and exactly 1 when k is n (DESIGN.md, "Probe kinds": the rounding of the
+    formula would otherwise give 1e-19 above a value of 0, or 0.9999999999999999 below 1).
+    """
     if n <= 0:
         return None, None
     p = k / n
@@ -39,7 +44,9 @@ def wilson(k: float, n: float, z: float = Z95) -> tuple[float | None, float | No
     denom = 1 + z2 / n
     centre = (p + z2 / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    low = 0.0 if k <= 0 else min(p, max(0.0, centre - half))
+    high = 1.0 if k >= n else max(p, min(1.0, centre + half))
+    return low, high
 
 
 def bootstrap(counts: np.ndarray, statistic: Callable, seed: int):
@@ -121,10 +128,11 @@ def auc(s: np.ndarray, lab: np.ndarray, seed: int):
 def ece_cells(conf: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray, int]:
     """(ECE bin, bootstrap sub-bin, sub-bins per bin) of each confidence.
 
-    Bins are [b/B, (b+1)/B) with the edges of np.linspace(0, 1, B + 1), 1.0 in the last;
+    Bins are [b/B, (b+1)/B) with the edges np.arange(B + 1) / B, 1.0 in the last (never
+    linspace: its 0.6000000000000001 would put a confidence of exactly 0.6 a bin too low);
     each bin is split into equal sub-bins (about 32 in all) for the bootstrap cells.
     """
-    edges = np.linspace(0.0, 1.0, bins + 1)
+    edges = np.arange(bins + 1) / bins
     b = np.clip(np.searchsorted(edges, conf, side="right") - 1, 0, bins - 1)
     sub = max(1, -(-_ECE_SUB_BINS // bins))
     inner = np.clip(((conf - edges[b]) * (bins * sub)).astype(np.int64), 0, sub - 1)

@@ -1,0 +1,97 @@
+"""The stored numbers are exactly DESIGN.md's definitions, at their edges too.
+
+- `slice_ece` bins with the edges `numpy.arange(B + 1) / B`: a confidence of exactly 0.6 or
+  0.7 opens its own bin (with `linspace` edges, 0.6000000000000001 put it a bin too low; a
+  100-tree random forest gives k/100 all the time).
+- Wilson intervals hold the value and are exactly 0 at k = 0 and exactly 1 at k = n.
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_breast_cancer
+from sklearn.ensemble import RandomForestClassifier
+
+from boundary import stats
+from boundary.kinds import ProbeSpec, evaluate_probes
+
+
+def reference_ece(conf, correct, bins, edges_of=None):
+    """DESIGN.md's ECE, written plainly: bin b holds edges[b] <= c < edges[b+1], c = 1.0 in
+    the last bin; the sum over non-empty bins of (n_b / n) * |acc_b - conf_b|."""
+    edges = np.arange(bins + 1) / bins if edges_of is None else edges_of(0, 1, bins + 1)
+    total = 0.0
+    for b in range(bins):
+        last = b == bins - 1
+        inside = (conf >= edges[b]) & ((conf < edges[b + 1]) | (last & (conf == 1.0)))
+        if inside.any():
+            total += inside.sum() / conf.size * abs(correct[inside].mean() - conf[inside].mean())
+    return total
+
+
+@pytest.mark.parametrize("bins", [10, 5, 20])
+def test_bin_edges_are_exact_multiples(bins):
+    k = np.arange(bins + 1)
+    conf = k / bins  # every edge itself, 1.0 included
+    b, _cell, _sub = stats.ece_cells(conf, bins)
+    assert b.tolist() == [*range(bins), bins - 1]
+
+
+def test_confidences_of_exactly_six_and_seven_tenths_open_their_bins():
+    b, _cell, _sub = stats.ece_cells(np.array([0.6, 0.7, 0.5999999, 0.69, 0.99, 1.0]), 10)
+    assert b.tolist() == [6, 7, 5, 6, 9, 9]
+
+
+@pytest.fixture(scope="module")
+def forest():
+    data = load_breast_cancer(as_frame=True)
+    frame = data.frame
+    model = RandomForestClassifier(n_estimators=100, random_state=0)  # pure leaves: k/100
+    model.fit(frame.drop(columns="target").iloc[::2], frame["target"].iloc[::2])
+    return model, frame
+
+
+@pytest.mark.parametrize("bins", [10, 7])
+def test_slice_ece_of_a_forest_equals_the_definition(forest, bins):
+    model, frame = forest
+    proba = model.predict_proba(frame.drop(columns="target"))
+    conf = proba.max(axis=1)
+    assert np.isin(conf, np.arange(101) / 100).all()  # k/100, as feared
+    assert np.isin([0.6, 0.7], conf).any()  # the edges that linspace got wrong occur
+    correct = (model.classes_[proba.argmax(axis=1)] == frame["target"].to_numpy()).astype(float)
+    spec = ProbeSpec("ece", "slice_ece", [], {"bins": bins}, "<=", 0.5, min_support=1)
+    (result,) = evaluate_probes(model, frame, "target", [spec])
+    assert result.value == pytest.approx(reference_ece(conf, correct, bins), abs=1e-12)
+    if bins == 10:  # linspace's edges would have given another number on this forest
+        assert abs(reference_ece(conf, correct, bins, np.linspace) - result.value) > 1e-6
+
+
+@pytest.mark.parametrize("n", [1, 2, 13, 30, 1000])
+def test_wilson_at_the_ends_is_exact(n):
+    assert stats.wilson(0, n)[0] == 0.0
+    assert stats.wilson(n, n)[1] == 1.0
+    for k in range(0, n + 1, max(1, n // 50)):
+        low, high = stats.wilson(k, n)
+        assert 0.0 <= low <= k / n <= high <= 1.0
+
+
+def test_the_reported_cases():
+    assert stats.wilson(13, 13)[1] == 1.0
+    assert stats.wilson(0, 7)[0] == 0.0
+    assert stats.wilson(0, 0) == (None, None)
+
+
+def test_a_run_with_no_errors_reports_an_interval_from_exactly_zero():
+    frame = pd.DataFrame({"x": [0.1, 0.2, 0.9, 0.8], "y": [0, 0, 1, 1]})
+
+    class Perfect:
+        classes_ = np.array([0, 1])
+
+        def predict_proba(self, X):
+            p = (X["x"].to_numpy() > 0.5).astype(float)
+            return np.column_stack([1 - p, p])
+
+    spec = ProbeSpec("e", "slice_error_rate", [], {}, "<=", 0.1, min_support=1)
+    (result,) = evaluate_probes(Perfect(), frame, "y", [spec])
+    assert (result.value, result.ci_low) == (0.0, 0.0)
+    assert result.ci_high > 0.0
