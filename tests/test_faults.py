@@ -342,7 +342,8 @@ def test_a_hanging_probe_is_cut_at_the_time_limit(
     )
     hang.full_clean()
     hang.save()
-    limit = 4
+    # Long enough that a busy machine starts the model within it; the probe hangs forever.
+    limit = 10
     env = cluster_env(
         Q_TIMEOUT=limit,
         Q_RETRY=limit + 2,
