@@ -25,7 +25,7 @@ truth"): every probe, scan, map, sweep and neighbourhood check selects its rows 
 * ``parse(text)`` reads that text back (keywords such as AND are case-insensitive;
   ``whole dataset`` and empty text are ``[]``); ``parse(describe(s)) == s`` for every
   valid slice. A text it cannot read raises ``SliceSyntaxError`` naming the character
-  position and the token at fault.
+  position, the token at fault and the column of the condition it was reading.
 """
 
 from __future__ import annotations
@@ -605,6 +605,10 @@ class _Parser:
     def __init__(self, text: str):
         self.tokens = _tokens(text)
         self.at = 0
+        self.column = ""  # the column of the predicate being read, named in errors
+
+    def of_column(self) -> str:
+        return f" for column {self.column!r}" if self.column else ""
 
     def peek(self) -> tuple[str, Any, int, str]:
         return self.tokens[self.at]
@@ -630,7 +634,7 @@ class _Parser:
 
     def expect(self, word: str) -> None:
         if not self.keyword(word):
-            self.fail(f"'{word}'")
+            self.fail(f"'{word}'{self.of_column()}")
 
     def feature(self) -> str:
         token = self.take()
@@ -651,13 +655,13 @@ class _Parser:
         if kind == "word" and value.lower() in ("true", "false"):
             return value.lower() == "true"
         if kind == "word" and value.lower() not in _KEYWORDS:
-            self.fail('a value (a number, true, false or "quoted text")', token)
-        self.fail("a value", token)
+            self.fail(f'a value{self.of_column()} (a number, true, false or "quoted text")', token)
+        self.fail(f"a value{self.of_column()}", token)
 
     def values(self) -> list:
         token = self.take()
         if token[0] != "punct" or token[1] != "(":
-            self.fail("'(' opening a list of values", token)
+            self.fail(f"'(' opening a list of values{self.of_column()}", token)
         items = [self.value()]
         while True:
             token = self.take()
@@ -666,10 +670,11 @@ class _Parser:
             elif token[0] == "punct" and token[1] == ")":
                 return items
             else:
-                self.fail("',' or ')' in the list of values", token)
+                self.fail(f"',' or ')' in the list of values{self.of_column()}", token)
 
     def predicate(self) -> dict:
-        feature = self.feature()
+        self.column = ""
+        feature = self.column = self.feature()
         token = self.peek()
         if token[0] == "op":
             self.take()
@@ -708,5 +713,5 @@ def parse(text: str | None) -> list[dict]:
     while parser.keyword("and"):
         predicates.append(parser.predicate())
     if parser.peek()[0] != "end":
-        parser.fail("AND or the end of the slice")
+        parser.fail(f"AND or the end of the slice after the condition on {parser.column!r}")
     return predicates
