@@ -333,21 +333,19 @@ def load_model(
 
 
 def check_feature_columns(model: Any, columns: Iterable[str]) -> None:
-    """Refuse a dataset whose columns differ from those the model was fitted on."""
+    """Refuse a dataset that lacks a column the model was fitted on (its
+    ``feature_names_in_``). Columns it has beyond those are not the model's business: the
+    model is given its own ``feature_names_in_`` (boundary.predict.feature_columns), so a
+    model fitted on a subset of a dataset's columns runs on that dataset."""
     expected = getattr(model, "feature_names_in_", None)
     if expected is None:
         return
-    expected = [str(c) for c in expected]
-    given = [str(c) for c in columns]
-    missing = [c for c in expected if c not in set(given)]
-    extra = [c for c in given if c not in set(expected)]
-    if missing or extra:
-        parts = []
-        if missing:
-            parts.append("missing columns: " + ", ".join(missing))
-        if extra:
-            parts.append("unexpected columns: " + ", ".join(extra))
-        raise ArtifactError("dataset does not match the model's features; " + "; ".join(parts))
+    given = {str(c) for c in columns}
+    missing = [str(c) for c in expected if str(c) not in given]
+    if missing:
+        raise ArtifactError(
+            "dataset does not match the model's features; missing columns: " + ", ".join(missing)
+        )
 
 
 # --------------------------------------------------------------------------------------

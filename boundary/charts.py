@@ -5,21 +5,53 @@ Plain functions, no Django; no scripts and no style attributes (the page's
 Content-Security-Policy forbids inline styles), only SVG presentation attributes.
 """
 
+import math
 from html import escape
 
-WIDTH, HEIGHT, PAD_L, PAD_R, PAD_T, PAD_B = 360, 140, 44, 12, 12, 28
+# A probe's value chart: wide enough for a dozen version names under the axis.
+WIDTH, HEIGHT, PAD_L, PAD_R, PAD_T, PAD_B = 640, 260, 64, 16, 16, 52
 COLOURS = {"passed": "#1a7f4b", "failed": "#c0292b", "inconclusive": "#b25e09", "error": "#8a8f98"}
+FAIL_BAND = "#c0292b"
 
 
 def _fmt(value):
     return f"{value:.3g}"
 
 
-def value_chart_svg(points, *, threshold=None, title=""):
-    """A line of a probe's value across model versions, with the threshold dashed.
+def _ticks(low, high, count=5):
+    """Round tick values covering [low, high], about `count` of them: steps of 1, 2, 2.5
+    or 5 times a power of ten. Returns (ticks, decimals to print them with)."""
+    span = high - low
+    raw = span / count
+    power = 10 ** math.floor(math.log10(raw))
+    for mult in (1, 2, 2.5, 5, 10):
+        step = mult * power
+        if span / step <= count:
+            break
+    first, last = math.floor(low / step + 1e-9), math.ceil(high / step - 1e-9)
+    decimals = max(0, -math.floor(math.log10(step) + 1e-9)) + (1 if mult == 2.5 else 0)
+    return [round(i * step, 12) for i in range(first, last + 1)], decimals
+
+
+def value_chart_svg(
+    points,
+    *,
+    threshold=None,
+    title="",
+    comparator=None,
+    y_label="value",
+    x_label="model version",
+    threshold_label="threshold",
+):
+    """A probe's value across model versions as an SVG line chart with axes.
 
     `points`: [{"label": "v1", "value": float|None, "status": str, "ci_low", "ci_high"}]
-    in version order. Points without a value are skipped but keep their x position.
+    in version order; the labels name the versions under the x axis. Points without a value
+    are skipped but keep their x position. Each point's interval is an error bar; the
+    threshold is a dashed line (named by `threshold_label`), and with a comparator ("<=" or
+    ">=") the failing side of it is shaded as a band. The y axis has round tick values with
+    grid lines. The output depends on the arguments only (no ids, no randomness), so an
+    evidence pack that holds it hashes the same every time.
     """
     values = [p["value"] for p in points if p.get("value") is not None]
     values += [p[k] for p in points for k in ("ci_low", "ci_high") if p.get(k) is not None]
@@ -29,10 +61,14 @@ def value_chart_svg(points, *, threshold=None, title=""):
         return ""
     low, high = min(values), max(values)
     if high - low < 1e-9:
-        low, high = low - 0.5, high + 0.5
-    span = high - low
-    low, high = low - 0.08 * span, high + 0.08 * span
+        low, high = low - 0.05 * (abs(low) or 1), high + 0.05 * (abs(high) or 1)
+    margin = 0.08 * (high - low)
+    low = max(low - margin, 0.0) if min(values) >= 0 else low - margin
+    high = min(high + margin, 1.0) if max(values) <= 1 and high < 1 else high + margin
+    ticks, decimals = _ticks(low, high)
+    low, high = ticks[0], ticks[-1]
     plot_w, plot_h = WIDTH - PAD_L - PAD_R, HEIGHT - PAD_T - PAD_B
+    bottom, right = PAD_T + plot_h, WIDTH - PAD_R
     n = max(len(points), 1)
 
     def x(i):
@@ -42,52 +78,106 @@ def value_chart_svg(points, *, threshold=None, title=""):
         return PAD_T + plot_h * (1 - (v - low) / (high - low))
 
     parts = [
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" '
-        f'role="img" aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
+        f'<svg class="chart value-chart" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" '
+        f'height="{HEIGHT}" role="img" aria-label="{escape(title)}" '
+        'font-family="system-ui, sans-serif" xmlns="http://www.w3.org/2000/svg">',
         f"<title>{escape(title)}</title>",
-        f'<line x1="{PAD_L}" y1="{PAD_T}" x2="{PAD_L}" y2="{PAD_T + plot_h}" stroke="#cbd2dd"/>',
-        f'<line x1="{PAD_L}" y1="{PAD_T + plot_h}" x2="{WIDTH - PAD_R}" y2="{PAD_T + plot_h}" '
-        'stroke="#cbd2dd"/>',
     ]
-    for v in (low + 0.08 * span / 1.16, high - 0.08 * span / 1.16):
+    # Grid and y tick labels.
+    for t in ticks:
+        ty = y(t)
         parts.append(
-            f'<text x="{PAD_L - 4}" y="{y(v) + 4:.1f}" font-size="10" '
-            f'text-anchor="end" fill="#667085">{_fmt(v)}</text>'
+            f'<line class="grid" x1="{PAD_L}" y1="{ty:.1f}" x2="{right}" y2="{ty:.1f}" '
+            'stroke="#eef1f5"/>'
+        )
+        parts.append(
+            f'<text class="tick" x="{PAD_L - 6}" y="{ty + 4:.1f}" font-size="11" '
+            f'text-anchor="end" fill="#475467">{t:.{decimals}f}</text>'
         )
     if threshold is not None:
         ty = y(threshold)
+        if comparator in ("<=", ">="):
+            # The failing side: above a "<=" threshold, below a ">=" one.
+            top, height = (PAD_T, ty - PAD_T) if comparator == "<=" else (ty, bottom - ty)
+            if height > 0:
+                parts.append(
+                    f'<rect class="threshold-band" x="{PAD_L}" y="{top:.1f}" width="{plot_w}" '
+                    f'height="{height:.1f}" fill="{FAIL_BAND}" fill-opacity="0.07">'
+                    f"<title>fails {'above' if comparator == '<=' else 'below'} the "
+                    f"{escape(threshold_label)} {_fmt(threshold)}</title></rect>"
+                )
         parts.append(
-            f'<line class="threshold" x1="{PAD_L}" y1="{ty:.1f}" x2="{WIDTH - PAD_R}" '
-            f'y2="{ty:.1f}" stroke="#2f5bea" stroke-dasharray="5 4"/>'
+            f'<line class="threshold" x1="{PAD_L}" y1="{ty:.1f}" x2="{right}" '
+            f'y2="{ty:.1f}" stroke="#2f5bea" stroke-width="1.5" stroke-dasharray="6 4"/>'
         )
         parts.append(
-            f'<text x="{WIDTH - PAD_R}" y="{ty - 4:.1f}" font-size="10" '
-            f'text-anchor="end" fill="#2f5bea">threshold {_fmt(threshold)}</text>'
+            f'<text class="threshold-label" x="{right - 4}" y="{ty - 5:.1f}" font-size="11" '
+            f'text-anchor="end" fill="#2f5bea">{escape(threshold_label)} {_fmt(threshold)}</text>'
         )
+    # Axes and their titles.
+    parts.append(
+        f'<line class="axis" x1="{PAD_L}" y1="{PAD_T}" x2="{PAD_L}" y2="{bottom}" '
+        'stroke="#98a2b3"/>'
+    )
+    parts.append(
+        f'<line class="axis" x1="{PAD_L}" y1="{bottom}" x2="{right}" y2="{bottom}" '
+        'stroke="#98a2b3"/>'
+    )
+    if y_label:
+        cy = PAD_T + plot_h / 2
+        parts.append(
+            f'<text class="axis-title" x="14" y="{cy:.1f}" font-size="11" text-anchor="middle" '
+            f'fill="#475467" transform="rotate(-90 14 {cy:.1f})">{escape(y_label)}</text>'
+        )
+    if x_label:
+        parts.append(
+            f'<text class="axis-title" x="{PAD_L + plot_w / 2:.1f}" y="{HEIGHT - 6}" '
+            f'font-size="11" text-anchor="middle" fill="#475467">{escape(x_label)}</text>'
+        )
+    # Version names under the x axis; with many versions, every k-th (and the last).
+    every = max(1, math.ceil(n / 12))
+    for i, p in enumerate(points):
+        if i % every and i != n - 1:
+            continue
+        label = str(p["label"])
+        label = label if len(label) <= 12 else label[:11] + "…"
+        parts.append(
+            f'<line x1="{x(i):.1f}" y1="{bottom}" x2="{x(i):.1f}" y2="{bottom + 4}" '
+            'stroke="#98a2b3"/>'
+        )
+        parts.append(
+            f'<text class="version" x="{x(i):.1f}" y="{bottom + 18}" font-size="11" '
+            f'text-anchor="middle" fill="#344054">{escape(label)}</text>'
+        )
+    # Error bars (the interval of each value), the line, then the points on top.
     path = []
     for i, p in enumerate(points):
-        parts.append(
-            f'<text x="{x(i):.1f}" y="{HEIGHT - 8}" font-size="10" text-anchor="middle" '
-            f'fill="#667085">{escape(str(p["label"]))}</text>'
-        )
         if p.get("value") is None:
             continue
         if p.get("ci_low") is not None and p.get("ci_high") is not None:
+            xi, y1, y2 = x(i), y(p["ci_low"]), y(p["ci_high"])
             parts.append(
-                f'<line x1="{x(i):.1f}" y1="{y(p["ci_low"]):.1f}" x2="{x(i):.1f}" '
-                f'y2="{y(p["ci_high"]):.1f}" stroke="#98a2b3"/>'
+                f'<g class="interval" stroke="#667085"><line x1="{xi:.1f}" y1="{y1:.1f}" '
+                f'x2="{xi:.1f}" y2="{y2:.1f}"/><line x1="{xi - 5:.1f}" y1="{y1:.1f}" '
+                f'x2="{xi + 5:.1f}" y2="{y1:.1f}"/><line x1="{xi - 5:.1f}" y1="{y2:.1f}" '
+                f'x2="{xi + 5:.1f}" y2="{y2:.1f}"/></g>'
             )
         path.append(f"{x(i):.1f},{y(p['value']):.1f}")
     if len(path) > 1:
-        parts.append(f'<polyline fill="none" stroke="#3a4556" points="{" ".join(path)}"/>')
+        parts.append(
+            f'<polyline fill="none" stroke="#3a4556" stroke-width="1.5" points="{" ".join(path)}"/>'
+        )
     for i, p in enumerate(points):
         if p.get("value") is None:
             continue
         colour = COLOURS.get(p.get("status"), "#3a4556")
+        interval = ""
+        if p.get("ci_low") is not None and p.get("ci_high") is not None:
+            interval = f", 95% interval {_fmt(p['ci_low'])}–{_fmt(p['ci_high'])}"
         parts.append(
             f'<circle class="point {escape(p.get("status") or "")}" cx="{x(i):.1f}" '
-            f'cy="{y(p["value"]):.1f}" r="4" fill="{colour}">'
-            f"<title>{escape(str(p['label']))}: {_fmt(p['value'])} "
+            f'cy="{y(p["value"]):.1f}" r="5" fill="{colour}" stroke="#ffffff">'
+            f"<title>{escape(str(p['label']))}: {_fmt(p['value'])}{interval} "
             f"({escape(p.get('status') or '')})</title></circle>"
         )
     parts.append("</svg>")

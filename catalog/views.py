@@ -289,7 +289,7 @@ def import_findings(request):
     if request.method == "POST" and form.is_valid():
         commit = "commit" in request.POST
         report = importexport.import_findings_csv(
-            form.cleaned_data["file"], by=request.user, commit=commit
+            hygiene.check_csv(form.cleaned_data["file"]), by=request.user, commit=commit
         )
         if report.committed:
             messages.success(

@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models, transaction
 from django.db.models import F, OuterRef, Subquery
+from django.urls import reverse
 from django.utils import timezone
 
 from boundary import engine
@@ -103,7 +104,7 @@ class Probe(models.Model):
         return f"{self.get_kind_display()} on {self.dataset} (#{self.pk})"
 
     def get_absolute_url(self):
-        return self.finding.get_absolute_url() + f"#probe-{self.pk}"
+        return reverse("probes:probe_detail", args=[self.pk])
 
     def clean(self):
         """Validate kind, slice and parameters against the dataset's schema."""

@@ -7,15 +7,17 @@ from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from boundary import engine
+from boundary import engine, slices
 from catalog.models import Finding
 from core.decorators import role_required
+from core.models import AuditEvent
 from core.workflow import TransitionError
 from registry.models import ModelVersion
 
 from .choices import ProbeKind, Trigger
 from .forms import ProbeForm, ProbeRevisionForm, RetireForm, RunForm
-from .models import Probe, Rerun
+from .models import Probe, ProbeRun, Rerun
+from .templatetags.probes_tags import probe_chart
 
 
 @role_required("probes.add_probe")
@@ -151,3 +153,48 @@ def version_run(request, pk):
 def rerun_progress(request, pk):
     rerun = get_object_or_404(Rerun, pk=pk)
     return JsonResponse({"id": rerun.pk, **rerun.progress()})
+
+
+@role_required("probes.view_probe")
+def probe_detail(request, pk):
+    """A probe's own page.
+
+    1. Its definition in words: kind, slice (slices.describe), parameters, the pass rule,
+       the decision rule, minimum rows, its dataset and finding, the probe it revises or
+       that revises it, and why it was retired.
+    2. Its value across its ML model's versions (the latest run on each) as a chart.
+    3. Every run it has had, oldest version first, each with its anchor `run-N`.
+    4. Its history: the audit events of the probe, with what each changed.
+    """
+    probe = get_object_or_404(
+        Probe.objects.select_related(
+            "finding__ml_model", "dataset", "supersedes", "retired_by", "created_by"
+        ),
+        pk=pk,
+    )
+    versions = list(probe.finding.ml_model.versions.order_by("registered_at", "pk"))
+    latest = ProbeRun.objects.matrix([probe], versions)
+    chart = probe_chart(probe, versions, [latest.get((probe.pk, v.pk)) for v in versions])
+    # In the order of the versions, then of the runs' ids: a table of everything that ran,
+    # not a choice of the latest (that is ProbeRun.objects.latest_runs, the chart's).
+    position = {v.pk: i for i, v in enumerate(versions)}
+    runs = sorted(
+        probe.runs.select_related("model_version"),
+        key=lambda run: (position.get(run.model_version_id, len(position)), run.pk),
+    )
+    return render(
+        request,
+        "probes/probe_detail.html",
+        {
+            "probe": probe,
+            "finding": probe.finding,
+            "slice_text": slices.describe(probe.slice),
+            "superseded_by": Probe.objects.filter(supersedes=probe).first(),
+            "chart": chart,
+            "runs": runs,
+            "history": AuditEvent.objects.for_object(probe)
+            .select_related("content_type")
+            .order_by("created_at", "pk"),
+            "changeable": probe.active and probe.may_change(request.user),
+        },
+    )

@@ -6,6 +6,7 @@ import datetime
 import hashlib
 import io
 import json
+import numbers
 import zipfile
 from collections import defaultdict
 
@@ -127,7 +128,18 @@ def board(actions, user):
 
 
 def _frame(rows, columns):
-    return pd.DataFrame.from_records(rows, columns=columns)
+    """Rows as a DataFrame in which a column of whole numbers (ids, counts, days) stays whole
+    (pandas' nullable Int64) even with empty cells, so pages and exports print "1", never
+    "1.0"."""
+    rows = list(rows)
+    frame = pd.DataFrame.from_records(rows, columns=columns)
+    for i, name in enumerate(columns):
+        present = [row[i] for row in rows if row[i] is not None]
+        if present and all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in present
+        ):
+            frame[name] = pd.array([row[i] for row in rows], dtype="Int64")
+    return frame
 
 
 def review_pack(start, end):
@@ -388,6 +400,9 @@ def review_pack_rows(sections):
         framed.insert(0, "section", name)
         frames.append(framed)
     combined = pd.concat(frames, ignore_index=True, sort=False) if frames else pd.DataFrame()
+    # A section's columns are empty in the other sections' rows: empty cells, and whole
+    # numbers stay whole (Int64 columns, see _frame).
+    combined = combined.astype(object).where(combined.notna(), None)
     return list(combined.columns), combined.itertuples(index=False, name=None)
 
 

@@ -1,15 +1,19 @@
 import datetime
 import json
+from collections import defaultdict
 
+from django.apps import apps
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
+from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.text import capfirst
 from django.views.decorators.http import require_POST
 
 from catalog.choices import Severity
@@ -128,33 +132,72 @@ def board(request):
     )
 
 
+# The kinds of object the audit log may be filtered by, as "app_label.model".
+AUDITED_TYPES = [
+    "catalog.finding",
+    "remediation.remediationaction",
+    "probes.probe",
+    "registry.modelversion",
+    "registry.dataset",
+    "registry.mlmodel",
+    "remediation.evaluation",
+]
+
+
+def _audit_targets(events):
+    """{event.pk: (object or None, its URL or "")}: the objects a page of audit events is
+    about, read with one query per kind of object."""
+    wanted = defaultdict(set)
+    for e in events:
+        wanted[e.content_type_id].add(e.object_id)
+    found = {}
+    for type_id, ids in wanted.items():
+        model = ContentType.objects.get_for_id(type_id).model_class()
+        if model is None:
+            continue
+        pks = [int(i) for i in ids if i.isdigit()]
+        for obj in model._default_manager.filter(pk__in=pks):
+            found[(type_id, str(obj.pk))] = obj
+    targets = {}
+    for e in events:
+        obj = found.get((e.content_type_id, e.object_id))
+        url = obj.get_absolute_url() if hasattr(obj, "get_absolute_url") else ""
+        targets[e.pk] = (obj, url)
+    return targets
+
+
 @role_required("core.view_auditevent")
 def audit_log(request):
+    """The audit trail, filtered: each event names its object in words ("Finding", with its
+    title), links to it where the object has a page, and shows what it changed field by
+    field (core_tags.audit_changes)."""
     filters = AuditEventFilterSet(
         request.GET, queryset=AuditEvent.objects.select_related("content_type", "actor")
     )
     if request.GET.get("format") == "csv":
         return _audit_csv(filters.qs)
     page = Paginator(filters.qs, 50).get_page(request.GET.get("page"))
+    targets = _audit_targets(page.object_list)
+    rows = [
+        {"event": e, "object": targets[e.pk][0], "url": targets[e.pk][1]} for e in page.object_list
+    ]
     params = request.GET.copy()
     params.pop("page", None)
+    object_types = []
+    for name in AUDITED_TYPES:
+        app_label, _, model_name = name.partition(".")
+        model = apps.get_model(app_label, model_name)
+        object_types.append((name, capfirst(str(model._meta.verbose_name))))
     return render(
         request,
         "remediation/audit_log.html",
         {
             "page": page,
+            "rows": rows,
             "params": request.GET,
             "querystring": params.urlencode(),
             "verbs": AuditEvent.Verb.choices,
-            "object_types": [
-                "catalog.finding",
-                "remediation.remediationaction",
-                "probes.probe",
-                "registry.modelversion",
-                "registry.dataset",
-                "registry.mlmodel",
-                "remediation.evaluation",
-            ],
+            "object_types": object_types,
         },
     )
 

@@ -96,6 +96,25 @@ def test_a_model_expecting_other_columns_is_an_error(people, ml_model, probe, da
     assert run.status == "error" and "a" in run.error
 
 
+def test_a_model_fitted_on_some_of_the_columns_is_given_those(people, ml_model, probe, dataset):
+    """DESIGN.md: the feature columns are the model's `feature_names_in_`; the dataset's
+    other columns (here `color`) are passed over, and the result is the model's own."""
+    from sklearn.linear_model import LogisticRegression
+
+    from .factories import toy_frame
+
+    frame = toy_frame()
+    subset = LogisticRegression().fit(frame[["x1", "x2"]], frame["y"])
+    v = ModelVersion.register(
+        ml_model=ml_model, version="subset", artifact=skops_upload(subset), by=people["maintainer"]
+    )
+    run = ProbeRun.objects.get(model_version=v)
+    assert run.status in ("passed", "failed"), run.error
+    in_slice = frame[frame["x1"] > 0.5]
+    expected = (subset.predict(in_slice[["x1", "x2"]]) != in_slice["y"]).mean()
+    assert run.value == pytest.approx(expected, abs=1e-15)
+
+
 def test_run_now_for_one_probe_answers_202(people, ml_model, probe, version):
     response = api_for(people["contributor"]).post(
         f"/api/v1/probes/{probe.pk}/run/", {"model_version": version.pk}, format="json"

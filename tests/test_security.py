@@ -365,6 +365,7 @@ PAGES = {
         {"contributor", "reviewer", "maintainer", "admin"}, ("POST",), _pk("finding")
     ),
     "probes:rerun_progress": Page(READERS, args=_pk("rerun")),
+    "probes:probe_detail": Page(READERS, args=_pk("probe")),
     # Who may revise or retire depends on the finding's status (Probe.change_refusal).
     "probes:probe_revise": Page(READERS, ("GET", "POST"), _pk("probe")),
     "probes:probe_retire": Page(READERS, ("POST",), _pk("probe")),

@@ -1,13 +1,136 @@
-"""The probes section of a finding page: probes × versions, charts, reruns in progress."""
+"""The probes section of a finding page (probes × versions, charts, reruns in progress) and
+the words a probe's definition is shown in, on that section and on the probe's own page."""
 
 from django import template
 from django.utils.safestring import mark_safe
 
+from boundary import engine
 from boundary.charts import value_chart_svg
+from core.templatetags.core_tags import term_value
 
+from ..choices import Comparator
 from ..models import ProbeRun, Rerun
 
 register = template.Library()
+
+# A probe's parameters by the names a reader knows them by (DESIGN.md, "Probe kinds").
+PARAM_LABELS = {
+    "margin": "Margin below which a decision is near the boundary",
+    "metric": "Measure",
+    "pos_label": "Positive class",
+    "seed": "Random seed",
+    "bins": "Confidence bins",
+    "group_feature": "Groups by",
+    "min_support": "Minimum rows per group",
+    "scale": "Noise (× each feature's standard deviation)",
+    "features": "Features",
+    "repeats": "Repeats per row",
+    "changes": "Changes applied",
+    "sample": "Rows sampled",
+    "grid": "Grid points per feature",
+    "component": "Ensemble component",
+}
+METRIC_LABELS = {
+    "accuracy": "accuracy",
+    "precision": "precision",
+    "recall": "recall",
+    "f1": "F1 score",
+    "roc_auc": "ROC AUC",
+    "selection_rate": "selection rate (share predicted positive)",
+    "tpr": "true positive rate",
+    "fpr": "false positive rate",
+    "error_rate": "error rate",
+}
+# What an unset parameter means.
+PARAM_DEFAULTS = {
+    "pos_label": "the model's second class",
+    "features": "every numeric feature",
+}
+
+
+def version_name(version):
+    """A model version as its name on charts and column heads: "v3"."""
+    return f"v{version.version}"
+
+
+def _change_text(feature, change):
+    if isinstance(change, dict) and "set" in change:
+        return f"{feature} set to {term_value(change['set'])}"
+    if isinstance(change, dict) and "add" in change:
+        amount = change["add"]
+        sign = "minus" if isinstance(amount, (int, float)) and amount < 0 else "plus"
+        return f"{feature} {sign} {term_value(abs(amount) if sign == 'minus' else amount)}"
+    return f"{feature}: {term_value(change)}"
+
+
+def _param_text(name, value):
+    if value is None and name in PARAM_DEFAULTS:
+        return PARAM_DEFAULTS[name]
+    if name == "metric":
+        return METRIC_LABELS.get(value, term_value(value))
+    if name == "changes" and isinstance(value, dict):
+        return "; ".join(_change_text(f, c) for f, c in value.items()) or "none"
+    return term_value(value)
+
+
+@register.filter
+def probe_params(probe):
+    """[(label, value)] of a probe's parameters in words: `features: income, debt_ratio`,
+    never the stored Python/JSON form."""
+    return [
+        (PARAM_LABELS.get(name, name.replace("_", " ").capitalize()), _param_text(name, value))
+        for name, value in (probe.params or {}).items()
+    ]
+
+
+@register.filter
+def probe_check(probe):
+    """The probe's pass rule in words: "≤ 0.2", "no worse than the baseline (± 0.01)"."""
+    if probe.comparator == "no_worse_than_baseline":
+        tolerance = f" (tolerance {term_value(probe.tolerance)})" if probe.tolerance else ""
+        return f"no worse than the baseline{tolerance}"
+    sign = {"<=": "≤", ">=": "≥"}.get(probe.comparator, probe.comparator)
+    return f"{sign} {term_value(probe.threshold)}"
+
+
+def chart_points(versions, runs):
+    """The points of a probe's value chart: one per version, named like "v3"."""
+    return [
+        {
+            "label": version_name(v),
+            "value": getattr(run, "value", None),
+            "status": getattr(run, "status", None),
+            "ci_low": getattr(run, "ci_low", None),
+            "ci_high": getattr(run, "ci_high", None),
+        }
+        for v, run in zip(versions, runs, strict=True)
+    ]
+
+
+def probe_chart(probe, versions, runs):
+    """A probe's value across versions (boundary.charts.value_chart_svg), safe to insert.
+    A probe compared with its baseline draws the limit the baseline's run sets: its value
+    plus (or, for a measure where higher is better, minus) the tolerance."""
+    threshold, comparator, label = probe.threshold, probe.comparator, "threshold"
+    if comparator == Comparator.NO_WORSE:
+        comparator, label = engine.DEFAULT_COMPARATOR[probe.kind], "baseline limit"
+        baseline = dict(zip([v.pk for v in versions], runs, strict=True)).get(
+            probe.finding.model_version_id
+        )
+        value = getattr(baseline, "value", None)
+        threshold = None
+        if value is not None:
+            tolerance = probe.tolerance or 0.0
+            threshold = value + tolerance if comparator == "<=" else value - tolerance
+    chart = value_chart_svg(
+        chart_points(versions, runs),
+        threshold=threshold,
+        comparator=comparator,
+        threshold_label=label,
+        title=f"{probe.get_kind_display()} of probe #{probe.pk} across versions",
+        y_label=probe.get_kind_display(),
+    )
+    return mark_safe(chart)  # noqa: S308
 
 
 @register.inclusion_tag("probes/_finding_probes.html", takes_context=True)
@@ -22,24 +145,11 @@ def finding_probes(context, finding):
     rows = []
     for probe in probes:
         row_cells = [cells.get((probe.pk, v.pk)) for v in versions]
-        points = [
-            {
-                "label": v.version,
-                "value": getattr(run, "value", None),
-                "status": getattr(run, "status", None),
-                "ci_low": getattr(run, "ci_low", None),
-                "ci_high": getattr(run, "ci_high", None),
-            }
-            for v, run in zip(versions, row_cells, strict=True)
-        ]
-        chart = value_chart_svg(
-            points, threshold=probe.threshold, title=f"{probe.get_kind_display()} across versions"
-        )
         rows.append(
             {
                 "probe": probe,
                 "cells": row_cells,
-                "chart": mark_safe(chart),  # noqa: S308
+                "chart": probe_chart(probe, versions, row_cells),
                 "changeable": probe.may_change(user),
             }
         )
