@@ -1,21 +1,25 @@
+import json
+
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.http import HttpResponse, HttpResponseBadRequest
+from django.http import HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from boundary import slices
 from core import hygiene
 from core.csv import CONTENT_TYPE as CSV_CONTENT_TYPE
 from core.decorators import role_required
 from core.models import AuditEvent
 from core.workflow import TransitionError
-from registry.models import MLModel
+from registry.models import Dataset, MLModel
 
 from . import importexport, table
 from .choices import FindingStatus, RiskCategory, Severity
 from .filtersets import FindingFilterSet
-from .forms import FindingForm, ImportFindingsForm
+from .forms import FindingForm, ImportFindingsForm, parts_of_finding_form
 from .models import Finding
 from .search import sorting
 
@@ -187,16 +191,49 @@ def finding_bulk(request):
     return redirect(back)
 
 
+def _save_finding(request, form, parts):
+    """Save the finding form and its parts (probes) in one transaction, or nothing.
+
+    1. The form and every part are checked first (a part against the unsaved finding),
+       so that every error shows beside its field at once.
+    2. The finding, its tags and each part are saved in one transaction; a part that
+       still refuses (its model's rules, checked again on save) undoes it all.
+    Returns the finding, or None when something was refused.
+    """
+    valid = form.is_valid()
+    draft = form.instance
+    valid = all([part.is_valid(draft) for part in parts]) and valid  # noqa: C419 (every part shows its errors)
+    if not valid:
+        return None
+    try:
+        with transaction.atomic():
+            if draft.reporter_id is None:
+                draft.reporter = request.user
+            finding = form.save()
+            for part in parts:
+                part.save(finding, by=request.user)
+    except ValidationError:
+        # Rolled back: the finding shown again is still a new one.
+        form.instance.pk, form.instance._state.adding = None, True
+        return None
+    return finding
+
+
 @role_required("catalog.add_finding")
 def finding_create(request):
-    form = FindingForm(request.POST or None, initial={"owner": request.user})
-    if request.method == "POST" and form.is_valid():
-        with transaction.atomic():
-            form.instance.reporter = request.user
-            finding = form.save()
-        messages.success(request, f"Finding “{finding.title}” logged.")
-        return redirect(finding)
-    return render(request, "catalog/finding_form.html", {"form": form, "creating": True})
+    data = request.POST if request.method == "POST" else None
+    form = FindingForm(data, initial={"owner": request.user})
+    parts = parts_of_finding_form(data, request.user)
+    if data is not None:
+        finding = _save_finding(request, form, parts)
+        if finding is not None:
+            added = sum(getattr(part, "saved", 0) for part in parts)
+            more = f" with {added} probe{'s' if added != 1 else ''}" if added else ""
+            messages.success(request, f"Finding “{finding.title}” logged{more}.")
+            return redirect(finding)
+    return render(
+        request, "catalog/finding_form.html", {"form": form, "parts": parts, "creating": True}
+    )
 
 
 @role_required("catalog.change_finding")
@@ -209,6 +246,39 @@ def finding_edit(request, pk):
         messages.success(request, "Finding updated.")
         return redirect(finding)
     return render(request, "catalog/finding_form.html", {"form": form, "finding": finding})
+
+
+@role_required("catalog.view_finding")
+@require_GET
+def slice_text(request):
+    """What the slice builder shows beside the slice field: `text` (slice text) or `slice`
+    (JSON predicates) read and written back both ways (slices.parse / slices.describe),
+    with the columns that the chosen `dataset` lacks. The one reader and writer of slice
+    text stays on the server; the page only asks it."""
+    text, raw = request.GET.get("text"), request.GET.get("slice")
+    try:
+        if raw is not None:
+            predicates = json.loads(raw)
+            if not isinstance(predicates, list) or not all(isinstance(p, dict) for p in predicates):
+                raise slices.ProbeDefinitionError("A slice is a list of predicates.")
+            text = slices.describe(predicates) if predicates else ""
+        else:
+            predicates = slices.parse(text or "")
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        return JsonResponse(
+            {
+                "error": str(exc) or "The slice cannot be read.",
+                "position": getattr(exc, "position", None),
+            }
+        )
+    missing = []
+    dataset_id = request.GET.get("dataset", "")
+    if dataset_id.isdigit():
+        dataset = Dataset.objects.defer("preview").filter(pk=dataset_id).first()
+        if dataset is not None:
+            columns = set(dataset.column_names)
+            missing = sorted({p.get("feature") for p in predicates} - columns, key=str)
+    return JsonResponse({"slice": predicates, "text": text, "missing": missing})
 
 
 @role_required("catalog.view_finding")

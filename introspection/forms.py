@@ -1,4 +1,5 @@
 from django import forms
+from django.core.exceptions import ValidationError
 
 from catalog.choices import RiskCategory, Severity
 from registry.forms import VersionField
@@ -8,9 +9,14 @@ from .models import SweepKind
 
 
 class ScanForm(forms.Form):
-    """Scan a model version for weak slices on a dataset."""
+    """Scan a model version for weak slices on one of its ML model's datasets: those are
+    the ones offered (an evaluation dataset first, the default), any other is refused at
+    the field (MLModel.check_owns) before a job is queued."""
 
-    dataset = forms.ModelChoiceField(queryset=Dataset.objects.all())
+    dataset = forms.ModelChoiceField(
+        queryset=Dataset.objects.defer("preview"),
+        help_text="The ML model's datasets; a held-out one shows the model's errors best.",
+    )
     top_k = forms.IntegerField(
         label="Candidates",
         min_value=1,
@@ -30,6 +36,34 @@ class ScanForm(forms.Form):
         required=False,
         help_text="Empty: 30 rows or 0.5% of the dataset, whichever is larger.",
     )
+
+    def __init__(self, *args, version, **kwargs):
+        self.version = version
+        ml_model = version.ml_model
+        trained = set(ml_model.reference_datasets().values_list("pk", flat=True))
+        evaluation = [d for d in ml_model.datasets() if d.pk not in trained]
+        training = [d for d in ml_model.datasets() if d.pk in trained]
+        # The default: the dataset asked for when it is an evaluation dataset, else the
+        # newest evaluation dataset; the training data only when there is nothing else.
+        initial = kwargs.setdefault("initial", {})
+        chosen = getattr(initial.get("dataset"), "pk", initial.get("dataset"))
+        if chosen not in {d.pk for d in evaluation}:
+            first = (evaluation or training or [None])[0]
+            chosen = first.pk if first else None
+        initial["dataset"] = chosen
+        super().__init__(*args, **kwargs)
+        self.fields["dataset"].widget.choices = [("", "---------")] + [
+            (d.pk, str(d) + (" (training data)" if d.pk in trained else ""))
+            for d in evaluation + training
+        ]
+
+    def clean_dataset(self):
+        dataset = self.cleaned_data["dataset"]
+        try:
+            self.version.ml_model.check_owns(dataset, field="dataset")
+        except ValidationError as exc:
+            raise ValidationError(exc.message_dict["dataset"]) from exc
+        return dataset
 
 
 class LogCandidateForm(forms.Form):

@@ -31,11 +31,10 @@ def scan_new(request, pk):
     """Scan for weak slices: choose the dataset (and the scan's bounds), then queue it."""
 
     version = get_object_or_404(ModelVersion.objects.select_related("ml_model"), pk=pk)
-    initial = {"dataset": version.training_dataset_id}
+    # The dataset of the ML model's last scan, else an evaluation dataset (ScanForm).
     last = SliceScan.objects.filter(model_version__ml_model_id=version.ml_model_id).first()
-    if last:
-        initial["dataset"] = last.dataset_id
-    form = ScanForm(request.POST or None, initial=initial)
+    initial = {"dataset": last.dataset_id} if last else {}
+    form = ScanForm(request.POST or None, initial=initial, version=version)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:

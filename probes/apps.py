@@ -12,10 +12,12 @@ class ProbesConfig(AppConfig):
         # is ready.
         from django_q.signals import post_spawn
 
+        from catalog.forms import finding_form_parts
         from core import audit, history
         from registry.signals import version_registered
 
         from . import checks  # noqa: F401  (registers the task-settings check)
+        from .forms import finding_form_probes
         from .models import Probe, ProbeRun, Rerun
         from .tasks import on_worker_spawn
 
@@ -26,6 +28,9 @@ class ProbesConfig(AppConfig):
         version_registered.connect(
             Rerun.on_version_registered, dispatch_uid="probes.rerun_on_registration"
         )
+
+        # The finding form logs probes with the finding, in one submit.
+        finding_form_parts.connect(finding_form_probes, dispatch_uid="probes.finding_form")
 
         # A new worker releases the claims of this host's stopped workers (probes/claims.py).
         post_spawn.connect(on_worker_spawn, dispatch_uid="probes.release_dead_claims")

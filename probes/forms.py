@@ -1,23 +1,49 @@
 import json
 
 from django import forms
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.forms import formset_factory
 
+from boundary import engine
+from catalog.forms import OwnedSelect, SliceField, dataset_owners, mark_dataset_owners
 from registry.forms import VersionField
+from registry.models import Dataset
 
+from .choices import Comparator, ProbeKind
 from .models import Probe
+
+# The probe's own fields, by the first word of the engine's message about them: the form
+# shows each message beside the field it is about, once.
+_PARAM_NAMES = frozenset(
+    name for kind in engine.PROBE_KINDS for name in engine.default_params(kind)
+) | {"params", "parameter", "parameter(s)"}
+
+
+def _field_of(message):
+    """The probe form field an engine message is about ("" for the probe as a whole)."""
+    words = message.split()
+    first = words[0].rstrip(":,").lower() if words else ""
+    if first in ("threshold", "comparator"):
+        return first
+    if message.startswith("unknown probe kind"):
+        return "kind"
+    if first in _PARAM_NAMES or message.startswith("unknown parameter"):
+        return "params"
+    if first in ("slice", "predicate") or "column '" in message:
+        return "slice"
+    return ""
 
 
 class ProbeForm(forms.ModelForm):
-    """A probe for a finding; slice and parameters are JSON, checked by Probe.clean()."""
+    """A probe for a finding. The slice is text (catalog.forms.SliceField), the parameters
+    JSON; the dataset must be one of the finding's ML model's (MLModel.check_owns); the
+    definition is checked by Probe.clean(), each message shown at the field it is about."""
 
-    slice = forms.CharField(
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 3, "class": "slice-json", "spellcheck": "false"}),
-        help_text="Conditions ANDed together; empty = whole dataset.",
-    )
+    slice = SliceField()
     params = forms.CharField(
         required=False,
-        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "class": "params-json"}),
+        widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false", "class": "params-json"}),
         help_text="JSON object; the defaults of the chosen kind are filled in.",
     )
 
@@ -35,46 +61,92 @@ class ProbeForm(forms.ModelForm):
             "decide",
             "active",
         ]
+        widgets = {"dataset": OwnedSelect}
 
     def __init__(self, *args, finding=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.finding = finding
-        self.fields["dataset"].widget.attrs["data-slice-dataset"] = "1"
+        dataset = self.fields["dataset"]
+        dataset.queryset = Dataset.objects.defer("preview")
+        dataset.widget.attrs["data-slice-dataset"] = "1"
+        ml_model = getattr(finding, "ml_model", None) if finding is not None else None
+        if ml_model is not None and finding.ml_model_id:
+            # Offer the ML model's datasets (and the one the probe has); any other is
+            # refused at the field by clean_dataset.
+            mine = {d.pk for d in ml_model.datasets()} | {self.initial.get("dataset")}
+            dataset.widget.choices = [
+                (value, label)
+                for value, label in dataset.choices
+                if not value or getattr(value, "value", value) in mine
+            ]
         self.fields["kind"].widget.attrs["data-probe-kind"] = "1"
-        self.fields["decide"].required = False
-        for name in ("slice", "params"):
-            value = self.initial.get(name, getattr(self.instance, name, None))
-            if isinstance(value, (list, dict)):
-                self.initial[name] = json.dumps(value)
+        if "decide" in self.fields:
+            self.fields["decide"].required = False
+        params = self.initial.get("params", getattr(self.instance, "params", None))
+        if isinstance(params, dict):
+            self.initial["params"] = json.dumps(params)
 
-    def _json(self, name, kind):
-        raw = (self.cleaned_data.get(name) or "").strip()
-        if not raw:
-            return kind()
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise forms.ValidationError(f"Not valid JSON: {exc.msg}.") from exc
-        if not isinstance(value, kind):
-            raise forms.ValidationError(
-                "Enter a JSON list of conditions." if kind is list else "Enter a JSON object."
-            )
-        return value
-
-    def clean_slice(self):
-        return self._json("slice", list)
+    def clean_dataset(self):
+        dataset = self.cleaned_data.get("dataset")
+        finding = self.finding
+        if dataset is not None and finding is not None and finding.ml_model_id:
+            try:
+                finding.ml_model.check_owns(dataset, field="dataset")
+            except ValidationError as exc:
+                raise ValidationError(exc.message_dict["dataset"]) from exc
+        return dataset
 
     def clean_decide(self):
         # Left out, a probe decides as it did (a new probe: on the value).
         return self.cleaned_data.get("decide") or self.instance.decide
 
     def clean_params(self):
-        return self._json("params", dict)
+        raw = (self.cleaned_data.get("params") or "").strip()
+        if not raw:
+            return {}
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ValidationError(f"Not valid JSON: {exc.msg}.") from exc
+        if not isinstance(value, dict):
+            raise ValidationError("Enter a JSON object.")
+        return value
+
+    def clean(self):
+        data = super().clean()
+        comparator = data.get("comparator")
+        if (
+            "threshold" in data
+            and data["threshold"] is None
+            and comparator
+            and comparator != Comparator.NO_WORSE
+        ):
+            self.add_error(
+                "threshold",
+                f"A threshold is required with the comparator {Comparator(comparator).label}.",
+            )
+        return data
 
     def _post_clean(self):
         if self.finding is not None:
             self.instance.finding = self.finding
+        if self.has_error("threshold") or self.has_error("dataset"):
+            # The definition is checked whole once these are right: checked now, it
+            # would only repeat them at the top of the form.
+            return
         super()._post_clean()
+
+    def _update_errors(self, errors):
+        """Put each message of Probe.clean() beside the field it is about (_field_of)."""
+        if hasattr(errors, "error_dict") and set(errors.error_dict) != {"__all__"}:
+            return super()._update_errors(errors)
+        routed = {}
+        for message in errors.messages:
+            field = _field_of(message)
+            field = field if field in self.fields else "__all__"
+            routed.setdefault(field, []).append(message)
+        for field, messages in routed.items():
+            self.add_error(None if field == "__all__" else field, messages)
 
 
 class ProbeRevisionForm(ProbeForm):
@@ -124,3 +196,98 @@ class RunForm(forms.Form):
         """The probes to run: the chosen one, or every active probe of the finding."""
         probe = self.cleaned_data.get("probe")
         return [probe] if probe else list(self.finding.probes.filter(active=True))
+
+
+class FindingProbeForm(ProbeForm):
+    """One probe logged with a new finding: a row of the finding form. A row without a
+    kind is left out; an empty dataset or slice is the finding's."""
+
+    slice = SliceField(help_text="Empty: the finding's slice.")
+
+    class Meta(ProbeForm.Meta):
+        fields = ["kind", "dataset", "slice", "params", "comparator", "threshold"]
+
+    def __init__(self, *args, owners=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["kind"].required = False
+        self.fields["kind"].choices = [("", "— no probe —"), *ProbeKind.choices]
+        self.fields["dataset"].required = False
+        self.fields["dataset"].empty_label = "the finding's dataset"
+        mark_dataset_owners(self.fields["dataset"], owners or {})
+        self.fields["slice"].widget.attrs["placeholder"] = "the finding's slice"
+
+    def has_changed(self):
+        return bool(self.data.get(self.add_prefix("kind")))
+
+    def clean(self):
+        data = super().clean()
+        finding = self.finding
+        if data.get("dataset") is None and not self.has_error("dataset"):
+            if finding is not None and finding.dataset_id:
+                data["dataset"] = finding.dataset
+            else:
+                self.add_error("dataset", "Choose the dataset the probe runs on.")
+        if not (self.data.get(self.add_prefix("slice")) or "").strip() and finding is not None:
+            data["slice"] = finding.slice
+        return data
+
+
+FindingProbeFormSet = formset_factory(
+    FindingProbeForm, extra=2, max_num=10, absolute_max=10, validate_max=True
+)
+
+
+class FindingProbes:
+    """The probes logged in the same submit as a new finding (a part of the finding form,
+    catalog.forms.finding_form_parts): saved with it, each as a probe added on its own
+    (full_clean, save, start_history), or nothing is."""
+
+    template_name = "probes/_finding_probes_part.html"
+    prefix = "probes"
+
+    def __init__(self, data):
+        if data is not None and f"{self.prefix}-TOTAL_FORMS" not in data:
+            data = None  # a finding form sent without probe rows
+        self.formset = FindingProbeFormSet(
+            data, prefix=self.prefix, form_kwargs={"owners": dataset_owners()}
+        )
+        self.saved = 0
+
+    def defaults_json(self):
+        return json.dumps({kind: engine.default_params(kind) for kind in engine.PROBE_KINDS})
+
+    def comparators_json(self):
+        return json.dumps(engine.DEFAULT_COMPARATOR)
+
+    def rows(self):
+        return [form for form in self.formset.forms if form.has_changed()]
+
+    def is_valid(self, finding):
+        if not self.formset.is_bound:
+            return True
+        for form in self.formset.forms:
+            form.finding = finding
+        return self.formset.is_valid()
+
+    def save(self, finding, *, by):
+        """Save each probe of the rows for `finding` (in the caller's transaction)."""
+        if not self.formset.is_bound:
+            return
+        with transaction.atomic():
+            for form in self.rows():
+                probe = form.save(commit=False)
+                probe.finding, probe.created_by = finding, by
+                try:
+                    probe.full_clean()
+                except ValidationError as exc:
+                    form._update_errors(exc)
+                    raise
+                probe.save()
+                probe.start_history(by)
+                self.saved += 1
+
+
+def finding_form_probes(sender, data, user, **kwargs):
+    """The receiver of catalog.forms.finding_form_parts: probe rows for whoever may add
+    probes."""
+    return FindingProbes(data) if user.has_perm("probes.add_probe") else None

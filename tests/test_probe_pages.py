@@ -18,7 +18,8 @@ def test_probe_form_is_prefilled_from_the_finding(people, finding):
     page = client_for(people["contributor"]).get(f"/findings/{finding.pk}/probes/new/")
     assert page.status_code == 200
     form = page.context["form"]
-    assert json.loads(form.initial["slice"]) == finding.slice
+    assert form.initial["slice"] == finding.slice
+    assert form["slice"].value() == finding.slice_text  # shown as slice text
     assert form.initial["dataset"] == finding.dataset_id
     assert json.loads(page.context["defaults_json"])["margin_density"] == {"margin": 0.1}
 

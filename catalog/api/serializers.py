@@ -1,7 +1,9 @@
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from rest_framework import serializers
 
+from boundary import slices
 from core.api.serializers import ModelCleanMixin, TransitionSerializer
 
 from ..models import Finding, Tag
@@ -16,8 +18,46 @@ class TagNamesField(serializers.ListField):
         return sorted(tag.name for tag in value.all())
 
 
+class SliceTextField(serializers.CharField):
+    """`slice_text`: the slice as text, `age < 22 AND region in ("north", "south")`
+    (slices.describe) when read; when written, the slice itself (slices.parse), as an
+    alternative to the JSON `slice`."""
+
+    def __init__(self, **kwargs):
+        kwargs.update(source="*", required=False, allow_blank=True, max_length=100_000)
+        kwargs.setdefault(
+            "help_text",
+            'The slice as text, e.g. age < 22 AND region in ("north", "south"); '
+            "give it or `slice`, not both.",
+        )
+        super().__init__(**kwargs)
+
+    def to_representation(self, instance):
+        try:
+            return slices.describe(instance.slice)
+        except (slices.ProbeDefinitionError, KeyError, TypeError, IndexError):
+            return ""
+
+    def to_internal_value(self, data):
+        text = super().to_internal_value(data)
+        try:
+            return {"slice": slices.parse(text)}
+        except slices.SliceSyntaxError as exc:
+            raise serializers.ValidationError(str(exc)) from exc
+
+
+def refuse_two_slices(serializer):
+    """A request gives the slice as `slice` or as `slice_text`, not both."""
+    data = getattr(serializer, "initial_data", None)
+    if hasattr(data, "keys") and "slice" in data and "slice_text" in data:
+        raise serializers.ValidationError(
+            {"slice_text": ["Give the slice as slice or as slice_text, not both."]}
+        )
+
+
 class FindingSerializer(ModelCleanMixin, serializers.ModelSerializer):
     tags = TagNamesField(required=False, default=list)
+    slice_text = SliceTextField()
     owner = serializers.PrimaryKeyRelatedField(
         queryset=get_user_model().objects.all(), required=False, allow_null=True
     )
@@ -33,6 +73,7 @@ class FindingSerializer(ModelCleanMixin, serializers.ModelSerializer):
             "model_version",
             "dataset",
             "slice",
+            "slice_text",
             "evidence",
             "severity",
             "risk_category",
@@ -70,6 +111,16 @@ class FindingSerializer(ModelCleanMixin, serializers.ModelSerializer):
         if not isinstance(value, list):
             raise serializers.ValidationError("A slice is a list of predicates.")
         return value
+
+    def validate(self, attrs):
+        refuse_two_slices(self)
+        ml_model = attrs.get("ml_model") or getattr(self.instance, "ml_model", None)
+        if ml_model is not None and attrs.get("dataset") is not None:
+            try:
+                ml_model.check_owns(attrs["dataset"], field="dataset")
+            except DjangoValidationError as exc:
+                raise serializers.ValidationError(exc.message_dict) from exc
+        return super().validate(attrs)
 
     @transaction.atomic
     def create(self, validated):

@@ -2,6 +2,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from catalog.api.serializers import SliceTextField, refuse_two_slices
 from core.api.serializers import ModelCleanMixin
 from registry.models import ModelVersion
 
@@ -10,6 +11,8 @@ from ..models import Probe, ProbeRun, Rerun
 
 
 class ProbeSerializer(ModelCleanMixin, serializers.ModelSerializer):
+    slice_text = SliceTextField()
+
     class Meta:
         model = Probe
         fields = [
@@ -18,6 +21,7 @@ class ProbeSerializer(ModelCleanMixin, serializers.ModelSerializer):
             "dataset",
             "kind",
             "slice",
+            "slice_text",
             "params",
             "comparator",
             "threshold",
@@ -44,9 +48,22 @@ class ProbeSerializer(ModelCleanMixin, serializers.ModelSerializer):
     def validate(self, attrs):
         # A definition with runs does not change in place, whatever the new values: 409
         # naming `revise` before they are checked (Probe.edit checks again, locked).
+        refuse_two_slices(self)
         if self.instance is not None:
             self.instance.refuse_change(attrs)
-        return super().validate(attrs)
+        attrs = super().validate(attrs)
+        self.check_dataset(attrs)
+        return attrs
+
+    def check_dataset(self, attrs):
+        """The dataset must be one of the finding's ML model's (MLModel.check_owns)."""
+        finding = attrs.get("finding") or getattr(self.instance, "finding", None)
+        dataset = attrs.get("dataset") or getattr(self.instance, "dataset", None)
+        if finding is not None and dataset is not None and "dataset" in attrs:
+            try:
+                finding.ml_model.check_owns(dataset, field="dataset")
+            except DjangoValidationError as exc:
+                raise serializers.ValidationError(exc.message_dict) from exc
 
 
 @extend_schema_field({"type": "string", "enum": list(ProbeKind.values)})
@@ -63,6 +80,7 @@ class ProbeRevisionSerializer(ModelCleanMixin, serializers.ModelSerializer):
     the revised probe (this probe's definition with the changes) by Probe.clean()."""
 
     kind = RevisedKindField(required=False)
+    slice_text = SliceTextField(write_only=True)
     note = serializers.CharField(
         max_length=5000, write_only=True, help_text="What changes and why (kept in the history)."
     )
@@ -74,6 +92,7 @@ class ProbeRevisionSerializer(ModelCleanMixin, serializers.ModelSerializer):
             "dataset",
             "kind",
             "slice",
+            "slice_text",
             "params",
             "comparator",
             "threshold",
@@ -89,6 +108,10 @@ class ProbeRevisionSerializer(ModelCleanMixin, serializers.ModelSerializer):
             if name != "note":
                 field.required = False
         return fields
+
+    def validate(self, attrs):
+        refuse_two_slices(self)
+        return super().validate(attrs)
 
     def changes(self):
         """The definition fields the request names."""
