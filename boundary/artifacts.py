@@ -246,6 +246,48 @@ def check_skops(
         raise ArtifactError("artifact contains untrusted types: " + ", ".join(refused))
 
 
+def _node_attribute(node: Any, name: str) -> Any:
+    """The schema node of attribute ``name`` of an object node, or None."""
+    state = node.get("content") if isinstance(node, dict) else None
+    attributes = state.get("content") if isinstance(state, dict) else None
+    return attributes.get(name) if isinstance(attributes, dict) else None
+
+
+def _final_estimator(node: Any) -> Any:
+    """A Pipeline's last step, followed down nested pipelines; any other node itself."""
+    while isinstance(node, dict) and node.get("__class__") == "Pipeline":
+        steps = _node_attribute(node, "steps")
+        items = steps.get("content") if isinstance(steps, dict) else None
+        if not items:
+            return None
+        last = items[-1].get("content") if isinstance(items[-1], dict) else None
+        node = last[1] if isinstance(last, list) and len(last) == 2 else None
+    return node
+
+
+def artifact_classes(source: str | os.PathLike | bytes | BinaryIO) -> list | None:
+    """The ``classes_`` a skops artifact's model (a pipeline's final step) was fitted with,
+    read from its schema and its numpy member without loading the model (no code runs;
+    numpy's loader without pickles); None when the schema does not say."""
+    import numpy as np
+
+    data = _read_bytes(source)
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            schema = json.loads(archive.read("schema.json"))
+            node = _node_attribute(_final_estimator(schema), "classes_")
+            if not isinstance(node, dict):
+                return None
+            if node.get("__loader__") == "NdArrayNode" and node.get("file"):
+                array = np.load(io.BytesIO(archive.read(node["file"])), allow_pickle=False)
+                return array.tolist()
+            if node.get("__loader__") == "ListNode":
+                return [json.loads(item.get("content", "null")) for item in node["content"]]
+    except (KeyError, ValueError, TypeError, zipfile.BadZipFile):
+        return None
+    return None
+
+
 def dump_skops(model: Any, path: str | os.PathLike) -> None:
     """Write ``model`` in the skops format, replacing ``path`` only once fully written."""
     target = Path(path)

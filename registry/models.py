@@ -22,6 +22,7 @@ from django.utils.timezone import template_localtime
 from boundary.artifacts import (
     DEFAULT_TRUSTED_TYPES,
     ArtifactError,
+    artifact_classes,
     check_skops,
     detect_format,
     sha256_of,
@@ -105,74 +106,40 @@ class MLModel(models.Model):
                 }
             )
 
+    def task_refusal(self, classes):
+        """Why a model fitted with these `classes_` cannot be a version of this ML model, or
+        "": a binary ML model's versions have two classes, a multiclass one's three or
+        more (DESIGN.md: the task is checked against classes_ at registration). None
+        (the artifact does not say) passes."""
+        if classes is None:
+            return ""
+        n = len(classes)
+        shown = ", ".join(map(str, classes[:6])) + (", ..." if n > 6 else "")
+        if self.task == Task.BINARY and n != 2:
+            return (
+                f"The model has {n} classes ({shown}), but {self} is a binary ML model: its "
+                "versions have two."
+            )
+        if self.task == Task.MULTICLASS and n < 3:
+            return (
+                f"The model has {n} classes ({shown}), but {self} is a multiclass ML model: "
+                "its versions have three or more."
+            )
+        return ""
+
     @property
     def latest_version(self):
         return self.versions.order_by("-registered_at", "-pk").first()
 
-    def check_owns(self, obj, *, field=None):
-        """Refuse a model version of another ML model, or a dataset that is not one of its
-        datasets (`dataset_refusal`): the one rule, and the one message, of every form, API
-        and operation that takes a version or a dataset for this ML model.
+    def check_owns(self, version, *, field="model_version"):
+        """Refuse a model version of another ML model: the one rule, and the one message,
+        of every form, API and operation that takes a version for this ML model.
 
-        Raises a ValidationError keyed by `field` (default: "model_version" for a version,
-        "dataset" for a dataset; a web form shows it on that field, the API answers 400 with
-        it under that key); None (nothing chosen) passes.
+        Raises a ValidationError keyed by `field` (a web form shows it on that field, the
+        API answers 400 with it under that key); None (no version chosen) passes.
         """
-        if obj is None:
-            return
-        if isinstance(obj, Dataset):
-            refusal = self.dataset_refusal(obj)
-            if refusal:
-                raise ValidationError({field or "dataset": refusal})
-        elif obj.ml_model_id != self.pk:
-            raise ValidationError({field or "model_version": f"{obj} is not a version of {self}."})
-
-    def reference_datasets(self):
-        """The training datasets recorded on this ML model's versions: what it reads."""
-        return Dataset.objects.filter(trained_versions__ml_model=self).distinct()
-
-    def dataset_refusal(self, dataset, references=None):
-        """Why `dataset` is not a dataset of this ML model, or "".
-
-        A dataset belongs to an ML model when it has the columns the model reads: the
-        target column and every feature column of one of the training datasets recorded
-        on its versions (other columns, such as ids, do not matter). An ML model with no
-        training dataset on record reads any dataset.
-        """
-        references = list(self.reference_datasets() if references is None else references)
-        if not references:
-            return ""
-        columns = set(dataset.column_names)
-        reasons = []
-        for ref in references:
-            missing = [c for c in [*ref.feature_columns, ref.target_column] if c not in columns]
-            if missing:
-                shown = ", ".join(missing[:5])
-                if len(missing) > 5:
-                    shown += f" and {len(missing) - 5} more"
-                reasons.append((len(missing), f"it lacks the columns {self} reads ({shown})"))
-            elif dataset.target_column != ref.target_column:
-                reasons.append(
-                    (
-                        0,
-                        f"its target is {dataset.target_column}, "
-                        f"{self} predicts {ref.target_column}",
-                    )
-                )
-            else:
-                return ""
-        return f"{dataset} is not a dataset of {self}: {min(reasons)[1]}."
-
-    def datasets(self):
-        """This ML model's datasets (`dataset_refusal` finds nothing to refuse), newest first."""
-        references = list(self.reference_datasets())
-        every = Dataset.objects.order_by("-created_at", "-pk")
-        return [d for d in every if not self.dataset_refusal(d, references)]
-
-    def evaluation_datasets(self):
-        """Its datasets that no version of it was trained on, newest first."""
-        trained = set(self.reference_datasets().values_list("pk", flat=True))
-        return [d for d in self.datasets() if d.pk not in trained]
+        if version is not None and version.ml_model_id != self.pk:
+            raise ValidationError({field: f"{version} is not a version of {self}."})
 
 
 def _as_shown(preview):
@@ -449,6 +416,10 @@ class ModelVersion(ImmutableFileMixin, models.Model):
             except ArtifactError as exc:
                 reason = str(exc)
                 raise ValidationError({"artifact": reason[:1].upper() + reason[1:] + "."}) from exc
+            artifact.seek(0)
+            refusal = ml_model.task_refusal(artifact_classes(artifact))
+            if refusal:
+                raise ValidationError({"artifact": refusal})
             artifact.seek(0)
         if fmt == "pickle":
             if not settings.ALLOW_PICKLE_ARTIFACTS:
