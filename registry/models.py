@@ -131,15 +131,70 @@ class MLModel(models.Model):
     def latest_version(self):
         return self.versions.order_by("-registered_at", "-pk").first()
 
-    def check_owns(self, version, *, field="model_version"):
-        """Refuse a model version of another ML model: the one rule, and the one message,
-        of every form, API and operation that takes a version for this ML model.
+    def check_owns(self, obj, *, field=None):
+        """Refuse a model version of another ML model, or a dataset that is not one of its
+        datasets (`dataset_refusal`): the one rule, and the one message, of every form, API
+        and operation that takes a version or a dataset for this ML model.
 
-        Raises a ValidationError keyed by `field` (a web form shows it on that field, the
-        API answers 400 with it under that key); None (no version chosen) passes.
+        Raises a ValidationError keyed by `field` (default: "model_version" for a version,
+        "dataset" for a dataset; a web form shows it on that field, the API answers 400 with
+        it under that key); None (nothing chosen) passes.
         """
-        if version is not None and version.ml_model_id != self.pk:
-            raise ValidationError({field: f"{version} is not a version of {self}."})
+        if obj is None:
+            return
+        if isinstance(obj, Dataset):
+            refusal = self.dataset_refusal(obj)
+            if refusal:
+                raise ValidationError({field or "dataset": refusal})
+        elif obj.ml_model_id != self.pk:
+            raise ValidationError({field or "model_version": f"{obj} is not a version of {self}."})
+
+    def reference_datasets(self):
+        """The training datasets recorded on this ML model's versions: what it reads."""
+        return Dataset.objects.filter(trained_versions__ml_model=self).distinct()
+
+    def dataset_refusal(self, dataset, references=None):
+        """Why `dataset` is not a dataset of this ML model, or "".
+
+        A dataset belongs to an ML model when it has the columns the model reads: the
+        target column and every feature column of one of the training datasets recorded
+        on its versions (other columns, such as ids, do not matter). An ML model with no
+        training dataset on record reads any dataset.
+        """
+        references = list(self.reference_datasets() if references is None else references)
+        if not references:
+            return ""
+        columns = set(dataset.column_names)
+        reasons = []
+        for ref in references:
+            missing = [c for c in [*ref.feature_columns, ref.target_column] if c not in columns]
+            if missing:
+                shown = ", ".join(missing[:5])
+                if len(missing) > 5:
+                    shown += f" and {len(missing) - 5} more"
+                reasons.append((len(missing), f"it lacks the columns {self} reads ({shown})"))
+            elif dataset.target_column != ref.target_column:
+                reasons.append(
+                    (
+                        0,
+                        f"its target is {dataset.target_column}, "
+                        f"{self} predicts {ref.target_column}",
+                    )
+                )
+            else:
+                return ""
+        return f"{dataset} is not a dataset of {self}: {min(reasons)[1]}."
+
+    def datasets(self):
+        """This ML model's datasets (`dataset_refusal` finds nothing to refuse), newest first."""
+        references = list(self.reference_datasets())
+        every = Dataset.objects.order_by("-created_at", "-pk")
+        return [d for d in every if not self.dataset_refusal(d, references)]
+
+    def evaluation_datasets(self):
+        """Its datasets that no version of it was trained on, newest first."""
+        trained = set(self.reference_datasets().values_list("pk", flat=True))
+        return [d for d in self.datasets() if d.pk not in trained]
 
 
 def _as_shown(preview):
