@@ -36,3 +36,41 @@ def reload_until(page, condition, seconds=90, what="the page to change"):
             page.reload()
         except PlaywrightError:  # the page reloaded itself meanwhile (live progress)
             page.wait_for_load_state()
+
+
+# The impacts that fail a page: axe-core's "serious" and "critical" violations.
+BLOCKING_IMPACTS = ("serious", "critical")
+
+
+def page_width(page):
+    """(the document's scroll width, the viewport's width) in CSS pixels."""
+    return tuple(page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]"))
+
+
+def accessibility_violations(page, impacts=BLOCKING_IMPACTS):
+    """axe-core's violations on the page as it stands, of the given impacts: one line each,
+    naming the rule, its impact, what it asks for and (some of) the elements that break it."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page).response
+    lines = []
+    for violation in results["violations"]:
+        if violation["impact"] not in impacts:
+            continue
+        targets = [" ".join(map(str, node["target"])) for node in violation["nodes"]]
+        shown = ", ".join(targets[:4]) + (
+            f" (+{len(targets) - 4} more)" if len(targets) > 4 else ""
+        )
+        lines.append(f"{violation['id']} ({violation['impact']}): {violation['help']}: {shown}")
+    return lines
+
+
+def check_page(page):
+    """What would keep a person from using the page at its current width: sideways
+    scrolling of the whole page, and serious or critical accessibility violations.
+    Returns a list of problems, empty when there is none."""
+    problems = []
+    scroll_width, viewport = page_width(page)
+    if scroll_width > viewport:
+        problems.append(f"the page is {scroll_width}px wide in a {viewport}px window")
+    return problems + accessibility_violations(page)

@@ -6,6 +6,9 @@ with a real django-q2 worker (`manage.py qcluster`) when a journey needs one.
   is reachable as it is. The worker gets the test database's name through DATABASE_URL.
 - Every page a journey opens is watched: a Content-Security-Policy violation, a JavaScript
   error or a failed same-origin request fails the test.
+- Every page a test opened is checked at the end, on a desktop (1280 px) and on a phone
+  (390x844): a page that scrolls sideways, or that axe-core finds a serious or critical
+  accessibility violation on, fails the test (browser.check_page).
 - Each journey's last page is kept as a screenshot under test-artifacts/e2e/.
 - Without /usr/bin/chromium the tests are skipped locally and fail in CI (CI=true).
 """
@@ -21,7 +24,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 
-from .browser import wait_for
+from .browser import check_page, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "e2e"
@@ -37,6 +40,10 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 TIMEOUT_MS = 20_000
+# The widths every page is checked at: a desktop, and a phone held upright.
+WIDTHS = {1280: {"width": 1280, "height": 900}, 390: {"width": 390, "height": 844}}
+# Pages that are not the app's own: the API's documentation and Django's admin.
+NOT_CHECKED = ("/api/", "/admin/", "/static/", "/media/")
 
 # A worker process must open the same test database: make SQLite's a file (this conftest
 # is only loaded when browser tests are collected).
@@ -81,11 +88,23 @@ def browser():
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    # Kept on the test, so that the `watched` fixture checks pages only after a test that
+    # passed (a failure is reported as it is, not buried under the checks).
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
 class Watched:
-    """A browser page that records what would show a broken page to a person."""
+    """A browser page that records what would show a broken page to a person, and the
+    app's pages it opened, to check each of them at every width in WIDTHS."""
 
     def __init__(self, page, base_url):
         self.page, self.base_url = page, base_url
+        self.visited = {}  # path (and query) -> None, in the order first opened
+        self.checked = {}  # (path, width) -> problems found there
         self.console_errors, self.page_errors, self.failed_requests = [], [], []
         page.on("console", self._console)
         page.on("pageerror", lambda exc: self.page_errors.append(str(exc)))
@@ -115,12 +134,51 @@ class Watched:
         # Subresources (CSS, JS, JSON the scripts fetch) must load; pages may be 4xx on
         # purpose, so only non-document requests are held to this.
         request = response.request
+        path = response.url.removeprefix(self.base_url)
+        if (
+            request.resource_type == "document"
+            and request.method == "GET"
+            and response.status == 200
+            and response.url.startswith(self.base_url)
+            and not path.startswith(NOT_CHECKED)
+            and "text/html" in response.headers.get("content-type", "")
+        ):
+            self.visited.setdefault(path.split("#")[0], None)
         if (
             response.url.startswith(self.base_url)
             and response.status >= 400
             and request.resource_type != "document"
         ):
             self.failed_requests.append(f"{request.method} {response.url}: {response.status}")
+
+    def check(self, page=None):
+        """Check the page as it stands, at its current width (browser.check_page);
+        returns the problems found, and remembers them."""
+        page = page or self.page
+        path = page.url.removeprefix(self.base_url).split("#")[0]
+        problems = check_page(page)
+        self.checked[(path, page.viewport_size["width"])] = problems
+        return problems
+
+    def check_visited(self):
+        """Open every page this test visited, in a new tab of the same session, at each
+        width it was not checked at yet, and check it there."""
+        pages = [
+            path for path in self.visited if any((path, w) not in self.checked for w in WIDTHS)
+        ]
+        if not pages:
+            return
+        tab = self.page.context.new_page()
+        try:
+            for width, size in WIDTHS.items():
+                tab.set_viewport_size(size)
+                for path in pages:
+                    if (path, width) not in self.checked:
+                        tab.goto(path)
+                        tab.wait_for_load_state("load")
+                        self.check(tab)
+        finally:
+            tab.close()
 
     def problems(self):
         csp_console = [m for m in self.console_errors if "Content Security Policy" in m]
@@ -129,14 +187,21 @@ class Watched:
             "javascript errors": self.page_errors,
             "console errors": [m for m in self.console_errors if m not in csp_console],
             "failed requests": self.failed_requests,
+            "pages that scroll sideways or fail axe": {
+                f"{path} at {width}px": found
+                for (path, width), found in self.checked.items()
+                if found
+            },
         }
 
 
 @pytest.fixture
 def watched(browser, live_server, request):
     """A fresh browser context on the live server; fails the test on CSP violations,
-    script errors and broken subresources; keeps a screenshot of the last page."""
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
+    script errors and broken subresources, and (once the test passed) on any page it
+    opened that scrolls sideways or fails axe at a width in WIDTHS; keeps a screenshot of
+    the last page."""
+    context = browser.new_context(base_url=live_server.url, viewport=WIDTHS[1280])
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
     watch = Watched(page, live_server.url)
@@ -144,6 +209,9 @@ def watched(browser, live_server, request):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     try:
         page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+        outcome = getattr(request.node, "report_call", None)
+        if outcome is not None and outcome.passed:
+            watch.check_visited()
     finally:
         problems = watch.problems()
         context.close()
