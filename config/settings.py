@@ -69,7 +69,24 @@ if not DEBUG and SECRET_KEY == DEFAULT_SECRET_KEY:
 
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
-SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000")
+# Where `make run` (scripts/serve.sh) serves: HOST and PORT, 127.0.0.1:8000 by default.
+HOST = os.environ.get("HOST", "127.0.0.1")
+PORT = envint("PORT", 8000)
+
+
+def served_url(host, port):
+    """The address a person reaches the server at when it listens on host:port."""
+    # Listening on every interface: this machine is one of them.
+    if host in ("0.0.0.0", "::", "[::]", ""):  # noqa: S104 (compared, not bound)
+        host = "127.0.0.1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+# The site's own address, for the links in e-mails, webhooks and exports (which leave the
+# browser); by default the address served. Behind a proxy, set it to the public address.
+SITE_URL = os.environ.get("SITE_URL") or served_url(HOST, PORT)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -316,10 +333,21 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = True
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
+# A refused or missing page (403, 404) is one line on the console, `403 GET /path user=name:
+# Forbidden (Permission denied)`, printed once; errors (5xx) keep their traceback.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"one_line_client_errors": {"()": "config.logging.OneLineClientErrors"}},
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.request": {
+            "handlers": ["console"],
+            "filters": ["one_line_client_errors"],
+            "level": "INFO",
+            "propagate": False,
+        },
+        "django.db.backends": {"level": "INFO"},
+    },
 }
