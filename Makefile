@@ -4,6 +4,13 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
+# Where `make run` serves (`make run PORT=8001`; HOST=0.0.0.0 to be reached from elsewhere).
+# Both reach the app too, whose links in e-mails point there unless SITE_URL says otherwise.
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+export HOST PORT
+# One line per step of `make run`, so that a first run says what it is waiting for.
+step = @printf '\n==> %s\n' $(1)
 
 .PHONY: run test install install-dev lint migrations-check demo serve ci e2e-deps bench bench-search clean \
         e2e fuzz
@@ -11,19 +18,20 @@ PIP    := $(PY) -m pip
 # requirements*.txt are compiled by pip-tools from the short requirements*.in files, with every
 # dependency pinned and hashed, so a fresh machine installs exactly what CI tested: edit the
 # .in files, then `make requirements`. --require-hashes refuses anything unpinned or altered.
-PIP_INSTALL := $(PIP) install --progress-bar off --require-hashes
+PIP_INSTALL := $(PIP) install --require-hashes
 PIP_COMPILE := $(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
                --no-emit-index-url --no-emit-find-links
 
 $(VENV)/.runtime: requirements.txt
+	$(call step,"Creating the virtual environment $(VENV)")
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@echo "Installing dependencies into $(VENV) (first run takes a few minutes)..."
-	$(PIP) install --progress-bar off --upgrade pip
+	$(call step,"Installing dependencies into $(VENV) from requirements.txt (a first run takes a few minutes)")
+	$(PIP) install --upgrade pip
 	$(PIP_INSTALL) -r requirements.txt
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
-	@echo "Installing development tools into $(VENV)..."
+	$(call step,"Installing development tools into $(VENV) from requirements-dev.txt")
 	$(PIP_INSTALL) -r requirements-dev.txt
 	touch $@
 
@@ -40,9 +48,13 @@ install: $(VENV)/.runtime
 install-dev: $(VENV)/.dev
 
 run: install
-	mkdir -p var
+	$(call step,"Dependencies installed in $(VENV)")
+	@mkdir -p var
+	$(call step,"Migrating the database")
 	$(PY) manage.py migrate --noinput
+	$(call step,"Loading the demo catalog (the first time it trains the demo models: a minute or two)")
 	$(PY) manage.py load_demo
+	$(call step,"Starting the app on $(HOST):$(PORT) and a worker")
 	./scripts/serve.sh
 
 demo: install
