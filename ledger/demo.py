@@ -227,16 +227,35 @@ def load(stdout=None):
     User = get_user_model()
     people = {u.username: User.objects.get(username=u.username) for u in users}
     maint, contrib, review = people["maintainer"], people["contributor"], people["reviewer"]
-    if Finding.objects.filter(title=LAST_DEMO_FINDING).exists():
-        return users
     say = stdout.write if stdout else (lambda *_: None)
-    # Reruns happen inline while loading, so the catalog opens with run history.
-    with override_settings(TASKS_SYNC=True):
-        say("Training demo models on data shipped with scikit-learn…")
-        _load_credit(maint, contrib, review, say)
-        _load_tumour(maint, contrib, review, say)
-        _load_wine(maint, contrib, review, say)
+    if not Finding.objects.filter(title=LAST_DEMO_FINDING).exists():
+        # Reruns happen inline while loading, so the catalog opens with run history.
+        with override_settings(TASKS_SYNC=True):
+            say("Training demo models on data shipped with scikit-learn…")
+            _load_credit(maint, contrib, review, say)
+            _load_tumour(maint, contrib, review, say)
+            _load_wine(maint, contrib, review, say)
+    _mark_key_lessons(review, say)
     return users
+
+
+# What a newcomer reads first on "Start here": a fix that held until a retrain broke it,
+# and the critical safety finding. Titles, as the loaders above write them.
+KEY_LESSONS = (
+    "Young low-income applicants are refused though they repay",
+    "Borderline tumour sizes sit in the uncertain band",
+)
+
+
+def _mark_key_lessons(reviewer, say):
+    """Mark the demo's key lessons, as a reviewer does from a finding's page; a catalog
+    that already has key lessons (the demo's, or ones chosen since) is left as it is."""
+
+    if Finding.objects.filter(is_key_lesson=True).exists():
+        return
+    for finding in Finding.objects.filter(title__in=KEY_LESSONS):
+        finding.set_key_lesson(True, by=reviewer)
+        say(f"  key lesson: {finding.title}")
 
 
 def _rerun(version, probes, by):
