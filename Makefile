@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
-# Where `make run` serves (`make run PORT=8001`; HOST=0.0.0.0 to be reached from elsewhere).
+# Where `make run` serves: `make run PORT=8001` (HOST=0.0.0.0 listens on every interface).
 # Both reach the app too, whose links in e-mails point there unless SITE_URL says otherwise.
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
