@@ -2,7 +2,7 @@ from django.contrib import admin
 
 from core.admin import HistoryAdmin, RuledAdmin
 
-from .models import Dataset, Deployment, MLModel, ModelVersion
+from .models import Dataset, DatasetDrift, Deployment, MLModel, ModelVersion, SliceShare
 
 
 @admin.register(MLModel)
@@ -99,3 +99,27 @@ class DeploymentAdmin(RuledAdmin):
             {f.attname: getattr(recorded, f.attname) for f in Deployment._meta.concrete_fields}
         )
         obj._state.adding = False
+
+
+class ComputedAdmin(admin.ModelAdmin):
+    """Drift results and slice counts are computed by workers: shown, never edited here."""
+
+    list_filter = ["status"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(DatasetDrift)
+class DatasetDriftAdmin(ComputedAdmin):
+    list_display = ["__str__", "status", "created_at", "finished_at"]
+    raw_id_fields = ["dataset", "reference", "requested_by"]
+
+
+@admin.register(SliceShare)
+class SliceShareAdmin(ComputedAdmin):
+    list_display = ["__str__", "status", "rows", "total", "created_at"]
+    raw_id_fields = ["dataset"]

@@ -6,11 +6,14 @@ use. Domain operations (registering a version, storing a dataset) are methods he
 the web views, the API and the commands call the same code.
 """
 
+import hashlib
+import json
 import platform
 import uuid
 from pathlib import Path
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.urls import reverse
@@ -27,13 +30,19 @@ from boundary.artifacts import (
     detect_format,
     sha256_of,
 )
+from boundary.kinds import SENSITIVE_MESSAGE, Sensitivity
+from boundary.profiles import fold_sensitive, profile
 from boundary.tables import DatasetError, inspect_upload, read_table, table_preview
 from core.audit import acting_as
+from core.jobs import Job, JobStatus
 from core.roles import MAINTAINER, has_role
 from core.uploads import ImmutableFileMixin, refuse_duplicate, store_upload
 
 from .choices import ArtifactFormat, FileFormat, Task
 from .signals import version_registered
+
+# A missing profile asked for again within this time is not queued a second time.
+PROFILE_REQUEUE_SECONDS = 300
 
 
 def _dataset_path(instance, filename):
@@ -208,8 +217,9 @@ def _as_shown(preview):
 
 class Dataset(ImmutableFileMixin, models.Model):
     immutable_fields = ("file", "sha256")
-    # The stored first rows are data, not history: the audit trail never copies them.
-    audit_exclude = ("preview",)
+    # The stored first rows and the profile are data, not history: the audit trail never
+    # copies them.
+    audit_exclude = ("preview", "profile", "profiled_at")
 
     name = models.CharField(max_length=120)
     version = models.CharField(max_length=40, default="1")
@@ -227,6 +237,10 @@ class Dataset(ImmutableFileMixin, models.Model):
     # {"columns", "hidden", "rows"}, the first rows without the sensitive columns, each cell
     # as the page writes it. Null for a dataset stored before; filled in on its first view.
     preview = models.JSONField(null=True, blank=True, editable=False)
+    # Per-column profile (boundary.profiles.profile: {"rows", "columns"}), computed by a
+    # worker after upload so that pages never re-read the file. Null until then.
+    profile = models.JSONField(null=True, blank=True, editable=False)
+    profiled_at = models.DateTimeField(null=True, blank=True, editable=False)
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
@@ -297,6 +311,60 @@ class Dataset(ImmutableFileMixin, models.Model):
         self.preview = preview
         return preview
 
+    def schema_refusal(self, reference):
+        """Why `reference` cannot be this dataset's drift reference, or "": both have the
+        same columns of the same kinds (in any order)."""
+        if reference.schema == self.schema:
+            return ""
+        mine, theirs = self.schema, reference.schema
+        missing = [c for c in mine if c not in theirs]
+        extra = [c for c in theirs if c not in mine]
+        changed = [c for c in mine if c in theirs and mine[c] != theirs[c]]
+        reasons = []
+        for label, names in (
+            ("lacks", missing),
+            ("also has", extra),
+            ("has other kinds for", changed),
+        ):
+            if names:
+                shown = ", ".join(names[:5]) + (
+                    f" and {len(names) - 5} more" if len(names) > 5 else ""
+                )
+                reasons.append(f"{label} {shown}")
+        return f"{reference} does not have the schema of {self}: it {'; it '.join(reasons)}."
+
+    def page_profile(self):
+        """The stored profile as pages and the API show it (None until a worker computed
+        it): the values of a column marked sensitive since are folded as when profiled."""
+        if self.profile is None:
+            return None
+        return fold_sensitive(self.profile, self.sensitive_columns, settings.SENSITIVE_MIN_ROWS)
+
+    def compute_profile(self):
+        """Read the file once (hash checked), profile every column and store the result
+        with an update (derived data, not an edit: no audit event)."""
+        stored = profile(
+            self.read(),
+            self.schema,
+            sensitive=self.sensitive_columns,
+            min_rows=settings.SENSITIVE_MIN_ROWS,
+        )
+        now = timezone.now()
+        type(self).objects.filter(pk=self.pk).update(profile=stored, profiled_at=now)
+        self.profile, self.profiled_at = stored, now
+        return stored
+
+    def queue_profile(self, *, once=False):
+        """Hand the profile to a worker once the transaction commits (inline when
+        TASKS_SYNC is on). With `once`, not again for PROFILE_REQUEUE_SECONDS: a client
+        that polls for a missing profile queues one task, not one per request."""
+        from .tasks import enqueue  # late: the tasks module imports these models
+
+        pk = self.pk
+        if once and not cache.add(f"registry:profile-queued:{pk}", True, PROFILE_REQUEUE_SECONDS):
+            return
+        transaction.on_commit(lambda: enqueue("profile_dataset", pk))
+
     def read(self):
         """The table as a DataFrame, after checking the stored hash."""
         path = self.file.path
@@ -330,6 +398,7 @@ class Dataset(ImmutableFileMixin, models.Model):
         3. Hash the bytes, infer the column schema, keep the first rows the page shows, save
            the file under a generated name and the row in one transaction; nothing is kept
            if any step fails.
+        4. Once it commits, a worker profiles the dataset (queue_profile).
         """
         try:
             info = inspect_upload(
@@ -370,6 +439,7 @@ class Dataset(ImmutableFileMixin, models.Model):
             except Exception:
                 dataset.file.delete(save=False)
                 raise
+            dataset.queue_profile()
         return dataset
 
 
@@ -602,3 +672,105 @@ class Deployment(models.Model):
             with acting_as(by):
                 deployment.save()
         return deployment
+
+
+class DatasetDrift(Job):
+    """Drift of a dataset against a reference of the same schema (boundary.profiles.drift),
+    computed once by a worker from both files and kept: datasets are immutable, so a
+    result never goes stale. One row per (dataset, reference)."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="drifts")
+    reference = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="+")
+    # boundary.profiles.drift's columns, worst first.
+    columns = models.JSONField(default=list, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "reference"], name="drift_once_per_pair")
+        ]
+
+    def __str__(self):
+        return f"Drift of {self.dataset} against {self.reference}"
+
+    @classmethod
+    def request(cls, dataset, reference, *, by=None):
+        """The drift of `dataset` against `reference`: the stored one, or a new row handed
+        to a worker once the transaction commits. Refuses a reference of another schema
+        (ValidationError keyed by "reference")."""
+        refusal = dataset.schema_refusal(reference)
+        if refusal:
+            raise ValidationError({"reference": refusal})
+        drift, created = cls.objects.get_or_create(
+            dataset=dataset,
+            reference=reference,
+            defaults={"requested_by": by if getattr(by, "pk", None) else None},
+        )
+        if created:
+            from .tasks import enqueue  # late: the tasks module imports these models
+
+            transaction.on_commit(lambda: enqueue("compute_drift", drift.pk))
+        return drift
+
+
+def slice_key(slice_):
+    """The sha256 of a slice's canonical JSON: the same predicates, the same key."""
+    text = json.dumps(slice_ or [], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class SliceShare(Job):
+    """How many rows of a dataset fall in a slice, counted once by a worker (boundary.
+    slices.mask) and kept: a finding page shows its slice's share in each dataset of its
+    ML model without reading a file. One row per (dataset, slice)."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="+")
+    slice = models.JSONField(default=list, blank=True)
+    slice_key = models.CharField(max_length=64)
+    rows = models.PositiveIntegerField(null=True, blank=True)
+    total = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "slice_key"], name="slice_share_once")
+        ]
+
+    def __str__(self):
+        return f"Share of a slice in {self.dataset}"
+
+    @classmethod
+    def request(cls, dataset, slice_):
+        """The stored count of `slice_` in `dataset`, or a new row handed to a worker once
+        the transaction commits."""
+        share, created = cls.objects.get_or_create(
+            dataset=dataset, slice_key=slice_key(slice_), defaults={"slice": slice_ or []}
+        )
+        if created:
+            from .tasks import enqueue  # late: the tasks module imports these models
+
+            transaction.on_commit(lambda: enqueue("count_slice", share.pk))
+        return share
+
+    @property
+    def share(self):
+        """rows / total, or None while it is not counted or when it may not be shown."""
+        if self.status != JobStatus.DONE or not self.total or self.suppressed:
+            return None
+        return self.rows / self.total
+
+    @property
+    def suppressed(self):
+        """A slice on a sensitive column covering fewer than SENSITIVE_MIN_ROWS rows (none
+        included) is not shown, as for probe runs (DESIGN.md "Sensitive columns")."""
+        sensitivity = Sensitivity(
+            frozenset(self.dataset.sensitive_columns), settings.SENSITIVE_MIN_ROWS
+        )
+        return bool(sensitivity.involved(self.slice, {})) and (self.rows or 0) < (
+            sensitivity.min_rows
+        )
+
+    suppressed_message = SENSITIVE_MESSAGE

@@ -14,4 +14,6 @@ urlpatterns = [
     path("datasets/new/", views.dataset_upload, name="dataset_upload"),
     path("datasets/<int:pk>/", views.dataset_detail, name="dataset_detail"),
     path("datasets/<int:pk>/columns.json", views.dataset_columns, name="dataset_columns"),
+    path("datasets/<int:pk>/profile/", views.dataset_profile, name="dataset_profile"),
+    path("datasets/<int:pk>/drift/", views.dataset_drift, name="dataset_drift"),
 ]

@@ -12,7 +12,7 @@ from core.forms import copy_errors
 from core.models import AuditEvent
 
 from .forms import DatasetUploadForm, DeploymentForm, MLModelForm, ModelVersionForm
-from .models import Dataset, Deployment, MLModel, ModelVersion
+from .models import Dataset, DatasetDrift, Deployment, MLModel, ModelVersion
 
 
 @role_required("registry.view_mlmodel")
@@ -199,4 +199,51 @@ def dataset_columns(request, pk):
                 {"name": c["name"], "kind": c["kind"], "dtype": c["dtype"]} for c in dataset.columns
             ],
         }
+    )
+
+
+@role_required("registry.add_dataset")
+@require_POST
+def dataset_profile(request, pk):
+    """Queue the profile of a dataset that has none (stored before profiles were kept)."""
+    dataset = get_object_or_404(Dataset, pk=pk)
+    if dataset.profile is None:
+        dataset.queue_profile()
+        messages.info(request, f"The profile of {dataset} is being computed; reload in a moment.")
+    return redirect(dataset.get_absolute_url() + "#profile")
+
+
+@role_required("registry.view_dataset")
+def dataset_drift(request, pk):
+    """Drift of a dataset against a reference of the same schema (?reference=id): the
+    stored result, worst column first, or the request handed to a worker and its progress."""
+    dataset = get_object_or_404(Dataset, pk=pk)
+    references = [
+        d
+        for d in Dataset.objects.exclude(pk=dataset.pk).order_by("-created_at", "-pk")
+        if not dataset.schema_refusal(d)
+    ]
+    raw = request.GET.get("reference", "").strip()
+    reference = drift = None
+    refusal = ""
+    if raw:
+        if raw.isascii() and raw.isdigit() and len(raw) <= 18:
+            reference = Dataset.objects.filter(pk=int(raw)).first()
+        if reference is None:
+            refusal = "No such dataset."
+        else:
+            try:
+                drift = DatasetDrift.request(dataset, reference, by=request.user)
+            except ValidationError as exc:
+                refusal = " ".join(exc.messages)
+    return render(
+        request,
+        "registry/dataset_drift.html",
+        {
+            "dataset": dataset,
+            "references": references,
+            "reference": reference,
+            "drift": drift,
+            "refusal": refusal,
+        },
     )

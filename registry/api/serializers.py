@@ -2,7 +2,7 @@ from rest_framework import serializers
 
 from core.api.serializers import ModelCleanMixin
 
-from ..models import Dataset, Deployment, MLModel, ModelVersion
+from ..models import Dataset, DatasetDrift, Deployment, MLModel, ModelVersion
 
 
 class MLModelSerializer(ModelCleanMixin, serializers.ModelSerializer):
@@ -159,3 +159,32 @@ class DeploymentSerializer(serializers.ModelSerializer):
             note=validated.get("note", ""),
             by=self.context["request"].user,
         )
+
+
+class DatasetProfileSerializer(serializers.Serializer):
+    """`datasets/{id}/profile/`: the stored profile (queued when there is none yet)."""
+
+    dataset = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=["queued", "done"])
+    profiled_at = serializers.DateTimeField(allow_null=True)
+    rows = serializers.IntegerField(allow_null=True)
+    columns = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="per column: name, kind, count, nulls, distinct (numeric: min, max, mean, "
+        "std, quantiles, histogram; categorical: top, other)",
+    )
+
+
+class DatasetDriftSerializer(serializers.ModelSerializer):
+    """`datasets/{id}/drift/?reference={id}`: the drift against a reference, worst first."""
+
+    columns = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="per column: name, kind, psi, level (none moderate major), ks_statistic, "
+        "p_value, test (ks or chi2)",
+    )
+
+    class Meta:
+        model = DatasetDrift
+        fields = ["dataset", "reference", "status", "error", "columns", "created_at", "finished_at"]
+        read_only_fields = fields

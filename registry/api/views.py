@@ -1,10 +1,24 @@
-from rest_framework import mixins, viewsets
+from django.core.exceptions import ValidationError
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
 
 from core.api.parsers import StrictJSONParser
 
-from ..models import Dataset, Deployment, MLModel, ModelVersion
+from ..models import Dataset, DatasetDrift, Deployment, MLModel, ModelVersion
 from . import serializers as s
+
+DRIFT_REFUSAL = inline_serializer(
+    "DriftRefusal",
+    {"reference": serializers.ListField(child=serializers.CharField(), required=False)},
+)
 
 
 class MLModelViewSet(viewsets.ModelViewSet):
@@ -30,6 +44,64 @@ class DatasetViewSet(
         if self.action in ("update", "partial_update"):
             return s.DatasetUpdateSerializer
         return s.DatasetSerializer
+
+    @extend_schema(
+        responses={200: s.DatasetProfileSerializer, 202: s.DatasetProfileSerializer},
+    )
+    @action(detail=True, methods=["get"])
+    def profile(self, request, pk=None):
+        """The dataset's profile per column (200); 202 while a worker computes it."""
+        dataset = self.get_object()
+        shown = dataset.page_profile()
+        if shown is None:
+            dataset.queue_profile(once=True)
+            data = {"status": "queued", "profiled_at": None, "rows": None, "columns": []}
+            code = status.HTTP_202_ACCEPTED
+        else:
+            data = {"status": "done", "profiled_at": dataset.profiled_at, **shown}
+            code = status.HTTP_200_OK
+        body = s.DatasetProfileSerializer({"dataset": dataset.pk, **data}).data
+        return Response(body, status=code)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "reference",
+                int,
+                required=True,
+                description="the id of a dataset of the same schema to compare against",
+            )
+        ],
+        responses={
+            200: s.DatasetDriftSerializer,
+            202: s.DatasetDriftSerializer,
+            400: OpenApiResponse(
+                DRIFT_REFUSAL, description="no such reference, or not of the same schema"
+            ),
+        },
+    )
+    @action(detail=True, methods=["get"])
+    def drift(self, request, pk=None):
+        """Drift against `reference` per column, worst first (200); 202 while a worker
+        computes it (ask again). `against` is read as `reference`."""
+        dataset = self.get_object()
+        params = request.query_params
+        key = "against" if "against" in params and "reference" not in params else "reference"
+        raw = params.get(key, "").strip()
+        reference = None
+        if raw.isascii() and raw.isdigit() and len(raw) <= 18:
+            reference = Dataset.objects.filter(pk=int(raw)).first()
+        if reference is None:
+            message = f"No dataset with the id {raw!r}." if raw else "A dataset id is required."
+            return Response({key: [message]}, status=status.HTTP_400_BAD_REQUEST)
+        try:
+            drift = DatasetDrift.request(dataset, reference, by=request.user)
+        except ValidationError as exc:
+            return Response(
+                {key: exc.message_dict["reference"]}, status=status.HTTP_400_BAD_REQUEST
+            )
+        code = status.HTTP_200_OK if drift.is_finished else status.HTTP_202_ACCEPTED
+        return Response(s.DatasetDriftSerializer(drift).data, status=code)
 
 
 class ModelVersionViewSet(
