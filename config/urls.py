@@ -14,6 +14,8 @@ from .health import healthz
 class FaviconView(RedirectView):
     """/favicon.ico, which browsers and feed readers ask for by habit: the site's icon."""
 
+    http_method_names = ["get", "head"]
+
     def get_redirect_url(self, *args, **kwargs):
         return static("favicon.svg")
 

@@ -324,6 +324,7 @@ def _boundary_map(w):
 PAGES = {
     "dashboard": Page(SIGNED_IN),
     "healthz": Page(PUBLIC),
+    "favicon": Page(PUBLIC),
     "login": Page(PUBLIC, ("GET", "POST")),
     "logout": Page(PUBLIC, ("POST",)),
     "api-schema": Page(PUBLIC),
@@ -335,6 +336,9 @@ PAGES = {
     "catalog:finding_transition": Page(READERS, ("POST",), _pk("finding")),
     "catalog:finding_import": Page({"contributor", "admin"}, ("GET", "POST")),
     "catalog:finding_export": Page(READERS),
+    # Each ticked finding is changed only where its edit rule lets the user (table.py).
+    "catalog:finding_bulk": Page(READERS, ("POST",)),
+    "catalog:slice_text": Page(READERS),
     "catalog:lessons": Page(READERS),
     "catalog:onboarding": Page(READERS),
     "catalog:tag_list": Page(READERS),
