@@ -42,6 +42,7 @@ from typing import Any, BinaryIO
 
 import skops.io as sio
 
+from . import ensembles
 from .predict import probabilities
 
 
@@ -75,6 +76,10 @@ _REPORTED_UNTRUSTED = [
     # scikit-learn's own container (a dict with attribute access): VotingClassifier and
     # StackingClassifier keep their fitted estimators in one (named_estimators_).
     "sklearn.utils._bunch.Bunch",
+    # MLPClassifier keeps the state of its stochastic solver ("adam", "sgd"): arrays and
+    # numbers only.
+    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+    "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
 ]
 
 # The estimators themselves are trusted by skops already; they are listed so that the
@@ -93,10 +98,12 @@ _SUPPORTED_ESTIMATORS = [
     "sklearn.linear_model._logistic.LogisticRegression",
     "sklearn.ensemble._forest.RandomForestClassifier",
     "sklearn.ensemble._forest.ExtraTreesClassifier",
+    "sklearn.ensemble._bagging.BaggingClassifier",
     "sklearn.ensemble._gb.GradientBoostingClassifier",
     "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
     "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
     "sklearn.tree._classes.DecisionTreeClassifier",
+    "sklearn.neural_network._multilayer_perceptron.MLPClassifier",
     "sklearn.calibration.CalibratedClassifierCV",
     "sklearn.ensemble._voting.VotingClassifier",
     "sklearn.ensemble._stacking.StackingClassifier",
@@ -535,19 +542,24 @@ def _out_of_memory(exc: BaseException) -> bool:
 def _describe(model: Any) -> dict:
     import numpy as np
 
-    found = {}
+    found: dict[str, Any] = {}
     for name in ("classes_", "feature_names_in_"):
         try:
             value = getattr(model, name)
         except AttributeError:
             continue
         found[name] = np.asarray(value)
+    # Plain names (str) or indices (int), or None: the model is not an ensemble.
+    found["component_names"] = ensembles.component_names(model)
     return found
 
 
 def _serve_model(sock: socket.socket, memory_limit: int | None, parent: int) -> None:
-    """The child: load the model when asked, then answer predict_proba requests until the
-    parent closes the socket. Replies are pickles of numpy arrays and plain data only."""
+    """The child: load the model when asked, then answer requests until the parent closes
+    the socket: ("predict_proba", X, chunk_rows), the model's probabilities, and
+    ("components", X, chunk_rows), an ensemble's per-component class indices
+    (boundary.ensembles.component_predictions). Replies are pickles of numpy arrays and
+    plain data only."""
     _die_with_parent(parent)
     if memory_limit:
         resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
@@ -562,6 +574,10 @@ def _serve_model(sock: socket.socket, memory_limit: int | None, parent: int) -> 
                 if request[0] == "load":
                     model = load_model(**request[1])
                     reply: tuple = ("ok", _describe(model))
+                elif request[0] == "components":
+                    _, X, chunk_rows = request
+                    found = ensembles.component_predictions(model, X, chunk_rows=chunk_rows)
+                    reply = ("ok", found)
                 else:
                     _, X, chunk_rows = request
                     reply = ("ok", probabilities(model, X, chunk_rows=chunk_rows))
@@ -767,6 +783,8 @@ class IsolatedModel:
 
     It has the model's ``classes_`` and ``feature_names_in_`` (when the model has them) and
     its ``predict_proba``, answered by the child (split into ``chunk_rows`` calls there);
+    of an ensemble, ``component_names`` (None: not an ensemble) and
+    ``component_predictions`` (boundary.ensembles), computed there too;
     the parent never holds the model. The child is forked from a fork server that imported
     numpy, pandas and scikit-learn once, limited to ``memory_limit`` bytes of address space.
 
@@ -778,6 +796,7 @@ class IsolatedModel:
 
     classes_: Any
     feature_names_in_: Any
+    component_names: list | None = None
 
     def __init__(self, path: str | os.PathLike, *, isolation: Isolation, **load: Any) -> None:
         self.isolation = isolation
@@ -811,6 +830,19 @@ class IsolatedModel:
         limit = len(X) * max(len(classes) if classes is not None else 0, 1) * 8 + (1 << 20)
         request = ("predict_proba", X, self.isolation.chunk_rows)
         return self._call("predicting", request, limit=None if classes is None else limit)
+
+    def component_predictions(self, X: Any) -> Any:
+        """Each component's class index for each row of ``X``, computed in the child
+        (boundary.ensembles.component_predictions)."""
+        if not self._alive():
+            self.close()
+            self._start()
+        classes = getattr(self, "classes_", None)
+        names = self.component_names or []
+        width = ensembles.code_dtype(len(classes) if classes is not None else 1).itemsize
+        limit = len(X) * max(len(names), 1) * width + (1 << 20)
+        request = ("components", X, self.isolation.chunk_rows)
+        return self._call("predicting its components", request, limit=limit)
 
     def _call(self, stage: str, request: tuple, *, limit: int | None) -> Any:
         assert self._sock is not None and self._server is not None and self.pid is not None

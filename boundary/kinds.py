@@ -31,7 +31,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .measures import KIND_FUNCTIONS, MODEL_CALLING, POS_LABEL_METRICS, Run, json_value, match_class
+from .measures import (
+    ENSEMBLE_KINDS,
+    KIND_FUNCTIONS,
+    MODEL_CALLING,
+    POS_LABEL_METRICS,
+    Run,
+    component_details,
+    component_position,
+    json_value,
+    match_class,
+    not_an_ensemble,
+)
 from .predict import Predictions, model_features, predict
 from .slices import (
     COLUMN_TYPES,
@@ -71,6 +82,10 @@ PROBE_KINDS = (
     "group_disparity",
     "perturbation_flip_rate",
     "counterfactual_flip_rate",
+    "slice_share",
+    "feature_interaction",
+    "ensemble_disagreement",
+    "component_error_rate",
 )
 
 # "<=" kinds measure something bad (lower is better), ">=" kinds something good.
@@ -83,6 +98,10 @@ DEFAULT_COMPARATOR = {
     "group_disparity": "<=",
     "perturbation_flip_rate": "<=",
     "counterfactual_flip_rate": "<=",
+    "slice_share": "<=",
+    "feature_interaction": "<=",
+    "ensemble_disagreement": "<=",
+    "component_error_rate": "<=",
 }
 
 COMPARATORS = ("<=", ">=", "no_worse_than_baseline")
@@ -107,7 +126,19 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "perturbation_flip_rate": {"scale": 0.05, "features": None, "repeats": 5, "seed": 0},
     "counterfactual_flip_rate": {"changes": {}},
+    "slice_share": {},
+    "feature_interaction": {
+        "features": None,
+        "pos_label": None,
+        "grid": 10,
+        "sample": 500,
+        "seed": 0,
+    },
+    "ensemble_disagreement": {},
+    "component_error_rate": {"component": None},
 }
+# feature_interaction predicts sample x (grid² + 2 grid) rows: at most this many.
+INTERACTION_MAX_ROWS = 2_000_000
 
 
 def _err(message: str) -> ProbeDefinitionError:
@@ -140,12 +171,19 @@ def _validate_pos_label(kind: str, params: dict, classes: list | None) -> None:
     if value is not None:
         params["pos_label"] = match_class(value, classes)
         return
-    needs = params["metric"] in POS_LABEL_METRICS
-    if needs and len(classes) != 2:
+    if len(classes) == 2:
+        return
+    if kind == "feature_interaction":
+        raise _err(f"pos_label is required for {kind} on a model with {len(classes)} classes")
+    if params["metric"] in POS_LABEL_METRICS:
         raise _err(
             f"pos_label is required for metric '{params['metric']}' on a model with "
             f"{len(classes)} classes (scored one-vs-rest)"
         )
+
+
+# The components of a model that is not known (validate_probe's default).
+UNKNOWN: Any = object()
 
 
 def validate_probe(
@@ -158,6 +196,7 @@ def validate_probe(
     *,
     target_column: str | None = None,
     classes: list | None = None,
+    components: Any = UNKNOWN,
 ) -> dict:
     """Check a probe definition and return its parameters with defaults filled in.
 
@@ -167,13 +206,27 @@ def validate_probe(
        checked for its kind (ranges, metric names, columns that must exist and fit).
     4. With ``classes`` (the model's ``classes_``) the pos_label is matched to a class, and
        a multiclass model must name one where the metric is one-vs-rest.
+    5. With ``components`` (``boundary.ensembles.component_names`` of the model: names or
+       indices, None for a model that is not an ensemble) the ensemble kinds are refused
+       on a model that is not one, and component_error_rate's component must be one of
+       them. Without it (the model is not known) only the component's type is checked.
     """
     return _validate_probe(
-        kind, slice, params, comparator, threshold, schema, target_column, classes
+        kind, slice, params, comparator, threshold, schema, target_column, classes, components
     )[0]
 
 
-def _validate_probe(kind, slice, params, comparator, threshold, schema, target_column, classes):
+def _validate_probe(
+    kind,
+    slice,
+    params,
+    comparator,
+    threshold,
+    schema,
+    target_column,
+    classes,
+    components=UNKNOWN,
+):
     """validate_probe's work; also returns the normalised slice."""
     if kind not in _DEFAULTS:
         raise _err(f"unknown probe kind {kind!r} (allowed: {', '.join(PROBE_KINDS)})")
@@ -249,7 +302,57 @@ def _validate_probe(kind, slice, params, comparator, threshold, schema, target_c
             out["features"] = list(dict.fromkeys(features))
     elif kind == "counterfactual_flip_rate":
         out["changes"] = _validate_changes(out["changes"], schema, target_column)
+    elif kind == "feature_interaction":
+        _validate_interaction(out, schema, target_column)
+        _validate_pos_label(kind, out, classes)
+    elif kind == "component_error_rate":
+        component = out["component"]
+        if component is None or component == "":
+            raise _err(
+                "component is required: the name of one of the ensemble's components "
+                "(VotingClassifier, StackingClassifier) or its index (the others)"
+            )
+        if isinstance(component, bool) or not isinstance(component, (str, int)):
+            raise _err(f"component must be a name or an index, not {component!r}")
+        if isinstance(component, int) and component < 0:
+            raise _err(f"component must be an index of 0 or more, not {component}")
+    if kind in ENSEMBLE_KINDS and components is not UNKNOWN:
+        if components is None:
+            raise not_an_ensemble(kind)
+        if kind == "component_error_rate":
+            position = component_position(components, out["component"])
+            out["component"] = json_value(components[position])
     return out, normalised_slice
+
+
+def _validate_interaction(out: dict, schema: dict[str, str], target_column: str | None) -> None:
+    features = out["features"]
+    if (
+        not isinstance(features, (list, tuple))
+        or len(features) != 2
+        or not all(isinstance(name, str) for name in features)
+    ):
+        raise _err('features must name two numeric columns: ["a", "b"]')
+    for name in features:
+        if name not in schema:
+            raise _err(f"features: column '{name}' is not in the dataset")
+        if name == target_column:
+            raise _err(f"features: column '{name}' is the target column")
+        if schema[name] != "numeric":
+            raise _err(f"features: column '{name}' is {schema[name]}, not numeric")
+    if features[0] == features[1]:
+        raise _err(f"features must be two different columns, not '{features[0]}' twice")
+    out["features"] = list(features)
+    out["grid"] = _integer(out["grid"], "grid", 2, 100)
+    out["sample"] = _integer(out["sample"], "sample", 2)
+    grid, sample = out["grid"], out["sample"]
+    predicted = sample * (grid * grid + 2 * grid)
+    if predicted > INTERACTION_MAX_ROWS:
+        raise _err(
+            f"sample x (grid² + 2 x grid) is the number of rows the model predicts, "
+            f"{predicted:,} with sample {sample} and grid {grid}: at most "
+            f"{INTERACTION_MAX_ROWS:,}; lower sample or grid"
+        )
 
 
 def _validate_changes(changes: Any, schema: dict[str, str], target_column: str | None) -> dict:
@@ -410,6 +513,7 @@ def _evaluate_one(
         run.schema,
         run.target_column,
         classes,
+        run.component_names,
     )
     seed = params.get("seed")
     mask = run.mask(slice_)
@@ -434,6 +538,12 @@ def _evaluate_one(
     outcome = KIND_FUNCTIONS[spec.kind](run, mask, params, support)
     details = dict(outcome.details)
     details["params"] = {k: _json_params(v) for k, v in params.items()}
+    if run.component_names is not None:
+        # Every run on an ensemble says how its components did on the slice.
+        try:
+            details["components"] = component_details(run, mask)
+        except Exception as exc:  # the probe's own value stands
+            details["components_error"] = f"{type(exc).__name__}: {exc}"
     if run.unknown_targets:
         details["rows_with_unknown_target"] = run.unknown_targets
     value = outcome.value if math.isfinite(outcome.value) else None

@@ -25,10 +25,20 @@ parameters and the slice's row count, and returns the value with its interval an
   scaled for ``features[j]``.
 * ``slice_ece``: bins ``[b/B, (b+1)/B)`` with the edges ``np.arange(B + 1) / B`` (so 0.6
   and 0.7 open their own bins), a confidence of exactly 1.0 in the last bin.
+* ``slice_share``: the slice's rows over the dataset's.
+* ``feature_interaction``: Friedman's H² (see ``_interaction``). Missing values of a
+  feature are left out of its grid's quantiles. A grid feature is set as float64 in the
+  frames predicted.
+* ``ensemble_disagreement``, ``component_error_rate`` and ``details.components``: the
+  components' class indices come from ``boundary.ensembles`` (once per evaluation, over
+  the whole dataset); a component "shares" an ensemble error on a row where it is wrong
+  too (not necessarily with the same class).
 
 Intervals come from ``boundary.stats``: Wilson for proportions (error rate, margin density,
-flip rates, accuracy, precision, recall; flip-rate pairs are treated as independent) and
-the seeded bootstrap of cell counts for the error gap, f1, roc_auc, ece and group disparity.
+flip rates, accuracy, precision, recall, slice share, disagreement, component error rate;
+flip-rate pairs are treated as independent) and the seeded bootstrap of cell counts for
+the error gap, f1, roc_auc, ece, group disparity and feature interaction (one cell per
+sampled row: the row bootstrap of the sampled rows, the grid held fixed).
 For statistics that depend only on cell counts (error gap: in-slice x error; f1: the
 confusion matrix; group disparity: group x confusion cell, with the qualifying groups held
 fixed) this is exactly the row bootstrap.
@@ -44,14 +54,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import slices
-from .predict import predict
+from . import ensembles, slices
+from .predict import predict, probabilities
 from .slices import ProbeDefinitionError, small_codes
-from .stats import auc, bootstrap, ece, ece_cells, wilson
+from .stats import BOOTSTRAP_RESAMPLES, auc, bootstrap, ece, ece_cells, wilson
 
 # Metrics that score one class against the rest and so need to know which class.
 POS_LABEL_METRICS = {"precision", "recall", "f1", "roc_auc", "selection_rate", "tpr", "fpr"}
-MODEL_CALLING = {"perturbation_flip_rate", "counterfactual_flip_rate"}
+MODEL_CALLING = {
+    "perturbation_flip_rate",
+    "counterfactual_flip_rate",
+    "feature_interaction",
+    "ensemble_disagreement",
+    "component_error_rate",
+}
+# Kinds that measure an ensemble's components (boundary.ensembles).
+ENSEMBLE_KINDS = {"ensemble_disagreement", "component_error_rate"}
 
 
 def _err(message: str) -> ProbeDefinitionError:
@@ -194,6 +212,41 @@ class Run:
     def group_codes(self, feature: str) -> tuple[np.ndarray, list]:
         """Factorised codes (-1 for missing) and labels of a column, computed once."""
         return slices.column_codes(self.df, feature, self.cache)
+
+    @property
+    def component_names(self) -> list | None:
+        """The model's components (names or indices), or None: not an ensemble."""
+        if ("component_names",) not in self.cache:
+            self.cache[("component_names",)] = ensembles.component_names(self.model)
+        return self.cache[("component_names",)]
+
+    def component_index(self) -> np.ndarray:
+        """Each component's class index on each row of the dataset, (components, rows):
+        one request to the model, kept for the other probes (a failure too)."""
+        key = ("component_index",)
+        if key not in self.cache:
+            try:
+                found = ensembles.component_predictions(
+                    self.model, self.features, chunk_rows=self.chunk_rows
+                )
+                found = np.asarray(found)
+                names = self.component_names or []
+                if found.shape != (len(names), self.n):
+                    raise ValueError(
+                        f"component predictions of shape {found.shape}, expected "
+                        f"({len(names)}, {self.n})"
+                    )
+                self.cache[key] = found
+            except Exception as exc:
+                self.cache[key] = exc
+        found = self.cache[key]
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+    def probabilities(self, frame: pd.DataFrame) -> np.ndarray:
+        """``predict_proba`` of the model on ``frame`` (in chunks, as the dataset's)."""
+        return probabilities(self.model, frame, chunk_rows=self.chunk_rows)
 
     def predict_rows(self, frame: pd.DataFrame) -> np.ndarray:
         """Index (in ``classes``) of the predicted class of each row of ``frame``."""
@@ -482,6 +535,195 @@ def _counterfactual(run: Run, mask, params, n) -> _Outcome:
     return _Outcome(flips / n, low, high, details={"flips": flips, "rows": n})
 
 
+def _slice_share(run: Run, mask, params, n) -> _Outcome:
+    low, high = wilson(n, run.n)
+    return _Outcome(n / run.n, low, high, details={"rows": n, "dataset_rows": run.n})
+
+
+def _pos_of(run: Run, pos_label: Any, kind: str) -> int:
+    """The class whose probability a kind follows: pos_label, or classes_[1] of a binary
+    model (as slice_metric)."""
+    if pos_label is None:
+        if len(run.classes) != 2:
+            raise _err(
+                f"pos_label is required for {kind} on a model with {len(run.classes)} classes"
+            )
+        return 1
+    return run.class_list.index(match_class(pos_label, run.class_list))
+
+
+def _grid(values: np.ndarray, size: int, feature: str) -> np.ndarray:
+    """``np.unique(np.quantile(values, (np.arange(size) + 0.5) / size))`` over the
+    slice's non-missing values of the feature."""
+    values = values[~np.isnan(values)]
+    if not values.size:
+        raise _err(f"features: column '{feature}' has no values in the slice")
+    return np.unique(np.quantile(values, (np.arange(size) + 0.5) / size))
+
+
+def _centred(values: np.ndarray, axes: tuple) -> np.ndarray:
+    """``values`` minus their mean over ``axes``; the first cell is taken off first, so
+    that a flat partial dependence is exactly 0 (not the rounding of a mean)."""
+    index: tuple = (Ellipsis, *([slice(0, 1)] * len(axes)))
+    shifted = values - values[index]
+    return shifted - shifted.mean(axis=axes, keepdims=True)
+
+
+def h_squared(pd_ab: np.ndarray, pd_a: np.ndarray, pd_b: np.ndarray) -> np.ndarray:
+    """Friedman's H² of two features from their partial dependences, over any leading
+    axes: pd_ab (..., A, B), pd_a (..., A), pd_b (..., B). Each is centred by its own
+    mean over its grid cells; H² = sum (PD_ab - PD_a - PD_b)² / sum PD_ab², 0 when the
+    denominator is 0."""
+    ab = _centred(pd_ab, (-2, -1))
+    a = _centred(pd_a, (-1,))
+    b = _centred(pd_b, (-1,))
+    numerator = ((ab - a[..., :, None] - b[..., None, :]) ** 2).sum(axis=(-2, -1))
+    denominator = (ab**2).sum(axis=(-2, -1))
+    safe = np.where(denominator > 0, denominator, 1.0)
+    return np.where(denominator > 0, numerator / safe, 0.0)
+
+
+def _interaction(run: Run, mask, params, n) -> _Outcome:
+    """Friedman's H² of params.features [a, b] for the probability of pos_label.
+
+    1. The grid of each feature comes from all the slice's rows (``_grid``); the rows
+       predicted are the slice's, or a seeded sample of params.sample of them in dataset
+       order.
+    2. Brute partial dependence: each sampled row with a set to each grid value (PD_a),
+       b to each (PD_b), and both to each pair (PD_ab); one model call for PD_b and one per
+       grid value of a (its PD_a rows and PD_ab row of cells), each of at most
+       sample x (grid + 1) rows. Every row's predictions are kept (ICE curves).
+    3. H² of the means over the rows (``h_squared``).
+    4. Interval: the seeded row bootstrap (``stats.bootstrap`` over the sampled rows, one
+       cell each): a resample weighs each row's ICE values by its count, with no further
+       model call.
+    """
+    a, b = params["features"]
+    for name in (a, b):
+        _model_feature(run, name, "features")
+    pos = _pos_of(run, params["pos_label"], "feature_interaction")
+    rows = np.flatnonzero(mask)
+    grid_a = _grid(run.float_values(a)[rows], params["grid"], a)
+    grid_b = _grid(run.float_values(b)[rows], params["grid"], b)
+    if rows.size > params["sample"]:
+        rng = np.random.default_rng(params["seed"] or 0)
+        rows = rows[np.sort(rng.choice(rows.size, params["sample"], replace=False))]
+    size = rows.size
+    base = run.features.take(rows)
+    base.index = pd.RangeIndex(size)
+
+    def ice(copies: int, a_values: np.ndarray | None, b_values: np.ndarray) -> np.ndarray:
+        """P(pos) of each sampled row in each of ``copies`` stacked copies of them (copy c
+        is rows c * size to (c + 1) * size), shape (rows, copies)."""
+        frame = base.take(np.tile(np.arange(size), copies))
+        frame.index = pd.RangeIndex(len(frame))
+        if a_values is not None:
+            frame[a] = a_values
+        frame[b] = b_values
+        return run.probabilities(frame)[:, pos].reshape(copies, size).T
+
+    ice_b = ice(grid_b.size, None, np.repeat(grid_b, size))
+    ice_a = np.empty((size, grid_a.size))
+    ice_ab = np.empty((size, grid_a.size, grid_b.size))
+    # Per grid value of a: a copy with b as it is (PD_a), then one per grid value of b.
+    own_b = run.float_values(b)[rows]
+    b_values = np.concatenate((own_b, np.repeat(grid_b, size)))
+    for i, value in enumerate(grid_a):
+        cells = ice(grid_b.size + 1, np.full(b_values.size, value), b_values)
+        ice_a[:, i] = cells[:, 0]
+        ice_ab[:, i, :] = cells[:, 1:]
+    value = float(h_squared(ice_ab.mean(axis=0), ice_a.mean(axis=0), ice_b.mean(axis=0)))
+    flat_ab = ice_ab.reshape(size, -1)
+
+    def statistic(draws):
+        weights = draws / draws.sum(axis=1, keepdims=True)
+        pd_ab = (weights @ flat_ab).reshape(-1, grid_a.size, grid_b.size)
+        return h_squared(pd_ab, weights @ ice_a, weights @ ice_b)
+
+    low, high = bootstrap(np.ones(size), statistic, params["seed"])
+    details = {
+        "features": [a, b],
+        "pos_label": run.class_list[pos],
+        "grid": {a: grid_a.tolist(), b: grid_b.tolist()},
+        "rows": int(size),
+        "resamples": BOOTSTRAP_RESAMPLES,
+    }
+    return _Outcome(value, low, high, details=details)
+
+
+def not_an_ensemble(kind: str) -> ProbeDefinitionError:
+    return _err(
+        f"{kind} needs an ensemble: the model's final step is no {ensembles.ENSEMBLE_NAMES}"
+    )
+
+
+def _disagreement(run: Run, mask, params, n) -> _Outcome:
+    """Share of slice rows on which the components do not all predict the same class."""
+    if run.component_names is None:
+        raise not_an_ensemble("ensemble_disagreement")
+    chosen = run.component_index()[:, mask]
+    split = int(np.count_nonzero((chosen != chosen[:1]).any(axis=0)))
+    low, high = wilson(split, n)
+    details = {"rows_disagreeing": split, "rows": n, "component_count": int(chosen.shape[0])}
+    return _Outcome(split / n, low, high, details=details)
+
+
+def component_position(names: list | None, component: Any) -> int:
+    """Where params.component is among the model's components: a name of a Voting or
+    Stacking ensemble's, an index of the others' (a digit string is read as one)."""
+    if names is None:
+        raise not_an_ensemble("component_error_rate")
+    if names and all(isinstance(name, int) for name in names):
+        if isinstance(component, str) and component.strip().isdigit():
+            component = int(component)
+        whole = isinstance(component, int) and not isinstance(component, bool)
+        if whole and 0 <= component < len(names):
+            return component
+        raise _err(
+            f"component must be the index of one of the ensemble's {len(names)} components "
+            f"(0 to {len(names) - 1}), not {component!r}"
+        )
+    if isinstance(component, str) and component in names:
+        return names.index(component)
+    shown = ", ".join(map(str, names)) or "none"
+    raise _err(f"component {component!r} is not one of the ensemble's components ({shown})")
+
+
+def _component_error_rate(run: Run, mask, params, n) -> _Outcome:
+    names = run.component_names
+    c = component_position(names, params["component"])
+    wrong = run.component_index()[c, mask] != run.y_index[mask]
+    errors = int(np.count_nonzero(wrong))
+    low, high = wilson(errors, n)
+    details = {"component": names[c], "errors": errors, "rows": n}  # type: ignore[index]
+    return _Outcome(errors / n, low, high, details=details)
+
+
+def component_details(run: Run, mask) -> list[dict]:
+    """Per component of an ensemble, on the slice's rows: its error rate, its agreement
+    with the ensemble (share of rows where it predicts the ensemble's class) and the share
+    of the ensemble's errors that it makes too (None when the ensemble makes none)."""
+    names = run.component_names or []
+    chosen = run.component_index()[:, mask]
+    target = run.y_index[mask]
+    ensemble_wrong = run.wrong[mask]
+    ensemble_errors = int(np.count_nonzero(ensemble_wrong))
+    n = int(chosen.shape[1])
+    wrong = chosen != target
+    errors = np.count_nonzero(wrong, axis=1)
+    agree = np.count_nonzero(chosen == run.pred_index[mask], axis=1)
+    shared = np.count_nonzero(wrong & ensemble_wrong, axis=1)
+    return [
+        {
+            "component": json_value(name),
+            "error_rate": int(errors[c]) / n,
+            "agreement": int(agree[c]) / n,
+            "shared_errors": int(shared[c]) / ensemble_errors if ensemble_errors else None,
+        }
+        for c, name in enumerate(names)
+    ]
+
+
 KIND_FUNCTIONS = {
     "slice_error_rate": _error_rate,
     "slice_error_gap": _error_gap,
@@ -491,4 +733,8 @@ KIND_FUNCTIONS = {
     "group_disparity": _group_disparity,
     "perturbation_flip_rate": _perturbation,
     "counterfactual_flip_rate": _counterfactual,
+    "slice_share": _slice_share,
+    "feature_interaction": _interaction,
+    "ensemble_disagreement": _disagreement,
+    "component_error_rate": _component_error_rate,
 }

@@ -10,6 +10,10 @@ class ProbeKind(models.TextChoices):
     GROUP_DISPARITY = "group_disparity", "Group disparity"
     PERTURBATION_FLIP_RATE = "perturbation_flip_rate", "Perturbation flip rate"
     COUNTERFACTUAL_FLIP_RATE = "counterfactual_flip_rate", "Counterfactual flip rate"
+    SLICE_SHARE = "slice_share", "Slice share of the dataset"
+    FEATURE_INTERACTION = "feature_interaction", "Feature interaction (Friedman's H²)"
+    ENSEMBLE_DISAGREEMENT = "ensemble_disagreement", "Ensemble disagreement"
+    COMPONENT_ERROR_RATE = "component_error_rate", "Ensemble component error rate"
 
 
 class Comparator(models.TextChoices):

@@ -37,7 +37,13 @@ log = logging.getLogger(__name__)
 # The engine evaluates these first (see engine.evaluate_probes), the others after them,
 # each group in the order given; the task follows the same order to know which probe is
 # in progress.
-MODEL_CALLING_KINDS = {ProbeKind.PERTURBATION_FLIP_RATE, ProbeKind.COUNTERFACTUAL_FLIP_RATE}
+MODEL_CALLING_KINDS = {
+    ProbeKind.PERTURBATION_FLIP_RATE,
+    ProbeKind.COUNTERFACTUAL_FLIP_RATE,
+    ProbeKind.FEATURE_INTERACTION,
+    ProbeKind.ENSEMBLE_DISAGREEMENT,
+    ProbeKind.COMPONENT_ERROR_RATE,
+}
 # The database went away (restart, network): wait for it rather than record an error.
 DATABASE_GONE = (OperationalError, InterfaceError)
 

@@ -29,6 +29,11 @@ from boundary.slices import validate as validate_slice
 
 # ----------------------------------------------------------------------------- fixtures
 
+# Kinds that only run on an ensemble (tests/test_new_kinds.py); the models here are not.
+ENSEMBLE_ONLY = ("ensemble_disagreement", "component_error_rate")
+# Kinds that call the model again beyond the one prediction of the dataset.
+MODEL_CALLING = ("perturbation_flip_rate", "counterfactual_flip_rate", "feature_interaction")
+
 
 class ScoreModel:
     """P(yes) is the clipped 'score' column; ties (0.5) go to 'no', the first class."""
@@ -488,7 +493,7 @@ def test_wilson_interval_known_value():
 def test_one_predict_call_for_prediction_only_probes(cancer):
     model, df = cancer
     counting = CountingModel(model)
-    kinds = [k for k in PROBE_KINDS if "flip" not in k]
+    kinds = [k for k in PROBE_KINDS if k not in MODEL_CALLING + ENSEMBLE_ONLY]
     params = {"group_disparity": {"group_feature": "size"}}
     specs = [spec(k, params.get(k)) for k in kinds] * 3
     results = evaluate(counting, df, *specs)
@@ -969,10 +974,12 @@ def test_results_are_json_friendly(cancer):
     import json
 
     model, df = cancer
-    specs = [
-        spec(k, {"group_feature": "size"} if k == "group_disparity" else None) for k in PROBE_KINDS
-    ]
-    specs[-1] = spec("counterfactual_flip_rate", {"changes": {"mean radius": {"add": 2}}})
+    params = {
+        "group_disparity": {"group_feature": "size"},
+        "counterfactual_flip_rate": {"changes": {"mean radius": {"add": 2}}},
+        "feature_interaction": {"features": ["mean radius", "mean texture"]},
+    }
+    specs = [spec(k, params.get(k)) for k in PROBE_KINDS if k not in ENSEMBLE_ONLY]
     for result in evaluate(model, df, *specs):
         json.dumps(result.details)
         assert result.status in ("passed", "failed"), (result.key, result.error)
@@ -1061,9 +1068,15 @@ def test_chunked_evaluation_gives_the_one_call_results(cancer_trees):
         "group_disparity": {"group_feature": "size"},
         "perturbation_flip_rate": {"repeats": 3, "scale": 0.3},
         "counterfactual_flip_rate": {"changes": {"worst area": {"add": 800}}},
+        "feature_interaction": {
+            "features": ["worst area", "mean texture"],
+            "grid": 3,
+            "sample": 60,
+        },
     }
-    specs = [spec(k, params.get(k)) for k in PROBE_KINDS]
-    specs += [spec(k, params.get(k), slice=s, key=f"{k} on small") for k in PROBE_KINDS]
+    kinds = [k for k in PROBE_KINDS if k not in ENSEMBLE_ONLY]
+    specs = [spec(k, params.get(k)) for k in kinds]
+    specs += [spec(k, params.get(k), slice=s, key=f"{k} on small") for k in kinds]
     whole = RowLog(model)
     expected = evaluate(whole, df, *specs)
     logged = RowLog(model)
