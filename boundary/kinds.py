@@ -12,7 +12,8 @@ a notebook. The rules each have one home, used here:
   every row predicted once, into one array;
 * the intervals: ``boundary.stats`` (Wilson 95 % for proportions, a seeded bootstrap with
   200 resamples otherwise);
-* what each kind measures: ``boundary.measures``.
+* what each kind measures: ``boundary.measures``;
+* an ensemble's components and their predictions: ``boundary.ensembles``.
 
 This module holds the kinds' parameters and defaults (``default_params``), the check of a
 probe definition (``validate_probe``) and ``evaluate_probes``, which decides each probe's
@@ -604,7 +605,11 @@ def evaluate_probes(
        gets status "error" with the reason.
     3. Each probe masks its slice (predicate masks cached across probes) and computes its
        value; perturbation and counterfactual probes call predict_proba once more, on
-       their slice rows only.
+       their slice rows only; feature_interaction calls it once per grid value of its
+       first feature (and once more), on its sampled slice rows. On an ensemble
+       (boundary.ensembles) the components are predicted once over the dataset, for the
+       ensemble kinds and for the ``details.components`` of every probe (a failure there
+       is ``details.components_error`` on the other kinds).
        With ``chunk_rows`` > 0 each of these predict_proba calls becomes one call per
        chunk of at most that many rows (every row still predicted once): the same
        results in a fraction of the model's working memory.
