@@ -437,6 +437,18 @@ def test_the_api_refuses_unreadable_or_doubled_slices(people, ml_model, dataset)
     assert not Finding.objects.exists()
 
 
+def test_a_put_may_send_back_slice_and_slice_text_when_they_agree(people, finding):
+    api = api_for(people["contributor"])
+    url = f"/api/v1/findings/{finding.pk}/"
+    body = api.get(url).json()
+    assert body["slice_text"] == "x1 > 0.5"
+    assert api.put(url, body, format="json").status_code == 200
+    body["slice_text"] = "x1 > 0.7"
+    refused = api.put(url, body, format="json")
+    assert refused.status_code == 400
+    assert refused.json() == {"slice_text": ["Give the slice as slice or as slice_text, not both."]}
+
+
 def test_the_api_refuses_a_dataset_of_another_model(
     people, ml_model, trained_version, wine, finding
 ):

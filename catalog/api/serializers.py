@@ -47,9 +47,16 @@ class SliceTextField(serializers.CharField):
 
 
 def refuse_two_slices(serializer):
-    """A request gives the slice as `slice` or as `slice_text`, not both."""
+    """A request gives the slice as `slice` or as `slice_text`; both only when they say
+    the same (as a PUT of what a GET answered does)."""
     data = getattr(serializer, "initial_data", None)
-    if hasattr(data, "keys") and "slice" in data and "slice_text" in data:
+    if not (hasattr(data, "keys") and "slice" in data and "slice_text" in data):
+        return
+    try:
+        same = slices.parse(data["slice_text"]) == data["slice"]
+    except (slices.SliceSyntaxError, TypeError):
+        same = False
+    if not same:
         raise serializers.ValidationError(
             {"slice_text": ["Give the slice as slice or as slice_text, not both."]}
         )
