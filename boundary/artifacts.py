@@ -260,39 +260,52 @@ def _node_attribute(node: Any, name: str) -> Any:
     return attributes.get(name) if isinstance(attributes, dict) else None
 
 
-def _final_estimator(node: Any) -> Any:
-    """A Pipeline's last step, followed down nested pipelines; any other node itself."""
+def _pipeline_step(node: Any, index: int) -> Any:
+    """A Pipeline's first (0) or last (-1) step, followed down nested pipelines; any other
+    node itself."""
     while isinstance(node, dict) and node.get("__class__") == "Pipeline":
         steps = _node_attribute(node, "steps")
         items = steps.get("content") if isinstance(steps, dict) else None
         if not items:
             return None
-        last = items[-1].get("content") if isinstance(items[-1], dict) else None
-        node = last[1] if isinstance(last, list) and len(last) == 2 else None
+        pair = items[index].get("content") if isinstance(items[index], dict) else None
+        node = pair[1] if isinstance(pair, list) and len(pair) == 2 else None
     return node
 
 
-def artifact_classes(source: str | os.PathLike | bytes | BinaryIO) -> list | None:
-    """The ``classes_`` a skops artifact's model (a pipeline's final step) was fitted with,
-    read from its schema and its numpy member without loading the model (no code runs;
-    numpy's loader without pickles); None when the schema does not say."""
+def _schema_attribute(source: Any, name: str, step: int) -> list | None:
+    """Attribute ``name`` of a skops artifact's model (a pipeline's step ``step``), read
+    from its schema and numpy members without loading the model (no code runs; numpy's
+    loader without pickles); None when the schema does not say."""
     import numpy as np
 
     data = _read_bytes(source)
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             schema = json.loads(archive.read("schema.json"))
-            node = _node_attribute(_final_estimator(schema), "classes_")
+            node = _node_attribute(_pipeline_step(schema, step), name)
             if not isinstance(node, dict):
                 return None
             if node.get("__loader__") == "NdArrayNode" and node.get("file"):
                 array = np.load(io.BytesIO(archive.read(node["file"])), allow_pickle=False)
                 return array.tolist()
-            if node.get("__loader__") == "ListNode":
-                return [json.loads(item.get("content", "null")) for item in node["content"]]
+            if isinstance(node.get("content"), list):  # an object array or a list: JSON items
+                return [json.loads(item["content"]) for item in node["content"]]
     except (KeyError, ValueError, TypeError, zipfile.BadZipFile):
         return None
     return None
+
+
+def artifact_classes(source: str | os.PathLike | bytes | BinaryIO) -> list | None:
+    """The ``classes_`` a skops artifact's model (a pipeline's final step) was fitted with,
+    read without loading it (_schema_attribute); None when the schema does not say."""
+    return _schema_attribute(source, "classes_", -1)
+
+
+def artifact_features(source: str | os.PathLike | bytes | BinaryIO) -> list | None:
+    """The columns a skops artifact's model was fitted on (``feature_names_in_`` of the
+    model, or of a pipeline's first step), read without loading it; None when unknown."""
+    return _schema_attribute(source, "feature_names_in_", 0)
 
 
 def dump_skops(model: Any, path: str | os.PathLike) -> None:

@@ -13,27 +13,6 @@ from registry.models import Dataset
 from .choices import Comparator, ProbeKind
 from .models import Probe
 
-# The probe's own fields, by the first word of the engine's message about them: the form
-# shows each message beside the field it is about, once.
-_PARAM_NAMES = frozenset(
-    name for kind in engine.PROBE_KINDS for name in engine.default_params(kind)
-) | {"params", "parameter", "parameter(s)"}
-
-
-def _field_of(message):
-    """The probe form field an engine message is about ("" for the probe as a whole)."""
-    words = message.split()
-    first = words[0].rstrip(":,").lower() if words else ""
-    if first in ("threshold", "comparator"):
-        return first
-    if message.startswith("unknown probe kind"):
-        return "kind"
-    if first in _PARAM_NAMES or message.startswith("unknown parameter"):
-        return "params"
-    if first in ("slice", "predicate") or "column '" in message:
-        return "slice"
-    return ""
-
 
 class ProbeForm(forms.ModelForm):
     """A probe for a finding. The slice is text (catalog.forms.SliceField), the parameters
@@ -137,16 +116,14 @@ class ProbeForm(forms.ModelForm):
         super()._post_clean()
 
     def _update_errors(self, errors):
-        """Put each message of Probe.clean() beside the field it is about (_field_of)."""
-        if hasattr(errors, "error_dict") and set(errors.error_dict) != {"__all__"}:
-            return super()._update_errors(errors)
-        routed = {}
-        for message in errors.messages:
-            field = _field_of(message)
-            field = field if field in self.fields else "__all__"
-            routed.setdefault(field, []).append(message)
-        for field, messages in routed.items():
-            self.add_error(None if field == "__all__" else field, messages)
+        """Probe.clean() keys its messages by field; one the form does not show goes to
+        the top of the form."""
+        if hasattr(errors, "error_dict"):
+            routed = {}
+            for name, messages in errors.error_dict.items():
+                routed.setdefault(name if name in self.fields else "__all__", []).extend(messages)
+            errors = ValidationError(routed)
+        return super()._update_errors(errors)
 
 
 class ProbeRevisionForm(ProbeForm):

@@ -6,7 +6,7 @@ the same code.
 """
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models, transaction
 from django.db.models import F, OuterRef, Subquery
@@ -54,6 +54,29 @@ SETTLED_FINDING_STATUSES = (
     FindingStatus.REGRESSED,
     FindingStatus.ACCEPTED_RISK,
 )
+
+
+# The probe's own fields, by the first word of the engine's message about them: each
+# message of Probe.clean() is keyed by the field it is about (forms show it there, the API
+# answers with it under that key).
+_PARAM_NAMES = frozenset(
+    name for kind in engine.PROBE_KINDS for name in engine.default_params(kind)
+) | {"params", "parameter", "parameter(s)"}
+
+
+def definition_error_field(message):
+    """The probe field an engine message is about ("" for the probe as a whole)."""
+    words = message.split()
+    first = words[0].rstrip(":,").lower() if words else ""
+    if first in ("threshold", "comparator", "tolerance", "decide"):
+        return first
+    if message.startswith("unknown probe kind"):
+        return "kind"
+    if first in _PARAM_NAMES or message.startswith("unknown parameter"):
+        return "params"
+    if first in ("slice", "predicate") or "column '" in message:
+        return "slice"
+    return ""
 
 
 class Probe(models.Model):
@@ -107,10 +130,17 @@ class Probe(models.Model):
         return reverse("probes:probe_detail", args=[self.pk])
 
     def clean(self):
-        """Validate kind, slice and parameters against the dataset's schema."""
+        """Validate the definition as the engine will run it, refusing a probe that could
+        never run (DESIGN.md): a dataset that is not one of its finding's ML model's
+        (MLModel.check_owns), the kind, slice and parameters against the dataset's schema,
+        and against the classes of the ML model's newest version (a pos_label that is not a
+        class; a one-vs-rest metric without pos_label on a multiclass model). Each message
+        is keyed by the field it is about (definition_error_field)."""
 
         if self.dataset_id is None:
             return
+        if self.finding_id:
+            self.finding.ml_model.check_owns(self.dataset, field="dataset")
         try:
             self.slice = engine.validate_slice(self.slice or [], self.dataset.schema)
             self.params = engine.validate_probe(
@@ -121,11 +151,21 @@ class Probe(models.Model):
                 self.threshold,
                 self.dataset.schema,
                 target_column=self.dataset.target_column,
+                classes=self.model_classes(),
             )
         except engine.ProbeDefinitionError as exc:
-            raise ValidationError(str(exc)) from exc
+            message = str(exc)
+            raise ValidationError({definition_error_field(message) or NON_FIELD_ERRORS: message})
         if self.comparator != Comparator.NO_WORSE and self.threshold is None:
             raise ValidationError({"threshold": "A threshold is required for this comparator."})
+
+    def model_classes(self):
+        """The `classes_` of the newest version of the finding's ML model, read from its
+        artifact's schema (no model is loaded); None when unknown."""
+        if not self.finding_id:
+            return None
+        version = self.finding.ml_model.latest_version
+        return version.schema_classes() if version is not None else None
 
     @staticmethod
     def first_versions(finding):

@@ -6,6 +6,7 @@ use. Domain operations (registering a version, storing a dataset) are methods he
 the web views, the API and the commands call the same code.
 """
 
+import functools
 import hashlib
 import json
 import platform
@@ -26,6 +27,7 @@ from boundary.artifacts import (
     DEFAULT_TRUSTED_TYPES,
     ArtifactError,
     artifact_classes,
+    artifact_features,
     check_skops,
     detect_format,
     sha256_of,
@@ -73,6 +75,17 @@ def capture_environment():
         "numpy": numpy.__version__,
         "pandas": pandas.__version__,
     }
+
+
+@functools.lru_cache(maxsize=128)
+def _schema_facts(path, sha256):
+    """(classes_, feature_names_in_) of an artifact, once per file and hash."""
+    if not path:
+        return None, None
+    try:
+        return artifact_classes(path), artifact_features(path)
+    except OSError:  # the file is gone: nothing to tell
+        return None, None
 
 
 class MLModel(models.Model):
@@ -167,12 +180,13 @@ class MLModel(models.Model):
 
         A dataset belongs to an ML model when it has the columns the model reads: the
         target column and every feature column of one of the training datasets recorded
-        on its versions (other columns, such as ids, do not matter). An ML model with no
-        training dataset on record reads any dataset.
+        on its versions (other columns, such as ids, do not matter). With no training
+        dataset on record, the columns its newest version's model was fitted on
+        (feature_names_in_, read from the artifact's schema); with neither, any dataset.
         """
         references = list(self.reference_datasets() if references is None else references)
         if not references:
-            return ""
+            return self._artifact_columns_refusal(dataset)
         columns = set(dataset.column_names)
         reasons = []
         for ref in references:
@@ -193,6 +207,17 @@ class MLModel(models.Model):
             else:
                 return ""
         return f"{dataset} is not a dataset of {self}: {min(reasons)[1]}."
+
+    def _artifact_columns_refusal(self, dataset):
+        version = self.latest_version
+        features = version.schema_features() if version is not None else None
+        missing = [c for c in features or [] if c not in set(dataset.column_names)]
+        if not missing:
+            return ""
+        shown = ", ".join(map(str, missing[:5])) + (
+            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        )
+        return f"{dataset} is not a dataset of {self}: it lacks the columns {self} reads ({shown})."
 
     def datasets(self):
         """This ML model's datasets (`dataset_refusal` finds nothing to refuse), newest first."""
@@ -475,6 +500,16 @@ class ModelVersion(ImmutableFileMixin, models.Model):
 
     def get_absolute_url(self):
         return reverse("registry:version_detail", args=[self.pk])
+
+    def schema_classes(self):
+        """The classes_ its artifact's model was fitted with, read from the skops schema
+        (never loaded here); None when unknown."""
+        return _schema_facts(self.artifact.name and self.artifact.path, self.artifact_sha256)[0]
+
+    def schema_features(self):
+        """The columns its artifact's model was fitted on (feature_names_in_), read from
+        the skops schema; None when unknown."""
+        return _schema_facts(self.artifact.name and self.artifact.path, self.artifact_sha256)[1]
 
     @classmethod
     def register(

@@ -49,6 +49,9 @@ def test_classes_are_read_from_the_schema(model, classes):
 def test_string_and_boolean_classes():
     y = np.array(["no", "yes"])[(IRIS_Y > 0).astype(int)]
     assert artifact_classes(sio.dumps(LogisticRegression().fit(IRIS_X, y))) == ["no", "yes"]
+    # Labels from a pandas column are an object array, stored item by item as JSON.
+    objects = y.astype(object)
+    assert artifact_classes(sio.dumps(LogisticRegression().fit(IRIS_X, objects))) == ["no", "yes"]
     assert artifact_classes(b"not a zip") is None
 
 
