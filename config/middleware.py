@@ -78,7 +78,10 @@ class InputHygieneMiddleware:
     """Query parameters, form fields and the path's numbers pass core/hygiene.py's rules
     before any view sees them: a NUL character or an integer beyond 64 bits is refused
     with 400 naming the parameter (JSON under /api/, a short page elsewhere), never a
-    server error from the database. JSON bodies are checked by the API's parser."""
+    server error from the database; a form field that carries JSON (a slice, parameters,
+    evidence) follows the JSON rules too. JSON bodies are checked by the API's parser.
+    A view that reads an input through core/hygiene.py (an id with `parse_id`, a CSV with
+    `check_csv`) and is refused gets the same 400."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -99,13 +102,18 @@ class InputHygieneMiddleware:
             ):
                 self.check(request.POST, "form field")
         except hygiene.InputError as exc:
-            return refuse(
-                request,
-                400,
-                str(exc) if not request.path.startswith("/api/") else exc.message,
-                field=exc.where or None,
-            )
+            return self.refuse(request, exc)
         return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if isinstance(exception, hygiene.InputError):
+            return self.refuse(request, exception)
+        return None
+
+    @staticmethod
+    def refuse(request, exc):
+        api = request.path.startswith("/api/")
+        return refuse(request, 400, exc.message if api else str(exc), field=exc.where or None)
 
     @staticmethod
     def check(data, kind):
@@ -115,3 +123,5 @@ class InputHygieneMiddleware:
                 if isinstance(value, str):
                     hygiene.check_text(value, key)
                     hygiene.check_integer_text(value, key)
+                    if kind == "form field":
+                        hygiene.check_embedded_json(value, key)

@@ -18,6 +18,7 @@ from django.views.decorators.http import require_POST
 
 from catalog.choices import Severity
 from catalog.models import Finding
+from core import hygiene
 from core.csv import csv_response
 from core.decorators import role_required
 from core.models import AuditEvent
@@ -77,9 +78,8 @@ def action_edit(request, pk):
 @require_POST
 def action_transition(request, pk):
     action = get_object_or_404(RemediationAction.objects.select_related("finding"), pk=pk)
-    version = None
-    if request.POST.get("fixed_in_version"):
-        version = ModelVersion.objects.filter(pk=request.POST["fixed_in_version"]).first()
+    version_id = hygiene.parse_id(request.POST.get("fixed_in_version"), "fixed_in_version")
+    version = None if version_id is None else ModelVersion.objects.filter(pk=version_id).first()
     try:
         action.transition_to(
             request.POST.get("to", ""),

@@ -740,6 +740,11 @@ def world(people, ml_model, version, dataset, finding, probe):
     }
 
 
+# Kept counts that a page computes when it is shown (a finding page's slice share per
+# dataset): a redirect to that page after a refusal may add one; no input is saved in it.
+DERIVED = {"registry.SliceShare"}
+
+
 def snapshot(settings):
     """Row counts of every table of the project's apps, the statuses, and stored files."""
     from django.apps import apps
@@ -748,6 +753,7 @@ def snapshot(settings):
         m._meta.label: m.objects.count()
         for app in ("core", "registry", "catalog", "probes", "remediation", "introspection")
         for m in apps.get_app_config(app).get_models()
+        if m._meta.label not in DERIVED
     }
     from catalog.models import Finding
     from remediation.models import RemediationAction
