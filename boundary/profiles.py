@@ -12,6 +12,7 @@ columns show their first and last moment and drift as numbers (nanoseconds).
 
 import math
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -60,7 +61,7 @@ def _ranked(counts: pd.Series) -> list[tuple[str, int]]:
 def _numeric_profile(series: pd.Series) -> dict:
     every = _as_numbers(series, "numeric")
     finite = every[np.isfinite(every)]
-    out = {
+    out: dict[str, Any] = {
         "infinite": int(every.size - finite.size),
         "min": None,
         "max": None,
@@ -102,7 +103,7 @@ def _top_and_other(ranked, *, sensitive, min_rows, other=None):
     """The TOP_VALUES most frequent values; the rest as one "other" ({count, values}). A
     sensitive column's values held by fewer than `min_rows` rows are never listed."""
     other = dict(other or {"count": 0, "values": 0})
-    top = []
+    top: list[dict[str, Any]] = []
     for value, count in ranked:
         if len(top) < TOP_VALUES and not (sensitive and count < min_rows):
             top.append({"value": value, "count": count})
@@ -251,7 +252,7 @@ def drift(reference: pd.DataFrame, current: pd.DataFrame, kinds: Mapping[str, st
     columns = []
     for name, kind in kinds.items():
         ref, cur = reference[name], current[name]
-        row = {
+        row: dict[str, Any] = {
             "name": str(name),
             "kind": kind,
             "test": None,
