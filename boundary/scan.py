@@ -10,6 +10,7 @@ module scores, selects and reports. The rows of every reported slice are
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -23,7 +24,10 @@ from .frames import errors_vector
 from .scan_search import Col, Cond, Scan, candidates_1d, encode
 from .stats import wilson
 
-__all__ = ["find_weak_slices", "g_stat"]
+__all__ = ["find_weak_slices", "g_stat", "overlaps", "row_jaccard", "slice_key"]
+
+# Coarse seeds on the same set of columns that enter the shortlist (see step 3).
+SEEDS_PER_COLUMNS = 2
 
 
 def _ll(n, e):
@@ -162,9 +166,45 @@ def _to_predicates(scan: Scan, df: pd.DataFrame, conds, cache: dict) -> list[dic
     return preds
 
 
-def _jaccard(a: np.ndarray, b: np.ndarray) -> float:
+def row_jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    """Jaccard similarity |a & b| / |a | b| of two row masks (0 when both are empty)."""
     union = np.count_nonzero(a | b)
     return np.count_nonzero(a & b) / union if union else 0.0
+
+
+_jaccard = row_jaccard
+
+
+def slice_key(predicates: list[dict] | None, df: pd.DataFrame) -> str | None:
+    """A canonical text of a slice on ``df``'s columns, equal for two slices that differ
+    only in the order of their predicates or of the values of an ``in`` / ``not_in`` list,
+    or in how a value is written (``slices.validate`` normalises them). None when the
+    slice does not fit the table (a column it lacks, an op that does not fit)."""
+    try:
+        normalised = slices.validate(predicates, slices.schema_of(df))
+    except slices.ProbeDefinitionError:
+        return None
+    canonical = []
+    for predicate in normalised:
+        predicate = dict(predicate)
+        if predicate["op"] in ("in", "not_in"):
+            predicate["value"] = sorted(predicate["value"], key=lambda v: (str(type(v)), str(v)))
+        canonical.append(json.dumps(predicate, sort_keys=True, default=str))
+    return json.dumps(sorted(canonical))
+
+
+def overlaps(
+    df: pd.DataFrame, masks: list[np.ndarray], others: list[list[dict] | None], cache: dict
+) -> list[list[float | None]]:
+    """Row-set Jaccard of each mask with each of the ``others`` slices' rows on ``df``
+    (``slices.mask``, sharing ``cache``); None where a slice does not fit the table."""
+    other_masks: list[np.ndarray | None] = []
+    for other in others:
+        try:
+            other_masks.append(slices.mask(df, other, cache))
+        except slices.ProbeDefinitionError:
+            other_masks.append(None)
+    return [[None if o is None else row_jaccard(m, o) for o in other_masks] for m in masks]
 
 
 def find_weak_slices(
@@ -226,10 +266,13 @@ def find_weak_slices(
     cache: dict = {}  # slices.mask's encoded columns and predicate masks of df
     errf = scan.errf
 
+    # The evidence a predicate must add to stay in a slice (Scan.simplify).
+    crit_simplify = float(chi2.isf(min(1.0, alpha / (len(cols) * max_bins)), 1))
+
     # 2. Coarse candidates.
     scored: list[tuple[float, tuple]] = []
     n_tested = 0
-    singles: dict[str, tuple[np.ndarray, int, np.ndarray, list[Cond]]] = {}
+    singles: dict[str, tuple[np.ndarray, int, np.ndarray, list[Cond], np.ndarray]] = {}
     for col in cols:
         counts = np.bincount(col.codes, minlength=col.nbins).astype(float)
         errs = np.bincount(col.codes, weights=errf, minlength=col.nbins)
@@ -248,51 +291,75 @@ def find_weak_slices(
             pc = np.bincount(codes, minlength=nbins).astype(float)
             pe = np.bincount(codes, weights=errf, minlength=nbins)
             pm, pconds = candidates_1d(col, pc, pe, min_support, pair=True)
-            singles[col.name] = (codes, nbins, pm.astype(float), pconds)
+            pm = pm.astype(float)
+            # Each single's own G: a pair must beat both of its parts (pruning below).
+            g_single = scan.g(pm @ pc, pm @ pe)
+            singles[col.name] = (codes, nbins, pm, pconds, g_single)
     if max_predicates >= 2:
         per_pair = max(8, 2 * top_k)
         names = [c.name for c in cols]
+        # Each pair's count and error tables come from one bincount of
+        # (code_a * nb_b + code_b) * 2 + error, on 32-bit codes.
+        err_code = err.astype(np.int32)
+        low = {
+            name: (2 * codes.astype(np.int32) + err_code) for name, (codes, *_) in singles.items()
+        }
         for a in range(len(names)):
-            codes_a, nb_a, m_a, conds_a = singles[names[a]]
+            codes_a, nb_a, m_a, conds_a, g_a = singles[names[a]]
             if not conds_a:
                 continue
+            high_a = codes_a.astype(np.int32)
             for b in range(a + 1, len(names)):
-                codes_b, nb_b, m_b, conds_b = singles[names[b]]
+                codes_b, nb_b, m_b, conds_b, g_b = singles[names[b]]
                 if not conds_b:
                     continue
-                flat = codes_a * nb_b + codes_b
-                t_n = np.bincount(flat, minlength=nb_a * nb_b).reshape(nb_a, nb_b).astype(float)
-                t_e = np.bincount(flat, weights=errf, minlength=nb_a * nb_b).reshape(nb_a, nb_b)
+                flat = high_a * (2 * nb_b) + low[names[b]]
+                t = np.bincount(flat, minlength=nb_a * nb_b * 2).reshape(nb_a, nb_b, 2)
+                t_e = t[:, :, 1].astype(float)
+                t_n = t_e + t[:, :, 0]
                 cnt = m_a @ t_n @ m_b.T
                 ers = m_a @ t_e @ m_b.T
-                g = g_stat(cnt, ers, n, total_e)
+                # Integer counts: G by the scan's look-up table (same values as g_stat).
+                g = scan.g(cnt, ers)
                 g[cnt < min_support] = 0.0
                 n_tested += g.size
+                # Pruning: a pair that does not beat both of its parts by the evidence a
+                # predicate needs to stay (crit_simplify) would be simplified back to one
+                # of them; it would only crowd the shortlist with copies of a strong
+                # single region and hide weaker, genuine pairs.
+                g[g < np.maximum(g_a[:, None], g_b[None, :]) + crit_simplify] = 0.0
                 flat_g = g.ravel()
                 k = min(per_pair, flat_g.size)
                 top_cells = np.argpartition(-flat_g, k - 1)[:k]
-                for t in top_cells:
-                    if flat_g[t] > 0:
-                        i, j = divmod(int(t), g.shape[1])
-                        scored.append((float(flat_g[t]), (conds_a[i], conds_b[j])))
+                for t_cell in top_cells:
+                    if flat_g[t_cell] > 0:
+                        i, j = divmod(int(t_cell), g.shape[1])
+                        scored.append((float(flat_g[t_cell]), (conds_a[i], conds_b[j])))
     if not scored:
         return []
     # Refinement searches many thresholds per candidate; count them in the correction.
     n_eff = max(1, n_tested) * max_bins
     crit = float(chi2.isf(min(1.0, alpha / n_eff), 1))
-    crit_simplify = float(chi2.isf(min(1.0, alpha / (len(cols) * max_bins)), 1))
     scored.sort(key=lambda t: -t[0])
 
     # 3. Diverse shortlist.
     shortlist: list[tuple] = []
     short_masks: list[np.ndarray] = []
     limit = max(4 * top_k, 16)
+    # Refinement re-fits every threshold and category set, so variants of one set of
+    # columns mostly polish into the same slice: a few seeds per column set suffice, and
+    # the rest of the shortlist goes to other columns.
+    per_columns: dict[frozenset, int] = {}
     for g, conds in scored[: 40 * limit]:
         if g < crit_simplify:
             break
+        column_set = frozenset(c[1] for c in conds)
+        if per_columns.get(column_set, 0) >= SEEDS_PER_COLUMNS:
+            continue
         m = scan.mask(conds)
         if any(_jaccard(m, other) >= 0.7 for other in short_masks):
             continue
+        per_columns[column_set] = per_columns.get(column_set, 0) + 1
         shortlist.append(conds)
         short_masks.append(m)
         if len(shortlist) >= limit:

@@ -19,6 +19,10 @@ from scipy.special import xlogy
 
 from .frames import is_numeric, py_scalar
 
+# Numeric columns re-fitted on raw values per step of ``Scan.extend``, chosen by their
+# screen on fine bins: the rest cannot compete at the start of the refit.
+EXTEND_REFITS = 4
+
 # An internal condition: ("num", column, low, high) for low <= x < high, ("cat", column,
 # frozenset of category codes) or ("null", column).
 Cond = tuple[Any, ...]
@@ -54,13 +58,26 @@ def _is_categorical(s: pd.Series) -> bool:
     )
 
 
-def _edges(values: np.ndarray, bins: int) -> np.ndarray:
-    """Cut points splitting sorted unique values into about ``bins`` equal-count bins."""
-    uniq = np.unique(values)
-    if len(uniq) <= bins:
-        return uniq[1:]
-    cuts = np.unique(np.quantile(values, np.arange(1, bins) / bins))
-    return cuts[cuts > uniq[0]]
+def _edges(xs: np.ndarray, bins: int, quantiles: np.ndarray) -> np.ndarray:
+    """Cut points splitting sorted values ``xs`` into about ``bins`` equal-count bins
+    (``quantiles``: their quantiles at 1/bins, ..., (bins-1)/bins)."""
+    distinct = np.r_[True, xs[1:] != xs[:-1]]
+    if np.count_nonzero(distinct) <= bins:
+        return xs[distinct][1:]
+    cuts = np.unique(quantiles)
+    return cuts[cuts > xs[0]]
+
+
+def _bin_codes(order: np.ndarray, xs: np.ndarray, cuts: np.ndarray, n: int, null_code: int):
+    """Per row, the number of cuts at or below its value (``searchsorted(cuts, x,
+    "right")``), from the rows sorted by value; ``null_code`` for rows without one."""
+    starts = np.searchsorted(xs, cuts, "left")
+    sorted_codes = np.repeat(
+        np.arange(len(cuts) + 1, dtype=np.int64), np.diff(np.r_[0, starts, len(xs)])
+    )
+    codes = np.full(n, null_code, dtype=np.int64)
+    codes[order] = sorted_codes
+    return codes
 
 
 def encode(df: pd.DataFrame, columns, max_bins: int, pair_bins: int) -> list[Col]:
@@ -69,30 +86,35 @@ def encode(df: pd.DataFrame, columns, max_bins: int, pair_bins: int) -> list[Col
         s = df[name]
         if is_numeric(s):
             x = s.to_numpy(dtype=float, na_value=np.nan)
-            ok = ~np.isnan(x)
-            if len(np.unique(x[ok])) < 2:
+            # One sort per column serves the bins, the codes and every later refit. Ties
+            # may come in any order: thresholds only ever fall between distinct values.
+            # NaN sorts last.
+            order = np.argsort(x)
+            order = order[: len(x) - int(np.count_nonzero(np.isnan(x)))]
+            xs = x[order]
+            if len(xs) < 2 or xs[0] == xs[-1]:
                 continue
-            cuts = _edges(x[ok], max_bins)
-            pair_cuts = _edges(x[ok], pair_bins)
+            fine_q = np.arange(1, max_bins) / max_bins
+            pair_q = np.arange(1, pair_bins) / pair_bins
+            q = np.quantile(xs, np.r_[fine_q, pair_q])
+            cuts = _edges(xs, max_bins, q[: len(fine_q)])
+            pair_cuts = _edges(xs, pair_bins, q[len(fine_q) :])
             nb = len(cuts) + 1
-            has_null = not ok.all()
-            codes = np.where(ok, np.searchsorted(cuts, np.where(ok, x, 0.0), "right"), nb)
-            pcodes = np.where(
-                ok, np.searchsorted(pair_cuts, np.where(ok, x, 0.0), "right"), len(pair_cuts) + 1
-            )
-            order = np.argsort(x, kind="stable")
+            has_null = len(xs) < len(x)
+            codes = _bin_codes(order, xs, cuts, len(x), nb)
+            pcodes = _bin_codes(order, xs, pair_cuts, len(x), len(pair_cuts) + 1)
             cols.append(
                 Col(
                     name=name,
                     kind="num",
-                    codes=codes.astype(np.int64),
+                    codes=codes,
                     nbins=nb + int(has_null),
                     null_code=nb if has_null else -1,
                     x=x,
-                    order=order[: int(ok.sum())],
+                    order=order,
                     cuts=cuts,
                     pair_cuts=pair_cuts,
-                    pair_codes=pcodes.astype(np.int64),
+                    pair_codes=pcodes,
                     integer=pd.api.types.is_integer_dtype(s.dtype),
                 )
             )
@@ -206,6 +228,7 @@ class Scan:
         self.min_support = min_support
         self._masks: dict[tuple, np.ndarray] = {}
         self._mask_budget = max(64, 100_000_000 // max(1, len(err)))  # about 100 MB
+        self._members: dict[str, np.ndarray] = {}  # fine-bin intervals per numeric column
         # k log k for every possible count: G of integer counts by table look-ups, several
         # times faster than xlogy on the long threshold arrays of the refinement.
         ks = np.arange(len(err) + 1, dtype=float)
@@ -291,7 +314,43 @@ class Scan:
             return int(window[k2]), g2
         return int(cands[k * stride]), g
 
-    def refine_num(self, cond, ctx: np.ndarray):
+    def sorted_rows(self, col: Col, ctx: np.ndarray, rows: np.ndarray | None = None):
+        """The rows of ``ctx`` (``rows``: their indices, when known) with a value of the
+        numeric column ``col``, sorted by it.
+
+        A small context sorts its own rows; a large one filters the column's sorted order.
+        Either gives the same values in the same order up to ties, which never matter.
+        """
+        assert col.order is not None and col.x is not None  # a numeric column
+        count = np.count_nonzero(ctx) if rows is None else len(rows)
+        if count * 8 > len(ctx):
+            return col.order[ctx[col.order]]
+        if rows is None:
+            rows = np.flatnonzero(ctx)
+        vals = col.x[rows]
+        keep = ~np.isnan(vals)
+        if not keep.all():
+            rows, vals = rows[keep], vals[keep]
+        return rows[np.argsort(vals)]
+
+    def coarse_gain(self, col: Col, rows: np.ndarray) -> float:
+        """The best G of an interval of the numeric column's fine bins among ``rows``
+        (a cheap screen before the raw-value re-fit)."""
+        members = self._members.get(col.name)
+        if members is None:
+            assert col.cuts is not None  # a numeric column
+            nb = len(col.cuts) + 1
+            members = _interval_members(nb, col.nbins)[0].astype(float)
+            self._members[col.name] = members
+        codes = col.codes[rows]
+        counts = np.bincount(codes, minlength=col.nbins).astype(float)
+        errs = np.bincount(codes, weights=self.errf[rows], minlength=col.nbins)
+        cnt = members @ counts
+        g = self.g(cnt, members @ errs)
+        g[cnt < self.min_support] = 0.0
+        return float(g.max()) if g.size else 0.0
+
+    def refine_num(self, cond, ctx: np.ndarray, rows: np.ndarray | None = None):
         """Best interval of one numeric column inside ``ctx``, by alternating the ends.
 
         Works on the context's rows sorted by value: every distinct value is a candidate
@@ -299,7 +358,7 @@ class Scan:
         """
         col = self.cols[cond[1]]
         assert col.order is not None and col.x is not None  # a numeric column
-        idx = col.order[ctx[col.order]]
+        idx = self.sorted_rows(col, ctx, rows)
         m = len(idx)
         if m < self.min_support:
             return cond, 0.0
@@ -329,12 +388,13 @@ class Scan:
         hi = math.inf if q >= m else float(xs[q])
         return ("num", cond[1], lo, hi), best
 
-    def refine_cat(self, cond, ctx: np.ndarray):
+    def refine_cat(self, cond, ctx: np.ndarray, rows: np.ndarray | None = None):
         """Best set of categories inside ``ctx``: a prefix of the categories by error rate."""
         col = self.cols[cond[1]]
-        codes = col.codes[ctx]
+        pick = ctx if rows is None else rows
+        codes = col.codes[pick]
         counts = np.bincount(codes, minlength=col.nbins).astype(float)
-        errs = np.bincount(codes, weights=self.errf[ctx], minlength=col.nbins)
+        errs = np.bincount(codes, weights=self.errf[pick], minlength=col.nbins)
         assert col.addressable is not None  # a categorical column
         addr = np.flatnonzero(col.addressable & (counts > 0))
         if len(addr) == 0:
@@ -440,17 +500,23 @@ class Scan:
         while len(conds) < max_predicates:
             base = self.mask(conds)
             full = self.score_mask(base)
+            rows = np.flatnonzero(base)
             used = {c[1] for c in conds}
             best, best_g = None, full + crit
+            # Pruning: numeric columns are screened on their fine bins inside the slice;
+            # only the most promising few are re-fitted on raw values.
+            numeric = [c for c in self.cols.values() if c.kind == "num" and c.name not in used]
+            screen = sorted(numeric, key=lambda c: -self.coarse_gain(c, rows))
+            refit = {c.name for c in screen[:EXTEND_REFITS]}
             for col in self.cols.values():
-                if col.name in used:
+                if col.name in used or (col.kind == "num" and col.name not in refit):
                     continue
                 if col.kind == "num":
-                    new, g = self.refine_num(("num", col.name, -math.inf, math.inf), base)
+                    new, g = self.refine_num(("num", col.name, -math.inf, math.inf), base, rows)
                     if not (math.isfinite(new[2]) or math.isfinite(new[3])):
                         continue
                 else:
-                    new, g = self.refine_cat(("cat", col.name, frozenset()), base)
+                    new, g = self.refine_cat(("cat", col.name, frozenset()), base, rows)
                 if g > best_g:
                     best, best_g = new, g
             if best is None:

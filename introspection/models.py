@@ -10,8 +10,10 @@ from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from core import history
 from core.jobs import Job, JobStatus
-from registry.models import Dataset, ModelVersion
+from core.models import AuditEvent
+from registry.models import Dataset, MLModel, ModelVersion
 
 
 def _map_path(instance, filename):
@@ -49,6 +51,9 @@ class SliceScan(IntrospectionJob):
     overall = models.JSONField(default=dict, blank=True)
     # find_weak_slices results, best first, with margin_density and suggested thresholds.
     candidates = models.JSONField(default=list, blank=True)
+    # Candidates left out because a dismissal hides them: each with its slice, support,
+    # error_rate, the dismissal, how it matched ("slice" or "rows") and why.
+    dismissed_candidates = models.JSONField(default=list, blank=True)
     # Columns left out of the scan and why (e.g. sensitive columns with rare values).
     skipped_columns = models.JSONField(default=list, blank=True)
     lineage = models.JSONField(default=dict, blank=True)
@@ -163,6 +168,146 @@ class SliceScan(IntrospectionJob):
             error_threshold=error_threshold,
             margin_threshold=margin_threshold,
         )
+
+
+class ScanDismissalQuerySet(models.QuerySet):
+    def active(self):
+        """Dismissals in force (not lifted)."""
+        return self.filter(lifted_at__isnull=True)
+
+    def for_scan(self, scan):
+        """Dismissals that apply to scans of this scan's ML model on its dataset."""
+        return self.filter(ml_model_id=scan.model_version.ml_model_id, dataset_id=scan.dataset_id)
+
+
+class ScanDismissal(models.Model):
+    """A scan candidate someone judged not worth a finding, with who and why, kept per ML
+    model and dataset: later scans of that model on that dataset leave it out (a candidate
+    with the same slice, or whose rows overlap the dismissed slice's with Jaccard >= 0.5).
+    Never deleted: a dismissal is lifted (restored), which keeps who did it and when."""
+
+    ml_model = models.ForeignKey(MLModel, on_delete=models.CASCADE, related_name="+")
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="+")
+    # The scan whose candidate was dismissed (the page it was dismissed from).
+    scan = models.ForeignKey(
+        SliceScan, null=True, blank=True, on_delete=models.SET_NULL, related_name="dismissals"
+    )
+    slice = models.JSONField(default=list)
+    description = models.TextField(blank=True, default="")
+    reason = models.TextField()
+    dismissed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    dismissed_at = models.DateTimeField(default=timezone.now)
+    lifted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    lifted_at = models.DateTimeField(null=True, blank=True)
+    lift_note = models.TextField(blank=True, default="")
+
+    objects = ScanDismissalQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-dismissed_at", "-pk"]
+        indexes = [models.Index(fields=["ml_model", "dataset"], name="scandismissal_model_data")]
+
+    def __str__(self):
+        return f"Dismissed scan candidate {self.description or self.slice}"
+
+    def get_absolute_url(self):
+        if self.scan_id:
+            return reverse("introspection:scan_detail", args=[self.scan_id]) + "#dismissals"
+        return self.dataset.get_absolute_url()
+
+    @property
+    def is_active(self):
+        return self.lifted_at is None
+
+    @classmethod
+    def dismiss(cls, scan, index, *, by, reason):
+        """Dismiss candidate `index` (0-based) of a finished scan, for its ML model and
+        dataset; one audit event (created, with the reason as its note).
+
+        1. Contributors only; a reason is required; the candidate must exist, not be
+           logged as a finding, and not be dismissed already.
+        2. The dismissal row (the candidate's slice and text), and the scan's candidate
+           marked with it, in one transaction.
+        """
+        # Late: introspection/scans.py imports these models.
+        from .scans import check_may_dismiss, dismissal_of
+
+        check_may_dismiss(by)
+        reason = (reason or "").strip()
+        if not reason:
+            raise ValidationError({"reason": "Say why this candidate is not worth a finding."})
+        with transaction.atomic():
+            locked = type(scan).objects.select_for_update().get(pk=scan.pk)
+            candidate = locked.candidate(index)
+            index = int(index)
+            if candidate.get("finding"):
+                raise ValidationError(
+                    {
+                        "candidate": "This candidate is logged as finding "
+                        f"#{candidate['finding']}; it is tracked there."
+                    }
+                )
+            current = dismissal_of(candidate)
+            if current is not None:
+                raise ValidationError(
+                    {"candidate": f"This candidate is dismissed already (#{current.pk})."}
+                )
+            dismissal = cls.objects.create(
+                ml_model_id=scan.model_version.ml_model_id,
+                dataset_id=scan.dataset_id,
+                scan=locked,
+                slice=candidate["slice"],
+                description=candidate.get("description", ""),
+                reason=reason,
+                dismissed_by=by if getattr(by, "pk", None) else None,
+            )
+            AuditEvent.record(dismissal, verb=AuditEvent.Verb.CREATE, actor=by, note=reason)
+            locked.candidates[index] = dict(candidate, dismissal=dismissal.pk)
+            type(scan).objects.filter(pk=scan.pk).update(candidates=locked.candidates)
+            scan.candidates = locked.candidates
+        return dismissal
+
+    def lift(self, *, by, note=""):
+        """Restore: later scans show the candidate again. The row stays, marked lifted
+        (by whom, when, why); one audit event (dismissed -> lifted). Lifting one that is
+        lifted already is refused and changes nothing."""
+        # Late: introspection/scans.py imports these models.
+        from .scans import check_may_dismiss
+
+        check_may_dismiss(by)
+        note = (note or "").strip()
+        with transaction.atomic():
+            now = timezone.now()
+            lifted_by = by if getattr(by, "pk", None) else None
+            done = (
+                type(self)
+                .objects.filter(pk=self.pk, lifted_at__isnull=True)
+                .update(lifted_at=now, lifted_by=lifted_by, lift_note=note)
+            )
+            if not done:
+                raise ValidationError("This dismissal is lifted already.")
+            self.lifted_at, self.lifted_by, self.lift_note = now, lifted_by, note
+            AuditEvent.record(
+                self,
+                verb=AuditEvent.Verb.TRANSITION,
+                actor=by,
+                from_status="dismissed",
+                to_status="lifted",
+                note=note or "Restored: later scans show this candidate again.",
+            )
+        return self
+
+
+# Nothing with history is deleted (DESIGN.md): a dismissal is lifted, never removed.
+history.protect(ScanDismissal)
 
 
 class BoundaryMap(IntrospectionJob):

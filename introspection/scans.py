@@ -39,7 +39,7 @@ from django.db import transaction
 from boundary import maps, neighbourhood, predict, slices, sweeps
 from boundary.artifacts import check_feature_columns
 from boundary.frames import py_scalar
-from boundary.scan import find_weak_slices
+from boundary.scan import find_weak_slices, overlaps, slice_key
 from catalog.choices import RiskCategory, Severity
 from catalog.models import Finding, Tag
 from core.audit import acting_as
@@ -47,7 +47,7 @@ from probes.choices import ProbeKind, Trigger
 from probes.evaluation import load_isolated_model
 from probes.models import Probe, Rerun
 
-from .models import SweepKind
+from .models import ScanDismissal, SweepKind
 
 NOISE_SCALES = (0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2)
 NOISE_REPEATS = 5
@@ -55,6 +55,11 @@ COUNTERFACTUAL_POINTS = 20
 MAX_CATEGORIES = 30
 MARGIN = 0.1
 MAP_RESOLUTION = 100
+# Row-set Jaccard at or above which a candidate is the same problem as a finding's slice
+# (known) or a dismissed slice (left out).
+SAME_PROBLEM_JACCARD = 0.5
+# At most this many extra candidates are searched for, to stand in for dismissed ones.
+MAX_STAND_INS = 20
 
 
 # --------------------------------------------------------------------------------------
@@ -270,8 +275,102 @@ def reportable(candidate, sensitive, min_support):
     return not involved or candidate["support"] >= sensitive_floor(min_support)
 
 
+def check_may_dismiss(user):
+    """Dismissing a scan candidate (or restoring it) is a contributor's decision, the
+    counterpart of logging it as a finding."""
+    if not user.has_perm("catalog.add_finding"):
+        raise PermissionDenied("Dismissing a scan candidate needs the contributor role.")
+
+
+def dismissal_of(candidate):
+    """The dismissal in force made from this stored candidate, or None."""
+    pk = candidate.get("dismissal")
+    if not pk:
+        return None
+    return ScanDismissal.objects.active().filter(pk=pk).first()
+
+
+def known_findings(frame, masks, findings, cache):
+    """Per candidate mask: the finding whose slice's rows on ``frame`` overlap it most,
+    when that row-set Jaccard is at least SAME_PROBLEM_JACCARD, as
+    ``{"finding", "title", "status", "jaccard"}``; else None. A finding whose slice does
+    not fit the table (a column it lacks) matches nothing."""
+    table = overlaps(frame, masks, [f.slice for f in findings], cache)
+    known = []
+    for row in table:
+        scored = [(j, k) for k, j in enumerate(row) if j is not None]
+        best = max(scored, default=(0.0, -1))
+        if best[0] >= SAME_PROBLEM_JACCARD:
+            finding = findings[best[1]]
+            known.append(
+                {
+                    "finding": finding.pk,
+                    "title": finding.title,
+                    "status": finding.status,
+                    "jaccard": round(best[0], 4),
+                }
+            )
+        else:
+            known.append(None)
+    return known
+
+
+def dismissed_matches(frame, candidates, masks, dismissals, cache):
+    """Per candidate: the dismissal that hides it, or None.
+
+    A candidate is hidden by a dismissal in force when its slice is the dismissed slice
+    (``boundary.scan.slice_key``: the same predicates in any order, however written), or
+    else when its rows overlap the dismissed slice's rows on ``frame`` with Jaccard at
+    least SAME_PROBLEM_JACCARD (the same problem found with other thresholds). Returns
+    ``{"dismissal", "match" ("slice" or "rows"), "jaccard", "why"}``.
+    """
+    keys = [slice_key(d.slice, frame) for d in dismissals]
+    table = overlaps(frame, masks, [d.slice for d in dismissals], cache)
+    matches = []
+    for cand, row in zip(candidates, table, strict=True):
+        key = slice_key(cand["slice"], frame)
+        same = next((k for k, other in enumerate(keys) if key and other == key), None)
+        if same is not None:
+            d = dismissals[same]
+            matches.append(
+                {
+                    "dismissal": d.pk,
+                    "match": "slice",
+                    "jaccard": 1.0,
+                    "why": f"the same slice as dismissal #{d.pk}",
+                }
+            )
+            continue
+        scored = [(j, k) for k, j in enumerate(row) if j is not None]
+        best = max(scored, default=(0.0, -1))
+        if best[0] >= SAME_PROBLEM_JACCARD:
+            d = dismissals[best[1]]
+            matches.append(
+                {
+                    "dismissal": d.pk,
+                    "match": "rows",
+                    "jaccard": round(best[0], 4),
+                    "why": (
+                        f"its rows overlap those of dismissed slice {d.description or d.slice} "
+                        f"(#{d.pk}) with Jaccard {best[0]:.2f}"
+                    ),
+                }
+            )
+        else:
+            matches.append(None)
+    return matches
+
+
 def run_scan(scan, report):
-    """Compute a scan's candidates (worker). `report(percent, text)` shows progress."""
+    """Compute a scan's candidates (worker). `report(percent, text)` shows progress.
+
+    1. Predict once; scan the columns that may be scanned.
+    2. Leave out candidates that a dismissal in force for this ML model and dataset hides
+       (dismissed_matches); more are searched for to stand in for them. The hidden ones are
+       kept on the scan (``dismissed_candidates``) with the dismissal and why.
+    3. Mark the rest "known" when a finding of the same ML model covers them
+       (known_findings), and measure them.
+    """
     report(5, "Loading the model artifact")
     with Workbench(scan.model_version, scan.dataset) as bench:
         n = len(bench.X)
@@ -281,13 +380,15 @@ def run_scan(scan, report):
     wrong = np.asarray(pred.pred != y, dtype=bool)
     params = scan.params or {}
     min_support = params.get("min_support") or default_min_support(n)
+    top_k = params.get("top_k", 5)
+    dismissals = list(ScanDismissal.objects.active().for_scan(scan))
     columns, skipped = scan_columns(bench, min_support)
     report(45, f"Scanning {len(columns)} columns for weak slices")
     found = find_weak_slices(
         bench.X,
         y,
         pred.pred,
-        top_k=params.get("top_k", 5),
+        top_k=top_k + min(len(dismissals), MAX_STAND_INS),
         min_support=min_support,
         max_predicates=params.get("max_predicates", 2),
         columns=columns,
@@ -301,23 +402,50 @@ def run_scan(scan, report):
         "margin_density": float(uncertain.mean()) if n else 0.0,
         "min_support": int(min_support),
     }
+    # Findings' slices may name any column of the dataset: rows come from the whole table.
+    frame = bench.frame
+    cache = {}  # slices.mask's encoded columns of the frame, shared by every slice below
+    found = [cand for cand in found if reportable(cand, bench.sensitive, min_support)]
+    masks = [slices.mask(frame, cand["slice"], cache) for cand in found]
+    hidden_by = dismissed_matches(frame, found, masks, dismissals, cache)
+    kept = [k for k, match in enumerate(hidden_by) if match is None][:top_k]
+    findings = list(
+        Finding.objects.filter(ml_model_id=scan.model_version.ml_model_id).only(
+            "pk", "title", "status", "slice"
+        )
+    )
+    known = known_findings(frame, [masks[k] for k in kept], findings, cache)
     candidates = []
-    cache = {}  # slices.mask's encoded columns of bench.X, shared by the candidates
-    for cand in found:
-        if not reportable(cand, bench.sensitive, min_support):
-            continue
-        mask = slices.mask(bench.X, cand["slice"], cache)
+    for k, cand_known in zip(kept, known, strict=True):
+        mask = masks[k]
         density = float(uncertain[mask].mean()) if mask.any() else 0.0
-        cand = dict(cand, margin_density=density)
+        cand = dict(found[k], margin_density=density)
         cand["suggested"] = {
             "slice_error_rate": suggested_threshold(cand["error_rate"], overall["error_rate"]),
             "margin_density": suggested_threshold(density, overall["margin_density"]),
         }
         cand["sensitive_features"] = sorted({p["feature"] for p in cand["slice"]} & bench.sensitive)
+        if cand_known:
+            cand["known"] = cand_known
         candidates.append(cand)
+    hidden = [
+        {
+            "slice": found[k]["slice"],
+            "description": found[k]["description"],
+            "support": found[k]["support"],
+            "error_rate": found[k]["error_rate"],
+            **match,
+        }
+        for k, match in enumerate(hidden_by)
+        if match is not None
+    ]
+    # Stored here: the job runner stores the fields it knows once the scan is done.
+    scan.dismissed_candidates = hidden
+    type(scan).objects.filter(pk=scan.pk).update(dismissed_candidates=hidden)
     return {
         "overall": overall,
         "candidates": candidates,
+        "dismissed_candidates": hidden,
         "skipped_columns": skipped,
         "lineage": dict(bench.lineage(), scanned_columns=columns),
     }

@@ -16,7 +16,7 @@ from probes.models import Probe
 from registry.models import Dataset, ModelVersion
 
 from .forms import BoundaryMapForm, LogCandidateForm, ScanForm, SensitiveColumnsForm, SweepForm
-from .models import BoundaryMap, SliceScan, StressSweep
+from .models import BoundaryMap, ScanDismissal, SliceScan, StressSweep
 from .scans import mark_sensitive, numeric_features, suggested_severity, suggested_title
 
 
@@ -83,6 +83,13 @@ def scan_detail(request, pk):
                 "sensitive": sorted({p["feature"] for p in cand["slice"]} & sensitive),
             }
         )
+    dismissals = list(
+        ScanDismissal.objects.for_scan(scan).select_related("dismissed_by", "lifted_by", "scan")
+    )
+    by_pk = {d.pk: d for d in dismissals}
+    for row in rows:
+        row["dismissal"] = by_pk.get(row["c"].get("dismissal"))
+    hidden = [dict(h, by=by_pk.get(h["dismissal"])) for h in scan.dismissed_candidates or []]
     chart = candidates_chart_svg(scan.candidates or [], (scan.overall or {}).get("error_rate", 0))
     return render(
         request,
@@ -92,6 +99,9 @@ def scan_detail(request, pk):
             "rows": rows,
             "chart": mark_safe(chart),  # noqa: S308  (built from numbers, text escaped)
             "can_log": request.user.has_perms(["catalog.add_finding", "probes.add_probe"]),
+            "can_dismiss": request.user.has_perm("catalog.add_finding"),
+            "dismissals": dismissals,
+            "hidden": hidden,
             "can_scan": request.user.has_perm("probes.run_probe"),
             # The traceback of a failure is for those who run the deployment; everyone reads
             # the error itself.
@@ -103,6 +113,47 @@ def scan_detail(request, pk):
 @role_required("probes.view_probe")
 def scan_progress(request, pk):
     return JsonResponse(get_object_or_404(SliceScan, pk=pk).progress_json())
+
+
+@role_required("catalog.add_finding")
+@require_POST
+def scan_dismiss(request, pk, index):
+    """Dismiss a candidate (with a reason): later scans of this ML model on this dataset
+    leave it out."""
+
+    scan = get_object_or_404(SliceScan.objects.select_related("model_version", "dataset"), pk=pk)
+    try:
+        dismissal = ScanDismissal.dismiss(
+            scan, index, by=request.user, reason=request.POST.get("reason", "")
+        )
+    except ValidationError as exc:
+        messages.error(request, f"Nothing dismissed. {_first_error(exc)}")
+        return redirect(scan.get_absolute_url() + f"#candidate-{index + 1}")
+    messages.success(
+        request,
+        f"Candidate #{index + 1} dismissed: later scans of "
+        f"{scan.model_version.ml_model} on {scan.dataset} leave it out.",
+    )
+    return redirect(scan.get_absolute_url() + f"#dismissal-{dismissal.pk}")
+
+
+@role_required("catalog.add_finding")
+@require_POST
+def scan_restore(request, pk, dismissal_pk):
+    """Lift a dismissal (it stays listed, marked restored): later scans show it again."""
+
+    scan = get_object_or_404(SliceScan.objects.select_related("model_version", "dataset"), pk=pk)
+    dismissal = get_object_or_404(ScanDismissal.objects.for_scan(scan), pk=dismissal_pk)
+    try:
+        dismissal.lift(by=request.user, note=request.POST.get("note", ""))
+    except ValidationError as exc:
+        messages.error(request, f"Nothing restored. {_first_error(exc)}")
+    else:
+        messages.success(
+            request,
+            f"Restored: later scans show {dismissal.description or 'this candidate'} again.",
+        )
+    return redirect(scan.get_absolute_url() + f"#dismissal-{dismissal.pk}")
 
 
 @role_required("catalog.add_finding", "probes.add_probe")

@@ -2,7 +2,7 @@ from rest_framework import serializers
 
 from registry.models import Dataset
 
-from ..models import SliceScan
+from ..models import ScanDismissal, SliceScan
 
 
 class ScanRequestSerializer(serializers.Serializer):
@@ -29,6 +29,7 @@ class SliceScanSerializer(serializers.ModelSerializer):
             "params",
             "overall",
             "candidates",
+            "dismissed_candidates",
             "skipped_columns",
             "error",
             "requested_by",
@@ -53,3 +54,37 @@ class LogCandidateSerializer(serializers.Serializer):
     margin_threshold = serializers.FloatField(
         min_value=0, max_value=1, required=False, allow_null=True, default=None
     )
+
+
+class DismissCandidateSerializer(serializers.Serializer):
+    candidate = serializers.IntegerField(min_value=1, help_text="1 for the first candidate.")
+    reason = serializers.CharField(
+        max_length=2000, help_text="Why the candidate is not worth a finding."
+    )
+
+
+class RestoreDismissalSerializer(serializers.Serializer):
+    note = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+
+
+class ScanDismissalSerializer(serializers.ModelSerializer):
+    active = serializers.BooleanField(source="is_active", read_only=True)
+
+    class Meta:
+        model = ScanDismissal
+        fields = [
+            "id",
+            "ml_model",
+            "dataset",
+            "scan",
+            "slice",
+            "description",
+            "reason",
+            "dismissed_by",
+            "dismissed_at",
+            "active",
+            "lifted_by",
+            "lifted_at",
+            "lift_note",
+        ]
+        read_only_fields = fields

@@ -7,7 +7,7 @@ from rest_framework.response import Response
 from catalog.api.serializers import FindingSerializer
 from registry.models import ModelVersion
 
-from ..models import SliceScan
+from ..models import ScanDismissal, SliceScan
 from . import serializers as s
 
 
@@ -23,6 +23,7 @@ class ScanViewSet(viewsets.ReadOnlyModelViewSet):
         "list": ["probes.view_probe"],
         "retrieve": ["probes.view_probe"],
         "log": ["catalog.add_finding", "probes.add_probe"],
+        "dismiss": ["catalog.add_finding"],
     }
 
     @extend_schema(request=s.LogCandidateSerializer, responses={201: FindingSerializer})
@@ -40,6 +41,47 @@ class ScanViewSet(viewsets.ReadOnlyModelViewSet):
             FindingSerializer(finding, context={"request": request}).data,
             status=status.HTTP_201_CREATED,
         )
+
+    @extend_schema(request=s.DismissCandidateSerializer, responses={201: s.ScanDismissalSerializer})
+    @action(detail=True, methods=["post"])
+    def dismiss(self, request, pk=None):
+        """Dismiss a candidate with a reason: later scans of this ML model on this dataset
+        leave out its slice and any candidate whose rows overlap it with Jaccard >= 0.5;
+        answers 201 with the dismissal (POST scan-dismissals/{id}/restore/ lifts it)."""
+        scan = self.get_object()
+        body = s.DismissCandidateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        dismissal = ScanDismissal.dismiss(
+            scan,
+            body.validated_data["candidate"] - 1,
+            by=request.user,
+            reason=body.validated_data["reason"],
+        )
+        return Response(s.ScanDismissalSerializer(dismissal).data, status=status.HTTP_201_CREATED)
+
+
+class ScanDismissalViewSet(viewsets.ReadOnlyModelViewSet):
+    """Dismissed scan candidates, per ML model and dataset; restore lifts one (the record
+    stays, marked lifted)."""
+
+    queryset = ScanDismissal.objects.all()
+    serializer_class = s.ScanDismissalSerializer
+    filterset_fields = ["ml_model", "dataset", "scan"]
+    action_permissions = {
+        "list": ["probes.view_probe"],
+        "retrieve": ["probes.view_probe"],
+        "restore": ["catalog.add_finding"],
+    }
+
+    @extend_schema(request=s.RestoreDismissalSerializer, responses={200: s.ScanDismissalSerializer})
+    @action(detail=True, methods=["post"])
+    def restore(self, request, pk=None):
+        """Lift the dismissal: later scans show the candidate again."""
+        dismissal = self.get_object()
+        body = s.RestoreDismissalSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        dismissal.lift(by=request.user, note=body.validated_data["note"])
+        return Response(s.ScanDismissalSerializer(dismissal).data)
 
 
 class VersionScanViewSet(viewsets.GenericViewSet):
