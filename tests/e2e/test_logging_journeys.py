@@ -4,7 +4,8 @@
     probes added in the same submit.
 (b) On a phone (390x844): the slice built row by row (the text follows the rows), the rows
     wrapping with a usable value box, a dataset change that keeps and flags a condition on
-    a column the new dataset lacks, two probes; the page never scrolls sideways.
+    a column the new dataset lacks (until it is removed), two probes; the page never
+    scrolls sideways.
 (c) A dataset of another ML model: not offered once the ML model is chosen, and refused
     beside the dataset field when a stale page sends it anyway; nothing is saved.
 """
@@ -113,16 +114,16 @@ def test_a_contributor_logs_a_finding_with_a_text_slice_and_two_probes(
 def test_a_contributor_logs_a_finding_with_the_builder_on_a_phone(
     watched, people, ml_model, version, dataset
 ):
-    lite = _dataset(
-        people, "toy-lite", pd.DataFrame({"x1": [0.1, 0.9] * 20, "y": [0, 1] * 20}), "y"
-    )
+    from ..factories import toy_frame
+
+    _dataset(people, "toy-regions", toy_frame(seed=5).assign(region="north"), "y")
     page = watched.page
     page.set_viewport_size({"width": 390, "height": 844})
     _open_form(page)
     title = "High x1 rows misjudged (phone)"
     page.fill("input[name=title]", title)
     choose(page, "select[name=ml_model]", "toy-risk")
-    choose(page, "select[name=dataset]", "toy-eval")
+    choose(page, "select[name=dataset]", "toy-regions")
 
     builder = page.locator("#slice-builder")
     rows = builder.locator(".slice-row")
@@ -136,7 +137,14 @@ def test_a_contributor_logs_a_finding_with_the_builder_on_a_phone(
     second.locator("select.feature").select_option("color")
     second.locator("select.op").select_option("in")
     second.locator("input.value").fill("red, blue")
-    expect(page.locator("textarea[name=slice]")).to_have_value(SLICE_TEXT)
+    builder.locator("button.add-row").click()
+    third = rows.nth(2)
+    third.locator("select.feature").select_option("region")
+    third.locator("select.op").select_option("==")
+    third.locator("input.value").fill("north")
+    expect(page.locator("textarea[name=slice]")).to_have_value(
+        SLICE_TEXT + ' AND region == "north"'
+    )
 
     # The value box is a box one can type in, and the rows fit the phone.
     value_box = first.locator("input.value").bounding_box()
@@ -146,16 +154,18 @@ def test_a_contributor_logs_a_finding_with_the_builder_on_a_phone(
     scroll_width, inner_width = page.evaluate(SIDEWAYS)
     assert scroll_width <= inner_width, (scroll_width, inner_width)
 
-    # Another dataset without `color`: its condition is kept and flagged, not dropped.
-    choose(page, "select[name=dataset]", "toy-lite")
-    expect(rows).to_have_count(2)
-    expect(rows.nth(1)).to_have_class("slice-row missing")
-    expect(rows.nth(1).locator(".row-note")).to_contain_text("not a column of toy-lite v1")
-    expect(page.locator("textarea[name=slice]")).to_have_value(SLICE_TEXT)
-    expect(rows.nth(0)).to_have_class("slice-row")
+    # Another dataset without `region`: its condition is kept and flagged, not dropped.
     choose(page, "select[name=dataset]", "toy-eval")
+    expect(rows).to_have_count(3)
+    expect(rows.nth(2)).to_have_class("slice-row missing")
+    expect(rows.nth(2).locator(".row-note")).to_contain_text("not a column of toy-eval v1")
+    expect(rows.nth(0)).to_have_class("slice-row")
     expect(rows.nth(1)).to_have_class("slice-row")
-    assert lite.pk  # offered: toy-risk names no training data, so every dataset fits
+    expect(page.locator("textarea[name=slice]")).to_have_value(
+        SLICE_TEXT + ' AND region == "north"'
+    )
+    rows.nth(2).locator("button.remove-row").click()
+    expect(page.locator("textarea[name=slice]")).to_have_value(SLICE_TEXT)
 
     _fill_probe_rows(page)
     assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth"), (
