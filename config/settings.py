@@ -257,6 +257,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several resources have a `status`, each its own choice set: name each enum after it.
+    "ENUM_NAME_OVERRIDES": {
+        "FindingStatusEnum": "catalog.choices.FindingStatus",
+        "RunStatusEnum": "probes.choices.RunStatus",
+        "ActionStatusEnum": "remediation.choices.ActionStatus",
+        "JobStatusEnum": "core.jobs.JobStatus",
+    },
 }
 
 # Background work. TASKS_SYNC runs every task inline (tests, scripts); REDIS_URL switches

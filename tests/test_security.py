@@ -377,6 +377,10 @@ PAGES = {
     "registry:dataset_upload": Page({"contributor", "maintainer", "admin"}, ("GET", "POST")),
     "registry:dataset_detail": Page(READERS, args=_pk("dataset")),
     "registry:dataset_columns": Page(READERS, args=_pk("dataset")),
+    "registry:dataset_profile": Page(
+        {"contributor", "maintainer", "admin"}, ("POST",), _pk("dataset")
+    ),
+    "registry:dataset_drift": Page(READERS, args=_pk("dataset")),
     "introspection:scan_new": Page(
         {"contributor", "reviewer", "maintainer", "admin"}, ("GET", "POST"), _pk("version")
     ),
