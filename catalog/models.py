@@ -6,7 +6,7 @@ from django.conf import settings
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchQuery, SearchVectorField
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import connections, models
+from django.db import IntegrityError, connections, models, transaction
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
@@ -30,20 +30,42 @@ class Tag(models.Model):
     def __str__(self):
         return self.name
 
+    # How often a new tag looks for a free slug again after another writer took the one
+    # it chose (each retry sees the other's committed tag, so a few always suffice).
+    SLUG_ATTEMPTS = 5
+
     def save(self, *args, **kwargs):
-        if not self.slug:
-            # Different names may slugify alike ("a b", "a-b", "A!"): number the later ones.
-            base = slugify(self.name)[:60] or "tag"
-            slug, n = base, 2
-            while type(self).objects.filter(slug=slug).exclude(pk=self.pk).exists():
-                suffix = f"-{n}"
-                slug, n = base[: 60 - len(suffix)] + suffix, n + 1
-            self.slug = slug
-        super().save(*args, **kwargs)
+        """Save, choosing the slug of a new tag: different names may slugify alike ("a b",
+        "a-b", "A!"), and the later ones are numbered. Two writers that choose the same
+        free slug at the same moment (PostgreSQL, two requests) both insert; the loser's
+        savepoint rolls back and it chooses again. A tag of the same name saved by the
+        other writer is the caller's IntegrityError (get_or_create then reads that tag)."""
+        if self.slug:
+            return super().save(*args, **kwargs)
+        for attempt in range(1, self.SLUG_ATTEMPTS + 1):
+            self.slug = self._free_slug()
+            try:
+                with transaction.atomic():
+                    return super().save(*args, **kwargs)
+            except IntegrityError:
+                self.slug = ""
+                others = type(self).objects.exclude(pk=self.pk)
+                if attempt == self.SLUG_ATTEMPTS or others.filter(name=self.name).exists():
+                    raise
+
+    def _free_slug(self):
+        base = slugify(self.name)[:60] or "tag"
+        slug, n = base, 2
+        while type(self).objects.filter(slug=slug).exclude(pk=self.pk).exists():
+            suffix = f"-{n}"
+            slug, n = base[: 60 - len(suffix)] + suffix, n + 1
+        return slug
 
     @classmethod
     def from_names(cls, names):
-        """The tags with these names, created where missing (names are trimmed, lowercased)."""
+        """The tags with these names, created where missing (names are trimmed, lowercased).
+        A tag of the same name created at the same moment by another request is read, not
+        refused (get_or_create on the name; Tag.save settles a clash of slugs)."""
         tags = []
         for raw in names:
             name = str(raw).strip().lower()[:60]
