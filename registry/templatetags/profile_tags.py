@@ -50,13 +50,14 @@ def _bars(histogram):
     fullest = max(counts) or 1
     bars = []
     for i, count in enumerate(counts):
-        height = round((CHART_HEIGHT - 2) * count / fullest, 2)
+        height = (CHART_HEIGHT - 2) * count / fullest
         bars.append(
             {
-                "x": i * BAR_WIDTH,
-                "y": round(CHART_HEIGHT - height, 2),
-                "width": BAR_WIDTH - 1,
-                "height": height,
+                # Attribute values as text: a localized number would not be SVG.
+                "x": str(i * BAR_WIDTH),
+                "y": f"{CHART_HEIGHT - height:.2f}",
+                "width": str(BAR_WIDTH - 1),
+                "height": f"{height:.2f}",
                 "count": count,
                 "low": sig(edges[i]),
                 "high": sig(edges[i + 1]),
