@@ -387,6 +387,12 @@ PAGES = {
     "introspection:scan_detail": Page(READERS, args=_scan),
     "introspection:scan_progress": Page(READERS, args=_scan),
     "introspection:scan_log": Page({"contributor", "admin"}, ("POST",), lambda w: [_scan(w)[0], 0]),
+    "introspection:scan_dismiss": Page(
+        {"contributor", "admin"}, ("POST",), lambda w: [_scan(w)[0], 0]
+    ),
+    "introspection:scan_restore": Page(
+        {"contributor", "admin"}, ("POST",), lambda w: [_scan(w)[0], 1]
+    ),
     "introspection:finding_maps": Page(
         {"contributor", "reviewer", "maintainer", "admin"}, ("POST",), _pk("finding")
     ),
@@ -543,6 +549,8 @@ API = {
     "model_versions_scan_create": RUNNERS,
     "deployments_create": {"maintainer", "admin"},
     "scans_log_create": WRITE_FINDINGS,
+    "scans_dismiss_create": WRITE_FINDINGS,
+    "scan_dismissals_restore_create": WRITE_FINDINGS,
     "probes_create": {"contributor", "admin"},
     "probes_update": {"contributor", "admin"},
     "probes_partial_update": {"contributor", "admin"},
