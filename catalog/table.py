@@ -190,20 +190,6 @@ def context(request, page, sort):
 # -- bulk changes ----------------------------------------------------------------------
 
 
-def parse_id(value, where):
-    """The id a posted field names: a whole number (digits only) within the 64-bit range
-    of an id column, else an InputError that names the field; None when left empty."""
-    if value is None or value == "":
-        return None
-    text = hygiene.check_text(str(value), where).strip()
-    digits = text.lstrip("0") or "0"
-    if not (text.isascii() and text.isdigit()) or len(digits) > len(str(hygiene.INT_MAX)):
-        raise hygiene.InputError(f"{str(value)[:40]!r} is not an id (a whole number).", where)
-    if int(digits) > hygiene.INT_MAX:
-        raise hygiene.InputError(f"{str(value)[:40]!r} is not an id (it is too large).", where)
-    return int(digits)
-
-
 def edit_refusal(user, finding=None):
     """Why `user` may not edit `finding` (None when they may): the rule of the finding's
     own edit page, which asks for the permission to change findings (a role grants it)."""
@@ -246,12 +232,12 @@ class BulkChange:
             raise hygiene.InputError(f"at most {BULK_MAX_IDS} findings at a time.", "ids")
         ids = []
         for value in raw:
-            pk = parse_id(value, "ids")
+            pk = hygiene.parse_id(value, "ids")
             if pk is not None and pk not in ids:
                 ids.append(pk)
         change = cls(action, ids)
         if action == "assign":
-            owner_id = parse_id(data.get("owner"), "owner")
+            owner_id = hygiene.parse_id(data.get("owner"), "owner")
             if owner_id is not None:
                 change.owner = owner_choices().filter(pk=owner_id).first()
                 if change.owner is None:
