@@ -78,7 +78,9 @@ def test_a_contributor_logs_a_finding_attaches_a_probe_and_proposes_an_action(
     page.click("button:has-text('Log finding')")
 
     expect(page.locator("h1")).to_have_text("High x1 applicants are misjudged")
-    expect(page.locator("code", has_text='x1 > 0.5 AND color in ("red", "blue")')).to_be_visible()
+    expect(
+        page.locator("dl.meta code", has_text='x1 > 0.5 AND color in ("red", "blue")')
+    ).to_be_visible()
     finding = Finding.objects.get(title="High x1 applicants are misjudged")
     assert finding.reporter == people["contributor"]
     assert finding.slice[1] == {"feature": "color", "op": "in", "value": ["red", "blue"]}
