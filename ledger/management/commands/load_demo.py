@@ -23,7 +23,7 @@ class Command(BaseCommand):
             artifact.write_bytes(demo.regressing_credit_artifact().read())
         self.stdout.write(self.style.SUCCESS("Demo catalog ready."))
         if not quiet_users:
-            self.stdout.write("Sign in at http://127.0.0.1:8000/ as one of:")
+            self.stdout.write(f"Sign in at {settings.SITE_URL.rstrip('/')}/ as one of:")
             for u in users:
                 self.stdout.write(f"  {u.username:<12} password {u.password:<24} ({u.role})")
         self.stdout.write(
