@@ -202,7 +202,7 @@ def check_csv(file, where="file"):
         return file
     reader = csv.reader(io.StringIO(text))
     try:
-        header = []
+        header: list[str] = []
         for number, row in enumerate(reader, start=1):
             if not header and row:
                 header = row

@@ -1,6 +1,8 @@
 from django.contrib import admin
 
-from .models import BoundaryMap, SliceScan, StressSweep
+from core.admin import RecordAdmin
+
+from .models import BoundaryMap, ScanDismissal, SliceScan, StressSweep
 
 
 class IntrospectionJobAdmin(admin.ModelAdmin):
@@ -32,3 +34,11 @@ class StressSweepAdmin(IntrospectionJobAdmin):
     list_display = ["finding", "model_version", "kind", "feature", "status", "created_at"]
     list_filter = ["kind", "status"]
     raw_id_fields = [*IntrospectionJobAdmin.raw_id_fields, "finding"]
+
+
+@admin.register(ScanDismissal)
+class ScanDismissalAdmin(RecordAdmin):
+    """Dismissed scan candidates: dismissed and restored on the scan page, with their audit
+    events; shown here, never edited."""
+
+    list_display = ["ml_model", "dataset", "reason", "dismissed_by", "dismissed_at", "lifted_at"]
