@@ -308,6 +308,42 @@ def artifact_features(source: str | os.PathLike | bytes | BinaryIO) -> list | No
     return _schema_attribute(source, "feature_names_in_", 0)
 
 
+# The ensembles whose components are named (the rest are numbered), as in
+# boundary.ensembles.components.
+_NAMED_ENSEMBLES = ("VotingClassifier", "StackingClassifier")
+_NUMBERED_ENSEMBLES = ("BaggingClassifier", "RandomForestClassifier", "ExtraTreesClassifier")
+
+
+def artifact_components(source: str | os.PathLike | bytes | BinaryIO) -> list | None:
+    """The components of a skops artifact's ensemble, as ``ensembles.component_names``
+    gives them once loaded (names for Voting/Stacking without the dropped ones, indices
+    otherwise), read from the schema without loading it; None when its final step is no
+    ensemble. Raises ArtifactError when the schema cannot be read (a pickle artifact,
+    a corrupt file)."""
+    data = _read_bytes(source)
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            schema = json.loads(archive.read("schema.json"))
+    except (KeyError, ValueError, zipfile.BadZipFile) as exc:
+        raise ArtifactError(f"the artifact's schema cannot be read: {exc}") from exc
+    final = _pipeline_step(schema, -1)
+    kind = final.get("__class__") if isinstance(final, dict) else None
+    try:
+        if kind in _NAMED_ENSEMBLES:
+            names = []
+            for pair in _node_attribute(final, "estimators")["content"]:
+                name, estimator = pair["content"]
+                if estimator.get("is_json") and estimator.get("content") == '"drop"':
+                    continue
+                names.append(json.loads(name["content"]))
+            return names
+        if kind in _NUMBERED_ENSEMBLES:
+            return list(range(len(_node_attribute(final, "estimators_")["content"])))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"the artifact's ensemble cannot be read: {exc}") from exc
+    return None
+
+
 def dump_skops(model: Any, path: str | os.PathLike) -> None:
     """Write ``model`` in the skops format, replacing ``path`` only once fully written."""
     target = Path(path)

@@ -70,8 +70,8 @@ def definition_error_field(message):
     first = words[0].rstrip(":,").lower() if words else ""
     if first in ("threshold", "comparator", "tolerance", "decide"):
         return first
-    if message.startswith("unknown probe kind"):
-        return "kind"
+    if message.startswith("unknown probe kind") or first in engine.PROBE_KINDS:
+        return "kind"  # e.g. "ensemble_disagreement needs an ensemble: ..."
     if first in _PARAM_NAMES or message.startswith("unknown parameter"):
         return "params"
     if first in ("slice", "predicate") or "column '" in message:
@@ -152,6 +152,7 @@ class Probe(models.Model):
                 self.dataset.schema,
                 target_column=self.dataset.target_column,
                 classes=self.model_classes(),
+                components=self.model_components(),
             )
         except engine.ProbeDefinitionError as exc:
             message = str(exc)
@@ -166,6 +167,13 @@ class Probe(models.Model):
             return None
         version = self.finding.ml_model.latest_version
         return version.schema_classes() if version is not None else None
+
+    def model_components(self):
+        """The ensemble components of the newest version of the finding's ML model, read
+        from its artifact's schema: names or indices, None when it is no ensemble,
+        engine.UNKNOWN when that cannot be told (no version, an unreadable schema)."""
+        version = self.finding.ml_model.latest_version if self.finding_id else None
+        return version.schema_components() if version is not None else engine.UNKNOWN
 
     @staticmethod
     def first_versions(finding):

@@ -27,12 +27,13 @@ from boundary.artifacts import (
     DEFAULT_TRUSTED_TYPES,
     ArtifactError,
     artifact_classes,
+    artifact_components,
     artifact_features,
     check_skops,
     detect_format,
     sha256_of,
 )
-from boundary.kinds import SENSITIVE_MESSAGE, Sensitivity
+from boundary.kinds import SENSITIVE_MESSAGE, UNKNOWN, Sensitivity
 from boundary.profiles import fold_sensitive, profile
 from boundary.tables import DatasetError, inspect_upload, read_table, table_preview
 from core.audit import acting_as
@@ -79,13 +80,19 @@ def capture_environment():
 
 @functools.lru_cache(maxsize=128)
 def _schema_facts(path, sha256):
-    """(classes_, feature_names_in_) of an artifact, once per file and hash."""
+    """(classes_, feature_names_in_, components) of an artifact, once per file and hash;
+    components is UNKNOWN when the schema cannot say (boundary.kinds.validate_probe)."""
     if not path:
-        return None, None
+        return None, None, UNKNOWN
     try:
-        return artifact_classes(path), artifact_features(path)
+        classes, features = artifact_classes(path), artifact_features(path)
     except OSError:  # the file is gone: nothing to tell
-        return None, None
+        return None, None, UNKNOWN
+    try:
+        components = artifact_components(path)
+    except (ArtifactError, OSError):
+        components = UNKNOWN
+    return classes, features, components
 
 
 class MLModel(models.Model):
@@ -510,6 +517,11 @@ class ModelVersion(ImmutableFileMixin, models.Model):
         """The columns its artifact's model was fitted on (feature_names_in_), read from
         the skops schema; None when unknown."""
         return _schema_facts(self.artifact.name and self.artifact.path, self.artifact_sha256)[1]
+
+    def schema_components(self):
+        """Its ensemble's components (names or indices) read from the skops schema; None
+        when the model is no ensemble, boundary.kinds.UNKNOWN when the schema cannot say."""
+        return _schema_facts(self.artifact.name and self.artifact.path, self.artifact_sha256)[2]
 
     @classmethod
     def register(

@@ -732,3 +732,40 @@ def test_a_registered_voting_version_stores_its_components_as_computed_in_proces
     # component_error_rate of "tree" is the error rate details.components gives it.
     tree = runs[probes[3].pk]
     assert tree.value == tree.details["components"][1]["error_rate"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "name, kind, params, field, message",
+    [
+        ("voting", "component_error_rate", {"component": "forest"}, "params", "forest"),
+        ("random_forest", "component_error_rate", {"component": 6}, "params", "6"),
+        ("mlp", "ensemble_disagreement", {}, "kind", "needs an ensemble"),
+        ("mlp", "component_error_rate", {"component": 0}, "kind", "needs an ensemble"),
+    ],
+)
+def test_a_probe_on_a_component_the_registered_model_lacks_is_refused_when_saved(
+    name, kind, params, field, message, people, ml_model, finding, dataset
+):
+    """The components are read from the newest version's skops schema (nothing loaded):
+    a probe that could never run is refused at its field, not errored on every rerun."""
+    from django.core.exceptions import ValidationError
+
+    from probes.models import Probe
+
+    register(ml_model, people, f"{name}-1", toy_pipeline(TOY_MODELS[name]()))
+    with pytest.raises(ValidationError) as refused:
+        probe_of(finding, dataset, people, kind, params)
+    assert list(refused.value.message_dict) == [field]
+    assert message in refused.value.message_dict[field][0]
+    assert not Probe.objects.filter(kind=kind).exists()
+
+
+@pytest.mark.django_db
+def test_the_components_are_read_from_the_schema_as_the_loaded_model_names_them(people, ml_model):
+    from boundary.ensembles import component_names
+
+    for name, make in TOY_MODELS.items():
+        model = toy_pipeline(make())
+        version = register(ml_model, people, f"{name}-c", model)
+        assert version.schema_components() == component_names(model), name
