@@ -1,8 +1,18 @@
+from django import forms
 from django.contrib import admin
 
 from core.admin import RecordAdmin, RuledAdmin
 
+from .forms import check_also_on
 from .models import Probe, ProbeRun, Rerun
+
+
+class ProbeAdminForm(forms.ModelForm):
+    """The admin's probe form refuses `also_on` datasets as every other form does."""
+
+    def _post_clean(self):
+        super()._post_clean()
+        check_also_on(self)
 
 
 @admin.register(Probe)
@@ -12,6 +22,7 @@ class ProbeAdmin(RuledAdmin):
     read-only. Every other change goes through Probe.edit, a new probe starts its history
     as one logged in the app does."""
 
+    form = ProbeAdminForm
     list_display = ["__str__", "finding", "kind", "comparator", "threshold", "active"]
     list_filter = ["kind", "active"]
     raw_id_fields = ["finding", "dataset", "created_by"]
@@ -47,6 +58,7 @@ class RerunAdmin(RecordAdmin):
 class ProbeRunAdmin(RecordAdmin):
     list_display = [
         "probe",
+        "dataset",
         "model_version",
         "status",
         "value",
@@ -55,4 +67,4 @@ class ProbeRunAdmin(RecordAdmin):
         "finished_at",
     ]
     list_filter = ["status", "trigger"]
-    raw_id_fields = ["probe", "model_version", "rerun"]
+    raw_id_fields = ["probe", "dataset", "model_version", "rerun"]

@@ -149,15 +149,17 @@ def _lineage_base(version):
     }
 
 
-def baseline_values(probes):
-    """The value of each probe on its finding's discovery version (for the
+def baseline_values(probes, dataset):
+    """The value of each probe on its finding's discovery version and `dataset` (for the
     no-worse-than-baseline comparator): the value of its latest run there
     (ProbeRun.objects.latest_runs); none when that run has no value."""
 
     wanted = {p.pk: p.finding.model_version_id for p in probes if p.finding.model_version_id}
     if not wanted:
         return {}
-    runs = ProbeRun.objects.latest_runs(probes=list(wanted), versions=set(wanted.values()))
+    runs = ProbeRun.objects.latest_runs(
+        probes=list(wanted), versions=set(wanted.values()), everywhere=True
+    ).filter(dataset=dataset)
     return {
         run["probe_id"]: run["value"]
         for run in runs.values("probe_id", "model_version_id", "value")
@@ -177,7 +179,8 @@ def evaluate_claimed(rerun, run_ids, token, progress=None):
 
     runs = list(
         ProbeRun.objects.filter(pk__in=run_ids, claimed_by=token, status=RunStatus.RUNNING)
-        .select_related("probe__dataset", "probe__finding")
+        .select_related("dataset", "probe__finding")
+        .prefetch_related("probe__also_on")
         .order_by("pk")
     )
     if not runs:
@@ -203,7 +206,7 @@ def evaluate_claimed(rerun, run_ids, token, progress=None):
     )
     by_dataset = defaultdict(list)
     for run in runs:
-        by_dataset[run.probe.dataset_id].append(run)
+        by_dataset[run.dataset_id].append(run)
     for group in by_dataset.values():
         _run_on_dataset(model, version, group, lineage, token, tick)
 
@@ -221,7 +224,7 @@ def _progress_counter(total, progress):
 
 def _run_on_dataset(model, version, runs, lineage, token, tick):
     ProbeRun = type(runs[0])
-    dataset = runs[0].probe.dataset
+    dataset = runs[0].dataset
     try:
         frame, predictions, failure = _cached_data(model, dataset)
     except DATABASE_GONE:
@@ -238,7 +241,7 @@ def _run_on_dataset(model, version, runs, lineage, token, tick):
     # the run after the last stored one is the probe in progress.
     runs = sorted(runs, key=lambda r: r.probe.kind not in MODEL_CALLING_KINDS)
     following = {a.pk: b.pk for a, b in zip(runs, runs[1:], strict=False)}
-    baselines = baseline_values([r.probe for r in runs])
+    baselines = baseline_values([r.probe for r in runs], dataset)
     # Runs on their finding's discovery version: the value found there is the baseline.
     at_baseline = {r.pk for r in runs if r.probe.finding.model_version_id == version.pk}
     by_key = {r.pk: r for r in runs}
@@ -258,7 +261,7 @@ def _run_on_dataset(model, version, runs, lineage, token, tick):
         )
         for run in runs
     ]
-    base = dict(lineage, dataset_sha256=dataset.sha256)
+    base = dict(lineage, dataset=dataset.pk, dataset_sha256=dataset.sha256)
     stored = set()
 
     def mark_started(run_id):

@@ -31,6 +31,7 @@ class ProbeForm(forms.ModelForm):
         fields = [
             "kind",
             "dataset",
+            "also_on",
             "slice",
             "params",
             "comparator",
@@ -40,7 +41,8 @@ class ProbeForm(forms.ModelForm):
             "decide",
             "active",
         ]
-        widgets = {"dataset": OwnedSelect}
+        widgets = {"dataset": OwnedSelect, "also_on": forms.CheckboxSelectMultiple}
+        labels = {"also_on": "Also run on"}
 
     def __init__(self, *args, finding=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -58,6 +60,15 @@ class ProbeForm(forms.ModelForm):
                 for value, label in dataset.choices
                 if not value or getattr(value, "value", value) in mine
             ]
+        if "also_on" in self.fields:
+            also_on = self.fields["also_on"]
+            also_on.queryset = Dataset.objects.defer("preview")
+            if ml_model is not None and finding.ml_model_id:
+                # The ML model's other datasets; Probe.check_also_on refuses the rest.
+                also_on.queryset = also_on.queryset.filter(
+                    pk__in=[d.pk for d in ml_model.datasets()]
+                    + list(self.initial.get("also_on") or [])
+                )
         self.fields["kind"].widget.attrs["data-probe-kind"] = "1"
         if "decide" in self.fields:
             self.fields["decide"].required = False
@@ -114,6 +125,7 @@ class ProbeForm(forms.ModelForm):
             # would only repeat them at the top of the form.
             return
         super()._post_clean()
+        check_also_on(self)
 
     def _update_errors(self, errors):
         """Probe.clean() keys its messages by field; one the form does not show goes to
@@ -124,6 +136,20 @@ class ProbeForm(forms.ModelForm):
                 routed.setdefault(name if name in self.fields else "__all__", []).extend(messages)
             errors = ValidationError(routed)
         return super()._update_errors(errors)
+
+
+def check_also_on(form):
+    """A probe form's `also_on` datasets, checked by Probe.check_also_on against the probe
+    the form built (its dataset, finding and slice), the message shown at the field."""
+    if "also_on" not in form.fields or form.has_error("also_on") or form.has_error("slice"):
+        return
+    also_on = form.cleaned_data.get("also_on")
+    if also_on is None:
+        return
+    try:
+        form.instance.check_also_on(list(also_on))
+    except ValidationError as exc:
+        form.add_error("also_on", exc.message_dict["also_on"])
 
 
 class ProbeRevisionForm(ProbeForm):
@@ -143,7 +169,8 @@ class ProbeRevisionForm(ProbeForm):
         draft = Probe(
             **{f.attname: getattr(probe, f.attname) for f in fields if not f.many_to_many}
         )
-        super().__init__(*args, instance=draft, finding=probe.finding, **kwargs)
+        initial = {"also_on": [d.pk for d in probe.also_on.all()], **kwargs.pop("initial", {})}
+        super().__init__(*args, instance=draft, finding=probe.finding, initial=initial, **kwargs)
         self.probe = probe
 
     def changes(self):

@@ -5,6 +5,8 @@ a probe) are methods here so that the web views, the API, the commands and the t
 the same code.
 """
 
+from collections import defaultdict
+
 from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.validators import MinValueValidator
@@ -82,6 +84,16 @@ def definition_error_field(message):
 class Probe(models.Model):
     finding = models.ForeignKey("catalog.Finding", on_delete=models.CASCADE, related_name="probes")
     dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="probes")
+    # More datasets of the same schema the probe also runs on (a holdout, a later time
+    # window, a production sample): a fix that holds only on `dataset` is "narrow".
+    also_on = models.ManyToManyField(
+        Dataset,
+        blank=True,
+        related_name="also_probes",
+        help_text="Other datasets of the same schema to run the probe on as well (a holdout, "
+        "a later time window, a production sample), to tell a fix that generalises from "
+        "one that holds only where it was designed.",
+    )
     kind = models.CharField(max_length=40, choices=ProbeKind.choices)
     slice = models.JSONField(default=list, blank=True)
     params = models.JSONField(default=dict, blank=True)
@@ -159,6 +171,37 @@ class Probe(models.Model):
             raise ValidationError({definition_error_field(message) or NON_FIELD_ERRORS: message})
         if self.comparator != Comparator.NO_WORSE and self.threshold is None:
             raise ValidationError({"threshold": "A threshold is required for this comparator."})
+
+    def check_also_on(self, datasets):
+        """Refuse `also_on` datasets the probe could never run on, keyed "also_on": its own
+        dataset again, a dataset that is not one of its ML model's (MLModel.check_owns), one
+        whose schema differs from its dataset's (Dataset.schema_refusal), or one on which
+        its slice cannot be evaluated. Called by every form, the API and revise/edit (a
+        many-to-many is set after the probe is saved, so full_clean cannot see it)."""
+        problems = []
+        for other in datasets or ():
+            if self.dataset_id and other.pk == self.dataset_id:
+                problems.append(f"{other} is the probe's own dataset: list only the others.")
+                continue
+            try:
+                if self.finding_id:
+                    self.finding.ml_model.check_owns(other, field="also_on")
+                if self.dataset_id:
+                    refusal = self.dataset.schema_refusal(other)
+                    if refusal:
+                        raise ValidationError({"also_on": refusal})
+                    engine.validate_slice(self.slice or [], other.schema)
+            except ValidationError as exc:
+                problems += exc.message_dict["also_on"]
+            except engine.ProbeDefinitionError as exc:
+                problems.append(f"on {other}: {exc}")
+        if problems:
+            raise ValidationError({"also_on": problems})
+
+    def datasets(self):
+        """Every dataset the probe runs on: its own first, then `also_on` by id."""
+        also = sorted(self.also_on.all(), key=lambda d: d.pk) if self.pk else []
+        return [self.dataset, *also]
 
     def model_classes(self):
         """The `classes_` of the newest version of the finding's ML model, read from its
@@ -304,9 +347,14 @@ class Probe(models.Model):
         def apply(locked):
             changed = locked.refuse_change(changes)
             for name in changed:
-                setattr(locked, name, changes[name])
+                if name != "also_on":
+                    setattr(locked, name, changes[name])
             if changed:
                 locked.full_clean()
+                also_on = _datasets(changes.get("also_on", locked.also_on.all()))
+                locked.check_also_on(also_on)
+                if "also_on" in changed:
+                    locked.also_on.set(also_on)
             return bool(changed)
 
         return edit(
@@ -391,11 +439,11 @@ class Probe(models.Model):
                 **values, supersedes=locked, created_by=by if getattr(by, "pk", None) else None
             )
             new.full_clean()
+            also_on = _datasets(changes.get("also_on", locked.also_on.all()))
+            new.check_also_on(also_on)
             with silenced():
                 new.save()
-            for name in fields:
-                if locked._meta.get_field(name).many_to_many:
-                    getattr(new, name).set(changes.get(name, getattr(locked, name).all()))
+            new.also_on.set(also_on)
             AuditEvent.record(
                 new,
                 verb=AuditEvent.Verb.CREATE,
@@ -426,6 +474,7 @@ class Probe(models.Model):
             "id": self.pk,
             "kind": self.kind,
             "dataset": self.dataset_id,
+            "also_on": sorted(d.pk for d in self.also_on.all()) if self.pk else [],
             "slice": self.slice,
             "params": self.params,
             "comparator": self.comparator,
@@ -434,6 +483,14 @@ class Probe(models.Model):
             "min_support": self.min_support,
             "decide": self.decide,
         }
+
+
+def _datasets(values):
+    """Datasets given as objects or ids, as objects (ids that name none are left out)."""
+    values = list(values or [])
+    ids = [v for v in values if not isinstance(v, Dataset)]
+    found = {d.pk: d for d in Dataset.objects.filter(pk__in=ids)} if ids else {}
+    return [found.get(v, v) for v in values if isinstance(v, Dataset) or v in found]
 
 
 class Rerun(models.Model):
@@ -458,8 +515,9 @@ class Rerun(models.Model):
     def queue(cls, model_version, *, trigger, by=None, probes=None, label="", dispatch=True):
         """Create the rerun and its queued runs now; hand the work to a worker on commit.
 
-        The runs exist before the task starts, so a retried or duplicated task finds them
-        (unique per probe, version and rerun) and never creates a second one.
+        One run per probe and dataset it runs on (its own, then its `also_on`). The runs
+        exist before the task starts, so a retried or duplicated task finds them (unique
+        per probe, dataset, version and rerun) and never creates a second one.
         """
         # Late: probes/tasks.py imports these models.
         from .tasks import enqueue_rerun
@@ -476,10 +534,23 @@ class Rerun(models.Model):
                 by.get_username() if getattr(by, "pk", None) else (label or "system")
             ),
         )
+        probes = list(probes)
+        also = defaultdict(list)
+        for probe_id, dataset_id in Probe.also_on.through.objects.filter(
+            probe_id__in=[p.pk for p in probes]
+        ).values_list("probe_id", "dataset_id"):
+            also[probe_id].append(dataset_id)
         ProbeRun.objects.bulk_create(
             [
-                ProbeRun(probe=p, model_version=model_version, rerun=rerun, trigger=trigger)
+                ProbeRun(
+                    probe=p,
+                    dataset_id=dataset_id,
+                    model_version=model_version,
+                    rerun=rerun,
+                    trigger=trigger,
+                )
                 for p in probes
+                for dataset_id in [p.dataset_id, *sorted(also[p.pk])]
             ]
         )
         if dispatch:
@@ -537,19 +608,24 @@ class ProbeRunQuerySet(models.QuerySet):
     def finished(self):
         return self.filter(status__in=FINISHED_RUN_STATUSES)
 
-    def latest_runs(self, *, probes=None, versions=None):
-        """The latest run of each probe on each model version, among these runs.
+    def latest_runs(self, *, probes=None, versions=None, everywhere=False):
+        """The latest run of each probe on each model version and dataset, among these runs.
 
         The one definition every page, report, API answer and follow-up uses: the newest
         FINISHED run (passed, failed, inconclusive or error; never a queued or running one)
-        by `finished_at`, then by `id`, both descending. A probe runs on its own dataset,
-        so (probe, version) names the run. `probes` and `versions` (objects, ids or
-        querysets) narrow it; a filter on the run itself (e.g. its status) narrows the
-        answer, never which run is the latest. One query, a queryset.
+        by `finished_at`, then by `id`, both descending, per (probe, version, dataset).
+        Only the runs on each probe's own dataset, so that (probe, version) names the run,
+        unless `everywhere` (its `also_on` datasets too). `probes` and `versions` (objects,
+        ids or querysets) narrow it; a filter on the run itself (e.g. its status) narrows
+        the answer, never which run is the latest. One query, a queryset.
         """
         newest = (
             self.model._default_manager.finished()
-            .filter(probe=OuterRef("probe"), model_version=OuterRef("model_version"))
+            .filter(
+                probe=OuterRef("probe"),
+                model_version=OuterRef("model_version"),
+                dataset=OuterRef("dataset"),
+            )
             .order_by(F("finished_at").desc(nulls_last=True), F("pk").desc())
             .values("pk")[:1]
         )
@@ -558,18 +634,37 @@ class ProbeRunQuerySet(models.QuerySet):
             runs = runs.filter(probe__in=probes)
         if versions is not None:
             runs = runs.filter(model_version__in=versions)
+        if not everywhere:
+            runs = runs.filter(dataset=F("probe__dataset"))
         return runs.filter(pk=Subquery(newest))
 
     def matrix(self, probes, versions):
-        """{(probe_id, version_id): latest run} (see latest_runs), in one query."""
+        """{(probe_id, version_id): latest run on the probe's own dataset} (latest_runs),
+        in one query."""
         return {
             (run.probe_id, run.model_version_id): run
             for run in self.latest_runs(probes=probes, versions=versions)
         }
 
+    def also_matrix(self, probes, versions):
+        """{(probe_id, version_id): [latest run on each `also_on` dataset, by dataset id]}
+        (latest_runs everywhere, minus the runs on the probe's own dataset), one query."""
+        found = defaultdict(list)
+        runs = (
+            self.latest_runs(probes=probes, versions=versions, everywhere=True)
+            .exclude(dataset=F("probe__dataset"))
+            .select_related("dataset")
+            .order_by("dataset_id")
+        )
+        for run in runs:
+            found[(run.probe_id, run.model_version_id)].append(run)
+        return dict(found)
+
 
 class ProbeRun(models.Model):
     probe = models.ForeignKey(Probe, on_delete=models.CASCADE, related_name="runs")
+    # The dataset it ran on: the probe's own, or one of its `also_on`.
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="runs")
     model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="runs")
     rerun = models.ForeignKey(Rerun, on_delete=models.CASCADE, related_name="runs")
     trigger = models.CharField(max_length=20, choices=Trigger.choices)
@@ -603,14 +698,19 @@ class ProbeRun(models.Model):
         constraints = [
             # A retried or duplicated task can never produce a second run.
             models.UniqueConstraint(
-                fields=["probe", "model_version", "trigger", "rerun"],
-                name="proberun_unique_per_rerun",
+                fields=["probe", "dataset", "model_version", "trigger", "rerun"],
+                name="proberun_unique_per_rerun_and_dataset",
             )
         ]
         indexes = [models.Index(fields=["model_version", "probe"])]
 
     def __str__(self):
         return f"{self.probe_id} on {self.model_version_id}: {self.status}"
+
+    def save(self, *args, **kwargs):
+        if self.dataset_id is None and self.probe_id is not None:
+            self.dataset_id = self.probe.dataset_id  # a run on the probe's own dataset
+        super().save(*args, **kwargs)
 
     @property
     def is_finished(self):

@@ -87,7 +87,7 @@ def enqueue_rerun(rerun_id):
     runs = (
         ProbeRun.objects.filter(rerun_id=rerun_id)
         .exclude(status__in=FINISHED_RUN_STATUSES)
-        .values_list("pk", "probe__dataset_id", "probe__finding__severity")
+        .values_list("pk", "dataset_id", "probe__finding__severity")
     )
     chunks = plan_chunks(runs) or [[]]
     for run_ids in chunks:
@@ -113,7 +113,7 @@ def enqueue_runs(run_ids):
         return
     by_rerun = defaultdict(list)
     rows = ProbeRun.objects.filter(pk__in=run_ids, status=RunStatus.QUEUED).values_list(
-        "rerun_id", "pk", "probe__dataset_id"
+        "rerun_id", "pk", "dataset_id"
     )
     for rerun_id, run_id, dataset_id in rows:
         by_rerun[rerun_id].append((run_id, dataset_id))

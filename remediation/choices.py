@@ -34,6 +34,8 @@ OPEN_ACTION_STATUSES = (
 
 class Outcome(models.TextChoices):
     HELD = "held", "Held"
+    # Passes on the probes' own datasets, fails on an `also_on` one.
+    NARROW = "narrow", "Narrow"
     REGRESSED = "regressed", "Regressed"
     INCONCLUSIVE = "inconclusive", "Inconclusive"
 

@@ -8,13 +8,14 @@ missing probes are rerun).
 import logging
 
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from catalog.choices import FindingStatus
 from catalog.models import Finding
 from core.workflow import SYSTEM, TransitionError
 from probes.choices import RunStatus, Trigger
-from probes.models import ProbeRun, Rerun
+from probes.models import Probe, ProbeRun, Rerun
 from registry.models import ModelVersion
 
 from .choices import ActionStatus, Outcome
@@ -27,13 +28,38 @@ log = logging.getLogger(__name__)
 
 
 def standing_on(finding, version):
-    """{probe_id: latest run} of the finding's active probes on `version`
-    (ProbeRun.objects.latest_runs: the one definition of a probe's latest run)."""
+    """{probe_id: latest run} of the finding's active probes on `version`, on each probe's
+    own dataset (ProbeRun.objects.latest_runs: the one definition of a probe's latest run)."""
 
     runs = ProbeRun.objects.filter(probe__finding=finding, probe__active=True).latest_runs(
         versions=[version]
     )
     return {run.probe_id: run for run in runs.select_related("probe")}
+
+
+def standing_elsewhere(finding, version):
+    """The latest runs of the finding's active probes on `version` on their `also_on`
+    datasets (latest_runs everywhere, minus each probe's own dataset), by probe and
+    dataset id."""
+
+    runs = (
+        ProbeRun.objects.filter(probe__finding=finding, probe__active=True)
+        .latest_runs(versions=[version], everywhere=True)
+        .exclude(dataset=F("probe__dataset"))
+        .select_related("probe", "dataset")
+    )
+    return sorted(runs, key=lambda r: (r.probe_id, r.dataset_id))
+
+
+def split_runs(runs):
+    """Runs of one version as ({probe_id: run on the probe's own dataset}, [the others])."""
+    own, elsewhere = {}, []
+    for run in runs:
+        if run.dataset_id == run.probe.dataset_id:
+            own[run.probe_id] = run
+        else:
+            elsewhere.append(run)
+    return own, sorted(elsewhere, key=lambda r: (r.probe_id, r.dataset_id))
 
 
 # Moved-problem verdicts that keep a fix from counting as held although its probes pass:
@@ -50,20 +76,26 @@ def after_fix(version, fix):
     return (version.registered_at, version.pk) >= (fix.registered_at, fix.pk)
 
 
-def verdict(finding, runs, check=None, *, check_pending=False):
+def verdict(finding, runs, check=None, *, check_pending=False, elsewhere=()):
     """(outcome, reason) of a fix on one version, from the finding's active probes' latest
-    runs there (`runs`: {probe_id: run}) and the moved-problem check (DESIGN.md):
+    runs there — `runs` ({probe_id: run}) on each probe's own dataset, `elsewhere` (a list)
+    on its `also_on` datasets — and the moved-problem check (DESIGN.md):
 
-    - regressed: a probe failed;
-    - (narrow, once probes run on several datasets: one more branch here, after regressed);
-    - inconclusive: a probe has no passing run there, the moved-problem check is still to
-      come or could not run, or it says moved, spread or persists — with the reason;
-    - held: every probe passes and the check, if one applies, says nothing of the sort.
+    - regressed: a probe failed on its own dataset;
+    - inconclusive: a probe has no passing run on its own dataset;
+    - narrow: every probe passes on its own dataset but one fails on an `also_on` dataset
+      (the fix holds only where it was designed);
+    - inconclusive: a probe has no passing run on one of its `also_on` datasets, the
+      moved-problem check is still to come or could not run, or it says moved, spread or
+      persists — with the reason;
+    - held: every probe passes everywhere and the check, if one applies, says nothing of
+      the sort.
     (None, "") when the finding has no active probe.
     """
-    active = sorted(finding.probes.filter(active=True).values_list("pk", flat=True))
-    if not active:
+    probes = list(finding.probes.filter(active=True).order_by("pk"))
+    if not probes:
         return None, ""
+    active = [p.pk for p in probes]
     failed = [runs[p] for p in active if p in runs and runs[p].status == RunStatus.FAILED]
     if failed:
         run = failed[0]
@@ -76,6 +108,29 @@ def verdict(finding, runs, check=None, *, check_pending=False):
         p = unsettled[0]
         status = runs[p].get_status_display().lower() if p in runs else "no run"
         return Outcome.INCONCLUSIVE, f"probe #{p} did not pass here ({status})"
+    found = {(r.probe_id, r.dataset_id): r for r in elsewhere}
+    wanted = [
+        (probe_id, dataset_id)
+        for probe_id, dataset_id in Probe.also_on.through.objects.filter(
+            probe_id__in=active
+        ).values_list("probe_id", "dataset_id")
+    ]
+    failed = [found[k] for k in sorted(wanted) if k in found]
+    narrow = [run for run in failed if run.status == RunStatus.FAILED]
+    if narrow:
+        run = narrow[0]
+        return Outcome.NARROW, (
+            f"every probe passes on its own dataset, but probe #{run.probe_id} failed on "
+            f"{run.dataset} (run #{run.pk}, value {_number(run.value)}): the fix holds only "
+            "on the data it was designed on"
+        )
+    missing = [k for k in sorted(wanted) if k not in found or found[k].status != RunStatus.PASSED]
+    if missing:
+        probe_id, dataset_id = missing[0]
+        run = found.get(missing[0])
+        status = run.get_status_display().lower() if run else "no run"
+        where = run.dataset if run else f"dataset #{dataset_id}"
+        return Outcome.INCONCLUSIVE, f"probe #{probe_id} did not pass on {where} ({status})"
     if check_pending:
         return Outcome.INCONCLUSIVE, "every probe passes; the moved-problem check is running"
     what = (check or {}).get("verdict")
@@ -85,19 +140,23 @@ def verdict(finding, runs, check=None, *, check_pending=False):
         ).strip()
     if what == "error":
         return Outcome.INCONCLUSIVE, "every probe passes; the moved-problem check could not run"
-    return Outcome.HELD, "every probe passes" + (" and the problem did not move" if what else "")
+    everywhere = " on every dataset" if wanted else ""
+    return Outcome.HELD, (
+        f"every probe passes{everywhere}" + (" and the problem did not move" if what else "")
+    )
 
 
 def _number(value):
     return "—" if value is None else f"{value:.4g}"
 
 
-def record_evaluation(action, version, runs, outcome, reason=""):
-    """Store (or refresh) the automatic evaluation of `action` on `version`; a refresh
+def record_evaluation(action, version, runs, outcome, reason="", elsewhere=()):
+    """Store (or refresh) the automatic evaluation of `action` on `version` with the runs it
+    judged (`runs` on the probes' own datasets, `elsewhere` on their `also_on`); a refresh
     starts the moved-problem check afresh (the runs it judged may have changed)."""
 
     counts = {}
-    for run in runs.values():
+    for run in [*runs.values(), *elsewhere]:
         counts[run.status] = counts.get(run.status, 0) + 1
     details = {"run_counts": counts, "reason": reason}
     before = Evaluation.objects.filter(
@@ -117,7 +176,7 @@ def record_evaluation(action, version, runs, outcome, reason=""):
         evaluation = Evaluation.objects.get(action=action, model_version=version, is_manual=False)
         evaluation.outcome, evaluation.details = outcome, details
         evaluation.save(update_fields=["outcome", "details"])
-    evaluation.probe_runs.set(list(runs.values()))
+    evaluation.probe_runs.set([*runs.values(), *elsewhere])
     return evaluation
 
 
@@ -136,16 +195,19 @@ def evaluate_action(action, version):
     if fix is None or not after_fix(version, fix):
         return None
     runs = standing_on(action.finding, version)
-    outcome, reason = verdict(action.finding, runs)
+    elsewhere = standing_elsewhere(action.finding, version)
+    outcome, reason = verdict(action.finding, runs, elsewhere=elsewhere)
     if outcome is None:
         return None
-    evaluation = record_evaluation(action, version, runs, outcome, reason)
+    evaluation = record_evaluation(action, version, runs, outcome, reason, elsewhere)
     responses = evaluation_recorded.send(sender=type(evaluation), evaluation=evaluation)
     if outcome == Outcome.HELD and any(answer for _, answer in responses):
         # Outside a transaction the check has run already (it stored its summary).
         evaluation.refresh_from_db(fields=["details", "outcome"])
         check = (evaluation.details or {}).get("moved_problem")
-        outcome, reason = verdict(action.finding, runs, check, check_pending=check is None)
+        outcome, reason = verdict(
+            action.finding, runs, check, check_pending=check is None, elsewhere=elsewhere
+        )
         _store_outcome(evaluation, outcome, reason)
     conclude(evaluation)
     return evaluation
@@ -163,9 +225,9 @@ def after_moved_problem_check(evaluation_id):
     )
     if evaluation is None:
         return None
-    runs = {run.probe_id: run for run in evaluation.probe_runs.select_related("probe")}
+    runs, elsewhere = split_runs(evaluation.probe_runs.select_related("probe", "dataset"))
     check = (evaluation.details or {}).get("moved_problem")
-    outcome, reason = verdict(evaluation.action.finding, runs, check)
+    outcome, reason = verdict(evaluation.action.finding, runs, check, elsewhere=elsewhere)
     if outcome is not None:
         _store_outcome(evaluation, outcome, reason)
         conclude(evaluation)
@@ -408,6 +470,9 @@ def last_held_version(finding, *, before):
         .order_by("-registered_at", "-pk")
     )
     for version in versions:
-        if verdict(finding, standing_on(finding, version))[0] == Outcome.HELD:
+        held = verdict(
+            finding, standing_on(finding, version), elsewhere=standing_elsewhere(finding, version)
+        )
+        if held[0] == Outcome.HELD:
             return version
     return None

@@ -94,7 +94,7 @@ def test_follow_up_and_regression_logic_read_the_same_run(runs, finding, probe, 
 
 
 def test_the_baseline_is_the_latest_run_on_the_discovery_version(runs, probe):
-    assert baseline_values([probe]) == {probe.pk: 0.7}
+    assert baseline_values([probe], probe.dataset) == {probe.pk: 0.7}
 
 
 def test_the_story_counts_the_latest_run(runs, people, finding, version):

@@ -83,7 +83,7 @@ def test_a_rerun_hands_critical_probes_to_the_workers_first(
         )
     rerun = Rerun.queue(version, trigger="manual", dispatch=False)
     runs = ProbeRun.objects.filter(rerun=rerun).values_list(
-        "pk", "probe__dataset_id", "probe__finding__severity"
+        "pk", "dataset_id", "probe__finding__severity"
     )
     order = [ProbeRun.objects.get(pk=chunk[0]).probe for chunk in plan_chunks(runs)]
     assert order == [probes[s] for s in ("critical", "high", "medium", "low")]

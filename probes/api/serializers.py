@@ -19,6 +19,7 @@ class ProbeSerializer(ModelCleanMixin, serializers.ModelSerializer):
             "id",
             "finding",
             "dataset",
+            "also_on",
             "kind",
             "slice",
             "slice_text",
@@ -53,6 +54,7 @@ class ProbeSerializer(ModelCleanMixin, serializers.ModelSerializer):
             self.instance.refuse_change(attrs)
         attrs = super().validate(attrs)
         self.check_dataset(attrs)
+        check_also_on(self.instance, attrs)
         return attrs
 
     def check_dataset(self, attrs):
@@ -64,6 +66,24 @@ class ProbeSerializer(ModelCleanMixin, serializers.ModelSerializer):
                 finding.ml_model.check_owns(dataset, field="dataset")
             except DjangoValidationError as exc:
                 raise serializers.ValidationError(exc.message_dict) from exc
+
+
+def check_also_on(instance, attrs):
+    """The `also_on` datasets (sent, or kept when the dataset or slice changes) must be ones
+    the probe can run on: Probe.check_also_on on the probe as it would be, 400 at the field."""
+    changing = {"also_on", "dataset", "slice"} & set(attrs)
+    if not changing or (instance is None and "also_on" not in attrs):
+        return
+    candidate = Probe(
+        finding=attrs.get("finding") or getattr(instance, "finding", None),
+        dataset=attrs.get("dataset") or getattr(instance, "dataset", None),
+        slice=attrs.get("slice", getattr(instance, "slice", [])),
+    )
+    also_on = attrs["also_on"] if "also_on" in attrs else list(instance.also_on.all())
+    try:
+        candidate.check_also_on(also_on)
+    except DjangoValidationError as exc:
+        raise serializers.ValidationError(exc.message_dict) from exc
 
 
 @extend_schema_field({"type": "string", "enum": list(ProbeKind.values)})
@@ -90,6 +110,7 @@ class ProbeRevisionSerializer(ModelCleanMixin, serializers.ModelSerializer):
         fields = [
             "finding",
             "dataset",
+            "also_on",
             "kind",
             "slice",
             "slice_text",
@@ -111,7 +132,9 @@ class ProbeRevisionSerializer(ModelCleanMixin, serializers.ModelSerializer):
 
     def validate(self, attrs):
         refuse_two_slices(self)
-        return super().validate(attrs)
+        attrs = super().validate(attrs)
+        check_also_on(self.instance, attrs)
+        return attrs
 
     def changes(self):
         """The definition fields the request names."""
@@ -128,6 +151,7 @@ class ProbeRunSerializer(serializers.ModelSerializer):
         fields = [
             "id",
             "probe",
+            "dataset",
             "model_version",
             "rerun",
             "status",

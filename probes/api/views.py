@@ -80,16 +80,16 @@ class ProbeViewSet(viewsets.ModelViewSet):
 class ProbeRunFilterSet(django_filters.FilterSet):
     latest = django_filters.BooleanFilter(
         method="filter_latest",
-        label="Only the latest run of each probe on each model version (its newest "
-        "finished run), as the finding page and the follow-up read them.",
+        label="Only the latest run of each probe on each model version and dataset (its "
+        "newest finished run), as the finding page and the follow-up read them.",
     )
 
     class Meta:
         model = ProbeRun
-        fields = ["probe", "model_version", "status", "trigger", "rerun"]
+        fields = ["probe", "dataset", "model_version", "status", "trigger", "rerun"]
 
     def filter_latest(self, queryset, name, value):
-        return queryset.latest_runs() if value else queryset
+        return queryset.latest_runs(everywhere=True) if value else queryset
 
 
 class ProbeRunViewSet(viewsets.ReadOnlyModelViewSet):
