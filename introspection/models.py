@@ -79,10 +79,13 @@ class SliceScan(IntrospectionJob):
         min_support=None,
         dispatch=True,
     ):
-        """Store a scan request and hand it to a worker once the transaction commits."""
+        """Store a scan request and hand it to a worker once the transaction commits. A
+        dataset that is not one of the version's ML model's is refused (MLModel.check_owns,
+        ValidationError keyed "dataset"): the web form and the API alike."""
         # Late: introspection/scans.py imports these models.
         from .scans import scan_params
 
+        model_version.ml_model.check_owns(dataset, field="dataset")
         params = scan_params(
             dataset, top_k=top_k, max_predicates=max_predicates, min_support=min_support
         )

@@ -350,6 +350,21 @@ def test_api_scan_refuses_bad_input_and_roles(people, planted):
         format="json",
     )
     assert response.status_code == 400 and "max_predicates" in response.json()
+    # A dataset the ML model does not read (other columns) is refused by name.
+    from registry.models import Dataset
+
+    from .factories import csv_upload, toy_frame
+
+    foreign = Dataset.create_from_upload(
+        csv_upload(toy_frame().rename(columns={"x1": "a", "x2": "b"})),
+        name="someone-elses",
+        target_column="y",
+        by=people["contributor"],
+    )
+    response = api.post(
+        f"/api/v1/model-versions/{version.pk}/scan/", {"dataset": foreign.pk}, format="json"
+    )
+    assert response.status_code == 400 and "someone-elses" in response.json()["dataset"][0]
     assert SliceScan.objects.count() == 0
     for who in ("viewer", "nobody"):
         response = api_for(people[who]).post(
