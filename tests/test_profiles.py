@@ -315,25 +315,65 @@ def test_the_api_computes_drift_against_a_reference(
     assert body["columns"][0]["name"] == "x1" and body["columns"][0]["level"] == "major"
     expected = drift(dataset.read(), shifted.read(), dataset.schema)["columns"]
     assert body["columns"] == expected
-    # DESIGN.md's name for the parameter reads the same result.
-    assert api.get(f"/api/v1/datasets/{shifted.pk}/drift/?against={dataset.pk}").json() == body
+    # DESIGN.md's name for the parameter, and both names of the same dataset, read the
+    # same result.
+    for query in (f"against={dataset.pk}", f"against={dataset.pk}&reference={dataset.pk}"):
+        assert api.get(f"/api/v1/datasets/{shifted.pk}/drift/?{query}").json() == body
 
 
 @pytest.mark.parametrize(
     "query, key",
     [
-        ("", "reference"),
+        ("", "against"),
+        ("?against=", "against"),
         ("?reference=abc", "reference"),
         ("?reference=999999", "reference"),
         ("?reference=99999999999999999999999", "reference"),
         ("?against=-1", "against"),
+        ("?against=abc&reference=abc", "against"),
     ],
-    ids=["missing", "not-a-number", "unknown", "huge", "against-negative"],
+    ids=[
+        "missing",
+        "empty",
+        "not-a-number",
+        "unknown",
+        "huge",
+        "against-negative",
+        "both-the-same-bad-value",
+    ],
 )
 def test_the_api_refuses_a_bad_reference_by_name(people, dataset, query, key):
     response = api_for(people["viewer"]).get(f"/api/v1/datasets/{dataset.pk}/drift/{query}")
     assert response.status_code == 400
     assert list(response.json()) == [key]
+
+
+def test_the_api_refuses_against_and_reference_naming_different_datasets(people, dataset, shifted):
+    from registry.models import DatasetDrift
+
+    response = api_for(people["viewer"]).get(
+        f"/api/v1/datasets/{shifted.pk}/drift/?reference={shifted.pk}&against={dataset.pk}"
+    )
+    assert response.status_code == 400
+    message = (
+        f"against={dataset.pk} and reference={shifted.pk} name different datasets; "
+        "reference is another name of against: give only against."
+    )
+    assert response.json() == {"against": [message], "reference": [message]}
+    assert DatasetDrift.objects.count() == 0
+
+
+def test_the_schema_documents_against_with_reference_as_its_other_name():
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    operation = schema["paths"]["/api/v1/datasets/{id}/drift/"]["get"]
+    parameters = {p["name"]: p for p in operation["parameters"] if p["in"] == "query"}
+    assert parameters["against"]["required"] is True
+    assert parameters["reference"].get("required", False) is False
+    assert parameters["reference"]["deprecated"] is True
+    assert "another name of `against`" in parameters["reference"]["description"]
+    assert "naming different datasets" in operation["responses"]["400"]["description"]
 
 
 def test_the_api_refuses_a_reference_of_another_schema(people, dataset, other_schema):

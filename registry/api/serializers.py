@@ -176,7 +176,8 @@ class DatasetProfileSerializer(serializers.Serializer):
 
 
 class DatasetDriftSerializer(serializers.ModelSerializer):
-    """`datasets/{id}/drift/?reference={id}`: the drift against a reference, worst first."""
+    """`datasets/{id}/drift/?against={id}`: the drift against a reference dataset (stored
+    as `reference`), worst column first."""
 
     columns = serializers.ListField(
         child=serializers.DictField(),

@@ -17,8 +17,20 @@ from . import serializers as s
 
 DRIFT_REFUSAL = inline_serializer(
     "DriftRefusal",
-    {"reference": serializers.ListField(child=serializers.CharField(), required=False)},
+    {
+        "against": serializers.ListField(child=serializers.CharField(), required=False),
+        "reference": serializers.ListField(child=serializers.CharField(), required=False),
+    },
 )
+# `datasets/{id}/drift/`: DESIGN.md's name for the dataset compared against, and the name
+# the first release of the endpoint read (still accepted).
+DRIFT_AGAINST, DRIFT_ALIAS = "against", "reference"
+
+
+def _dataset_id(raw):
+    """The dataset id a query value names, or None when it names none."""
+    raw = raw.strip()
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else None
 
 
 class MLModelViewSet(viewsets.ModelViewSet):
@@ -66,33 +78,63 @@ class DatasetViewSet(
     @extend_schema(
         parameters=[
             OpenApiParameter(
-                "reference",
+                DRIFT_AGAINST,
                 int,
                 required=True,
                 description="the id of a dataset of the same schema to compare against",
-            )
+            ),
+            OpenApiParameter(
+                DRIFT_ALIAS,
+                int,
+                required=False,
+                deprecated=True,
+                description=f"another name of `{DRIFT_AGAINST}`, accepted for the clients "
+                f"that use it; given together with `{DRIFT_AGAINST}`, the two must name "
+                "the same dataset",
+            ),
         ],
         responses={
             200: s.DatasetDriftSerializer,
             202: s.DatasetDriftSerializer,
             400: OpenApiResponse(
-                DRIFT_REFUSAL, description="no such reference, or not of the same schema"
+                DRIFT_REFUSAL,
+                description=f"no `{DRIFT_AGAINST}` (or `{DRIFT_ALIAS}`), no such dataset, "
+                f"not of the same schema, or `{DRIFT_AGAINST}` and `{DRIFT_ALIAS}` naming "
+                "different datasets; keyed by the parameter at fault",
             ),
         },
     )
     @action(detail=True, methods=["get"])
     def drift(self, request, pk=None):
-        """Drift against `reference` per column, worst first (200); 202 while a worker
-        computes it (ask again). `against` is read as `reference`."""
+        """Drift against the dataset `against` names, per column, worst first (200); 202
+        while a worker computes it (ask again). `reference` is another name of `against`."""
         dataset = self.get_object()
         params = request.query_params
-        key = "against" if "against" in params and "reference" not in params else "reference"
+        given = [name for name in (DRIFT_AGAINST, DRIFT_ALIAS) if name in params]
+        key = given[0] if given else DRIFT_AGAINST
         raw = params.get(key, "").strip()
+        if len(given) == 2:
+            values = [params[name].strip() for name in given]
+            ids = [_dataset_id(value) for value in values]
+            same = ids[0] == ids[1] if None not in ids else values[0] == values[1]
+            if not same:
+                message = (
+                    f"{DRIFT_AGAINST}={values[0][:40]} and {DRIFT_ALIAS}={values[1][:40]} name "
+                    f"different datasets; {DRIFT_ALIAS} is another name of {DRIFT_AGAINST}: "
+                    f"give only {DRIFT_AGAINST}."
+                )
+                return Response(
+                    {name: [message] for name in given}, status=status.HTTP_400_BAD_REQUEST
+                )
         reference = None
-        if raw.isascii() and raw.isdigit() and len(raw) <= 18:
-            reference = Dataset.objects.filter(pk=int(raw)).first()
+        if (number := _dataset_id(raw)) is not None:
+            reference = Dataset.objects.filter(pk=number).first()
         if reference is None:
-            message = f"No dataset with the id {raw!r}." if raw else "A dataset id is required."
+            message = (
+                f"No dataset with the id {raw!r}."
+                if raw
+                else f"A dataset id is required: ?{DRIFT_AGAINST}={{id}}."
+            )
             return Response({key: [message]}, status=status.HTTP_400_BAD_REQUEST)
         try:
             drift = DatasetDrift.request(dataset, reference, by=request.user)
