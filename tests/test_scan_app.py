@@ -214,6 +214,10 @@ def test_bad_log_input_is_refused_with_nothing_saved(people, planted):
 
 
 def test_a_failing_scan_says_why(people, ml_model, version):
+    import os
+
+    from django.core.exceptions import ValidationError
+
     from registry.models import Dataset
 
     other = Dataset.create_from_upload(
@@ -222,12 +226,18 @@ def test_a_failing_scan_says_why(people, ml_model, version):
         target_column="y",
         by=people["contributor"],
     )
-    scan = _queue(version, other)
+    with pytest.raises(ValidationError, match="lacks the columns toy-risk reads"):
+        _queue(version, other)  # refused before anything is queued
+    gone = Dataset.create_from_upload(
+        csv_upload(toy_frame()), name="gone", target_column="y", by=people["contributor"]
+    )
+    scan = _queue(version, gone)
+    os.remove(gone.file.path)
     assert run_scan(scan.pk) == "error"
     scan.refresh_from_db()
-    assert "missing columns: x2" in scan.error and scan.progress_text == "Failed"
+    assert scan.error and scan.progress_text == "Failed"
     page = client_for(people["viewer"]).get(scan.get_absolute_url()).content.decode()
-    assert "The scan failed" in page and "missing columns: x2" in page
+    assert "The scan failed" in page and escape(scan.error) in page
 
 
 def test_an_altered_artifact_fails_the_scan_instead_of_loading(people, planted):
