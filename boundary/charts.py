@@ -1,5 +1,5 @@
 """Small server-rendered charts as inline SVG: a probe's value across versions, a scan's
-candidates and a sweep's curve.
+candidates, a sweep's curve and a heatmap over a two-feature grid.
 
 Plain functions, no Django; no scripts and no style attributes (the page's
 Content-Security-Policy forbids inline styles), only SVG presentation attributes.
@@ -318,6 +318,156 @@ def sweep_chart_svg(points, x_key, *, title="", xlabel=""):
             f'<circle class="point" cx="{x(i):.1f}" cy="{y(v):.1f}" r="3.5" '
             f'fill="{ACCENT}"><title>#{i + 1} {escape(xlabel)} {escape(label)}: '
             f"{_pct(v)} of decisions flip</title></circle>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+# -- heatmaps: a value per cell of a two-feature grid -----------------------------------
+
+HEAT_NEGATIVE, HEAT_POSITIVE, HEAT_MISSING = (47, 91, 234), (192, 41, 43), "#e3e7ee"
+# Cells beyond this many carry no tooltip of their own (the page's table has the values).
+HEAT_TITLED_CELLS = 400
+
+
+def grid_label(value):
+    """A grid value as axes print it: 3 significant digits, whole thousands with commas
+    (never 1.23e+04)."""
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
+def _diverging(value, peak):
+    """White at 0, blue towards -peak, red towards +peak, as a hex colour."""
+    if value is None or not math.isfinite(value):
+        return HEAT_MISSING
+    share = 0.0 if peak <= 0 else max(-1.0, min(1.0, value / peak))
+    end = HEAT_POSITIVE if share > 0 else HEAT_NEGATIVE
+    t = abs(share)
+    red, green, blue = (round(255 + (c - 255) * t) for c in end)
+    return f"#{red:02x}{green:02x}{blue:02x}"
+
+
+def _spaced(count, length, gap):
+    """Which of `count` evenly spaced labels along `length` pixels to print, so that
+    printed ones are at least `gap` pixels apart (always the first and the last)."""
+    every = max(1, math.ceil(gap / (length / max(count, 1))))
+    shown = set(range(0, count, every))
+    if count and (count - 1) not in shown:
+        highest = max(shown)
+        if highest and count - 1 - highest < every:
+            shown.discard(highest)  # the last label replaces its too-close neighbour
+        shown.add(count - 1)
+    return shown
+
+
+def heatmap_svg(
+    values,
+    rows,
+    columns,
+    *,
+    row_title,
+    column_title,
+    title="",
+    legend_title="value",
+    cell_notes=None,
+):
+    """A grid of values as an SVG heatmap with a diverging colour scale centred on 0.
+
+    `values[i][j]` (a number or None) belongs to `rows[i]` (the y axis, increasing upward)
+    and `columns[j]` (the x axis, increasing to the right); both are the grid values,
+    printed as axis tick labels under the axis titles `row_title` and `column_title`. The
+    colour runs from blue (the most negative) through white (0) to red (the largest
+    magnitude, positive); the legend under the plot shows the scale with its ends and 0.
+    Each cell's tooltip names its grid values and value, then `cell_notes[i][j]` if given
+    (up to HEAT_TITLED_CELLS cells). Empty string when there is nothing to draw.
+    """
+    n_rows, n_cols = len(rows), len(columns)
+    if not n_rows or not n_cols or len(values) != n_rows:
+        return ""
+    finite = [abs(v) for line in values for v in line if v is not None and math.isfinite(float(v))]
+    peak = max(finite, default=0.0)
+    # Narrow enough to be drawn near its own size on a phone (the page scales it to fit).
+    pad_l, pad_r, pad_t = 66, 12, 10
+    plot_w, plot_h = 300, 220
+    width = pad_l + plot_w + pad_r
+    bottom = pad_t + plot_h
+    height = bottom + 92
+    cell_w, cell_h = plot_w / n_cols, plot_h / n_rows
+    titled = n_rows * n_cols <= HEAT_TITLED_CELLS
+    parts = [
+        f'<svg class="chart heatmap-chart" viewBox="0 0 {width} {height}" width="{width}" '
+        f'height="{height}" role="img" aria-label="{escape(title)}" '
+        'font-family="system-ui, sans-serif" xmlns="http://www.w3.org/2000/svg">',
+        f"<title>{escape(title)}</title>",
+    ]
+    for i, line in enumerate(values):
+        y = bottom - (i + 1) * cell_h
+        for j, value in enumerate(line):
+            x = pad_l + j * cell_w
+            cell = (
+                f'<rect class="cell" x="{x:.1f}" y="{y:.1f}" width="{cell_w:.1f}" '
+                f'height="{cell_h:.1f}" fill="{_diverging(value, peak)}" stroke="#ffffff" '
+                'stroke-width="0.5"'
+            )
+            if titled:
+                shown = "no value" if value is None else f"{value:+.3g}"
+                note = f"; {cell_notes[i][j]}" if cell_notes else ""
+                cell += (
+                    f"><title>{escape(str(row_title))} {grid_label(rows[i])}, "
+                    f"{escape(str(column_title))} {grid_label(columns[j])}: "
+                    f"{escape(legend_title)} {shown}{escape(note)}</title></rect>"
+                )
+            else:
+                cell += "/>"
+            parts.append(cell)
+    parts.append(
+        f'<rect x="{pad_l}" y="{pad_t}" width="{plot_w}" height="{plot_h}" fill="none" '
+        'stroke="#98a2b3"/>'
+    )
+    for i in sorted(_spaced(n_rows, plot_h, 15)):
+        y = bottom - (i + 0.5) * cell_h
+        parts.append(
+            f'<text class="tick" x="{pad_l - 5}" y="{y + 4:.1f}" font-size="12" '
+            f'text-anchor="end" fill="#475467">{grid_label(rows[i])}</text>'
+        )
+    for j in sorted(_spaced(n_cols, plot_w, 44)):
+        x = pad_l + (j + 0.5) * cell_w
+        parts.append(
+            f'<text class="tick" x="{x:.1f}" y="{bottom + 16}" font-size="12" '
+            f'text-anchor="middle" fill="#475467">{grid_label(columns[j])}</text>'
+        )
+    cy = pad_t + plot_h / 2
+    parts.append(
+        f'<text class="axis-title" x="13" y="{cy:.1f}" font-size="13" text-anchor="middle" '
+        f'fill="#344054" transform="rotate(-90 13 {cy:.1f})">{escape(str(row_title))}</text>'
+    )
+    parts.append(
+        f'<text class="axis-title" x="{pad_l + plot_w / 2:.1f}" y="{bottom + 34}" '
+        f'font-size="13" text-anchor="middle" fill="#344054">{escape(str(column_title))}</text>'
+    )
+    # The legend: eleven steps from -peak to +peak.
+    steps, step_w = 11, 20
+    left = pad_l + (plot_w - steps * step_w) / 2
+    top = bottom + 58
+    parts.append(
+        f'<text class="legend-title" x="{pad_l + plot_w / 2:.1f}" y="{top - 6}" '
+        f'font-size="12" text-anchor="middle" fill="#344054">{escape(legend_title)}</text>'
+    )
+    for k in range(steps):
+        level = peak * (2 * k / (steps - 1) - 1)
+        parts.append(
+            f'<rect class="legend-step" x="{left + k * step_w:.1f}" y="{top}" '
+            f'width="{step_w}" height="10" fill="{_diverging(level, peak)}" stroke="#98a2b3" '
+            'stroke-width="0.5"/>'
+        )
+    for k, label in ((0, f"{-peak:+.2g}" if peak else "0"), (5, "0"), (10, f"{peak:+.2g}")):
+        if k != 5 and not peak:
+            continue
+        parts.append(
+            f'<text class="legend-tick" x="{left + (k + 0.5) * step_w:.1f}" y="{top + 24}" '
+            f'font-size="12" text-anchor="middle" fill="#475467">{label}</text>'
         )
     parts.append("</svg>")
     return "".join(parts)

@@ -18,6 +18,7 @@ from .choices import ProbeKind, Trigger
 from .forms import ProbeForm, ProbeRevisionForm, RetireForm, RunForm
 from .models import Probe, ProbeRun, Rerun
 from .templatetags.probes_tags import probe_chart
+from .templatetags.run_details import run_insight
 
 
 @role_required("probes.add_probe")
@@ -163,8 +164,10 @@ def probe_detail(request, pk):
        the decision rule, minimum rows, its dataset and finding, the probe it revises or
        that revises it, and why it was retired.
     2. Its value across its ML model's versions (the latest run on each) as a chart.
-    3. Every run it has had, oldest version first, each with its anchor `run-N`.
-    4. Its history: the audit events of the probe, with what each changed.
+    3. Inside those latest runs, newest version first: an ensemble's components and a
+       feature interaction's surface, as their details store them.
+    4. Every run it has had, oldest version first, each with its anchor `run-N`.
+    5. Its history: the audit events of the probe, with what each changed.
     """
     probe = get_object_or_404(
         Probe.objects.select_related(
@@ -175,6 +178,11 @@ def probe_detail(request, pk):
     versions = list(probe.finding.ml_model.versions.order_by("registered_at", "pk"))
     latest = ProbeRun.objects.matrix([probe], versions)
     chart = probe_chart(probe, versions, [latest.get((probe.pk, v.pk)) for v in versions])
+    insights = [
+        insight
+        for v in reversed(versions)
+        if (insight := run_insight(latest.get((probe.pk, v.pk)), v, probe.kind)) is not None
+    ]
     # In the order of the versions, then of the runs' ids: a table of everything that ran,
     # not a choice of the latest (that is ProbeRun.objects.latest_runs, the chart's).
     position = {v.pk: i for i, v in enumerate(versions)}
@@ -191,6 +199,7 @@ def probe_detail(request, pk):
             "slice_text": slices.describe(probe.slice),
             "superseded_by": Probe.objects.filter(supersedes=probe).first(),
             "chart": chart,
+            "insights": insights,
             "runs": runs,
             "history": AuditEvent.objects.for_object(probe)
             .select_related("content_type")

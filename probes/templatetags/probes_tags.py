@@ -10,6 +10,7 @@ from core.templatetags.core_tags import term_value
 
 from ..choices import Comparator
 from ..models import ProbeRun, Rerun
+from .run_details import run_insight
 
 register = template.Library()
 
@@ -137,7 +138,9 @@ def probe_chart(probe, versions, runs):
 def finding_probes(context, finding):
     """1. The finding's probes and its ML model's versions, oldest first.
     2. The newest finished run per (probe, version) in one query.
-    3. One chart per probe: its value across versions with the threshold line."""
+    3. One chart per probe: its value across versions with the threshold line.
+    4. Per probe, inside its latest run on the newest version it has run on: an
+       ensemble's components, a feature interaction's surface (run_details)."""
     user = context["request"].user
     probes = list(finding.probes.select_related("dataset", "retired_by", "superseded_by"))
     versions = list(finding.ml_model.versions.order_by("registered_at", "pk"))
@@ -145,12 +148,17 @@ def finding_probes(context, finding):
     rows = []
     for probe in probes:
         row_cells = [cells.get((probe.pk, v.pk)) for v in versions]
+        newest = next(
+            ((v, run) for v, run in zip(versions[::-1], row_cells[::-1], strict=True) if run),
+            (None, None),
+        )
         rows.append(
             {
                 "probe": probe,
                 "cells": row_cells,
                 "chart": probe_chart(probe, versions, row_cells),
                 "changeable": probe.may_change(user),
+                "insight": run_insight(newest[1], newest[0], probe.kind),
             }
         )
     running = [
@@ -162,6 +170,7 @@ def finding_probes(context, finding):
         "finding": finding,
         "versions": versions,
         "rows": rows,
+        "insights": any(row["insight"] for row in rows),
         "running": running,
         "can_add_probe": user.has_perm("probes.add_probe"),
         "can_run": user.has_perm("probes.run_probe"),

@@ -22,15 +22,40 @@ ROLES = {"viewer": "alice", "contributor": "bob", "reviewer": "rita", "maintaine
 @pytest.fixture
 def world(people, ml_model, version, dataset, finding, probe):
     """A catalog with something on every page: a key lesson with a probe run and a fix,
-    a weak-slice scan, an unread notification for everyone."""
+    a weak-slice scan, an unread notification for everyone, and a random forest version
+    whose runs show their components and a feature interaction's heatmap."""
+    from sklearn.ensemble import RandomForestClassifier
+
     from introspection.models import SliceScan
-    from probes.models import Rerun
+    from probes.models import Probe, Rerun
+    from registry.models import ModelVersion
     from remediation.models import Notification, RemediationAction
+
+    from ..factories import skops_upload
+    from ..test_ensemble_pages import pipeline
 
     finding.lesson = "Check the upper tail of x1 before every release."
     finding.save()
     finding.set_key_lesson(True, by=people["reviewer"])
     Rerun.queue(version, trigger="manual", by=people["contributor"], probes=[probe])
+    forest = ModelVersion.register(
+        ml_model=ml_model,
+        version="2",
+        artifact=skops_upload(pipeline(RandomForestClassifier(4, max_depth=3, random_state=0))),
+        by=people["maintainer"],
+        enqueue=False,
+    )
+    interaction = Probe(
+        finding=finding,
+        dataset=dataset,
+        kind="feature_interaction",
+        params={"features": ["x1", "x2"], "grid": 6},
+        threshold=0.5,
+        created_by=people["contributor"],
+    )
+    interaction.full_clean()
+    interaction.save()
+    Rerun.queue(forest, trigger="manual", by=people["contributor"], probes=[probe, interaction])
     RemediationAction.objects.create(
         finding=finding,
         kind="relabeling",
@@ -52,6 +77,7 @@ def world(people, ml_model, version, dataset, finding, probe):
         "catalog": reverse("catalog:finding_list"),
         "finding": finding.get_absolute_url(),
         "probe": probe.get_absolute_url(),
+        "probe-interaction": interaction.get_absolute_url(),
         "ml-model": ml_model.get_absolute_url(),
         "version": version.get_absolute_url(),
         "dataset": dataset.get_absolute_url(),
