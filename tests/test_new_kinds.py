@@ -97,9 +97,9 @@ def test_the_whole_dataset_is_all_of_it():
 # ------------------------------------------------------------------- feature_interaction
 
 
-def reference_h2(model, df, rows, a, b, grid, sample, seed, pos_label):
+def reference_h2(model, df, rows, a, b, grid, sample, seed, pos_label, features=FEATURES):
     """H² by DESIGN.md, with scikit-learn's brute partial dependence."""
-    X_slice = df[FEATURES].iloc[rows]
+    X_slice = df[list(features)].iloc[rows]
     grids = {
         f: np.unique(np.quantile(X_slice[f].to_numpy(), (np.arange(grid) + 0.5) / grid))
         for f in (a, b)
