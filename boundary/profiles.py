@@ -135,7 +135,8 @@ def profile(
     20-bin equal-width histogram {edges, counts} of the finite values. Categorical and
     boolean: the 20 most frequent values {value, count} and the rest as "other"
     {count, values}; a `sensitive` column never lists a value held by fewer than
-    `min_rows` rows (it counts in "other"). Datetime: min and max (ISO 8601, UTC).
+    `min_rows` rows (it counts in "other"), and never shows a number that describes fewer
+    than `min_rows` rows (_withhold_extremes). Datetime: min and max (ISO 8601, UTC).
     """
     sensitive = set(sensitive)
     columns = []
@@ -159,13 +160,17 @@ def profile(
             column.update(
                 _categorical_profile(series, sensitive=name in sensitive, min_rows=min_rows)
             )
+        if name in sensitive and kind in ("numeric", "datetime"):
+            column = _withhold_extremes(column, min_rows)
         columns.append(column)
     return {"rows": int(len(frame)), "columns": columns}
 
 
 def fold_sensitive(stored: dict, sensitive: Iterable[str], min_rows: int) -> dict:
-    """A stored profile with the top values of the `sensitive` columns held by fewer than
-    `min_rows` rows folded into "other" (for a column marked sensitive after profiling)."""
+    """A stored profile as `profile` gives it when the `sensitive` columns are marked (for
+    a column marked sensitive after profiling): top values held by fewer than `min_rows`
+    rows folded into "other", and the numbers that single out a few rows withheld
+    (_withhold_extremes)."""
     sensitive = set(sensitive)
     columns = []
     for column in stored.get("columns", []):
@@ -173,8 +178,40 @@ def fold_sensitive(stored: dict, sensitive: Iterable[str], min_rows: int) -> dic
             ranked = [(t["value"], t["count"]) for t in column["top"]]
             kept = _top_and_other(ranked, sensitive=True, min_rows=min_rows, other=column["other"])
             column = {**column, **kept}
+        elif column["name"] in sensitive:
+            column = _withhold_extremes(column, min_rows)
         columns.append(column)
     return {**stored, "columns": columns}
+
+
+def _withhold_extremes(column: dict, min_rows: int) -> dict:
+    """A sensitive numeric or datetime column's profile without what describes fewer than
+    `min_rows` rows: its minimum and maximum (one row each), the histogram (its outer edges
+    are those extremes and a bin may hold a single row), and each quantile with fewer than
+    `min_rows` values beyond it; with fewer than `min_rows` values, every statistic.
+    `withheld` names what was left out."""
+    column = dict(column)
+    n = column.get("count", 0) - column.get("infinite", 0)
+    statistics = ("min", "max", "mean", "std", "quantiles", "histogram")
+    names = statistics if n < min_rows else ("min", "max", "histogram")
+    withheld = [name for name in names if column.get(name) is not None]
+    for name in names:
+        if name in column:
+            column[name] = None
+    quantiles = column.get("quantiles")
+    if quantiles:
+        kept = {}
+        for q in QUANTILES:
+            key = _quantile_key(q)
+            if key in quantiles:
+                few = min(q, 1 - q) * n < min_rows
+                kept[key] = None if few else quantiles[key]
+                if few and quantiles[key] is not None:
+                    withheld.append(key)
+        column["quantiles"] = kept
+    if withheld:
+        column["withheld"] = withheld
+    return column
 
 
 def psi(reference_shares, current_shares) -> float:

@@ -115,6 +115,38 @@ def test_a_sensitive_column_never_lists_a_value_of_fewer_rows_than_the_minimum()
     assert column(later, "g") == folded
 
 
+def test_a_sensitive_numeric_column_shows_no_number_that_singles_out_a_few_rows():
+    """Its minimum and maximum are one person's values, the histogram's outer edges are
+    those extremes and a bin may hold one row, and p1/p99 of 200 values sit on 2 rows:
+    withheld, profiled sensitive or marked so later. What describes many rows stays."""
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame(
+        {
+            "age": rng.uniform(18, 90, 200).round(),
+            "income": rng.gamma(3.0, 15000, 200),
+            "born": pd.date_range("1950-01-01", periods=200, freq="70D"),
+        }
+    )
+    kinds = {"age": "numeric", "income": "numeric", "born": "datetime"}
+    stored = profile(frame, kinds, sensitive=["age", "born"], min_rows=10)
+    age = column(stored, "age")
+    assert (age["min"], age["max"], age["histogram"]) == (None, None, None)
+    assert age["quantiles"]["p1"] is None and age["quantiles"]["p99"] is None
+    assert age["quantiles"]["p5"] == pytest.approx(np.quantile(frame["age"], 0.05))
+    assert age["mean"] == pytest.approx(frame["age"].mean())
+    assert set(age["withheld"]) == {"min", "max", "histogram", "p1", "p99"}
+    born = column(stored, "born")
+    assert (born["min"], born["max"]) == (None, None)
+    income = column(stored, "income")  # not sensitive: everything
+    assert income["min"] == pytest.approx(frame["income"].min()) and income["histogram"]
+    assert "withheld" not in income
+    # Marked sensitive after profiling: withheld the same way when shown.
+    assert fold_sensitive(profile(frame, kinds), ["age", "born"], 10) == stored
+    # Fewer values than the minimum: no statistic at all.
+    few = column(profile(frame.head(6), kinds, sensitive=["age"], min_rows=10), "age")
+    assert [few[k] for k in ("min", "max", "mean", "std", "quantiles", "histogram")] == [None] * 6
+
+
 def test_a_profile_is_plain_json_and_the_same_every_time():
     frame = toy_frame(200)
     frame.loc[3, "x1"] = None
@@ -270,6 +302,18 @@ def test_a_sensitive_columns_rare_values_stay_out_of_the_stored_profile(
     assert "Smallville" not in json.dumps(dataset.profile)
     page = client_for(people["viewer"]).get(dataset.get_absolute_url()).content.decode()
     assert "Smallville" not in page and "Springfield" in page
+    # x1 marked sensitive later: its extremes leave the page and the API alike.
+    x1_max = f"{frame['x1'].max():.4g}"
+    assert x1_max in page
+    dataset.columns = [
+        dict(c, sensitive=c.get("sensitive") or c["name"] == "x1") for c in dataset.columns
+    ]
+    dataset.save(update_fields=["columns"])
+    page = client_for(people["viewer"]).get(dataset.get_absolute_url()).content.decode()
+    assert x1_max not in page and "Withheld for privacy" in page
+    shown = api_for(people["viewer"]).get(f"/api/v1/datasets/{dataset.pk}/profile/").json()
+    x1 = column(shown, "x1")
+    assert (x1["min"], x1["max"], x1["histogram"]) == (None, None, None)
 
 
 def test_the_api_answers_the_profile_or_202_while_it_is_computed(
