@@ -215,15 +215,16 @@ def dataset_profile(request, pk):
 
 @role_required("registry.view_dataset")
 def dataset_drift(request, pk):
-    """Drift of a dataset against a reference of the same schema (?reference=id): the
-    stored result, worst column first, or the request handed to a worker and its progress."""
+    """Drift of a dataset against a reference of the same schema (?against=id, as in the
+    API; ?reference=id is read too): the stored result, worst column first, or the request
+    handed to a worker and its progress."""
     dataset = get_object_or_404(Dataset, pk=pk)
     references = [
         d
         for d in Dataset.objects.exclude(pk=dataset.pk).order_by("-created_at", "-pk")
         if not dataset.schema_refusal(d)
     ]
-    raw = request.GET.get("reference", "").strip()
+    raw = (request.GET.get("against") or request.GET.get("reference") or "").strip()
     reference = drift = None
     refusal = ""
     if raw:

@@ -438,7 +438,7 @@ def test_the_drift_page_shows_the_worst_column_first(
     form = viewer.get(f"/datasets/{shifted.pk}/drift/")
     assert form.status_code == 200
     assert [d.pk for d in form.context["references"]] == [dataset.pk]  # same schema only
-    url = f"/datasets/{shifted.pk}/drift/?reference={dataset.pk}"
+    url = f"/datasets/{shifted.pk}/drift/?against={dataset.pk}"
     with django_capture_on_commit_callbacks(execute=True):
         waiting = viewer.get(url).content.decode()
     assert "job-queued" in waiting and 'http-equiv="refresh"' in waiting
