@@ -156,6 +156,20 @@ def rerun_progress(request, pk):
     return JsonResponse({"id": rerun.pk, **rerun.progress()})
 
 
+def everywhere_rows(probe, also_on, versions, latest):
+    """Per version, newest first, the latest run on the probe's own dataset and on each of
+    its `also_on` datasets (ProbeRun.objects.matrix and also_matrix): [{version, cells}],
+    only the versions it ran on."""
+    elsewhere = ProbeRun.objects.also_matrix([probe], versions)
+    rows = []
+    for version in reversed(versions):
+        found = {r.dataset_id: r for r in elsewhere.get((probe.pk, version.pk), [])}
+        cells = [latest.get((probe.pk, version.pk))] + [found.get(d.pk) for d in also_on]
+        if any(cells):
+            rows.append({"version": version, "cells": cells})
+    return rows
+
+
 @role_required("probes.view_probe")
 def probe_detail(request, pk):
     """A probe's own page.
@@ -166,8 +180,10 @@ def probe_detail(request, pk):
     2. Its value across its ML model's versions (the latest run on each) as a chart.
     3. Inside those latest runs, newest version first: an ensemble's components and a
        feature interaction's surface, as their details store them.
-    4. Every run it has had, oldest version first, each with its anchor `run-N`.
-    5. Its history: the audit events of the probe, with what each changed.
+    4. With `also_on` datasets: its latest run on each dataset, per version.
+    5. Every run it has had, oldest version first, each with its dataset and its anchor
+       `run-N`.
+    6. Its history: the audit events of the probe, with what each changed.
     """
     probe = get_object_or_404(
         Probe.objects.select_related(
@@ -187,9 +203,10 @@ def probe_detail(request, pk):
     # not a choice of the latest (that is ProbeRun.objects.latest_runs, the chart's).
     position = {v.pk: i for i, v in enumerate(versions)}
     runs = sorted(
-        probe.runs.select_related("model_version"),
+        probe.runs.select_related("model_version", "dataset"),
         key=lambda run: (position.get(run.model_version_id, len(position)), run.pk),
     )
+    also_on = sorted(probe.also_on.all(), key=lambda d: d.pk)
     return render(
         request,
         "probes/probe_detail.html",
@@ -201,6 +218,8 @@ def probe_detail(request, pk):
             "chart": chart,
             "insights": insights,
             "runs": runs,
+            "also_on": also_on,
+            "everywhere": everywhere_rows(probe, also_on, versions, latest) if also_on else [],
             "history": AuditEvent.objects.for_object(probe)
             .select_related("content_type")
             .order_by("created_at", "pk"),

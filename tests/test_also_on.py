@@ -216,8 +216,22 @@ def test_a_fix_that_fails_only_on_another_dataset_is_narrow_and_needs_review(
     assert board_lane(action, evaluation, set()) == NEEDS_REVIEW
     judged = set(evaluation.probe_runs.values_list("dataset_id", flat=True))
     assert judged == {dataset.pk, holdout.pk, shifted.pk}
-    page = client_for(people["reviewer"]).get("/actions/board/").content.decode()
-    assert "Narrow" in page or "narrow" in page
+    reviewer = client_for(people["reviewer"])
+    board = reviewer.get("/review/").content.decode()
+    assert "toy-later-window" in board  # the needs-review card gives the reason
+    # The finding page: a row per also_on dataset under the probe's own, each run linked.
+    probe = finding.probes.get()
+    failing = ProbeRun.objects.get(probe=probe, dataset=shifted, model_version=version)
+    page = reviewer.get(finding.get_absolute_url()).content.decode()
+    row = page.split(f'id="probe-{probe.pk}-on-{shifted.pk}"')[1].split("</tr>")[0]
+    assert "toy-later-window" in row and "run-failed" in row and f"run #{failing.pk}" in row
+    assert f'id="probe-{probe.pk}-on-{holdout.pk}"' in page
+    # The probe page: its latest run on every dataset, per version.
+    page = reviewer.get(probe.get_absolute_url()).content.decode()
+    table = page.split('id="everywhere"')[1].split("</table>")[0]
+    assert "toy-holdout" in table and "toy-later-window" in table
+    assert f'href="#run-{failing.pk}"' in table and "run-failed" in table
+    assert "Also runs on" in page
 
 
 @pytest.mark.django_db(transaction=True)

@@ -134,6 +134,22 @@ def probe_chart(probe, versions, runs):
     return mark_safe(chart)  # noqa: S308
 
 
+def also_rows(probe, versions, elsewhere):
+    """A probe's runs on each of its `also_on` datasets: [{dataset, cells (one per
+    version: its latest run there, or None)}], from ProbeRun.objects.also_matrix."""
+    rows = []
+    for dataset in sorted(probe.also_on.all(), key=lambda d: d.pk):
+        by_version = {
+            v.pk: next(
+                (r for r in elsewhere.get((probe.pk, v.pk), []) if r.dataset_id == dataset.pk),
+                None,
+            )
+            for v in versions
+        }
+        rows.append({"dataset": dataset, "cells": [by_version[v.pk] for v in versions]})
+    return rows
+
+
 @register.inclusion_tag("probes/_finding_probes.html", takes_context=True)
 def finding_probes(context, finding):
     """1. The finding's probes and its ML model's versions, oldest first.
@@ -142,9 +158,14 @@ def finding_probes(context, finding):
     4. Per probe, inside its latest run on the newest version it has run on: an
        ensemble's components, a feature interaction's surface (run_details)."""
     user = context["request"].user
-    probes = list(finding.probes.select_related("dataset", "retired_by", "superseded_by"))
+    probes = list(
+        finding.probes.select_related("dataset", "retired_by", "superseded_by").prefetch_related(
+            "also_on"
+        )
+    )
     versions = list(finding.ml_model.versions.order_by("registered_at", "pk"))
     cells = ProbeRun.objects.matrix(probes, versions)
+    elsewhere = ProbeRun.objects.also_matrix(probes, versions)
     rows = []
     for probe in probes:
         row_cells = [cells.get((probe.pk, v.pk)) for v in versions]
@@ -159,6 +180,7 @@ def finding_probes(context, finding):
                 "chart": probe_chart(probe, versions, row_cells),
                 "changeable": probe.may_change(user),
                 "insight": run_insight(newest[1], newest[0], probe.kind),
+                "also": also_rows(probe, versions, elsewhere),
             }
         )
     running = [
