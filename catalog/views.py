@@ -38,6 +38,25 @@ SEARCH_FORM_FIELDS = (
 )
 
 
+class _Unfiltered:
+    """What FindingFilterSet gives when the URL names none of its filters, without
+    building its form: every finding, no errors."""
+
+    @property
+    def errors(self):
+        return {}
+
+    @property
+    def qs(self):
+        return Finding.objects.all()
+
+
+def _filter(params):
+    if any(name in params for name in FindingFilterSet.base_filters):
+        return FindingFilterSet(params, queryset=Finding.objects.all())
+    return _Unfiltered()
+
+
 def catalog_search(request):
     """The catalog's state from the URL: (results, filterset, q, sort).
 
@@ -45,11 +64,20 @@ def catalog_search(request):
     (catalog.search.sorting.choose)."""
     q = request.GET.get("q", "").strip()
     sort = sorting.choose(q, request.GET.get("sort"))
-    filtered = FindingFilterSet(request.GET, queryset=Finding.objects.all())
+    filtered = _filter(request.GET)
     qs = filtered.qs
     if sort != sorting.RELEVANCE:
         qs = sorting.order(qs, sort)
     return qs.find(q, ranked=sort == sorting.RELEVANCE), filtered, q, sort
+
+
+# The filters the catalog's search form offers as menus.
+FILTER_SELECTS = ("ml_model", "severity", "status", "risk_category")
+
+
+def _choices(choices):
+    """(value, label) pairs with the labels translated once, not once per rendering."""
+    return [(value, str(label)) for value, label in choices.choices]
 
 
 def _facets(results, params, ml_models):
@@ -59,20 +87,15 @@ def _facets(results, params, ml_models):
         active = params.get(key, "")
         items = [
             {
-                "label": label,
+                "label": str(label),
                 "count": counts[key].get(value, 0),
                 "active": active == value,
                 "link": table.link(params, **{key: None if active == value else value}),
             }
             for value, label in choices.choices
+            if counts[key].get(value, 0) or active == value
         ]
-        groups.append(
-            {
-                "key": key,
-                "label": key.replace("_", " ").capitalize(),
-                "items": [i for i in items if i["count"] or i["active"]],
-            }
-        )
+        groups.append({"key": key, "label": key.replace("_", " ").capitalize(), "items": items})
     active = params.get("ml_model", "")
     groups.append(
         {
@@ -93,14 +116,14 @@ def _facets(results, params, ml_models):
     chosen = [t.strip().lower() for t in params.getlist("tag") if t.strip()]
     tag_items = []
     for name, n in results.tag_counts():
-        p = params.copy()
-        p.pop("page", None)
-        if name in chosen:
-            p.setlist("tag", [t for t in chosen if t != name])
-        else:
-            p.setlist("tag", [*chosen, name])
+        tags = [t for t in chosen if t != name] if name in chosen else [*chosen, name]
         tag_items.append(
-            {"label": name, "count": n, "active": name in chosen, "link": p.urlencode()}
+            {
+                "label": name,
+                "count": n,
+                "active": name in chosen,
+                "link": table.link(params, tag=tags),
+            }
         )
     groups.append({"key": "tag", "label": "Tags", "items": tag_items})
     return groups
@@ -121,9 +144,14 @@ def finding_list(request):
     except ValueError:
         number = 1
     as_table = table.is_table(request.GET)
+    # The cards show the ML model; the table may show the owner too.
     page = results.page(
-        number, per_page, select_related=("ml_model", "owner"), headline=not as_table
+        number,
+        per_page,
+        select_related=("ml_model", "owner") if as_table else ("ml_model",),
+        headline=not as_table,
     )
+    table.decorate(page.object_list)
     ml_models = list(MLModel.objects.only("pk", "name", "slug"))
     params = request.GET.copy()
     params.pop("page", None)
@@ -142,7 +170,9 @@ def finding_list(request):
             "sort_selected": sort_selected,
             "per_page": per_page,
             "page_sizes": PAGE_SIZES,
-            "filters": request.GET,
+            # The chosen filters, every one named (a missing key costs the template a
+            # failed lookup each time it is compared).
+            "filters": {key: request.GET.get(key) for key in FILTER_SELECTS},
             "filter_errors": filtered.errors,
             "querystring": params.urlencode(),
             "search_form_state": table.hidden_state(request.GET, leave_out=SEARCH_FORM_FIELDS),
@@ -152,9 +182,9 @@ def finding_list(request):
             "suggestion": suggestion,
             "suggestion_link": table.link(request.GET, q=suggestion) if suggestion else "",
             "ml_models": ml_models,
-            "severities": Severity.choices,
-            "statuses": FindingStatus.choices,
-            "risk_categories": RiskCategory.choices,
+            "severities": _choices(Severity),
+            "statuses": _choices(FindingStatus),
+            "risk_categories": _choices(RiskCategory),
             "chosen_tags": [t for t in request.GET.getlist("tag") if t.strip()],
             "limit": results.limit,
             **extra,

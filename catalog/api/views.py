@@ -1,3 +1,4 @@
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import viewsets
 from rest_framework.decorators import action
@@ -42,6 +43,16 @@ class FindingViewSet(viewsets.ModelViewSet):
 
     def get_queryset(self):
         return Finding.objects.prefetch_related("tags")
+
+    def filter_queryset(self, queryset):
+        """The filter backends, less the filter set when the request names none of its
+        filters (it would leave the queryset as it is, after building a form)."""
+        params = self.request.query_params
+        named = any(name in params for name in FindingFilterSet.base_filters)
+        for backend in self.filter_backends:
+            if named or not issubclass(backend, DjangoFilterBackend):
+                queryset = backend().filter_queryset(self.request, queryset, self)
+        return queryset
 
     def list(self, request, *args, **kwargs):
         """The same search as the catalog page (Finding.objects.find), with the filters."""

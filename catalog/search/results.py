@@ -4,11 +4,13 @@ import datetime
 import difflib
 import json
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connections
 from django.db.models import DateTimeField, ExpressionWrapper, F, Value
+from django.db.models.expressions import Col
+from django.db.models.lookups import Exact
 
 from ..models import SearchWord
 from .query import (
@@ -25,8 +27,10 @@ from .text import _SUGGESTABLE, CANDIDATE_LIMIT, RANDOM_PAGE_COST, SEARCH_CONFIG
 # -- results -----------------------------------------------------------------------------
 
 
-@dataclass
-class Candidate:
+class Candidate(NamedTuple):
+    """One match: its id, its rank and what the facets count (a tuple: hundreds are made
+    per search)."""
+
     pk: int
     rank: float
     severity: str
@@ -110,6 +114,75 @@ def _planner_rows(connection, querysets):
     return [float(child["Plan Rows"]) for child in children]
 
 
+def _totally_ordered(queryset):
+    """Whether `queryset`'s order ends on the primary key (no two rows tie)."""
+    query = queryset.query
+    order = query.order_by or (query.default_ordering and queryset.model._meta.ordering) or ()
+    last = order[-1] if order else None
+    pk_names = {"pk", queryset.model._meta.pk.name, queryset.model._meta.pk.attname}
+    return isinstance(last, str) and last.removeprefix("-") in pk_names
+
+
+def _walk_filters(queryset):
+    """(field, value) of each equality filter of `queryset` on a column that an index
+    (column, created_at, id) walks newest first: a walk meets only those findings."""
+    model = queryset.model
+    walkable = {
+        index.fields[0]
+        for index in model._meta.indexes
+        if len(index.fields) == 3
+        and index.fields[1:] == ["created_at", "id"]
+        and getattr(index, "condition", None) is None
+    }
+    where = queryset.query.where
+    if where.connector != "AND" or where.negated:
+        return []
+    found = []
+    for child in where.children:
+        if not isinstance(child, Exact) or not isinstance(child.lhs, Col):
+            continue
+        field = child.lhs.target
+        if field.model is model and field.name in walkable and not hasattr(child.rhs, "as_sql"):
+            found.append((field.name, child.rhs))
+    return found
+
+
+def attach_tags(findings, field_name="tags"):
+    """Give each finding its tags as prefetch_related("tags") would (`finding.tags.all()`
+    answers without a query, in the tag model's order), from one narrow query of the
+    link table: no related manager is built and filtered per finding."""
+    if not findings:
+        return
+    model = type(findings[0])
+    field = model._meta.get_field(field_name)
+    through, tag_model = field.remote_field.through, field.related_model
+    source, target = field.m2m_field_name(), field.m2m_reverse_field_name()
+    columns = [f.attname for f in tag_model._meta.concrete_fields]
+    ordering = [
+        f"-{target}__{o[1:]}" if o.startswith("-") else f"{target}__{o}"
+        for o in tag_model._meta.ordering
+    ]
+    links = (
+        through.objects.filter(**{f"{source}_id__in": [f.pk for f in findings]})
+        .order_by(*ordering)
+        .values_list(f"{source}_id", *(f"{target}__{c}" for c in columns))
+    )
+    db = links.db
+    tags = {f.pk: [] for f in findings}
+    for finding_id, *values in links:
+        tags[finding_id].append(tag_model.from_db(db, columns, values))
+    # One query object shared by the findings' querysets, as the prefetch's would be
+    # equal: a queryset clones its query before changing it, so none alters another's.
+    manager = tag_model._default_manager
+    query = manager.using(db).all().query
+    for finding in findings:
+        prefetched = manager._queryset_class(model=tag_model, query=query, using=db)
+        prefetched._result_cache = tags[finding.pk]
+        prefetched._prefetch_done = True
+        cache = finding.__dict__.setdefault("_prefetched_objects_cache", {})
+        cache[field.name] = prefetched
+
+
 class SearchResults:
     """The findings of `queryset` matching `q`, ranked (or in the queryset's own order).
 
@@ -155,21 +228,35 @@ class SearchResults:
 
         1. Choose how to find them (`_walk_created_at`): walk the findings from the newest
            (a created-at index) and stop after `limit` matches, which is quick when matches
-           are frequent; or read every match through the GIN index and keep the newest,
+           are frequent; or read the matches through the GIN index and keep the newest,
            which is quick when they are few. Ordering on an expression that no b-tree
            serves forbids the walk.
-        2. Rank only those rows with ts_rank, joined back by id so that the sort carries
+        2. Reading the matches, look first among the newest findings only
+           (`_window_start`): as many as should hold twice `limit` matches. When they do
+           hold `limit` matches, those are the newest `limit` of all (every finding left
+           out is older than every one looked at); otherwise read every match. Without
+           the window a word in 1% of the catalog costs reading 1% of the catalog, more
+           as it grows; with it, about 2 x `limit` rows whatever its size.
+        3. Rank only those rows with ts_rank, joined back by id so that the sort carries
            narrow rows, not search vectors.
         """
         matches = self.matches
         connection = connections[self.queryset.db]
         if self._walk_created_at(matches, limit, connection):
-            ordered = matches.order_by("-created_at", "-pk")
-        else:
-            recency = ExpressionWrapper(
-                F("created_at") + Value(datetime.timedelta(0)), output_field=DateTimeField()
-            )
-            ordered = matches.order_by(recency.desc(), "-pk")
+            return self._rank_newest(matches.order_by("-created_at", "-pk"), limit, connection)
+        recency = ExpressionWrapper(
+            F("created_at") + Value(datetime.timedelta(0)), output_field=DateTimeField()
+        )
+        ordered = matches.order_by(recency.desc(), "-pk")
+        start = self._window_start(matches, limit, connection)
+        if start is not None:
+            found = self._rank_newest(ordered.filter(created_at__gte=start), limit, connection)
+            if len(found) >= limit:
+                return found
+        return self._rank_newest(ordered, limit, connection)
+
+    def _rank_newest(self, ordered, limit, connection):
+        """The first `limit` rows of `ordered` (newest first), ranked."""
         inner = ordered.values("pk", "created_at", *_FACET_COLUMNS)[:limit]
         sql, params = inner.query.sql_with_params()
         cols = ", ".join(f"c.{c}" for c in _FACET_COLUMNS)
@@ -194,27 +281,76 @@ class SearchResults:
     # while walking the created-at index; fetching a matched row found through a bitmap;
     # one entry of a GIN posting list turned into a bitmap.
     WALK_COST, FETCH_COST, POSTING_COST = 2.7, 1.7, 0.15
+    # The newest findings looked at first hold this many times `limit` matches, expected;
+    # they are looked at first when that saves reading WINDOW_GAIN times as many rows.
+    WINDOW_MARGIN, WINDOW_GAIN = 2, 8
+
+    def _estimates(self, matches, connection):
+        """The planner's row estimates (EXPLAIN, not executed), once per search:
+        matching (the matches), worded (every finding with the words, unfiltered), total
+        (every finding) and walked (the findings a walk
+        from the newest meets: those of the most selective filter that a (column,
+        created_at, id) index walks in order, else every finding). None when the planner
+        gives none."""
+        if not hasattr(self, "_estimated"):
+            base = self.queryset
+            everything = base.model._default_manager.all()
+            walkable = [everything.filter(**{name: value}) for name, value in _walk_filters(base)]
+            rows = _planner_rows(
+                connection, [matches, everything.search(self.q), everything, *walkable]
+            )
+            self._estimated = None
+            if rows is not None:
+                matching, worded, total, *walked = rows
+                self._estimated = {
+                    "matching": max(matching, 1.0),
+                    "worded": worded,
+                    "total": max(total, 1.0),
+                    "walked": min([total, *walked]),
+                }
+        return self._estimated
 
     def _walk_created_at(self, matches, limit, connection):
         """Whether walking from the newest finding is cheaper than reading every match.
 
         PostgreSQL's planner makes this choice itself but prices `@@` like an equality
         test, so it walks far too long for a word in a few percent of the catalog. The
-        planner's row estimates (EXPLAIN, not executed) feed a better price here:
-          walk   = WALK_COST x limit x (filtered rows / matching rows)
+        planner's row estimates (`_estimates`) feed a better price here:
+          walk   = WALK_COST x limit x (walked rows / matching rows)
           bitmap = FETCH_COST x matching rows + POSTING_COST x rows with the words
+        A walk meets every finding of the index it walks: all of them, unless a filter on
+        an indexed column (ML model, status) narrows the walk to that column's value; a
+        filter that no such index serves (a tag, a severity) is checked row by row.
         """
-        base = self.queryset
-        estimates = _planner_rows(
-            connection, [matches, base, base.model._default_manager.search(self.q)]
-        )
+        estimates = self._estimates(matches, connection)
         if estimates is None:
             return False
-        matching, filtered, worded = estimates
-        matching = max(matching, 1.0)
-        walk = self.WALK_COST * limit * filtered / matching
-        bitmap = self.FETCH_COST * matching + self.POSTING_COST * worded
+        walk = self.WALK_COST * limit * estimates["walked"] / estimates["matching"]
+        bitmap = self.FETCH_COST * estimates["matching"] + self.POSTING_COST * estimates["worded"]
         return walk < bitmap
+
+    def _window_start(self, matches, limit, connection):
+        """The creation time from which the newest findings should hold WINDOW_MARGIN x
+        `limit` matches (matches spread over time as the estimates say), read from the
+        (created_at, id) index; None when the window would not pay: the matches are few
+        enough to read them all (fewer than WINDOW_GAIN x what the window reads), the
+        words are not what narrows them (a filter such as a tag does, through its own
+        index, leaving many more findings with the words than matches), or the window
+        would be most of the catalog anyway."""
+        estimates = self._estimates(matches, connection)
+        if estimates is None:
+            return None
+        matching, worded, total = (estimates[k] for k in ("matching", "worded", "total"))
+        if matching < self.WINDOW_GAIN * self.WINDOW_MARGIN * limit:
+            return None
+        if worded > self.WINDOW_GAIN * matching:
+            return None
+        rows = int(self.WINDOW_MARGIN * limit * total / matching)
+        if rows >= total / 2:
+            return None
+        newest = self.queryset.model._default_manager.order_by("-created_at", "-pk")
+        found = list(newest.values_list("created_at", flat=True)[rows : rows + 1])
+        return found[0] if found else None
 
     def _ranked_sqlite(self, limit):
         rows = self.matches.order_by("-created_at", "-pk").values_list(
@@ -233,7 +369,7 @@ class SearchResults:
         return min(len(self.candidates), self.limit)
 
     def page(self, number=1, size=25, *, select_related=(), headline=False):
-        """Page `number` (1-based) of `size` findings, tags prefetched, in result order.
+        """Page `number` (1-based) of `size` findings, tags attached, in result order.
 
         With `headline`, each finding gets a `headline` attribute: a highlighted passage of
         its summary, description and lesson (computed for this page's rows only).
@@ -243,11 +379,20 @@ class SearchResults:
         if self.ranked:
             ids = [c.pk for c in self.candidates[: self.limit][offset : offset + size]]
             has_next = offset + size < self.count
+        elif offset + size <= self.limit and _totally_ordered(self.matches):
+            # The page lies within the first rows, which the count and the facets read
+            # anyway (the candidates, in the same order): no query of its own. (An order
+            # with ties may break them differently in a query with another LIMIT.)
+            window = self.candidates[offset : offset + size + 1]
+            ids = [c.pk for c in window[:size]]
+            has_next = len(window) > size
         else:
             ids = list(self.matches.values_list("pk", flat=True)[offset : offset + size + 1])
             has_next = len(ids) > size
             ids = ids[:size]
-        rows = self.queryset.model.objects.filter(pk__in=ids).prefetch_related("tags")
+        # The search document is the database's to match and rank with, never shown: it
+        # stays there (it is as long as the finding's text).
+        rows = self.queryset.model.objects.filter(pk__in=ids).defer("search_vector").order_by()
         if select_related:
             rows = rows.select_related(*select_related)
         postgres_headline = headline and self.q and self.vendor == "postgresql"
@@ -278,6 +423,7 @@ class SearchResults:
             )
         by_pk = {f.pk: f for f in rows}
         ordered = [by_pk[pk] for pk in ids if pk in by_pk]
+        attach_tags(ordered)
         if headline:
             for finding in ordered:
                 if postgres_headline:
