@@ -453,6 +453,13 @@ class Writer(threading.Thread):
 
 @needs_postgres
 @pytest.mark.slow
+# The restart breaks every connection to the server: no other test may run meanwhile.
+@pytest.mark.exclusive
+@pytest.mark.skipif(
+    not RESTART_POSTGRES,
+    reason="restarts this machine's PostgreSQL server, which other sessions share: "
+    "runs in CI (CI=true) or with FAULTS_RESTART_POSTGRES=1 (make faults)",
+)
 def test_postgres_restart_during_load_loses_no_acknowledged_write(
     people, ml_model, cluster_env, started, log_dir
 ):
@@ -461,11 +468,6 @@ def test_postgres_restart_during_load_loses_no_acknowledged_write(
     was running completes, and a new rerun after the restart completes too."""
     from rest_framework.authtoken.models import Token
 
-    if not RESTART_POSTGRES:
-        pytest.skip(
-            "restarts this machine's PostgreSQL server, which other sessions share: "
-            "runs in CI (CI=true) or with FAULTS_RESTART_POSTGRES=1 (make faults)"
-        )
     pg = _pg_cluster()
     if pg is None:
         pytest.skip("needs root and this machine's PostgreSQL cluster (pg_ctlcluster)")

@@ -9,7 +9,6 @@ missing fields) is refused with a 4xx. FUZZ_EXAMPLES sets the examples per opera
 import json
 import os
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import schemathesis
@@ -25,6 +24,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
 )
 
+from .fuzz_report import write_fuzz_summary
 from .test_security import build_world
 
 
@@ -37,7 +37,6 @@ def _examples():
 
 
 FUZZ_EXAMPLES = _examples()
-SUMMARY = Path(__file__).resolve().parent.parent / "test-artifacts" / "fuzz-summary.json"
 CALLS = Counter()
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
 
@@ -113,28 +112,16 @@ def test_generated_strings_may_carry_nul_bytes():
 
 
 @pytest.fixture(scope="module", autouse=True)
-def summary():
-    """Cases run per operation and status, written to test-artifacts/fuzz-summary.json."""
+def summary(request):
+    """Cases run per operation and status, written to test-artifacts/fuzz-summary.json
+    (under pytest-xdist, handed to the main process, which adds up every process's)."""
     yield
-    per_operation = Counter()
-    statuses = Counter()
-    for (operation, status), n in CALLS.items():
-        per_operation[operation] += n
-        statuses[str(status)] += n
-    SUMMARY.parent.mkdir(parents=True, exist_ok=True)
-    SUMMARY.write_text(
-        json.dumps(
-            {
-                "examples_setting": FUZZ_EXAMPLES,
-                "cases": sum(per_operation.values()),
-                "operations": len(per_operation),
-                "fewest_cases": min(per_operation.values(), default=0),
-                "statuses": dict(sorted(statuses.items())),
-                "per_operation": dict(sorted(per_operation.items())),
-            },
-            indent=2,
-        )
-    )
+    workeroutput = getattr(request.config, "workeroutput", None)
+    if workeroutput is None:
+        write_fuzz_summary(FUZZ_EXAMPLES, CALLS)
+    else:
+        workeroutput["fuzz_examples"] = FUZZ_EXAMPLES
+        workeroutput["fuzz_calls"] = [[op, status, n] for (op, status), n in CALLS.items()]
 
 
 # Inputs the fuzzer found (or that are one step away from them), kept as plain tests so

@@ -23,6 +23,18 @@ def wait_for(condition, seconds=60, what="the condition"):
     raise AssertionError(f"timed out after {seconds}s waiting for {what}")
 
 
+def wait_in_page(page, condition, seconds=20):
+    """Wait until `condition()` holds (or `seconds` pass), while the page delivers its
+    events: Playwright's sync API hands them over only inside its own calls, never during
+    a plain sleep. Returns whether the condition holds."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        page.wait_for_timeout(100)
+    return True
+
+
 def reload_until(page, condition, seconds=90, what="the page to change"):
     """Reload the page until `condition(page)` holds (a person pressing F5)."""
     deadline = time.monotonic() + seconds
