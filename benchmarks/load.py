@@ -13,9 +13,12 @@ session; for --duration seconds it loops over a weighted mix:
 
 Meanwhile a background thread keeps a rerun of the model's probes queued or running (a
 new one as soon as the previous finishes). Any status other than the expected one, or a
-connection error, is an error. Then, in the same run, two short saturation phases with
-the same users measure the throughput of the list endpoint and of a trivial view
-(/healthz, one SELECT 1); their ratio is printed last.
+connection error, is an error. Then, in the same run, short saturation phases with the
+same users measure the throughput of a trivial view (/healthz, one SELECT 1), of the list
+endpoint (GET /api/v1/findings/?page=<n>) and of the catalog page (GET /catalog/, signed
+in), and the CPU time each request costs the web workers and the database. Printed last:
+each throughput as a ratio of /healthz's, against its target (list endpoint >= 0.20,
+catalog page >= 0.15), and the errors.
 
 Run: .venv/bin/python benchmarks/load.py [--users 20] [--duration 60]
 Needs PostgreSQL (--database-url; that database is dropped and created).
@@ -60,7 +63,15 @@ EXPECTED = {
     "create": 201,
     "transition": 200,
     "healthz": 200,
+    "catalog": 200,
 }
+# Saturation phases, each against /healthz in the same run: (kind, what it requests,
+# throughput target as a share of /healthz's).
+PHASES = [
+    ("healthz", "GET /healthz", None),
+    ("list", "GET /api/v1/findings/?page=<n>", 0.20),
+    ("catalog", "GET /catalog/", 0.15),
+]
 
 
 def parse_args(argv=None):
@@ -68,7 +79,10 @@ def parse_args(argv=None):
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--duration", type=float, default=60)
     parser.add_argument(
-        "--phase", type=float, default=10, help="seconds of each throughput phase (list, /healthz)"
+        "--phase",
+        type=float,
+        default=10,
+        help="seconds of each throughput phase (/healthz, list endpoint, catalog page)",
     )
     parser.add_argument("--findings", type=int, default=300, help="findings to start with")
     parser.add_argument("--web-workers", type=int, default=2)
@@ -330,6 +344,9 @@ class User(threading.Thread):
     def do_healthz(self):
         self.request("healthz", "GET", "/healthz", auth=None)
 
+    def do_catalog(self):
+        self.request("catalog", "GET", "/catalog/", auth="session")
+
     def do_create(self):
         body = {
             "title": f"Load finding {self.rng.randrange(10**9)}",
@@ -390,8 +407,9 @@ def percentile(values, q):
     return ordered[index]
 
 
-def report(mix, phases, rerunner, users, duration) -> dict:
-    """Print the figures; return them."""
+def report(mix, phases, rerunner, users, duration, cpu=None) -> dict:
+    """Print the figures; return them. `cpu`: {kind: (web ms, database ms) per request}
+    of the throughput phases, when measured."""
     print(
         f"users: {users}; mixed load for {duration:.0f} s on loopback, "
         f"reruns queued {rerunner.queued}, finished {rerunner.finished} meanwhile"
@@ -411,25 +429,116 @@ def report(mix, phases, rerunner, users, duration) -> dict:
     for kind, errors in mix["errors"].items():
         for line in errors[:3]:
             print(f"  error ({kind}): {line}")
+    print(
+        f"throughput phases ({users} users each, the rerun still running):\n"
+        f"{'phase':<9}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'errors':>8}"
+        f"{'CPU ms/request: web':>21}{'database':>10}"
+    )
     rates = {}
     for kind, result in phases.items():
         values = result["times"].get(kind, [])
         errors = len(result["errors"].get(kind, []))
         total_errors += errors
         rates[kind] = len(values) / result["seconds"]
+        web, db = (cpu or {}).get(kind, (float("nan"), float("nan")))
         print(
-            f"throughput phase {kind:<8} {rates[kind]:8.1f} req/s, p50 "
-            f"{percentile(values, 50) * 1000:.1f} ms, p95 {percentile(values, 95) * 1000:.1f}"
-            f" ms, errors {errors}"
+            f"{kind:<9}{rates[kind]:>9.1f}{percentile(values, 50) * 1000:>9.1f}"
+            f"{percentile(values, 95) * 1000:>9.1f}{errors:>8}{web:>21.2f}{db:>10.2f}"
         )
-    ratio = rates["list"] / rates["healthz"] if rates.get("healthz") else float("nan")
+        for line in result["errors"].get(kind, [])[:3]:
+            print(f"  error ({kind}): {line}")
+    ratios = {}
+    for kind, what, target in PHASES:
+        if target is None or kind not in rates:
+            continue
+        ratios[kind] = rates[kind] / rates["healthz"] if rates.get("healthz") else float("nan")
+        verdict = "met" if ratios[kind] >= target else "MISSED"
+        print(
+            f"{what} throughput / /healthz throughput: {ratios[kind]:.3f} "
+            f"(target >= {target:.2f}: {verdict})"
+        )
     print(f"errors: {total_errors}")
-    print(f"list endpoint throughput / /healthz throughput: {ratio:.3f}")
-    return {"errors": total_errors, "ratio": ratio, "rates": rates}
+    return {
+        "errors": total_errors,
+        "ratio": ratios.get("list", float("nan")),
+        "ratios": ratios,
+        "rates": rates,
+        "cpu": cpu,
+    }
 
 
-def drive(base_url, ctx, *, users, duration, phase):
-    """The mixed load with a rerun running, then the two throughput phases."""
+# --------------------------------------------------------------------------------------
+# CPU time of the server processes (same machine, from /proc)
+# --------------------------------------------------------------------------------------
+
+
+def _proc_stat(pid):
+    """(parent pid, CPU seconds of the process, CPU seconds of its reaped children)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    return (
+        int(fields[1]),
+        (int(fields[11]) + int(fields[12])) / tick,
+        (int(fields[13]) + int(fields[14])) / tick,
+    )
+
+
+def process_tree_cpu(root: int) -> float:
+    """CPU seconds used by process `root` and its descendants, the exited ones included
+    (gunicorn replaces its workers now and then: the master has reaped them)."""
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            stat = _proc_stat(int(entry.name))
+            if stat:
+                stats[int(entry.name)] = stat
+    children = defaultdict(list)
+    for pid, (ppid, _, _) in stats.items():
+        children[ppid].append(pid)
+    total = stats[root][2] if root in stats else 0.0
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        if pid in stats:
+            total += stats[pid][1]
+        todo += children.get(pid, [])
+    return total
+
+
+# The web server's database connections carry this name (its DATABASE_URL says so), so that
+# their CPU time is told apart from the worker's and this process's.
+WEB_APPLICATION_NAME = "bench-load-web"
+
+
+def database_cpu() -> dict:
+    """{pid: CPU seconds so far} of the database server's processes serving the web
+    server's connections (PostgreSQL on this machine)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND application_name = %s",
+            [WEB_APPLICATION_NAME],
+        )
+        pids = [row[0] for row in cursor.fetchall()]
+    return {pid: (_proc_stat(pid) or (0, 0.0, 0.0))[1] for pid in pids}
+
+
+def database_cpu_used(before: dict, after: dict) -> float:
+    """CPU seconds the connections used between two `database_cpu()` readings (one that
+    closed meanwhile counts until the first reading only)."""
+    return sum(after.get(pid, used) - used for pid, used in before.items()) + sum(
+        used for pid, used in after.items() if pid not in before
+    )
+
+
+def drive(base_url, ctx, *, users, duration, phase, web_pid=None):
+    """The mixed load with a rerun running, then the throughput phases (with the CPU time
+    per request of the web server `web_pid` and of the database, when given)."""
     # Warm-up, not counted: each server thread opens its database connection, templates
     # and URL patterns load.
     run_users(base_url, ctx, users, 2)
@@ -437,12 +546,20 @@ def drive(base_url, ctx, *, users, duration, phase):
     rerunner.start()
     time.sleep(0.5)
     mix = run_users(base_url, ctx, users, duration)
-    phases = {
-        kind: run_users(base_url, ctx, users, phase, path=kind) for kind in ("healthz", "list")
-    }
+    phases, cpu = {}, {}
+    for kind, _, _ in PHASES:
+        if web_pid:
+            web, db = process_tree_cpu(web_pid), database_cpu()
+        phases[kind] = run_users(base_url, ctx, users, phase, path=kind)
+        if web_pid:
+            done = max(1, len(phases[kind]["times"].get(kind, [])))
+            cpu[kind] = (
+                (process_tree_cpu(web_pid) - web) * 1000 / done,
+                database_cpu_used(db, database_cpu()) * 1000 / done,
+            )
     rerunner.stop.set()
     rerunner.join(timeout=30)
-    return report(mix, phases, rerunner, users, duration), mix, rerunner
+    return report(mix, phases, rerunner, users, duration, cpu or None), mix, rerunner
 
 
 def main(argv=None) -> None:
@@ -485,16 +602,27 @@ def main(argv=None) -> None:
     log_dir.mkdir(parents=True, exist_ok=True)
     env = processes.child_env(args.database_url, media, Q_WORKERS=1, **server_env)
     procs = [processes.qcluster("worker", env, log_dir)]
+    separator = "&" if "?" in args.database_url else "?"
+    web_env = dict(
+        env, DATABASE_URL=f"{args.database_url}{separator}application_name={WEB_APPLICATION_NAME}"
+    )
     try:
         web, url = processes.gunicorn(
-            env, log_dir, workers=args.web_workers, threads=args.web_threads
+            web_env, log_dir, workers=args.web_workers, threads=args.web_threads
         )
         procs.append(web)
         print(
             f"gunicorn: {args.web_workers} workers x {args.web_threads} threads at {url}; "
             f"one qcluster worker; {len(ctx['findings'])} findings to start with"
         )
-        figures, _, _ = drive(url, ctx, users=args.users, duration=args.duration, phase=args.phase)
+        figures, _, _ = drive(
+            url,
+            ctx,
+            users=args.users,
+            duration=args.duration,
+            phase=args.phase,
+            web_pid=web.popen.pid,
+        )
     finally:
         processes.stop_all(procs)
     if figures["errors"]:
