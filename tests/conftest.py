@@ -109,6 +109,11 @@ def pytest_collection_modifyitems(config, items):
         if REAL_PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.xdist_group(REAL_PROCESS_GROUP))
     _distinct_nodeids(config, items)
+
+
+# After -k and -m: an exclusive test they deselected is not one left for another run.
+@pytest.hookimpl(trylast=True, specname="pytest_collection_modifyitems")
+def pytest_collection_modifyitems_exclusive(config, items):
     choice = config.getoption("exclusive")
     if choice == "auto":
         choice = "none" if _in_xdist_worker(config) else "run"
