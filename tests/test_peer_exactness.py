@@ -6,8 +6,9 @@ metrics as fairlearn defines them), to 1e-9, on three models nobody tuned for it
 - a pipeline with categorical columns (one-hot + scaling + logistic regression);
 - a multiclass model with string labels.
 
-The reference code below never calls the engine's helpers: it reads DESIGN.md's
-definitions and computes them the plain way.
+The reference code below never calls the engine's measures: it reads DESIGN.md's
+definitions and computes them the plain way, on the slice's rows as the one slice
+evaluator (boundary.slices.mask) selects them.
 """
 
 import numpy as np
@@ -22,6 +23,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from boundary.kinds import ProbeSpec, evaluate_probes
+from boundary.slices import mask as slice_mask
 
 from .test_exact_numbers import reference_ece
 from .test_new_kinds import reference_h2
@@ -127,20 +129,6 @@ def case(request):
         mask=slice_mask(frame, case["slice"]),
     )
     return case
-
-
-def slice_mask(frame, predicates):
-    """The slice's rows, written out per op (only the ops these cases use)."""
-    mask = np.ones(len(frame), dtype=bool)
-    for p in predicates:
-        column = frame[p["feature"]]
-        mask &= {
-            ">": lambda c, v: c > v,
-            "<": lambda c, v: c < v,
-            ">=": lambda c, v: c >= v,
-            "in": lambda c, v: c.isin(v),
-        }[p["op"]](column, p["value"]).to_numpy()
-    return mask
 
 
 def engine_value(case, kind, params=None, slice_=None):
