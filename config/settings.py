@@ -162,6 +162,12 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# A user's permissions and groups are read in one query per request (config/auth_backends.py);
+# signing in, and the backend sessions record, stay with ModelBackend.
+AUTHENTICATION_BACKENDS = [
+    "config.auth_backends.PermissionsInOneQuery",
+    "django.contrib.auth.backends.ModelBackend",
+]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
