@@ -61,8 +61,19 @@ demo: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py load_demo
 
+# The suite runs in TEST_WORKERS processes (pytest-xdist; `make test TEST_WORKERS=0` runs it
+# in this one). --dist loadgroup hands each xdist_group to one process (the tests that start
+# real worker clusters run one after another). Tests marked exclusive restart the database
+# server, which would break the other processes' connections: they run first, on their own,
+# then everything else in parallel. PYTEST_ARGS go to both runs (e.g. PYTEST_ARGS="-k reruns
+# -x"); `make test` fails when either run does.
+TEST_WORKERS ?= 2
+XDIST        := -n $(TEST_WORKERS) --dist loadgroup
 test: install-dev
-	$(PY) -m pytest $(PYTEST_ARGS)
+	status=0; \
+	$(PY) -m pytest --exclusive=only $(PYTEST_ARGS) -n 0 || status=$$?; \
+	$(PY) -m pytest --exclusive=none $(XDIST) $(PYTEST_ARGS) || status=$$?; \
+	exit $$status
 
 # Style, layers, types and migrations: what CI checks before the tests (and what the
 # pre-commit hooks in .pre-commit-config.yaml run).
@@ -85,22 +96,24 @@ bench: $(VENV)/.bench
 	$(PY) benchmarks/probe_engine.py
 	$(PY) benchmarks/slice_scan.py
 
-# Catalog search at 200,000 findings on PostgreSQL (DATABASE_URL names the server; the
-# benchmark creates and drops its own database there).
+# Catalog search at 200,000 and 1,000,000 findings on PostgreSQL (DATABASE_URL names the
+# server; the benchmark creates and drops its own databases there): p50/p95 per query at
+# each size, the worst p95's growth against its target (at most 1.5x) and what grows
+# first. About 20 minutes; BENCH_SEARCH_ARGS="--sizes 200000" measures one size.
 bench-search: install-dev dev-role
-	$(PY) benchmarks/search.py
+	$(PY) benchmarks/search.py $(BENCH_SEARCH_ARGS)
 
 ci:
 	bash .ci/run
 
 # Browser journeys only (screenshots in test-artifacts/e2e); needs /usr/bin/chromium.
 e2e: install-dev
-	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+	$(PY) -m pytest tests/e2e $(XDIST) $(PYTEST_ARGS)
 
 # A longer API fuzzing run than the suite's (FUZZ_EXAMPLES per operation, default 500).
 FUZZ_EXAMPLES ?= 500
 fuzz: install-dev
-	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/test_fuzz.py $(PYTEST_ARGS)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/test_fuzz.py $(XDIST) $(PYTEST_ARGS)
 
 # Faults, scale-out and load: real qcluster and gunicorn processes on PostgreSQL (and
 # Redis at 127.0.0.1:6379). FAULTS_DATABASE_URL names the server (the tests create their
@@ -126,7 +139,8 @@ faults: install-dev dev-role
 		$(PY) -m pytest -v -s tests/test_faults.py tests/test_scale_out.py tests/test_load_smoke.py $(PYTEST_ARGS)
 
 # 20 users for 60 s against gunicorn while a rerun runs: p50/p95 per request type, errors,
-# the list endpoint's throughput against /healthz (its own database on that server).
+# then the throughput of the list endpoint and of the catalog page as ratios of /healthz's
+# against their targets, with the CPU time per request (its own database on that server).
 load: install-dev dev-role
 	BENCH_DATABASE_URL=$(dir $(FAULTS_DATABASE_URL))bench_load $(PY) benchmarks/load.py
 
