@@ -43,7 +43,7 @@ from typing import Any, BinaryIO
 import skops.io as sio
 
 from . import ensembles
-from .predict import probabilities
+from .predict import CHUNK_ROWS, probabilities, row_runs
 
 
 class ArtifactError(Exception):
@@ -459,11 +459,12 @@ class ModelCrashed(ArtifactError):
 @dataclass(frozen=True)
 class Isolation:
     """How load_model runs a model in a child process: at most ``memory_limit`` bytes of
-    address space (RLIMIT_AS; None: no limit), and each predict_proba in calls on at most
-    ``chunk_rows`` consecutive rows (boundary.predict.probabilities; 0: one call)."""
+    address space (RLIMIT_AS; None: no limit), and each predict_proba (and an ensemble's
+    component predictions) in requests on at most ``chunk_rows`` consecutive rows, each one
+    call in the child (boundary.predict.row_runs; 0: one request)."""
 
     memory_limit: int | None = None
-    chunk_rows: int = 0
+    chunk_rows: int = CHUNK_ROWS
 
 
 # The exit status of a child that ran out of memory (it may not be able to say so).
@@ -827,11 +828,18 @@ def _end_child(server: _ForkServer, pid: int, sock: socket.socket, *, grace: flo
         return None
 
 
+def _rows(X: Any, start: int, stop: int) -> Any:
+    """Rows ``start`` to ``stop`` of a frame or an array (a view, not a copy)."""
+    return X.iloc[start:stop] if hasattr(X, "iloc") else X[start:stop]
+
+
 class IsolatedModel:
     """A model loaded and run in a child process, standing in for it in the parent.
 
     It has the model's ``classes_`` and ``feature_names_in_`` (when the model has them) and
-    its ``predict_proba``, answered by the child (split into ``chunk_rows`` calls there);
+    its ``predict_proba``, answered by the child one request of at most ``chunk_rows``
+    consecutive rows at a time, so that neither process ever holds more than one request's
+    rows as a message (a pickle of the whole table would be a second copy of it);
     of an ensemble, ``component_names`` (None: not an ensemble) and
     ``component_predictions`` (boundary.ensembles), computed there too;
     the parent never holds the model. The child is forked from a fork server that imported
@@ -872,26 +880,62 @@ class IsolatedModel:
         return not readable  # an idle child says nothing: a readable socket has closed
 
     def predict_proba(self, X: Any) -> Any:
-        if not self._alive():
-            self.close()
-            self._start()
+        """The probabilities of the rows of ``X``, one request per run of rows, into one
+        array (one reply as it is when there is one run, or the model has no classes)."""
+        import numpy as np
+
         classes = getattr(self, "classes_", None)
-        limit = len(X) * max(len(classes) if classes is not None else 0, 1) * 8 + (1 << 20)
-        request = ("predict_proba", X, self.isolation.chunk_rows)
-        return self._call("predicting", request, limit=None if classes is None else limit)
+        runs = list(row_runs(len(X), self.isolation.chunk_rows))
+        if classes is None:  # nothing to check a reply's size against
+            return self._ask("predicting", "predict_proba", X, None)
+        if len(runs) <= 1:
+            return self._ask("predicting", "predict_proba", X, 8 * len(classes))
+        proba = np.empty((len(X), len(classes)), dtype=np.float64)
+        for start, stop in runs:
+            part = np.asarray(
+                self._ask("predicting", "predict_proba", _rows(X, start, stop), 8 * len(classes))
+            )
+            if part.shape != (stop - start, len(classes)):
+                raise ValueError(
+                    f"predict_proba returned shape {part.shape}, "
+                    f"expected ({stop - start}, {len(classes)})"
+                )
+            proba[start:stop] = part
+        return proba
 
     def component_predictions(self, X: Any) -> Any:
         """Each component's class index for each row of ``X``, computed in the child
-        (boundary.ensembles.component_predictions)."""
+        (boundary.ensembles.component_predictions), one request per run of rows."""
+        import numpy as np
+
+        classes = getattr(self, "classes_", None)
+        names = self.component_names or []
+        dtype = ensembles.code_dtype(len(classes) if classes is not None else 1)
+        width = max(len(names), 1) * dtype.itemsize
+        stage = "predicting its components"
+        runs = list(row_runs(len(X), self.isolation.chunk_rows))
+        if len(runs) <= 1:
+            return self._ask(stage, "components", X, width)
+        found = np.empty((len(names), len(X)), dtype=dtype)
+        for start, stop in runs:
+            part = np.asarray(self._ask(stage, "components", _rows(X, start, stop), width))
+            if part.shape != (len(names), stop - start):
+                raise ValueError(
+                    f"component predictions of shape {part.shape}, expected "
+                    f"({len(names)}, {stop - start})"
+                )
+            found[:, start:stop] = part
+        return found
+
+    def _ask(self, stage: str, what: str, X: Any, bytes_per_row: int | None) -> Any:
+        """One request about the rows of ``X`` (a new child first if the last one died);
+        the reply may hold ``bytes_per_row`` per row and 1 MiB besides (None: no limit)."""
         if not self._alive():
             self.close()
             self._start()
-        classes = getattr(self, "classes_", None)
-        names = self.component_names or []
-        width = ensembles.code_dtype(len(classes) if classes is not None else 1).itemsize
-        limit = len(X) * max(len(names), 1) * width + (1 << 20)
-        request = ("components", X, self.isolation.chunk_rows)
-        return self._call("predicting its components", request, limit=limit)
+        request = (what, X, self.isolation.chunk_rows)
+        limit = None if bytes_per_row is None else len(X) * bytes_per_row + (1 << 20)
+        return self._call(stage, request, limit=limit)
 
     def _call(self, stage: str, request: tuple, *, limit: int | None) -> Any:
         assert self._sock is not None and self._server is not None and self.pid is not None

@@ -23,7 +23,8 @@
 
 The predictions are class indices (into the ensemble's ``classes_``), one row per
 component and one column per row of the input, in the smallest integer type that holds
-them. ``chunk_rows`` > 0 predicts consecutive runs of at most that many rows at a time.
+them. They are predicted in consecutive runs of at most ``chunk_rows`` rows at a time
+(``boundary.predict.row_runs``; by default ``boundary.predict.CHUNK_ROWS``, 0: all at once).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .predict import probabilities
+from .predict import CHUNK_ROWS, probabilities, row_runs
 
 __all__ = [
     "Component",
@@ -119,12 +120,14 @@ def code_dtype(n_classes: int) -> np.dtype:
     return np.dtype(np.int64)
 
 
-def component_predictions(model: Any, X: pd.DataFrame, *, chunk_rows: int = 0) -> np.ndarray:
+def component_predictions(
+    model: Any, X: pd.DataFrame, *, chunk_rows: int = CHUNK_ROWS
+) -> np.ndarray:
     """Each component's class index (into the model's ``classes_``) for each row of ``X``
     (the frame the model's ``predict_proba`` is given), shape (components, rows).
 
     1. Find the components (a model that is not an ensemble raises ValueError).
-    2. Per run of rows (all, or ``chunk_rows`` at a time): transform them through the
+    2. Per run of at most ``chunk_rows`` rows (0: all): transform them through the
        pipeline's earlier steps, validate them as the ensemble does, and predict each
        component on what it is fed.
     3. Map each component's argmax to the ensemble's class index.
@@ -138,9 +141,7 @@ def component_predictions(model: Any, X: pd.DataFrame, *, chunk_rows: int = 0) -
     n_classes = len(final.classes_)
     n = len(X)
     out = np.empty((len(found), n), dtype=code_dtype(n_classes))
-    step = n if chunk_rows <= 0 else chunk_rows
-    for start in range(0, n, max(step, 1)):
-        stop = min(start + step, n)
+    for start, stop in row_runs(n, chunk_rows):
         rows = X.iloc[start:stop] if hasattr(X, "iloc") else X[start:stop]
         for transform in before:
             rows = transform.transform(rows)
@@ -174,7 +175,7 @@ def _class_index(estimator: Any, X: Any, n_classes: int) -> np.ndarray:
     """The ensemble's class index of the component's prediction on each row of ``X``."""
     own = np.asarray(getattr(estimator, "classes_", np.arange(n_classes)))
     if hasattr(estimator, "predict_proba"):
-        chosen = own[np.argmax(probabilities(estimator, X), axis=1)]
+        chosen = own[np.argmax(probabilities(estimator, X, chunk_rows=0), axis=1)]
     else:
         chosen = np.asarray(estimator.predict(X))
     return _as_index(chosen, own, n_classes)

@@ -57,7 +57,7 @@ import numpy as np
 import pandas as pd
 
 from . import ensembles, slices
-from .predict import predict, probabilities
+from .predict import CHUNK_ROWS, predict, probabilities, row_runs
 from .slices import ProbeDefinitionError, small_codes
 from .stats import BOOTSTRAP_RESAMPLES, auc, bootstrap, ece, ece_cells, wilson
 
@@ -116,7 +116,7 @@ class _Outcome:
 class Run:
     """State shared by the probes of one evaluate_probes call."""
 
-    def __init__(self, model, df, target_column, features, predictions, chunk_rows=0):
+    def __init__(self, model, df, target_column, features, predictions, chunk_rows=CHUNK_ROWS):
         self.model = model
         self.chunk_rows = chunk_rows
         self.df = df
@@ -176,16 +176,13 @@ class Run:
         return self.cache[key]
 
     def ece_cells(self, bins: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """Each row's ECE bin and bootstrap cell (``stats.ece_cells``), kept per bin count
+        in the smallest integer types that hold them (a slice widens its own rows)."""
         key = ("ece", bins)
         if key not in self.cache:
-            self.cache[key] = ece_cells(self.confidence, bins)
+            b, cell, sub = ece_cells(self.confidence, bins)
+            self.cache[key] = (small_codes(b, bins), small_codes(cell, bins * sub), sub)
         return self.cache[key]
-
-    @property
-    def correct_int(self) -> np.ndarray:
-        if ("correct_int",) not in self.cache:
-            self.cache[("correct_int",)] = self.correct.astype(np.int64)
-        return self.cache[("correct_int",)]
 
     @property
     def confidence(self) -> np.ndarray:
@@ -210,6 +207,14 @@ class Run:
         if key not in self.cache:
             self.cache[key] = _as_float(series)
         return self.cache[key]
+
+    def float_rows(self, feature: str, rows: np.ndarray) -> np.ndarray:
+        """``float_values(feature)[rows]``, without converting the rest of an integer column
+        (a model-calling probe asks for one run of rows at a time)."""
+        series = self.features[feature]
+        if isinstance(series.dtype, np.dtype) and series.dtype.kind in "iu":
+            return series.to_numpy()[rows].astype(np.float64)
+        return self.float_values(feature)[rows]
 
     def group_codes(self, feature: str) -> tuple[np.ndarray, list]:
         """Factorised codes (-1 for missing) and labels of a column, computed once."""
@@ -341,7 +346,13 @@ def _slice_ece(run: Run, mask, params, n) -> _Outcome:
     bins = params["bins"]
     b, cell, sub = run.ece_cells(bins)
     value, low, high, table = ece(
-        run.confidence[rows], run.correct_int[rows], b[rows], cell[rows], bins, sub, params["seed"]
+        run.confidence[rows],
+        run.correct[rows].astype(np.int64),
+        b[rows].astype(np.int64),
+        cell[rows].astype(np.int64),
+        bins,
+        sub,
+        params["seed"],
     )
     return _Outcome(value, low, high, details={"bins": table})
 
@@ -430,8 +441,11 @@ def _perturbation(run: Run, mask, params, n) -> _Outcome:
 
     1. Features: params.features or every numeric model feature; noise sd per feature is
        scale x its std over the whole dataset.
-    2. Stack the repeats of the slice rows into one frame, add the noise (layout in the
-       module docstring) and call predict_proba once.
+    2. Stack the repeats of the slice rows, add the noise (layout in the module docstring)
+       and predict them, one run of at most ``run.chunk_rows`` stacked rows at a time: the
+       frame of a run is built, predicted and dropped before the next (with 0, one frame
+       and one call). The noise is drawn run after run from the one generator, which gives
+       exactly the numbers of one draw of the whole stack.
     3. Count the pairs whose predicted class differs from the unperturbed one.
     """
     features = params["features"]
@@ -443,20 +457,25 @@ def _perturbation(run: Run, mask, params, n) -> _Outcome:
         raise _err("perturbation needs numeric features, and the model has none")
     repeats = params["repeats"]
     rows = np.flatnonzero(mask)
-    stacked_rows = np.tile(rows, repeats)
     sds = np.array([params["scale"] * run.std(f) for f in features])
     rng = np.random.default_rng(params["seed"])
-    noise = rng.standard_normal((stacked_rows.size, len(features)))
-    noise *= sds
-    frame = run.features.take(stacked_rows)
-    # The taken labels repeat and the model ignores them; a RangeIndex holds no array.
-    frame.index = pd.RangeIndex(len(frame))
-    for j, name in enumerate(features):
-        frame[name] = run.float_values(name)[stacked_rows] + noise[:, j]
-    pairs = stacked_rows.size
-    # Only the frame is needed while the model runs (the memory peak).
-    del noise, stacked_rows
-    flipped = run.predict_rows(frame).reshape(repeats, n) != run.pred_index[rows]
+    pairs = rows.size * repeats
+    predicted = np.empty(pairs, dtype=run.pred_index.dtype)
+    for start, stop in row_runs(pairs, run.chunk_rows):
+        # Stacked row i is slice row i % n (np.tile(rows, repeats)[start:stop]).
+        stacked_rows = rows[np.arange(start, stop) % rows.size]
+        noise = rng.standard_normal((stop - start, len(features)))
+        noise *= sds
+        frame = run.features.take(stacked_rows)
+        # The taken labels repeat and the model ignores them; a RangeIndex holds no array.
+        frame.index = pd.RangeIndex(start, stop)
+        for j, name in enumerate(features):
+            frame[name] = run.float_rows(name, stacked_rows) + noise[:, j]
+        # Only the frame is needed while the model runs (the memory peak).
+        del noise, stacked_rows
+        predicted[start:stop] = run.predict_rows(frame)
+        del frame
+    flipped = predicted.reshape(repeats, n) != run.pred_index[rows]
     flips = int(np.count_nonzero(flipped))
     rows_flipped = int(np.count_nonzero(flipped.any(axis=0)))
     low, high = wilson(flips, pairs)
@@ -512,27 +531,32 @@ def _added(run: Run, name: str, rows: np.ndarray, amount: int | float) -> np.nda
     dtype = run.features[name].dtype
     if isinstance(amount, int) and isinstance(dtype, np.dtype) and dtype.kind in "iu":
         return run.features[name].to_numpy()[rows] + amount
-    return run.float_values(name)[rows] + amount
+    return run.float_rows(name, rows) + amount
 
 
 def _counterfactual(run: Run, mask, params, n) -> _Outcome:
     """Share of slice rows whose prediction changes when params.changes is applied.
 
-    1. Gather the slice rows of the features (one frame, dtypes and column order kept).
+    1. Gather the slice rows of the features (dtypes and column order kept), one run of at
+       most ``run.chunk_rows`` rows at a time (0: all of them, one call).
     2. Apply each change in order: "add" to a numeric column, "set" a constant.
-    3. One predict_proba call; count rows whose predicted class differs.
+    3. Predict the run; count rows whose predicted class differs.
     """
     changes = params["changes"]
     for name in changes:
         _model_feature(run, name, "changes")
     rows = np.flatnonzero(mask)
-    frame = run.features.take(rows)
-    for name, change in changes.items():
-        if "add" in change:
-            frame[name] = _added(run, name, rows, change["add"])
-        else:
-            frame[name] = _constant(run.features[name], change["set"], rows.size)
-    flips = int(np.count_nonzero(run.predict_rows(frame) != run.pred_index[rows]))
+    flips = 0
+    for start, stop in row_runs(rows.size, run.chunk_rows):
+        part = rows[start:stop]
+        frame = run.features.take(part)
+        for name, change in changes.items():
+            if "add" in change:
+                frame[name] = _added(run, name, part, change["add"])
+            else:
+                frame[name] = _constant(run.features[name], change["set"], part.size)
+        flips += int(np.count_nonzero(run.predict_rows(frame) != run.pred_index[part]))
+        del frame
     low, high = wilson(flips, n)
     return _Outcome(flips / n, low, high, details={"flips": flips, "rows": n})
 

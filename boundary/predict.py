@@ -7,9 +7,10 @@
   target and the ignored ones (ignored names the table lacks are skipped). A caller that
   already knows the columns passes them as ``columns``.
 * ``probabilities``: ``predict_proba`` on those columns as a DataFrame, checked to be one
-  row per input row and one column per class. ``chunk_rows`` > 0 makes it one call per
-  run of at most that many consecutive rows, every row predicted once, into one array
-  (callers pass ``settings.PREDICT_CHUNK_ROWS``); 0 is one call.
+  row per input row and one column per class, in one call per run of at most
+  ``chunk_rows`` consecutive rows (``row_runs``), every row predicted once, into one array.
+  The default is ``CHUNK_ROWS`` (the app passes ``settings.PREDICT_CHUNK_ROWS``, whose
+  default it is); 0 is one call over every row.
 * ``predict``: ``pred`` is the class with the highest probability
   (``classes_[argmax(proba)]``, the first class on ties, as scikit-learn's ``predict``);
   ``margin`` is the top probability minus the second, computed as that subtraction (a
@@ -18,7 +19,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,13 +29,29 @@ import pandas as pd
 from .slices import ProbeDefinitionError
 
 __all__ = [
+    "CHUNK_ROWS",
     "Predictions",
     "feature_columns",
     "margin",
     "model_features",
     "predict",
     "probabilities",
+    "row_runs",
 ]
+
+# Rows per predict_proba call unless the caller says otherwise (the app passes
+# settings.PREDICT_CHUNK_ROWS, whose default this is). A model's working memory grows with
+# the rows of a call, several times their size: a scikit-learn pipeline holds its encoded
+# columns (one-hot blocks, object arrays of the strings) and their concatenation at once,
+# about 450 bytes per row of benchmarks/probe_engine.py's 11-column table, 3.6 times the
+# table and its probabilities when the whole table is one call. 20,000 rows bound that to
+# about 9 MB there (some 250 MB at 300 columns), under the engine's own needs from 100,000
+# rows up, where 50,000 would not be (the engine's peak at 100,000 rows: 1.7x the table and
+# its probabilities with 20,000 or 10,000, 2.6x with 50,000, 3.3x with 65,536). A call of
+# 20,000 rows is long enough (about 0.1 s of that gradient-boosted pipeline, 6 ms of which
+# is the fixed cost of a call) that chunks cost nothing measurable: a million rows take
+# less CPU in them than in one call (5.3 s against 6.4 s).
+CHUNK_ROWS = 20_000
 
 
 def _missing(wanted: list, present: Iterable, what: str) -> None:
@@ -121,7 +138,10 @@ def margin(proba: np.ndarray) -> np.ndarray:
     if k == 1:
         return proba[:, 0].copy()
     if k == 2:
-        return np.maximum(proba[:, 0], proba[:, 1]) - np.minimum(proba[:, 0], proba[:, 1])
+        # The same subtraction, into the maximum's array (one temporary fewer).
+        top = np.maximum(proba[:, 0], proba[:, 1])
+        top -= np.minimum(proba[:, 0], proba[:, 1])
+        return top
     top2 = np.partition(proba, k - 2, axis=1)[:, k - 2 :]
     return top2[:, 1] - top2[:, 0]
 
@@ -135,28 +155,37 @@ def _checked(model: Any, X: pd.DataFrame, n_classes: int) -> np.ndarray:
     return proba
 
 
-def probabilities(model: Any, X: pd.DataFrame, *, chunk_rows: int = 0) -> np.ndarray:
-    """``predict_proba`` of ``X``: one call, or with ``chunk_rows`` > 0 one call per run of
-    at most that many consecutive rows (each row predicted once) into one preallocated
-    array.
+def row_runs(n: int, chunk_rows: int) -> Iterator[tuple[int, int]]:
+    """(start, stop) of the consecutive runs of at most ``chunk_rows`` of ``n`` rows, in
+    order; one run of all of them when ``chunk_rows`` is 0 (or less), none when ``n`` is 0.
+    The one rule by which predictions are split: every row in exactly one run."""
+    step = n if chunk_rows <= 0 else chunk_rows
+    for start in range(0, n, max(step, 1)):
+        yield start, min(start + step, n)
+
+
+def probabilities(model: Any, X: pd.DataFrame, *, chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
+    """``predict_proba`` of ``X``: one call per run of at most ``chunk_rows`` consecutive
+    rows (``row_runs``; 0: one call), each row predicted once, into one preallocated array.
 
     A model's own working memory grows with the rows of a call (a ColumnTransformer holds
-    its dense parts and their concatenation at once); chunks bound it, for models that
-    predict each row on its own, as scikit-learn's do.
+    its dense parts and their concatenation at once); chunks bound it. Models that predict
+    each row on its own, as scikit-learn's do, give the same numbers in any chunks (trees
+    exactly; linear models up to the last bit of a BLAS sum).
     """
     n_classes = len(model.classes_)
     n = len(X)
     if chunk_rows <= 0 or n <= chunk_rows:
         return _checked(model, X, n_classes)
     proba = np.empty((n, n_classes), dtype=np.float64)
-    for start in range(0, n, chunk_rows):
-        stop = min(start + chunk_rows, n)
+    for start, stop in row_runs(n, chunk_rows):
         proba[start:stop] = _checked(model, X.iloc[start:stop], n_classes)
     return proba
 
 
-def predict(model: Any, X: pd.DataFrame, *, chunk_rows: int = 0) -> Predictions:
-    """Predictions of ``model`` on the feature frame ``X`` (see ``model_features``)."""
+def predict(model: Any, X: pd.DataFrame, *, chunk_rows: int = CHUNK_ROWS) -> Predictions:
+    """Predictions of ``model`` on the feature frame ``X`` (see ``model_features``), in
+    calls of at most ``chunk_rows`` rows (see ``probabilities``)."""
     classes = np.asarray(model.classes_)
     proba = probabilities(model, X, chunk_rows=chunk_rows)
     index = np.argmax(proba, axis=1)

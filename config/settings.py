@@ -298,10 +298,10 @@ Q_CLUSTER = {
 # A rerun is split into tasks of at most this many probes (one dataset each), so that
 # the workers of several machines share it.
 RERUN_CHUNK_SIZE = envint("RERUN_CHUNK_SIZE", 50)
-# Rows per predict_proba call; 0 (the default) predicts a dataset in one call. A model's
-# working memory grows with the rows of a call: memory-bound workers can bound it here,
-# every row is still predicted once (probes/engine.py, evaluate_probes).
-PREDICT_CHUNK_ROWS = envint("PREDICT_CHUNK_ROWS", 0)
+# Rows per predict_proba call (boundary/predict.py, where the default's reasons are given):
+# a model's working memory grows with the rows of a call, several times their size; every
+# row is still predicted once, with the same results. 0 predicts a whole table in one call.
+PREDICT_CHUNK_ROWS = envint("PREDICT_CHUNK_ROWS", 20_000)
 # A probe or scan result whose slice or grouping involves a sensitive column and covers
 # fewer rows than this (none included) is reported as inconclusive with no figures.
 SENSITIVE_MIN_ROWS = envint("SENSITIVE_MIN_ROWS", 10)

@@ -398,14 +398,24 @@ class Dataset(ImmutableFileMixin, models.Model):
         transaction.on_commit(lambda: enqueue("profile_dataset", pk))
 
     def read(self):
-        """The table as a DataFrame, after checking the stored hash."""
+        """The table as a DataFrame, after checking the stored hash.
+
+        Decoding Parquet passes through Arrow buffers about as large as the table, which
+        Arrow's allocator keeps for its own reuse once the frame is built (the frame's
+        columns stay in Arrow memory and are not copied); they are handed back here, or a
+        worker would hold them, unused, through the whole rerun.
+        """
+        import pyarrow
+
         path = self.file.path
         actual = sha256_of(path)
         if actual != self.sha256:
             raise ValidationError(
                 f"dataset file sha256 mismatch: expected {self.sha256}, got {actual}"
             )
-        return read_table(path, self.file_format)
+        frame = read_table(path, self.file_format)
+        pyarrow.default_memory_pool().release_unused()
+        return frame
 
     @classmethod
     def create_from_upload(
