@@ -95,3 +95,51 @@ def test_a_run_with_no_errors_reports_an_interval_from_exactly_zero():
     (result,) = evaluate_probes(Perfect(), frame, "y", [spec])
     assert (result.value, result.ci_low) == (0.0, 0.0)
     assert result.ci_high > 0.0
+
+
+def _ece_interval_by_matrix(conf, correct, bins, seed):
+    """The bootstrap interval with an explicit (codes x bins) summing matrix: the plain
+    form of what stats.ece sums by reshaping (fine at few bins, gigabytes at 10,000)."""
+    b, cell, sub = stats.ece_cells(conf, bins)
+    n_codes = 2 * bins * sub
+    code = cell * 2 + correct
+    counts = np.bincount(code, minlength=n_codes).astype(np.float64)
+    conf_sum = np.bincount(code, weights=conf, minlength=n_codes)
+    mean_conf = np.divide(conf_sum, counts, out=np.zeros(n_codes), where=counts > 0)
+    signed = np.tile([0.0, 1.0], bins * sub) - mean_conf
+    to_bin = np.zeros((n_codes, bins))
+    to_bin[np.arange(n_codes), np.arange(n_codes) // (2 * sub)] = 1.0
+    return stats.bootstrap(
+        counts, lambda d: np.abs((d * signed) @ to_bin).sum(axis=1) / d.sum(axis=1), seed
+    )
+
+
+@pytest.mark.parametrize("bins", [1, 3, 10, 64])
+def test_ece_interval_sums_each_bin_s_cells(bins):
+    rng = np.random.default_rng(bins)
+    conf = rng.uniform(0.5, 1.0, 3000)
+    correct = (rng.uniform(size=3000) < conf).astype(np.int64)
+    b, cell, sub = stats.ece_cells(conf, bins)
+    value, low, high, _table = stats.ece(conf, correct, b, cell, bins, sub, seed=4)
+    assert value == pytest.approx(reference_ece(conf, correct, bins), abs=1e-12)
+    expected = _ece_interval_by_matrix(conf, correct, bins, seed=4)
+    assert (low, high) == pytest.approx(expected, abs=1e-12)
+
+
+def test_ece_at_the_most_bins_allowed_stays_small_in_memory():
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    conf = rng.uniform(0.5, 1.0, 20_000)
+    correct = (rng.uniform(size=20_000) < conf).astype(np.int64)
+    b, cell, sub = stats.ece_cells(conf, 10_000)
+    tracemalloc.start()
+    try:
+        value, low, high, _table = stats.ece(conf, correct, b, cell, 10_000, sub, seed=0)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert 0 <= value <= 1 and 0 <= low <= high <= 1
+    # Resamples x codes (200 x 20,000 floats) a few times over; a codes x bins matrix
+    # would be 1.6 GB.
+    assert peak < 200 * 2**20
