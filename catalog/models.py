@@ -368,3 +368,21 @@ class SearchWord(models.Model):
 
     def __str__(self):
         return self.word
+
+
+class CatalogVersion(models.Model):
+    """One row whose `number` the database itself moves on every write to the findings,
+    the tags or the links between them (triggers, migration 0008), however the write is
+    made: what is computed from those tables alone is keyed by it (catalog.freshness).
+    `epoch` is drawn afresh whenever the row is created, so that a number is never
+    reused after the table has been emptied."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    epoch = models.CharField(max_length=40)
+    number = models.BigIntegerField(default=0)
+
+    class Meta:
+        default_permissions = ()
+
+    def __str__(self):
+        return f"catalog version {self.epoch}:{self.number}"

@@ -309,6 +309,9 @@ SENSITIVE_MIN_ROWS = envint("SENSITIVE_MIN_ROWS", 10)
 RISK_ACCEPTANCE_MAX_DAYS = envint("RISK_ACCEPTANCE_MAX_DAYS", 180)
 # JSON nested deeper than this is refused (core/hygiene.py).
 JSON_MAX_DEPTH = envint("JSON_MAX_DEPTH", 32)
+# Pages of the findings API each web process keeps until the catalog changes
+# (catalog.freshness); 0 keeps none.
+LIST_CACHE_PAGES = envint("LIST_CACHE_PAGES", 256)
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:

@@ -1,3 +1,6 @@
+from django.conf import settings
+from django.http import HttpResponse, HttpResponseNotModified
+from django.utils.http import parse_etags
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import viewsets
@@ -6,6 +9,7 @@ from rest_framework.response import Response
 
 from core.api.pagination import FindingPagination
 
+from .. import freshness
 from ..filtersets import FindingFilterSet
 from ..models import Finding, Tag
 from .serializers import (
@@ -54,13 +58,70 @@ class FindingViewSet(viewsets.ModelViewSet):
                 queryset = backend().filter_queryset(self.request, queryset, self)
         return queryset
 
+    # Query parameters whose answers depend on the catalog's own tables alone (the other
+    # filters look up ML models, versions, datasets or users): a list page with no others
+    # is kept per process until the catalog's version moves (catalog.freshness).
+    KEPT_PAGE_PARAMETERS = frozenset(
+        {
+            "page",
+            "page_size",
+            "search",
+            "ordering",
+            "format",
+            "tag",
+            "severity",
+            "risk_category",
+            "status",
+            "is_key_lesson",
+            "created_after",
+            "created_before",
+        }
+    )
+    pages = freshness.ListPages(settings.LIST_CACHE_PAGES)
+
+    def _kept_page_key(self, request):
+        """(key, version) under which this list page is kept, or None."""
+        if self.pages.size <= 0 or request.method not in ("GET", "HEAD"):
+            return None
+        if not self.KEPT_PAGE_PARAMETERS.issuperset(request.query_params):
+            return None
+        at = freshness.version(Finding.objects.db)
+        if at is None:
+            return None
+        media_type = request.accepted_renderer.media_type
+        return (request.get_host(), request.is_secure(), request.get_full_path(), media_type), at
+
     def list(self, request, *args, **kwargs):
-        """The same search as the catalog page (Finding.objects.find), with the filters."""
+        """The same search as the catalog page (Finding.objects.find), with the filters.
+
+        A page the catalog's version still vouches for is answered from the process's kept
+        pages, with its entity tag (304 to a matching If-None-Match)."""
+        kept = self._kept_page_key(request)
+        if kept is not None:
+            page = self.pages.get(*kept)
+            if page is not None:
+                if page.etag in parse_etags(request.headers.get("If-None-Match", "")):
+                    response = HttpResponseNotModified()
+                else:
+                    response = HttpResponse(page.content, content_type=page.content_type)
+                response["ETag"] = page.etag
+                return response
+            request.kept_page_key = kept
         qs = self.filter_queryset(Finding.objects.all())
         ranked = not request.query_params.get("ordering")
         results = qs.find(request.query_params.get("search", ""), ranked=ranked)
         page = self.paginator.paginate_results(results, request, view=self)
         return self.paginator.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        kept = getattr(request, "kept_page_key", None)
+        if kept is not None and response.status_code == 200 and isinstance(response, Response):
+            response.render()
+            page = freshness.Page(response.content, response["Content-Type"])
+            self.pages.put(*kept, page)
+            response["ETag"] = page.etag
+        return response
 
     @extend_schema(request=KeyLessonSerializer, responses=FindingSerializer)
     @action(detail=True, methods=["post"], url_path="key-lesson")
