@@ -38,14 +38,16 @@ def version(using: str = "default") -> Version | None:
 
 
 class Page:
-    """A rendered response: its bytes, content type and entity tag."""
+    """A rendered response or part of one (bytes, or the SafeString a template rendered):
+    its content, content type and entity tag."""
 
     __slots__ = ("content", "content_type", "etag")
 
-    def __init__(self, content: bytes, content_type: str):
+    def __init__(self, content: bytes | str, content_type: str):
         self.content = content
         self.content_type = content_type
-        self.etag = '"' + hashlib.blake2b(content, digest_size=16).hexdigest() + '"'
+        raw = content.encode() if isinstance(content, str) else content
+        self.etag = '"' + hashlib.blake2b(raw, digest_size=16).hexdigest() + '"'
 
 
 class ListPages:

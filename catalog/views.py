@@ -1,10 +1,12 @@
 import json
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -16,7 +18,7 @@ from core.models import AuditEvent
 from core.workflow import TransitionError
 from registry.models import Dataset, MLModel
 
-from . import importexport, table
+from . import freshness, importexport, table
 from .choices import FindingStatus, RiskCategory, Severity
 from .filtersets import FindingFilterSet
 from .forms import FindingForm, ImportFindingsForm, parts_of_finding_form
@@ -129,10 +131,36 @@ def _facets(results, params, ml_models):
     return groups
 
 
+# The cards' results and facets, rendered, per URL while the catalog's version and the
+# ML models' names stay as they were (catalog.freshness). Only URLs whose answer those
+# alone decide: no filter by owner, version or dataset, no order by owner or by counts of
+# probes or actions.
+CARDS = freshness.ListPages(settings.LIST_CACHE_PAGES)
+_KEPT_CARD_PARAMETERS = frozenset(
+    {*SEARCH_FORM_FIELDS, "page", "view", "is_key_lesson", "created_after", "created_before"}
+)
+_KEPT_SORTS = frozenset(
+    {sorting.RELEVANCE, "newest", "oldest", "id", "title", "ml_model", "severity", "status"}
+    | {"risk_category", "created", "updated"}
+)
+
+
+def _kept_cards_key(request, sort, ml_models):
+    """(key, version) under which the cards of this URL are kept, or None."""
+    if CARDS.size <= 0 or not _KEPT_CARD_PARAMETERS.issuperset(request.GET):
+        return None
+    if sort.removeprefix("-") not in _KEPT_SORTS:
+        return None
+    at = freshness.version(Finding.objects.db)
+    if at is None:
+        return None
+    return (request.get_full_path(), tuple((m.pk, m.name) for m in ml_models)), at
+
+
 @role_required("catalog.view_finding")
 def finding_list(request):
     """The catalog: cards (the default) or a table (`view=table`), the whole state in the
-    URL."""
+    URL. The cards' results and facets are rendered once per URL and catalog version."""
     results, filtered, q, sort = catalog_search(request)
     try:
         per_page = int(request.GET.get("per_page", 25))
@@ -144,6 +172,35 @@ def finding_list(request):
     except ValueError:
         number = 1
     as_table = table.is_table(request.GET)
+    ml_models = list(MLModel.objects.only("pk", "name", "slug"))
+    params = request.GET.copy()
+    params.pop("page", None)
+    sorts, sort_selected = table.sort_options(q, sort)
+    context = {
+        "q": q,
+        "sort": sort,
+        "sorts": sorts,
+        "sort_selected": sort_selected,
+        "per_page": per_page,
+        "page_sizes": PAGE_SIZES,
+        # The chosen filters, every one named (a missing key costs the template a
+        # failed lookup each time it is compared).
+        "filters": {key: request.GET.get(key) for key in FILTER_SELECTS},
+        "filter_errors": filtered.errors,
+        "querystring": params.urlencode(),
+        "search_form_state": table.hidden_state(request.GET, leave_out=SEARCH_FORM_FIELDS),
+        "as_table": as_table,
+        "ml_models": ml_models,
+        "severities": _choices(Severity),
+        "statuses": _choices(FindingStatus),
+        "risk_categories": _choices(RiskCategory),
+        "chosen_tags": [t for t in request.GET.getlist("tag") if t.strip()],
+    }
+    kept = None if as_table else _kept_cards_key(request, sort, ml_models)
+    cards = CARDS.get(*kept) if kept is not None else None
+    if cards is not None:
+        context["results_html"] = cards.content  # a SafeString, as rendered
+        return render(request, "catalog/finding_list.html", context)
     # The cards show the ML model; the table may show the owner too.
     page = results.page(
         number,
@@ -152,44 +209,27 @@ def finding_list(request):
         headline=not as_table,
     )
     table.decorate(page.object_list)
-    ml_models = list(MLModel.objects.only("pk", "name", "slug"))
-    params = request.GET.copy()
-    params.pop("page", None)
     suggestion = results.suggestion() if q and not page.object_list else None
-    sorts, sort_selected = table.sort_options(q, sort)
-    extra = table.context(request, page, sort) if as_table else {}
-    return render(
-        request,
-        "catalog/finding_list.html",
+    context.update(
         {
             "page": page,
             "results": results,
-            "q": q,
-            "sort": sort,
-            "sorts": sorts,
-            "sort_selected": sort_selected,
-            "per_page": per_page,
-            "page_sizes": PAGE_SIZES,
-            # The chosen filters, every one named (a missing key costs the template a
-            # failed lookup each time it is compared).
-            "filters": {key: request.GET.get(key) for key in FILTER_SELECTS},
-            "filter_errors": filtered.errors,
-            "querystring": params.urlencode(),
-            "search_form_state": table.hidden_state(request.GET, leave_out=SEARCH_FORM_FIELDS),
-            "as_table": as_table,
             "view_links": table.view_links(request.GET),
             "facets": _facets(results, request.GET, ml_models),
             "suggestion": suggestion,
             "suggestion_link": table.link(request.GET, q=suggestion) if suggestion else "",
-            "ml_models": ml_models,
-            "severities": _choices(Severity),
-            "statuses": _choices(FindingStatus),
-            "risk_categories": _choices(RiskCategory),
-            "chosen_tags": [t for t in request.GET.getlist("tag") if t.strip()],
             "limit": results.limit,
-            **extra,
-        },
+        }
     )
+    if as_table:
+        context.update(table.context(request, page, sort))
+    elif kept is not None and (page.object_list or not q):
+        # A search that finds nothing may suggest a word from the search's word list,
+        # which the version does not cover.
+        html = render_to_string("catalog/_results.html", context)
+        CARDS.put(*kept, freshness.Page(html, "text/html"))
+        context["results_html"] = html
+    return render(request, "catalog/finding_list.html", context)
 
 
 @role_required("catalog.view_finding")

@@ -14,7 +14,7 @@ from catalog import freshness
 from catalog.api.views import FindingViewSet
 from catalog.models import Finding, Tag
 
-from .factories import api_for
+from .factories import api_for, client_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -245,3 +245,64 @@ def test_the_pages_kept_are_bounded(settings):
     assert pages.get(("k", 4), at).content == b"4"
     assert pages.get(("k", 4), ("e", 2)) is None  # another version
     assert len(pages._pages) == 2
+
+
+# The catalog page's cards (results and facets) are kept the same way (catalog.views.CARDS).
+
+CATALOG = "/catalog/"
+
+
+@pytest.fixture
+def cards_cleared():
+    from catalog.views import CARDS
+
+    CARDS.clear()
+    yield CARDS
+    CARDS.clear()
+
+
+def test_the_catalog_cards_are_rendered_once_per_version(people, findings, cards_cleared):
+    viewer, contributor = client_for(people["viewer"]), client_for(people["contributor"])
+    first, read = fetch(viewer, CATALOG)
+    assert first.status_code == 200 and read
+    again, read = fetch(contributor, CATALOG)  # another user: the same cards, own header
+    assert again.status_code == 200 and not read
+    page = again.content.decode()
+    assert "Boundary problem 2" in page and "bob" in page and "Log a finding" in page
+    assert "Log a finding" not in first.content.decode()  # viewers log nothing
+    Finding.objects.filter(pk=findings[0].pk).update(title="Retitled in bulk")
+    changed, read = fetch(viewer, CATALOG)
+    assert read and "Retitled in bulk" in changed.content.decode()
+
+
+def test_a_renamed_ml_model_shows_on_kept_cards(people, findings, ml_model, cards_cleared):
+    client = client_for(people["viewer"])
+    assert "toy-risk" in fetch(client, CATALOG)[0].content.decode()
+    type(ml_model).objects.filter(pk=ml_model.pk).update(name="renamed-model")
+    response, read = fetch(client, CATALOG)
+    assert read and "renamed-model" in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    "query, kept",
+    [
+        ("", True),
+        ("?q=boundary", True),
+        ("?sort=title&per_page=10", True),
+        ("?severity=high&tag=x", True),
+        ("?view=table", False),  # per-user bulk forms
+        ("?sort=probes", False),  # counts probes
+        ("?sort=-open_actions", False),
+        ("?sort=owner", False),
+        ("?owner={owner}", False),
+        ("?q=zzqqxx", False),  # nothing found: the suggestion reads the word list
+    ],
+)
+def test_only_cards_the_catalog_alone_decides_are_kept(
+    people, findings, cards_cleared, query, kept
+):
+    client = client_for(people["viewer"])
+    url = CATALOG + query.format(owner=people["contributor"].pk)
+    assert fetch(client, url)[0].status_code == 200
+    response, read = fetch(client, url)
+    assert response.status_code == 200 and read is not kept
