@@ -1,9 +1,10 @@
 """What the catalog's own tables alone decide, kept per web process until they change.
 
 The database moves the catalog's version (`CatalogVersion`: an epoch drawn when its row
-is created and a number) on every write to the findings, the tags and the links between
-them, by triggers, whoever writes. A page of the findings API with no filter that reads
-another table is a function of those tables and of its URL: `ListPages` keeps its
+is created and a number) on every write to the findings, the tags, the links between
+them and the ML models, by triggers, whoever writes. A page of the findings API with no
+filter that reads another table is a function of those tables and of its URL (so is
+the catalog page's body, catalog.views.CARDS): `ListPages` keeps its
 rendered bytes with the version they were computed at and answers the same URL again
 while the version has not moved, without searching or serializing anything.
 

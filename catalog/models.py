@@ -372,8 +372,9 @@ class SearchWord(models.Model):
 
 class CatalogVersion(models.Model):
     """One row whose `number` the database itself moves on every write to the findings,
-    the tags or the links between them (triggers, migration 0008), however the write is
-    made: what is computed from those tables alone is keyed by it (catalog.freshness).
+    the tags, the links between them or the ML models (triggers, migrations 0008 and
+    0009), however the write is made: what is computed from those tables alone is keyed
+    by it (catalog.freshness).
     `epoch` is drawn afresh whenever the row is created, so that a number is never
     reused after the table has been emptied."""
 

@@ -131,12 +131,13 @@ def _facets(results, params, ml_models):
     return groups
 
 
-# The cards' results and facets, rendered, per URL while the catalog's version and the
-# ML models' names stay as they were (catalog.freshness). Only URLs whose answer those
-# alone decide: no filter by owner, version or dataset, no order by owner or by counts of
-# probes or actions.
-CARDS = freshness.ListPages(settings.LIST_CACHE_PAGES)
-_KEPT_CARD_PARAMETERS = frozenset(
+# The catalog page's body in cards (search form, facets, results), rendered, per URL
+# while the catalog's version stays as it was (catalog.freshness). Only URLs whose answer
+# the findings, tags and ML models alone decide: no filter by owner, version or dataset,
+# no order by owner or by counts of probes or actions, never the table (its bulk forms
+# are the user's own).
+BODIES = freshness.ListPages(settings.LIST_CACHE_PAGES)
+_KEPT_BODY_PARAMETERS = frozenset(
     {*SEARCH_FORM_FIELDS, "page", "view", "is_key_lesson", "created_after", "created_before"}
 )
 _KEPT_SORTS = frozenset(
@@ -145,22 +146,29 @@ _KEPT_SORTS = frozenset(
 )
 
 
-def _kept_cards_key(request, sort, ml_models):
-    """(key, version) under which the cards of this URL are kept, or None."""
-    if CARDS.size <= 0 or not _KEPT_CARD_PARAMETERS.issuperset(request.GET):
+def _kept_body_key(request, q):
+    """(key, version) under which the catalog page's body for this URL is kept, or None."""
+    if BODIES.size <= 0 or table.is_table(request.GET):
         return None
-    if sort.removeprefix("-") not in _KEPT_SORTS:
+    if not _KEPT_BODY_PARAMETERS.issuperset(request.GET):
+        return None
+    if sorting.choose(q, request.GET.get("sort")).removeprefix("-") not in _KEPT_SORTS:
         return None
     at = freshness.version(Finding.objects.db)
     if at is None:
         return None
-    return (request.get_full_path(), tuple((m.pk, m.name) for m in ml_models)), at
+    return (request.get_full_path(),), at
 
 
 @role_required("catalog.view_finding")
 def finding_list(request):
     """The catalog: cards (the default) or a table (`view=table`), the whole state in the
-    URL. The cards' results and facets are rendered once per URL and catalog version."""
+    URL. The cards' body is rendered once per URL and catalog version (BODIES)."""
+    kept = _kept_body_key(request, request.GET.get("q", "").strip())
+    body = BODIES.get(*kept) if kept is not None else None
+    if body is not None:
+        context = {"q": request.GET.get("q", "").strip(), "body_html": body.content}
+        return render(request, "catalog/finding_list.html", context)
     results, filtered, q, sort = catalog_search(request)
     try:
         per_page = int(request.GET.get("per_page", 25))
@@ -172,11 +180,22 @@ def finding_list(request):
     except ValueError:
         number = 1
     as_table = table.is_table(request.GET)
+    # The cards show the ML model; the table may show the owner too.
+    page = results.page(
+        number,
+        per_page,
+        select_related=("ml_model", "owner") if as_table else ("ml_model",),
+        headline=not as_table,
+    )
+    table.decorate(page.object_list)
     ml_models = list(MLModel.objects.only("pk", "name", "slug"))
     params = request.GET.copy()
     params.pop("page", None)
+    suggestion = results.suggestion() if q and not page.object_list else None
     sorts, sort_selected = table.sort_options(q, sort)
     context = {
+        "page": page,
+        "results": results,
         "q": q,
         "sort": sort,
         "sorts": sorts,
@@ -190,45 +209,24 @@ def finding_list(request):
         "querystring": params.urlencode(),
         "search_form_state": table.hidden_state(request.GET, leave_out=SEARCH_FORM_FIELDS),
         "as_table": as_table,
+        "view_links": table.view_links(request.GET),
+        "facets": _facets(results, request.GET, ml_models),
+        "suggestion": suggestion,
+        "suggestion_link": table.link(request.GET, q=suggestion) if suggestion else "",
         "ml_models": ml_models,
         "severities": _choices(Severity),
         "statuses": _choices(FindingStatus),
         "risk_categories": _choices(RiskCategory),
         "chosen_tags": [t for t in request.GET.getlist("tag") if t.strip()],
+        "limit": results.limit,
     }
-    kept = None if as_table else _kept_cards_key(request, sort, ml_models)
-    cards = CARDS.get(*kept) if kept is not None else None
-    if cards is not None:
-        context["results_html"] = cards.content  # a SafeString, as rendered
-        return render(request, "catalog/finding_list.html", context)
-    # The cards show the ML model; the table may show the owner too.
-    page = results.page(
-        number,
-        per_page,
-        select_related=("ml_model", "owner") if as_table else ("ml_model",),
-        headline=not as_table,
-    )
-    table.decorate(page.object_list)
-    suggestion = results.suggestion() if q and not page.object_list else None
-    context.update(
-        {
-            "page": page,
-            "results": results,
-            "view_links": table.view_links(request.GET),
-            "facets": _facets(results, request.GET, ml_models),
-            "suggestion": suggestion,
-            "suggestion_link": table.link(request.GET, q=suggestion) if suggestion else "",
-            "limit": results.limit,
-        }
-    )
     if as_table:
         context.update(table.context(request, page, sort))
     elif kept is not None and (page.object_list or not q):
         # A search that finds nothing may suggest a word from the search's word list,
-        # which the version does not cover.
-        html = render_to_string("catalog/_results.html", context)
-        CARDS.put(*kept, freshness.Page(html, "text/html"))
-        context["results_html"] = html
+        # which the version does not cover: that page is always rendered afresh.
+        context["body_html"] = render_to_string("catalog/_catalog_body.html", context)
+        BODIES.put(*kept, freshness.Page(context["body_html"], "text/html"))
     return render(request, "catalog/finding_list.html", context)
 
 

@@ -199,15 +199,20 @@ def test_an_emptied_catalog_draws_a_new_epoch(people, findings):
         ("?ordering=-created_at", True),
         ("?tag=calibration&severity=high", True),
         ("?status=open&is_key_lesson=false", True),
-        ("?ml_model={ml_model}", False),  # looks up the ML model
-        ("?owner={owner}", False),
-        ("?ml_model_slug=toy-risk", False),
+        ("?ml_model={ml_model}", True),
+        ("?ml_model_slug=toy-risk", True),
+        ("?owner={owner}", False),  # looks up the user
+        ("?dataset={dataset}", False),
         ("?unknown=1", False),
     ],
 )
-def test_only_pages_the_catalog_alone_decides_are_kept(people, findings, ml_model, query, kept):
+def test_only_pages_the_catalog_alone_decides_are_kept(
+    people, findings, ml_model, dataset, query, kept
+):
     client = api_for(people["viewer"])
-    url = URL + query.format(ml_model=ml_model.pk, owner=people["contributor"].pk)
+    url = URL + query.format(
+        ml_model=ml_model.pk, owner=people["contributor"].pk, dataset=dataset.pk
+    )
     first, _ = fetch(client, url)
     assert first.status_code == 200
     again, read = fetch(client, url)
@@ -247,18 +252,19 @@ def test_the_pages_kept_are_bounded(settings):
     assert len(pages._pages) == 2
 
 
-# The catalog page's cards (results and facets) are kept the same way (catalog.views.CARDS).
+# The catalog page's body (search form, facets, cards) is kept the same way
+# (catalog.views.BODIES).
 
 CATALOG = "/catalog/"
 
 
 @pytest.fixture
 def cards_cleared():
-    from catalog.views import CARDS
+    from catalog.views import BODIES
 
-    CARDS.clear()
-    yield CARDS
-    CARDS.clear()
+    BODIES.clear()
+    yield BODIES
+    BODIES.clear()
 
 
 def test_the_catalog_cards_are_rendered_once_per_version(people, findings, cards_cleared):
@@ -306,3 +312,23 @@ def test_only_cards_the_catalog_alone_decides_are_kept(
     assert fetch(client, url)[0].status_code == 200
     response, read = fetch(client, url)
     assert response.status_code == 200 and read is not kept
+
+
+def test_a_new_ml_model_shows_in_the_kept_search_form(people, findings, cards_cleared):
+    from registry.models import MLModel
+
+    client = client_for(people["viewer"])
+    fetch(client, CATALOG)
+    assert not fetch(client, CATALOG)[1]  # kept
+    MLModel.objects.create(name="fresh-model", task="binary")
+    response, read = fetch(client, CATALOG)
+    assert read and '">fresh-model</option>' in response.content.decode()
+
+
+def test_a_filter_on_a_missing_ml_model_is_reported_on_kept_pages(people, findings, cards_cleared):
+    client = client_for(people["viewer"])
+    url = CATALOG + "?ml_model=987654"
+    first, _ = fetch(client, url)
+    again, read = fetch(client, url)
+    assert not read and "this filter was ignored" in again.content.decode()
+    assert again.content.decode().count("Boundary problem") == 3

@@ -58,12 +58,14 @@ class FindingViewSet(viewsets.ModelViewSet):
                 queryset = backend().filter_queryset(self.request, queryset, self)
         return queryset
 
-    # Query parameters whose answers depend on the catalog's own tables alone (the other
-    # filters look up ML models, versions, datasets or users): a list page with no others
-    # is kept per process until the catalog's version moves (catalog.freshness).
+    # Query parameters whose answers depend on the catalog's own tables and the ML models
+    # alone (the other filters look up versions, datasets or users): a list page with no
+    # others is kept per process until the catalog's version moves (catalog.freshness).
     KEPT_PAGE_PARAMETERS = frozenset(
         {
             "page",
+            "ml_model",
+            "ml_model_slug",
             "page_size",
             "search",
             "ordering",

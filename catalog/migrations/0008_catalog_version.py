@@ -1,7 +1,7 @@
 """The catalog's version: one row that triggers on catalog_finding, catalog_tag and
 catalog_finding_tags move on every insert, update, delete (and, on PostgreSQL, truncate),
 whoever writes (the ORM, a bulk update, raw SQL, a restore). catalog.freshness keys the
-API's list pages by it."""
+API's list pages by it. (0009 adds the ML models.)"""
 
 import secrets
 
