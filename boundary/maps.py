@@ -16,7 +16,7 @@ import pandas as pd
 from . import slices
 from .frames import is_numeric, new_figure, py_scalar
 from .predict import feature_columns as _feature_columns
-from .predict import predict
+from .predict import predict, top_probability
 
 __all__ = ["boundary_grid", "render_boundary_map", "slice_box"]
 
@@ -125,7 +125,7 @@ def boundary_grid(
         proba = proba_all[:, 1]
         positive = classes[1]
     else:
-        proba = proba_all.max(axis=1)
+        proba = top_probability(proba_all)
         positive = None
     marg = predictions.margin
     pred = predictions.pred_index

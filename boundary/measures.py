@@ -57,7 +57,7 @@ import numpy as np
 import pandas as pd
 
 from . import ensembles, slices
-from .predict import CHUNK_ROWS, predict, probabilities, row_runs
+from .predict import CHUNK_ROWS, predict, probabilities, row_runs, top_probability
 from .slices import ProbeDefinitionError, small_codes
 from .stats import BOOTSTRAP_RESAMPLES, auc, bootstrap, ece, ece_cells, wilson
 
@@ -187,7 +187,7 @@ class Run:
     @property
     def confidence(self) -> np.ndarray:
         if self._confidence is None:
-            self._confidence = self.predictions.proba.max(axis=1)
+            self._confidence = top_probability(self.predictions.proba)
         return self._confidence
 
     def std(self, feature: str) -> float:

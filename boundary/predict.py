@@ -132,6 +132,19 @@ class Predictions:
             self.pred_index = np.argmax(self.proba, axis=1)
 
 
+def top_probability(proba: np.ndarray) -> np.ndarray:
+    """Each row's highest probability, ``proba.max(axis=1)`` (NaN wherever a row holds
+    one, as there), taken column by column: NumPy reduces a row of two to a few columns
+    some 40 times slower than it takes the elementwise maximum of two columns."""
+    k = proba.shape[1]
+    if k == 1 or k > 32:
+        return proba.max(axis=1)
+    top = proba[:, 0].copy()
+    for j in range(1, k):
+        np.maximum(top, proba[:, j], out=top)
+    return top
+
+
 def margin(proba: np.ndarray) -> np.ndarray:
     """Top probability minus the second, per row."""
     k = proba.shape[1]

@@ -15,7 +15,7 @@ import pandas as pd
 
 from .frames import is_numeric, new_figure, py_scalar, row_mask
 from .predict import feature_columns as _feature_columns
-from .predict import predict
+from .predict import predict, top_probability
 
 __all__ = ["counterfactual_sweep", "noise_sweep", "render_curve"]
 
@@ -141,7 +141,7 @@ def counterfactual_sweep(
     proba = predictions.proba
     assert predictions.pred_index is not None  # Predictions fills it in on construction
     pred = predictions.pred_index.reshape(1 + len(values), k)
-    score = proba[:, 1] if proba.shape[1] == 2 else proba.max(axis=1)
+    score = proba[:, 1] if proba.shape[1] == 2 else top_probability(proba)
     score = score.reshape(1 + len(values), k)
     return [
         {

@@ -324,3 +324,19 @@ def test_a_model_in_its_own_process_is_asked_one_chunk_at_a_time(models, tmp_pat
         assert asked == [("predict_proba", n) for n in sizes] + [("components", n) for n in sizes]
     finally:
         isolated.close()
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 7, 33])
+def test_top_probability_is_the_row_maximum_exactly(k):
+    from boundary.predict import top_probability
+
+    rng = np.random.default_rng(k)
+    proba = rng.dirichlet(np.ones(k), size=5_000) if k > 1 else rng.random((5_000, 1))
+    proba[::7] = proba[::7].round(1)  # ties within rows
+    proba[3, k - 1] = np.nan  # NaN propagates, wherever it is
+    proba[5, 0] = np.nan
+    expected = proba.max(axis=1)
+    got = top_probability(proba)
+    np.testing.assert_array_equal(got, expected)
+    assert np.isnan(got[3]) and np.isnan(got[5])
+    assert not np.shares_memory(got, proba)  # a new array: callers may keep it
