@@ -332,3 +332,53 @@ def test_a_filter_on_a_missing_ml_model_is_reported_on_kept_pages(people, findin
     again, read = fetch(client, url)
     assert not read and "this filter was ignored" in again.content.decode()
     assert again.content.decode().count("Boundary problem") == 3
+
+
+def test_writers_of_different_findings_never_wait_on_each_other_for_the_version(findings):
+    """On PostgreSQL the version moves when a transaction commits, after every other lock
+    it takes: a transaction that holds one finding and waits for another never holds the
+    version's row meanwhile (which a writer of that other finding would wait for: a
+    deadlock)."""
+    import threading
+
+    from django.db import connections
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite writes one transaction at a time")
+    first, second = findings[0].pk, findings[1].pk
+    a_holds_first, b_holds_second = threading.Event(), threading.Event()
+    errors = []
+
+    def writer_a():
+        try:
+            with transaction.atomic():
+                Finding.objects.filter(pk=first).update(title="A wrote the first")
+                a_holds_first.set()
+                b_holds_second.wait(timeout=30)
+                Finding.objects.filter(pk=second).update(title="A wrote the second")
+        except Exception as exc:  # a deadlock, reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    def writer_b():
+        try:
+            a_holds_first.wait(timeout=30)
+            with transaction.atomic():
+                Finding.objects.filter(pk=second).update(title="B wrote the second")
+                b_holds_second.set()
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            b_holds_second.set()
+            connections.close_all()
+
+    threads = [threading.Thread(target=writer_a), threading.Thread(target=writer_b)]
+    before = freshness.version()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    assert Finding.objects.get(pk=second).title == "A wrote the second"
+    assert freshness.version()[1] == before[1] + 2  # once per transaction

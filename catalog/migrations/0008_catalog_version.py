@@ -9,9 +9,16 @@ from django.db import migrations, models
 
 TABLES = ["catalog_finding", "catalog_tag", "catalog_finding_tags"]
 
+# PostgreSQL: once per transaction, when it commits (deferred constraint triggers fire
+# then, after every other lock the transaction takes; a bump in the middle of it would
+# hold the version's row while waiting for findings another writer holds, a deadlock).
 POSTGRES_BUMP = """
 CREATE OR REPLACE FUNCTION catalog_version_bump() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    IF current_setting('catalog.version_bumped', true) = txid_current()::text THEN
+        RETURN NULL;
+    END IF;
+    PERFORM set_config('catalog.version_bumped', txid_current()::text, true);
     INSERT INTO catalog_catalogversion (id, epoch, number)
     VALUES (1, md5(random()::text || clock_timestamp()::text), 1)
     ON CONFLICT (id) DO UPDATE SET number = catalog_catalogversion.number + 1;
@@ -32,15 +39,29 @@ END;
 EVENTS = ["insert", "update", "delete"]
 
 
+def postgres_triggers(run, table):
+    run(
+        f"CREATE CONSTRAINT TRIGGER {table}_version AFTER INSERT OR UPDATE OR DELETE "
+        f"ON {table} DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
+        "EXECUTE FUNCTION catalog_version_bump()"
+    )
+    run(
+        f"CREATE TRIGGER {table}_version_truncate AFTER TRUNCATE ON {table} "
+        "FOR EACH STATEMENT EXECUTE FUNCTION catalog_version_bump()"
+    )
+
+
+def drop_postgres_triggers(run, table):
+    run(f"DROP TRIGGER IF EXISTS {table}_version ON {table}")
+    run(f"DROP TRIGGER IF EXISTS {table}_version_truncate ON {table}")
+
+
 def create_triggers(apps, schema_editor):
     run = schema_editor.execute
     if schema_editor.connection.vendor == "postgresql":
         run(POSTGRES_BUMP)
         for table in TABLES:
-            run(
-                f"CREATE TRIGGER {table}_version AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE "
-                f"ON {table} FOR EACH STATEMENT EXECUTE FUNCTION catalog_version_bump()"
-            )
+            postgres_triggers(run, table)
     else:
         for table in TABLES:
             for event in EVENTS:
@@ -55,7 +76,7 @@ def drop_triggers(apps, schema_editor):
     run = schema_editor.execute
     if schema_editor.connection.vendor == "postgresql":
         for table in TABLES:
-            run(f"DROP TRIGGER IF EXISTS {table}_version ON {table}")
+            drop_postgres_triggers(run, table)
         run("DROP FUNCTION IF EXISTS catalog_version_bump()")
     else:
         for table in TABLES:

@@ -1,7 +1,12 @@
 """The catalog's version moves with the ML models too: their names and slugs show on
 findings, filter them and head the catalog's facets and search form."""
 
+import importlib
+
 from django.db import migrations
+
+_first = importlib.import_module("catalog.migrations.0008_catalog_version")
+postgres_triggers, drop_postgres_triggers = _first.postgres_triggers, _first.drop_postgres_triggers
 
 TABLE = "registry_mlmodel"
 EVENTS = ["INSERT", "UPDATE", "DELETE"]
@@ -10,24 +15,16 @@ EVENTS = ["INSERT", "UPDATE", "DELETE"]
 def create_triggers(apps, schema_editor):
     run = schema_editor.execute
     if schema_editor.connection.vendor == "postgresql":
-        run(
-            f"CREATE TRIGGER {TABLE}_version AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE "
-            f"ON {TABLE} FOR EACH STATEMENT EXECUTE FUNCTION catalog_version_bump()"
-        )
+        postgres_triggers(run, TABLE)
         return
     for event in EVENTS:
-        run(
-            f"CREATE TRIGGER {TABLE}_version_{event} AFTER {event} ON {TABLE} BEGIN "
-            "INSERT INTO catalog_catalogversion (id, epoch, number) "
-            "VALUES (1, lower(hex(randomblob(16))), 1) "
-            "ON CONFLICT (id) DO UPDATE SET number = number + 1; END"
-        )
+        run(_first.SQLITE_BUMP.format(table=TABLE, event=event))
 
 
 def drop_triggers(apps, schema_editor):
     run = schema_editor.execute
     if schema_editor.connection.vendor == "postgresql":
-        run(f"DROP TRIGGER IF EXISTS {TABLE}_version ON {TABLE}")
+        drop_postgres_triggers(run, TABLE)
         return
     for event in EVENTS:
         run(f"DROP TRIGGER IF EXISTS {TABLE}_version_{event}")
