@@ -123,7 +123,9 @@ def _transition(findings, people, **_):
 
 
 @pytest.mark.parametrize(
-    "write", [_orm_update, _bulk_update, _raw_sql, _new_finding, _transition], ids=str
+    "write",
+    [_orm_update, _bulk_update, _raw_sql, _new_finding, _transition],
+    ids=lambda write: write.__name__.strip("_"),
 )
 def test_every_write_to_a_finding_shows_at_once(people, findings, write):
     client = api_for(people["viewer"])
