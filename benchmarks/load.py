@@ -20,7 +20,12 @@ in), and the CPU time each request costs the web workers and the database. Print
 each throughput as a ratio of /healthz's, against its target (list endpoint >= 0.20,
 catalog page >= 0.15), and the errors.
 
-Run: .venv/bin/python benchmarks/load.py [--users 20] [--duration 60]
+The list and catalog pages are kept per web process until the catalog changes
+(catalog.freshness; the saturation phases write nothing, so most of their requests are
+answered from kept pages, as a catalog that is read far more than it is written is);
+--kept-pages 0 measures every request searching and rendering.
+
+Run: .venv/bin/python benchmarks/load.py [--users 20] [--duration 60] [--kept-pages 0]
 Needs PostgreSQL (--database-url; that database is dropped and created).
 """
 
@@ -85,6 +90,12 @@ def parse_args(argv=None):
         help="seconds of each throughput phase (/healthz, list endpoint, catalog page)",
     )
     parser.add_argument("--findings", type=int, default=300, help="findings to start with")
+    parser.add_argument(
+        "--kept-pages",
+        type=int,
+        default=256,
+        help="LIST_CACHE_PAGES of the web workers (0: every request searches and renders)",
+    )
     parser.add_argument("--web-workers", type=int, default=2)
     parser.add_argument("--web-threads", type=int, default=4)
     parser.add_argument(
@@ -580,6 +591,7 @@ def main(argv=None) -> None:
         "STATIC_ROOT": static,
         "LOG_LEVEL": "WARNING",
         "GUNICORN_ACCESS_LOG": "",
+        "LIST_CACHE_PAGES": str(args.kept_pages),
     }
     os.environ.update(
         DJANGO_SETTINGS_MODULE="config.settings",
@@ -613,7 +625,8 @@ def main(argv=None) -> None:
         procs.append(web)
         print(
             f"gunicorn: {args.web_workers} workers x {args.web_threads} threads at {url}; "
-            f"one qcluster worker; {len(ctx['findings'])} findings to start with"
+            f"one qcluster worker; {len(ctx['findings'])} findings to start with; "
+            f"{args.kept_pages} kept pages per process (LIST_CACHE_PAGES)"
         )
         figures, _, _ = drive(
             url,

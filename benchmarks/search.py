@@ -22,7 +22,8 @@ For each size (--sizes, default 200000,1000000), smallest first:
    identical, and runs VACUUM ANALYZE.
 3. For each query of the set, requests the catalog page (/catalog/?q=...) and the API
    (/api/v1/findings/?search=...) through Django's test Client against the real URLconf,
-   with production settings (DEBUG off), as a signed-in viewer, WARMUP + RUNS times, and
+   with production settings (DEBUG off; no page kept between requests, LIST_CACHE_PAGES=0,
+   so that each one searches), as a signed-in viewer, WARMUP + RUNS times, and
    reports p50/p95 of the server-side time (the whole request: middleware, session,
    queries, template) and the CPU time per request (this process plus the database
    backend: what a request costs whatever else runs on the machine).
@@ -635,6 +636,9 @@ def main():
         SECURE_SSL_REDIRECT="0",
         ALLOWED_HOSTS="testserver",
         STATIC_ROOT=static,
+        # Every request searches: a page kept from the previous identical request
+        # (catalog.freshness) would measure the cache, not the search.
+        LIST_CACHE_PAGES="0",
     )
     import django
 
