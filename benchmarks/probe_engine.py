@@ -583,6 +583,21 @@ def report(points: list[dict], per_probe: list[dict], chunk_rows: int) -> None:
         for p in per_probe:
             added = "n/a" if p["peak"] is None else f"{p['peak'] / 1e6:,.1f} MB"
             print(f"{p['count']:>6,} {p['per_probe'] * 1000:>8.2f} {added:>10}")
+        # The cost of each further probe: what the next probes add between two counts
+        # (the one-time work per dataset, sorting, factorising, binning, cancels out).
+        for a, b in zip(per_probe, per_probe[1:], strict=False):
+            added = (b["per_probe"] * b["count"] - a["per_probe"] * a["count"]) / (
+                b["count"] - a["count"]
+            )
+            print(f"  each probe from {a['count']:,} to {b['count']:,}: {added * 1000:.2f} ms")
+        if len(per_probe) > 1:
+            first = per_probe[0]
+            slope = (per_probe[1]["per_probe"] * per_probe[1]["count"]) - (
+                first["per_probe"] * first["count"]
+            )
+            slope /= per_probe[1]["count"] - first["count"]
+            once = first["per_probe"] * first["count"] - slope * first["count"]
+            print(f"  one-time work per dataset (extrapolated to no probe): {once * 1000:.0f} ms")
         cost = [p["per_probe"] for p in per_probe]
         spread = max(cost) / min(cost)
         # Rising with the count would mean work that grows with the other probes; falling,
