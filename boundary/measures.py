@@ -59,7 +59,7 @@ import pandas as pd
 from . import ensembles, slices
 from .predict import CHUNK_ROWS, predict, probabilities, row_runs, top_probability
 from .slices import ProbeDefinitionError, small_codes
-from .stats import BOOTSTRAP_RESAMPLES, auc, bootstrap, ece, ece_cells, wilson
+from .stats import BOOTSTRAP_RESAMPLES, auc, bootstrap, ece, ece_cells, stable_order, wilson
 
 # Metrics that score one class against the rest and so need to know which class.
 POS_LABEL_METRICS = {"precision", "recall", "f1", "roc_auc", "selection_rate", "tpr", "fpr"}
@@ -171,7 +171,7 @@ class Run:
         key = ("order", pos)
         if key not in self.cache:
             scores = self.predictions.proba[:, pos]
-            order = np.argsort(scores, kind="stable")
+            order = stable_order(scores)
             self.cache[key] = (order, scores[order])
         return self.cache[key]
 

@@ -125,6 +125,18 @@ def auc(s: np.ndarray, lab: np.ndarray, seed: int):
     return float(value), low, high
 
 
+def stable_order(scores: np.ndarray) -> np.ndarray:
+    """``np.argsort(scores, kind="stable")`` of float scores, the same permutation.
+
+    Scores that are all zero or positive (probabilities) sort as the unsigned integers
+    of their bits, which keep their order (+0.0 for -0.0, which the float sort ties with
+    0.0), a third faster; anything else (NaN, negatives) sorts as floats.
+    """
+    if scores.dtype == np.float64 and bool(np.all(scores >= 0)):
+        return np.argsort((scores + 0.0).view(np.uint64), kind="stable")
+    return np.argsort(scores, kind="stable")
+
+
 def ece_cells(conf: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray, int]:
     """(ECE bin, bootstrap sub-bin, sub-bins per bin) of each confidence.
 

@@ -143,3 +143,23 @@ def test_ece_at_the_most_bins_allowed_stays_small_in_memory():
     # Resamples x codes (200 x 20,000 floats) a few times over; a codes x bins matrix
     # would be 1.6 GB.
     assert peak < 200 * 2**20
+
+
+@pytest.mark.parametrize("case", ["uniform", "ties", "zeros", "signed_zero", "nan", "negative"])
+def test_stable_order_is_numpy_s_stable_argsort(case):
+    rng = np.random.default_rng(7)
+    scores = rng.uniform(size=20_000)
+    if case == "ties":
+        scores = scores.round(2)  # k/100, as a forest gives
+    elif case == "zeros":
+        scores[::3] = 0.0
+        scores[::5] = 1.0
+    elif case == "signed_zero":
+        scores[::3] = 0.0
+        scores[1::7] = -0.0  # ties with 0.0: the original order must stay
+    elif case == "nan":
+        scores[::11] = np.nan
+    elif case == "negative":
+        scores -= 0.5
+    expected = np.argsort(scores, kind="stable")
+    np.testing.assert_array_equal(stats.stable_order(scores), expected)
