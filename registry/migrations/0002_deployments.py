@@ -37,6 +37,9 @@ class Migration(migrations.Migration):
         ('auth', '0012_alter_user_first_name_max_length'),
         ('contenttypes', '0002_remove_content_type_name'),
         ('registry', '0001_initial'),
+        # Content types of the models that moved here are relabelled before this creates
+        # any of its own (create_permissions), whatever else the plan orders around it.
+        ('core', '0002_content_types_of_moved_models'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
