@@ -16,33 +16,50 @@ esac
 url="http://$here:$PORT/"
 
 pids=()
-# A process and everything it started (the worker cluster forks a guard and its workers).
-tree() { local child; for child in $(pgrep -P "$1"); do tree "$child"; done; echo "$1"; }
+# Each of the two runs in a session of its own (where `setsid` exists), so that stopping it
+# reaches every process it started, including one forked while it was being stopped.
+detach=()
+command -v setsid >/dev/null 2>&1 && detach=(setsid)
+# KILL to each of the two and to every process of its session.
+end_all() {
+  local pid
+  for pid in "${pids[@]}"; do
+    if [ ${#detach[@]} -gt 0 ]; then kill -KILL -- "-$pid" 2>/dev/null || true; fi
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+}
+running() {
+  local pid
+  for pid in "${pids[@]}"; do
+    kill -0 "$pid" 2>/dev/null && return 0
+    [ ${#detach[@]} -gt 0 ] && kill -0 -- "-$pid" 2>/dev/null && return 0
+  done
+  return 1
+}
 stop() {
-  trap - INT TERM EXIT
-  # TERM, not INT: children started in the background of a script ignore SIGINT.
+  trap - INT TERM HUP EXIT
+  # TERM to the two alone (the worker cluster stops its own processes, letting a task in
+  # progress finish); INT would not do: children started in the background ignore it.
   kill -TERM "${pids[@]}" 2>/dev/null || true
   # A cluster told to stop while it is still starting can miss it: wait for a clean stop
   # (STOP_GRACE seconds), then end whatever is left, so that Ctrl-C always ends everything.
   local waited=0
-  while kill -0 "${pids[@]}" 2>/dev/null && [ "$waited" -lt "${STOP_GRACE:-20}" ]; do
+  while running && [ "$waited" -lt "${STOP_GRACE:-20}" ]; do
     sleep 1; waited=$((waited + 1))
   done
-  for pid in "${pids[@]}"; do
-    if kill -0 "$pid" 2>/dev/null; then
-      echo "$pid did not stop within ${STOP_GRACE:-20}s; ending it." >&2
-      kill -KILL $(tree "$pid") 2>/dev/null || true
-    fi
-  done
+  if running; then
+    echo "The web server or the worker did not stop within ${STOP_GRACE:-20}s; ending them." >&2
+    end_all
+  fi
   wait "${pids[@]}" 2>/dev/null || true
 }
-trap stop INT TERM EXIT
+trap stop INT TERM HUP EXIT
 
 echo "Starting the worker (manage.py qcluster)..."
-"$PY" manage.py qcluster &
+"${detach[@]}" "$PY" manage.py qcluster &
 pids+=($!)
 echo "Starting the web server on $HOST:$PORT..."
-"$PY" manage.py runserver "$HOST:$PORT" --noreload &
+"${detach[@]}" "$PY" manage.py runserver "$HOST:$PORT" --noreload &
 web=$!
 pids+=("$web")
 # Say where it serves once it answers there, not before: a port already in use ends the
@@ -61,5 +78,11 @@ pids+=("$web")
   done
   echo "The web server did not answer at ${url}healthz within 5 minutes." >&2
 ) &
-# Whichever stops first (or a signal) ends the session and takes the other one along.
-wait -n "${pids[@]}" || true
+# Whichever stops first (or a signal) ends the session and takes the other one along. The
+# wait is a second at a time: a signal that reaches bash while it is reaping another child
+# (the announcer above) can be left pending until the wait it arrived in returns, so that
+# wait must return; the trap runs as soon as it does.
+while kill -0 "${pids[0]}" 2>/dev/null && kill -0 "$web" 2>/dev/null; do
+  sleep 1 &
+  wait "$!" || true
+done

@@ -1,5 +1,6 @@
 """The two README commands' pieces: settings, checks, the demo loader, the serve script."""
 
+import contextlib
 import os
 import signal
 import socket
@@ -144,10 +145,42 @@ def free_port():
         return s.getsockname()[1]
 
 
-def _group(pgid, pattern=None):
-    """The ids of the processes of a process group (matching `pattern`, if given)."""
-    command = ["pgrep", "-g", str(pgid)] + (["-f", pattern] if pattern else [])
-    return subprocess.run(command, capture_output=True, text=True).stdout.split()
+def _processes():
+    """(pid, parent pid, session id, command line) of every process on the machine."""
+    out = subprocess.run(
+        ["ps", "-e", "-o", "pid=,ppid=,sid=,args="], capture_output=True, text=True
+    ).stdout
+    rows = []
+    for line in out.splitlines():
+        pid, ppid, sid, *args = line.split(None, 3)
+        rows.append((int(pid), int(ppid), int(sid), args[0] if args else ""))
+    return rows
+
+
+def _sessions(leader):
+    """The session `leader` leads and the sessions its children lead (the serve script
+    starts the web server and the worker each in a session of its own)."""
+    return {leader} | {pid for pid, ppid, sid, _ in _processes() if ppid == leader and sid == pid}
+
+
+def _in_sessions(sessions, pattern=""):
+    """The processes of `sessions` whose command line holds `pattern`."""
+    rows = _processes()
+    return [(pid, args) for pid, _, sid, args in rows if sid in sessions and pattern in args]
+
+
+def _state(sessions):
+    """What each process of `sessions` is doing: for a failure message."""
+    lines = []
+    for pid, args in _in_sessions(sessions):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text().splitlines()
+            wchan = Path(f"/proc/{pid}/wchan").read_text()
+        except OSError:
+            continue
+        signals = " ".join(line.replace("\t", "") for line in status if line.startswith("Sig"))
+        lines.append(f"{pid} [{wchan}] {args[:80]} {signals}")
+    return "\n".join(lines)
 
 
 def wait_for(condition, timeout):
@@ -186,6 +219,7 @@ def test_serve_script_starts_web_and_worker_and_stops_both(tmp_path):
         stderr=subprocess.STDOUT,
         text=True,
     )
+    sessions = {proc.pid}
     try:
         url = f"http://127.0.0.1:{env['PORT']}/healthz"
         deadline = time.time() + 120
@@ -197,17 +231,28 @@ def test_serve_script_starts_web_and_worker_and_stops_both(tmp_path):
                 if time.time() > deadline:
                     raise
                 time.sleep(0.5)
+
         # The worker starts beside the web server: wait for it to be there (a busy
         # machine starts it later), then for every process to be gone after Ctrl-C.
-        assert wait_for(lambda: _group(proc.pid, "qcluster"), 120), (
-            "no qcluster worker is running beside the web server"
-        )
+        def worker_started():
+            sessions.update(_sessions(proc.pid))
+            return _in_sessions(sessions, "qcluster")
+
+        assert wait_for(worker_started, 120), "no qcluster worker is running beside the web server"
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-        proc.wait(timeout=180)
-        assert wait_for(lambda: not _group(proc.pid), 60), "a process outlived Ctrl-C"
+        try:
+            proc.wait(timeout=180)
+        except subprocess.TimeoutExpired:
+            log.flush()
+            log_text = (tmp_path / "serve.log").read_text()[-3000:]
+            pytest.fail(f"serve.sh still runs 180 s after Ctrl-C:\n{_state(sessions)}\n{log_text}")
+        assert wait_for(lambda: not _in_sessions(sessions), 60), (
+            f"a process outlived Ctrl-C:\n{_state(sessions)}"
+        )
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        for pid, _ in _in_sessions(sessions):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         log.close()
 
 
