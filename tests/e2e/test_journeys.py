@@ -16,7 +16,7 @@ import sys
 import pytest
 from playwright.sync_api import expect
 
-from .browser import reload_until, sign_in, wait_in_page
+from .browser import reload_until, sign_in, wait_for, wait_in_page
 from .conftest import ROOT
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -284,6 +284,14 @@ def test_a_reviewer_approves_and_verifies_then_sees_a_regression_and_its_notice(
     expect(page.locator("#probes table.matrix")).to_contain_text("failed")
 
     # The notice: a count in the header, the notification with its link to the finding.
+    # The notices are written once the regression has committed, so the page that first
+    # showed the badge may predate them: wait for them, then look again.
+    wait_for(
+        lambda: Notification.objects.filter(recipient=people["reviewer"], finding=finding).exists(),
+        60,
+        "the regression's notices",
+    )
+    page.reload()
     notice = page.locator("a.notif .notif-count")
     expect(notice).to_have_text("1")
     page.click("a.notif")
@@ -294,7 +302,18 @@ def test_a_reviewer_approves_and_verifies_then_sees_a_regression_and_its_notice(
     assert Notification.objects.filter(recipient=people["contributor"]).count() == 1
     action.refresh_from_db()
     assert action.status == "verified"
-    assert action.evaluations.filter(model_version=fix, outcome="held").exists(), worker.output()
+    # The fix's own version was evaluated by the same worker: its rerun found every probe
+    # passing, and the evaluation settles as held once the moved-problem check queued after
+    # that rerun has run (the worker may take v3's rerun first: it was queued earlier).
+    try:
+        wait_for(
+            lambda: action.evaluations.filter(model_version=fix, outcome="held").exists(),
+            120,
+            "the fix's evaluation on v2 to settle as held",
+        )
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the worker's log:\n{worker.output()}") from None
+    action.refresh_from_db()
 
     # The same story everywhere a reviewer looks. The board lists the fix under
     # "regressed", with the version it broke on and the failing run, which the finding page
