@@ -195,6 +195,15 @@ def wait_for(condition, timeout):
         time.sleep(0.2)
 
 
+# Run argv[1:] with SIGINT, SIGQUIT and SIGHUP at their defaults, whatever this process has.
+AS_FROM_A_TERMINAL = (
+    "import os, signal, sys\n"
+    "for s in (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP):\n"
+    "    signal.signal(s, signal.SIG_DFL)\n"
+    "os.execv(sys.argv[1], sys.argv[1:])\n"
+)
+
+
 def test_serve_script_starts_web_and_worker_and_stops_both(tmp_path):
     db = tmp_path / "serve.sqlite3"
     env = {
@@ -210,8 +219,11 @@ def test_serve_script_starts_web_and_worker_and_stops_both(tmp_path):
     # Output to a file, not a pipe nobody reads: a full pipe blocks the servers' logging,
     # and with it their shutdown.
     log = open(tmp_path / "serve.log", "w")  # noqa: SIM115 (closed in finally)
+    # Started as a terminal's shell starts it: with Ctrl-C's signals at their defaults. A
+    # suite launched in the background (`nohup make test &`) passes SIGINT and SIGQUIT on
+    # ignored, and a shell that starts with a signal ignored can never trap it.
     proc = subprocess.Popen(
-        ["./scripts/serve.sh"],
+        [sys.executable, "-c", AS_FROM_A_TERMINAL, "./scripts/serve.sh"],
         cwd=ROOT,
         env=env,
         start_new_session=True,
